@@ -1,0 +1,16 @@
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PTB_TIMEDELTA=1
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY bot ./bot
+RUN pip install . && useradd --create-home --uid 10001 ringwatch \
+    && mkdir -p /data && chown ringwatch /data
+
+USER ringwatch
+# The database lives on a volume; the config is mounted read-only at /config/config.toml
+# with state_dir = "/data".
+VOLUME ["/data"]
+ENV RINGWATCH_CONFIG=/config/config.toml
+ENTRYPOINT ["ringwatch"]
+CMD ["run"]

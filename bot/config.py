@@ -1,0 +1,307 @@
+"""Read and validate config.toml once, into typed, frozen objects.
+
+Every user mistake becomes a ConfigError naming the file, the key and what is wrong;
+unknown keys are errors too (with the closest known key suggested), because a typo
+that is silently ignored is a bot that never alerts. Secrets never live in the file:
+they come from environment variables, read by the channel that needs them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import re
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DEFAULT_SOURCE_URL = (
+    "https://www.google.com/maps/d/kml?mid=1eYVDPh5itXq5acDT9b0BVeQwmESBa4cB&forcekml=1"
+)
+CONFIG_ENV = "RINGWATCH_CONFIG"
+
+
+class ConfigError(Exception):
+    """A mistake in the configuration, worded for the person who made it."""
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+
+
+def parse_duration(value: str | int | float) -> float:
+    """'30s', '15m', '1h', '2d' or a bare number of seconds → seconds."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as '30s', '15m' or '1h'")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        match = _DURATION.match(value)
+        if not match:
+            raise ValueError(f"{value!r} is not a duration such as '30s', '15m' or '1h'")
+        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    if seconds <= 0:
+        raise ValueError("a duration must be positive")
+    return seconds
+
+
+class Duration(float):
+    """Seconds, written in the config as '30s', '15m', '1h'."""
+
+
+@dataclass(frozen=True)
+class BotConfig:
+    state_dir: str = "state"
+    interval: Duration = Duration(15 * 60)
+    jitter: Duration = Duration(30)
+    deliver_every: Duration = Duration(10)
+    log_level: str = "INFO"
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    url: str = DEFAULT_SOURCE_URL
+    format: str | None = None
+    timeout: Duration = Duration(30)
+    retries: int = 3
+    backoff: Duration = Duration(2)
+    max_bytes: int = 50 * 1024 * 1024
+    user_agent: str = "ringwatch/0.1 (+https://github.com/ringwatch/ringwatch; change monitor)"
+    # json: where the list of records lives ("features", "data.agencies"); empty = top level
+    records_path: str = ""
+    # json/csv: our field name → the source's column or key
+    fields: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class GuardConfig:
+    max_missing_share: float = 0.10
+    removal_confirmations: int = 2
+
+
+@dataclass(frozen=True)
+class AlertsConfig:
+    # Above this many changes for one recipient in one poll, a digest replaces single messages.
+    digest_threshold: int = 5
+    # Fields whose change raises an alert; every field change is logged regardless.
+    alert_fields: list[str] = field(
+        default_factory=lambda: ["name", "city", "state", "coordinates", "profile_url"]
+    )
+    templates_dir: str | None = None
+    max_attempts: int = 8
+
+
+@dataclass(frozen=True)
+class ConsoleConfig:
+    enabled: bool | None = None  # None: on when no other channel is enabled
+
+
+@dataclass(frozen=True)
+class TelegramConfig:
+    enabled: bool = False
+    channel: str | None = None
+    admins: list[int] = field(default_factory=list)
+    api_base_url: str = "https://api.telegram.org/bot"
+    link_previews: bool = False
+    messages_per_second: float = 30.0
+
+
+@dataclass(frozen=True)
+class XConfig:
+    enabled: bool = False
+    api_base_url: str = "https://api.twitter.com"
+    max_posts_per_day: int = 50
+    max_posts_per_poll: int = 10
+    include_links: bool = False
+    cost_per_post: float = 0.015
+    cost_per_post_with_link: float = 0.20
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    bot: BotConfig = field(default_factory=BotConfig)
+    source: SourceConfig = field(default_factory=SourceConfig)
+    guard: GuardConfig = field(default_factory=GuardConfig)
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
+    console: ConsoleConfig = field(default_factory=ConsoleConfig)
+    telegram: TelegramConfig = field(default_factory=TelegramConfig)
+    x: XConfig = field(default_factory=XConfig)
+
+    @property
+    def state_dir(self) -> Path:
+        directory = Path(self.bot.state_dir)
+        return directory if directory.is_absolute() else self.path.parent / directory
+
+    @property
+    def db_path(self) -> Path:
+        return self.state_dir / "ringwatch.db"
+
+    @property
+    def console_enabled(self) -> bool:
+        if self.console.enabled is not None:
+            return self.console.enabled
+        return not (self.telegram.enabled or self.x.enabled)
+
+
+SECTIONS: dict[str, type] = {
+    f.name: typing.get_type_hints(Config)[f.name]
+    for f in dataclasses.fields(Config)
+    if f.name != "path"
+}
+
+FORMATS = ("kml", "json", "csv")
+KNOWN_ALERT_FIELDS = (
+    "name",
+    "city",
+    "state",
+    "coordinates",
+    "profile_url",
+    "active_date",
+    "video_requests",
+    "extra",
+)
+
+
+def _suggest(key: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(key, known, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else f" (known keys: {', '.join(known)})"
+
+
+def _type_name(tp: Any) -> str:
+    if tp is Duration:
+        return "a duration such as '30s', '15m' or '1h'"
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp) if a is not type(None))
+    if origin is list:
+        return f"a list of {_type_name(typing.get_args(tp)[0])}s"
+    if origin is dict:
+        return "a table of strings"
+    return {str: "a string", int: "an integer", float: "a number", bool: "true or false"}.get(
+        tp, str(tp)
+    )
+
+
+def _coerce(value: Any, tp: Any) -> Any:
+    """Check value against tp, converting where TOML's types are narrower than ours."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        for option in typing.get_args(tp):
+            if option is type(None):
+                continue
+            try:
+                return _coerce(value, option)
+            except (TypeError, ValueError):
+                continue
+        raise TypeError
+    if tp is Duration:
+        return Duration(parse_duration(value))
+    if origin is list:
+        if not isinstance(value, list):
+            raise TypeError
+        (item_type,) = typing.get_args(tp)
+        return [_coerce(item, item_type) for item in value]
+    if origin is dict:
+        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+            raise TypeError
+        return dict(value)
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp is int and isinstance(value, bool):
+        raise TypeError
+    if not isinstance(value, tp):
+        raise TypeError
+    return value
+
+
+def _build_section(cls: type, table: Any, where: str, file: Path) -> Any:
+    if not isinstance(table, dict):
+        raise ConfigError(f"{file}: [{where}] must be a table")
+    hints = typing.get_type_hints(cls)
+    known = [f.name for f in dataclasses.fields(cls)]
+    values: dict[str, Any] = {}
+    for key, value in table.items():
+        if key not in hints:
+            raise ConfigError(f"{file}: unknown key {where}.{key}{_suggest(key, known)}")
+        try:
+            values[key] = _coerce(value, hints[key])
+        except ValueError as exc:
+            raise ConfigError(f"{file}: {where}.{key}: {exc}") from None
+        except TypeError:
+            raise ConfigError(
+                f"{file}: {where}.{key} must be {_type_name(hints[key])}, got {value!r}"
+            ) from None
+    return cls(**values)
+
+
+def _check_values(config: Config) -> None:
+    file = config.path
+
+    def fail(key: str, problem: str) -> typing.NoReturn:
+        raise ConfigError(f"{file}: {key} {problem}")
+
+    if config.source.format is not None and config.source.format not in FORMATS:
+        fail("source.format", f"must be one of {', '.join(FORMATS)}, got {config.source.format!r}")
+    if not 0 <= config.guard.max_missing_share <= 1:
+        fail("guard.max_missing_share", "must be between 0 and 1 (a share, e.g. 0.10)")
+    if config.guard.removal_confirmations < 1:
+        fail("guard.removal_confirmations", "must be at least 1")
+    if config.source.max_bytes < 1024:
+        fail("source.max_bytes", "must be at least 1024")
+    if config.source.retries < 0:
+        fail("source.retries", "must be 0 or more")
+    if config.alerts.digest_threshold < 1:
+        fail("alerts.digest_threshold", "must be at least 1")
+    for name in config.alerts.alert_fields:
+        if name not in KNOWN_ALERT_FIELDS:
+            fail(
+                "alerts.alert_fields",
+                f"names an unknown field {name!r}{_suggest(name, list(KNOWN_ALERT_FIELDS))}",
+            )
+    if config.bot.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        fail("bot.log_level", "must be DEBUG, INFO, WARNING or ERROR")
+    if config.x.max_posts_per_day < 1 or config.x.max_posts_per_poll < 1:
+        fail("x.max_posts_per_day/max_posts_per_poll", "must be at least 1")
+    if config.telegram.messages_per_second <= 0:
+        fail("telegram.messages_per_second", "must be positive")
+
+
+def parse_config(data: dict[str, Any], path: Path) -> Config:
+    """Validate an already-decoded TOML document."""
+    sections: dict[str, Any] = {}
+    for name, table in data.items():
+        if name not in SECTIONS:
+            raise ConfigError(f"{path}: unknown section [{name}]{_suggest(name, list(SECTIONS))}")
+        sections[name] = _build_section(SECTIONS[name], table, name, path)
+    config = Config(path=path, **sections)
+    _check_values(config)
+    return config
+
+
+def load_config(path: str | os.PathLike[str] | None = None, *, required: bool = False) -> Config:
+    """Load the config file; a missing default file means "all defaults"."""
+    explicit = path is not None or CONFIG_ENV in os.environ
+    file = Path(path or os.environ.get(CONFIG_ENV) or "config.toml").absolute()
+    if not file.exists():
+        if explicit or required:
+            raise ConfigError(f"{file}: no such config file")
+        return Config(path=file)
+    try:
+        data = tomllib.loads(file.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{file}: not valid TOML: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{file}: cannot read: {exc}") from None
+    return parse_config(data, file)
+
+
+def with_overrides(config: Config, section: str, **values: Any) -> Config:
+    """A copy of config with some keys of one section replaced (CLI flags, demo)."""
+    return dataclasses.replace(
+        config, **{section: dataclasses.replace(getattr(config, section), **values)}
+    )

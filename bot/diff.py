@@ -1,0 +1,207 @@
+"""Compare stored agencies with a fetch: pure functions of data, no I/O.
+
+Contract of diff_agencies: agencies identical on both sides may be left out of both
+`stored` and `fetched` and the result is the same. The poll leaves out every
+Placemark whose bytes did not change, which is what makes a 1%-change poll cheap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from bot.models import Agency, Change
+from bot.normalise import city_key, clean_text, name_key
+
+# Two points closer than this (degrees, ~100 m) are the same station house.
+SAME_PLACE_DEGREES = 0.001
+# Coordinates moving less than this (~11 m) are re-geocoding noise, not a move.
+MOVE_DEGREES = 0.0001
+
+COMPARED_FIELDS = ("city", "coordinates", "profile_url", "active_date", "video_requests", "extra")
+
+
+@dataclass(frozen=True)
+class Diff:
+    added: list[Agency] = field(default_factory=list)
+    removed: list[Agency] = field(default_factory=list)
+    renamed: list[tuple[Agency, Agency]] = field(default_factory=list)
+    changed: list[tuple[Agency, Agency, tuple[str, ...]]] = field(default_factory=list)
+    # Same agency, only noise differs: stored silently, never logged.
+    cosmetic: list[Agency] = field(default_factory=list)
+    # Missing but not yet confirmed: key → consecutive good polls missing.
+    missing: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def missing_count(self) -> int:
+        return len(self.missing) + len(self.removed)
+
+    def __bool__(self) -> bool:
+        return bool(self.added or self.removed or self.renamed or self.changed)
+
+
+def _same_url(a: str | None, b: str | None) -> bool:
+    return (a or "").strip().rstrip("/").lower() == (b or "").strip().rstrip("/").lower()
+
+
+def _moved(a: Agency, b: Agency) -> bool:
+    if (a.lat is None) != (b.lat is None):
+        return True
+    if a.lat is None or b.lat is None or a.lon is None or b.lon is None:
+        return False
+    return abs(a.lat - b.lat) > MOVE_DEGREES or abs(a.lon - b.lon) > MOVE_DEGREES
+
+
+def _same_place(a: Agency, b: Agency) -> bool:
+    if a.lat is None or b.lat is None or a.lon is None or b.lon is None:
+        return False
+    return abs(a.lat - b.lat) <= SAME_PLACE_DEGREES and abs(a.lon - b.lon) <= SAME_PLACE_DEGREES
+
+
+def changed_fields(old: Agency, new: Agency) -> tuple[str, ...]:
+    """Fields that differ in substance; case, spacing and punctuation are not differences."""
+    fields: list[str] = []
+    if name_key(old.name) != name_key(new.name):
+        fields.append("name")
+    if old.state != new.state:
+        fields.append("state")
+    if city_key(old.city) != city_key(new.city):
+        fields.append("city")
+    if _moved(old, new):
+        fields.append("coordinates")
+    if not _same_url(old.profile_url, new.profile_url):
+        fields.append("profile_url")
+    if old.active_date != new.active_date:
+        fields.append("active_date")
+    if old.video_requests != new.video_requests:
+        fields.append("video_requests")
+    old_extra = {k.lower(): clean_text(v).lower() for k, v in old.extra.items()}
+    new_extra = {k.lower(): clean_text(v).lower() for k, v in new.extra.items()}
+    if old_extra != new_extra:
+        fields.append("extra")
+    return tuple(fields)
+
+
+def is_rename(old: Agency, new: Agency) -> bool:
+    """Same agency under a new name: same city and state, and same place or profile URL."""
+    if old.state != new.state or city_key(old.city) != city_key(new.city):
+        return False
+    return _same_place(old, new) or bool(
+        old.profile_url and _same_url(old.profile_url, new.profile_url)
+    )
+
+
+def diff_agencies(
+    stored: Mapping[str, Agency],
+    fetched: Mapping[str, Agency],
+    *,
+    missing_streak: Mapping[str, int] | None = None,
+    confirmations: int = 2,
+) -> Diff:
+    """What happened between the stored list and a good fetch.
+
+    `missing_streak` holds, for stored agencies already missing, how many good polls
+    in a row they have been missing; an agency is removed once that reaches
+    `confirmations`.
+    """
+    streak = missing_streak or {}
+    new_keys = [key for key in fetched if key not in stored]
+    gone_keys = [key for key in stored if key not in fetched]
+
+    renamed: list[tuple[Agency, Agency]] = []
+    unmatched_gone = {key: stored[key] for key in gone_keys}
+    # Renames stay within one city, so only compare candidates from the same place.
+    gone_by_place: dict[tuple[str, str], list[str]] = {}
+    for key, old in unmatched_gone.items():
+        gone_by_place.setdefault((old.state, city_key(old.city)), []).append(key)
+    added: list[Agency] = []
+    for key in new_keys:
+        new = fetched[key]
+        candidates = gone_by_place.get((new.state, city_key(new.city)), [])
+        match = next((k for k in candidates if is_rename(unmatched_gone[k], new)), None)
+        if match is None:
+            added.append(new)
+        else:
+            candidates.remove(match)
+            renamed.append((unmatched_gone.pop(match), new))
+
+    removed: list[Agency] = []
+    missing: dict[str, int] = {}
+    for key, old in unmatched_gone.items():
+        count = streak.get(key, 0) + 1
+        if count >= confirmations:
+            removed.append(old)
+        else:
+            missing[key] = count
+
+    changed: list[tuple[Agency, Agency, tuple[str, ...]]] = []
+    cosmetic: list[Agency] = []
+    for key, new in fetched.items():
+        old = stored.get(key)
+        if old is None:
+            continue
+        fields = changed_fields(old, new)
+        if fields:
+            changed.append((old, new, fields))
+        elif old.raw_hash != new.raw_hash or streak.get(key):
+            cosmetic.append(new)
+    return Diff(added, removed, renamed, changed, cosmetic, missing)
+
+
+def advance_missing(
+    missing_streak: Mapping[str, int], stored: Mapping[str, Agency], confirmations: int
+) -> Diff:
+    """A good poll that repeats the last one (304, or the same bytes): only the clocks move."""
+    return diff_agencies(
+        {key: stored[key] for key in missing_streak},
+        {},
+        missing_streak=missing_streak,
+        confirmations=confirmations,
+    )
+
+
+def guard_problem(
+    *, stored_total: int, fetched_total: int, missing: int, max_missing_share: float
+) -> str | None:
+    """Why this fetch must not be believed, or None when it looks sane."""
+    if fetched_total == 0:
+        return "the source listed no agencies at all"
+    if stored_total and missing / stored_total > max_missing_share:
+        return (
+            f"{missing} of {stored_total} known agencies ({missing / stored_total:.0%}) are "
+            f"missing from this fetch, more than guard.max_missing_share "
+            f"({max_missing_share:.0%}); not believing it"
+        )
+    return None
+
+
+def _record(agency: Agency) -> dict[str, object]:
+    row = agency.as_row()
+    row.pop("raw_hash")
+    return row
+
+
+def changes_from_diff(diff: Diff, alert_fields: Iterable[str]) -> list[Change]:
+    """The change-log entries for a diff, in a stable order, each marked alert or log-only."""
+    alerting = set(alert_fields)
+    changes: list[Change] = []
+    for agency in sorted(diff.added, key=lambda a: (a.state, a.name)):
+        changes.append(Change("added", agency, after=_record(agency)))
+    for old, new in sorted(diff.renamed, key=lambda pair: (pair[1].state, pair[1].name)):
+        changes.append(
+            Change("renamed", new, before=_record(old), after=_record(new), fields=("name",))
+        )
+    for old, new, fields in sorted(diff.changed, key=lambda t: (t[1].state, t[1].name)):
+        before = {f: _field_value(old, f) for f in fields}
+        after = {f: _field_value(new, f) for f in fields}
+        alert = any(f in alerting for f in fields)
+        changes.append(Change("changed", new, before, after, fields, alert=alert))
+    for agency in sorted(diff.removed, key=lambda a: (a.state, a.name)):
+        changes.append(Change("removed", agency, before=_record(agency)))
+    return changes
+
+
+def _field_value(agency: Agency, name: str) -> object:
+    if name == "coordinates":
+        return [agency.lat, agency.lon]
+    return getattr(agency, name)

@@ -1,0 +1,266 @@
+"""Raw source fields → Agency: pure functions, no I/O.
+
+Ring's map has drifted over the years (field names, "MN" vs "Minnesota", stray
+whitespace and punctuation), so everything here is about seeing through noise:
+two spellings of the same agency must give the same key and compare equal.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Container
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+from bot.models import Agency
+
+US_STATES = {
+    "AL": "Alabama", "AK": "Alaska", "AZ": "Arizona", "AR": "Arkansas", "CA": "California",
+    "CO": "Colorado", "CT": "Connecticut", "DE": "Delaware", "DC": "District of Columbia",
+    "FL": "Florida", "GA": "Georgia", "HI": "Hawaii", "ID": "Idaho", "IL": "Illinois",
+    "IN": "Indiana", "IA": "Iowa", "KS": "Kansas", "KY": "Kentucky", "LA": "Louisiana",
+    "ME": "Maine", "MD": "Maryland", "MA": "Massachusetts", "MI": "Michigan", "MN": "Minnesota",
+    "MS": "Mississippi", "MO": "Missouri", "MT": "Montana", "NE": "Nebraska", "NV": "Nevada",
+    "NH": "New Hampshire", "NJ": "New Jersey", "NM": "New Mexico", "NY": "New York",
+    "NC": "North Carolina", "ND": "North Dakota", "OH": "Ohio", "OK": "Oklahoma", "OR": "Oregon",
+    "PA": "Pennsylvania", "RI": "Rhode Island", "SC": "South Carolina", "SD": "South Dakota",
+    "TN": "Tennessee", "TX": "Texas", "UT": "Utah", "VT": "Vermont", "VA": "Virginia",
+    "WA": "Washington", "WV": "West Virginia", "WI": "Wisconsin", "WY": "Wyoming",
+    "PR": "Puerto Rico", "GU": "Guam", "VI": "U.S. Virgin Islands", "AS": "American Samoa",
+    "MP": "Northern Mariana Islands",
+}  # fmt: skip
+
+_STATE_BY_NAME = {re.sub(r"[^a-z]", "", name.lower()): code for code, name in US_STATES.items()}
+_STATE_BY_NAME |= {"washingtondc": "DC", "virginislands": "VI", "usvirginislands": "VI"}
+
+# Source field names seen over the years → our field. Compared after _field_id().
+FIELD_ALIASES = {
+    "name": "name",
+    "agency": "name",
+    "agencyname": "name",
+    "title": "name",
+    "address": "address",
+    "location": "address",
+    "citystate": "address",
+    "city": "city",
+    "state": "state",
+    "activedate": "active_date",
+    "active": "active_date",
+    "datejoined": "active_date",
+    "startdate": "active_date",
+    "launchdate": "active_date",
+    "partnershipdate": "active_date",
+    "videorequests": "video_requests",
+    "requests": "video_requests",
+    "numberofvideorequests": "video_requests",
+    "agencyprofile": "profile_url",
+    "profile": "profile_url",
+    "profileurl": "profile_url",
+    "url": "profile_url",
+    "link": "profile_url",
+    "coordinates": "coordinates",
+    "latitude": "lat",
+    "lat": "lat",
+    "longitude": "lon",
+    "lon": "lon",
+    "lng": "lon",
+}
+# Present in exports but derived from the fields above: never a change of its own.
+IGNORED_FIELDS = {"description", "styleurl", "gxmedialinks"}
+
+# Words that mean the same thing in agency names, so "Crystal PD" and
+# "Crystal Police Dept." are one key.
+_NAME_SYNONYMS = {
+    "pd": "police department",
+    "dept": "department",
+    "dpt": "department",
+    "so": "sheriff office",
+    "sheriffs": "sheriff",
+    "fd": "fire department",
+    "co": "county",
+    "cnty": "county",
+    "twp": "township",
+    "dps": "department of public safety",
+    "ft": "fort",
+    "mt": "mount",
+}
+
+_DISPLAY_ABBREVIATIONS = [
+    (re.compile(r"\bPolice Department\b", re.I), "PD"),
+    (re.compile(r"\bPolice Dept\.?(?=\s|$|,)", re.I), "PD"),
+    (re.compile(r"\bFire Department\b", re.I), "FD"),
+    (re.compile(r"\bDepartment of Public Safety\b", re.I), "DPS"),
+    (re.compile(r"\bPublic Safety Department\b", re.I), "DPS"),
+]
+
+_SPACE = re.compile(r"\s+")
+_NON_WORD = re.compile(r"[^\w\s]+")
+
+
+def clean_text(value: Any) -> str:
+    """Unicode-normalised, whitespace-collapsed text ('' for None)."""
+    if value is None:
+        return ""
+    text = unicodedata.normalize("NFKC", str(value))
+    return _SPACE.sub(" ", text).strip()
+
+
+def _field_id(name: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
+def name_key(name: str) -> str:
+    """The comparison form of an agency name: case, punctuation and abbreviations removed."""
+    text = unicodedata.normalize("NFKD", clean_text(name)).encode("ascii", "ignore").decode()
+    text = text.lower().replace("&", " and ").replace("'", "")
+    words = _NON_WORD.sub(" ", text).split()
+    return " ".join(_NAME_SYNONYMS.get(word, word) for word in words)
+
+
+def state_code(value: str) -> str:
+    """'Minnesota', 'minn.', 'MN', ' mn ' → 'MN'; '' when it is not a US state."""
+    text = clean_text(value)
+    if not text:
+        return ""
+    if text.upper() in US_STATES:
+        return text.upper()
+    return _STATE_BY_NAME.get(re.sub(r"[^a-z]", "", text.lower()), "")
+
+
+def split_address(address: str) -> tuple[str, str]:
+    """'Crystal, MN' → ('Crystal', 'MN'); tolerates 'Crystal, Minnesota 55428, USA'."""
+    parts = [p.strip() for p in clean_text(address).split(",") if p.strip()]
+    if parts and parts[-1].upper() in ("USA", "US", "UNITED STATES"):
+        parts = parts[:-1]
+    if not parts:
+        return "", ""
+    last = re.sub(r"\s*\d{5}(-\d{4})?$", "", parts[-1])  # drop a ZIP code
+    code = state_code(last)
+    if code:
+        return (", ".join(parts[:-1]) if len(parts) > 1 else ""), code
+    return ", ".join(parts), ""
+
+
+def city_key(city: str) -> str:
+    return " ".join(_NON_WORD.sub(" ", clean_text(city).lower()).split())
+
+
+_DATE_FORMATS = (
+    "%Y-%m-%d",
+    "%m/%d/%Y",
+    "%m/%d/%y",
+    "%B %d, %Y",
+    "%b %d, %Y",
+    "%d %B %Y",
+    "%Y/%m/%d",
+)
+
+
+def parse_date(value: str) -> str | None:
+    """Any date spelling the map has used → 'YYYY-MM-DD'; unparseable text is kept as is."""
+    text = clean_text(value).rstrip(".")
+    if not text:
+        return None
+    text = re.sub(r"T.*$", "", text)  # ISO timestamps: keep the date
+    for fmt in _DATE_FORMATS:
+        try:
+            return datetime.strptime(text, fmt).date().isoformat()
+        except ValueError:
+            continue
+    return text
+
+
+def parse_count(value: str) -> int | None:
+    digits = re.sub(r"[,\s]", "", clean_text(value))
+    return int(digits) if digits.isdigit() else None
+
+
+def parse_coordinates(value: str) -> tuple[float | None, float | None]:
+    """KML 'lon,lat[,alt]' → (lat, lon), rounded to ~10 cm."""
+    parts = clean_text(value).replace(" ", ",").split(",")
+    try:
+        lon, lat = float(parts[0]), float(parts[1])
+    except (ValueError, IndexError):
+        return None, None
+    if not (-180 <= lon <= 180 and -90 <= lat <= 90):
+        return None, None
+    return round(lat, 6), round(lon, 6)
+
+
+def _float(value: str) -> float | None:
+    try:
+        return round(float(clean_text(value)), 6)
+    except ValueError:
+        return None
+
+
+def display_name(name: str) -> str:
+    """'Crystal Police Department' → 'Crystal PD', for alerts that must stay short."""
+    text = clean_text(name)
+    for pattern, short in _DISPLAY_ABBREVIATIONS:
+        text = pattern.sub(short, text)
+    return text
+
+
+def agency_key(name: str, state: str) -> str:
+    slug = name_key(name).replace(" ", "-") or "unnamed"
+    return f"{(state or 'xx').lower()}/{slug}"
+
+
+def normalise_record(fields: dict[str, str], raw_hash: str = "") -> Agency:
+    """One source record (field name → text) → Agency. Unknown fields are kept in `extra`."""
+    ours: dict[str, str] = {}
+    extra: dict[str, str] = {}
+    for source_name, value in fields.items():
+        fid = _field_id(source_name)
+        if fid in IGNORED_FIELDS:
+            continue
+        target = FIELD_ALIASES.get(fid)
+        if target and target not in ours:
+            ours[target] = value
+        else:
+            extra[clean_text(source_name)] = clean_text(value)
+    name = clean_text(ours.get("name"))
+    city, state = split_address(ours.get("address", ""))
+    if ours.get("city"):
+        city = clean_text(ours["city"])
+    if ours.get("state"):
+        state = state_code(ours["state"]) or state
+    if "coordinates" in ours:
+        lat, lon = parse_coordinates(ours["coordinates"])
+    else:
+        lat, lon = _float(ours.get("lat", "")), _float(ours.get("lon", ""))
+    return Agency(
+        key=agency_key(name, state),
+        name=name,
+        city=city,
+        state=state,
+        active_date=parse_date(ours.get("active_date", "")),
+        video_requests=parse_count(ours.get("video_requests", "")),
+        profile_url=clean_text(ours.get("profile_url")) or None,
+        lat=lat,
+        lon=lon,
+        extra=extra,
+        raw_hash=raw_hash,
+    )
+
+
+def disambiguate(agencies: list[Agency], taken: Container[str] = frozenset()) -> dict[str, Agency]:
+    """Index by key; a second agency with the same name in one state gets its city in the key.
+
+    `taken` holds keys already used by records the caller kept without re-reading.
+    """
+    by_key: dict[str, Agency] = {}
+    for agency in agencies:
+        key = agency.key
+        if key in by_key or key in taken:
+            key = f"{agency.key}~{city_key(agency.city).replace(' ', '-') or 'x'}"
+            n = 2
+            while key in by_key or key in taken:
+                key = f"{agency.key}~{n}"
+                n += 1
+            agency = replace(agency, key=key)
+        by_key[key] = agency
+    return by_key

@@ -1,0 +1,285 @@
+"""One poll cycle: fetch → parse → normalise → diff → guard → store (one transaction).
+
+This is the imperative shell around the pure core (normalise, diff, notify). Every
+outcome is recorded as a poll row; only a good fetch changes agencies.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import jinja2
+
+from bot.channels.base import Channel
+from bot.config import Config
+from bot.diff import Diff, advance_missing, changes_from_diff, diff_agencies, guard_problem
+from bot.models import Agency, Change
+from bot.normalise import disambiguate, normalise_record
+from bot.notify import Audience, plan_alerts, plan_maintainer_message
+from bot.render import make_environment
+from bot.source import SourceError, Validators, fetch, parse
+from bot.store import OutboxMessage, Store, utc_now
+
+log = logging.getLogger(__name__)
+
+EXIT_OK = 0
+EXIT_USAGE = 2
+EXIT_FETCH = 3
+EXIT_GUARD = 4
+EXIT_LOCKED = 5
+
+
+@dataclass
+class PollResult:
+    outcome: str  # baseline | ok | unchanged | failed | suspect
+    summary: str
+    changes: list[Change] = field(default_factory=list)
+    messages: list[OutboxMessage] = field(default_factory=list)
+    poll_id: int | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def exit_code(self) -> int:
+        return {"failed": EXIT_FETCH, "suspect": EXIT_GUARD}.get(self.outcome, EXIT_OK)
+
+
+def audiences(channels: Sequence[Channel], store: Store) -> list[Audience]:
+    return [Audience(ch.name, ch.style(), ch.recipients(store)) for ch in channels]
+
+
+@dataclass
+class _Read:
+    """What one parse of the source produced, split into known and fresh records."""
+
+    unchanged_keys: set[str]
+    fetched: dict[str, Agency]
+    records: int
+
+
+def _read_records(raw_records, hash_index: dict[str, str]) -> _Read:
+    unchanged: set[str] = set()
+    fresh: list[Agency] = []
+    records = 0
+    for digest, fields in raw_records:
+        records += 1
+        if fields is None:
+            unchanged.add(hash_index[digest])
+        else:
+            fresh.append(normalise_record(fields, digest))
+    return _Read(unchanged, disambiguate(fresh, taken=unchanged), records)
+
+
+class Poller:
+    """Runs poll cycles against one store; `dry_run` computes everything and writes nothing."""
+
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        channels: Sequence[Channel],
+        *,
+        dry_run: bool = False,
+        env: jinja2.Environment | None = None,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.channels = channels
+        self.dry_run = dry_run
+        self.env = env or make_environment(config.alerts.templates_dir)
+
+    def run(self) -> PollResult:
+        started = time.perf_counter()
+        poll: dict[str, Any] = {"started_at": utc_now(), "url": self.config.source.url}
+        timings: dict[str, float] = {}
+        last_good = self.store.last_poll(good=True)
+        validators = Validators(
+            etag=(last_good or {}).get("etag"), last_modified=(last_good or {}).get("last_modified")
+        )
+        mark = time.perf_counter()
+        try:
+            fetched = fetch(self.config.source, validators)
+        except SourceError as exc:
+            poll["http_status"] = getattr(exc, "status", None)
+            return self._bad(poll, "failed", str(exc), started, timings)
+        timings["fetch"] = time.perf_counter() - mark
+        poll.update(
+            url=fetched.url,
+            http_status=fetched.status,
+            bytes=len(fetched.body),
+            etag=fetched.etag,
+            last_modified=fetched.last_modified,
+        )
+        if fetched.not_modified or (
+            last_good is not None and fetched.content_hash == last_good.get("content_hash")
+        ):
+            poll["content_hash"] = (last_good or {}).get("content_hash")
+            poll["records"] = (last_good or {}).get("records")
+            return self._unchanged(poll, started, timings)
+        poll["content_hash"] = fetched.content_hash
+
+        mark = time.perf_counter()
+        hash_index = self.store.hash_index()
+        try:
+            read = _read_records(parse(fetched, self.config.source, hash_index), hash_index)
+        except SourceError as exc:
+            return self._bad(poll, "failed", str(exc), started, timings)
+        timings["parse"] = time.perf_counter() - mark
+        poll["records"] = read.records
+
+        mark = time.perf_counter()
+        active_keys = set(hash_index.values())
+        if len(active_keys) != self.store.active_count():  # identical bytes twice: rare
+            active_keys = set(self.store.agencies())
+        stored = self.store.agencies(active_keys - read.unchanged_keys)
+        diff = diff_agencies(
+            stored,
+            read.fetched,
+            missing_streak=self.store.missing_streak(),
+            confirmations=self.config.guard.removal_confirmations,
+        )
+        timings["diff"] = time.perf_counter() - mark
+        problem = guard_problem(
+            stored_total=len(active_keys),
+            fetched_total=read.records,
+            missing=diff.missing_count,
+            max_missing_share=self.config.guard.max_missing_share,
+        )
+        if problem:
+            return self._bad(poll, "suspect", problem, started, timings)
+        baseline = not active_keys and last_good is None
+        return self._commit(poll, diff, baseline, read, started, timings)
+
+    # --- outcomes -----------------------------------------------------------------------
+
+    def _finish(self, poll: dict[str, Any], started: float, outcome: str, **counts: int) -> None:
+        poll.update(outcome=outcome, finished_at=utc_now(), **counts)
+        poll["duration_ms"] = round((time.perf_counter() - started) * 1000)
+
+    def _recovery_warning(self, poll_id_hint: str) -> list[OutboxMessage]:
+        streak = self.store.bad_streak()
+        if not streak:
+            return []
+        message = f"polling is healthy again after {streak} failed or suspect polls in a row"
+        log.warning(message)
+        return self._warning(message, poll_id_hint)
+
+    def _warning(self, message: str, group: str) -> list[OutboxMessage]:
+        return plan_maintainer_message(
+            self.env,
+            audiences(self.channels, self.store),
+            kind="warning",
+            group=f"warning:{group}",
+            message=message,
+        )
+
+    def _bad(
+        self, poll: dict[str, Any], outcome: str, error: str, started: float, timings
+    ) -> PollResult:
+        self._finish(poll, started, outcome)
+        poll["error"] = error
+        log.warning("poll %s: %s", outcome, error)
+        messages: list[OutboxMessage] = []
+        if self.store.bad_streak() == 0:  # warn when a streak starts, not on every poll
+            what = "fetch failed" if outcome == "failed" else "guard tripped"
+            messages = self._warning(
+                f"{what}: {error}. Agencies are unchanged; you will hear again when it recovers.",
+                poll["started_at"],
+            )
+        summary = f"{outcome}: {error}"
+        if self.dry_run:
+            return PollResult(outcome, summary, messages=messages, timings=timings)
+        poll_id = self.store.record_poll(poll, messages)
+        return PollResult(outcome, summary, messages=messages, poll_id=poll_id, timings=timings)
+
+    def _unchanged(self, poll: dict[str, Any], started: float, timings) -> PollResult:
+        streak = self.store.missing_streak()
+        if streak:
+            # A repeat of the last good poll still counts as a confirmation of what is missing.
+            stored = self.store.agencies(streak)
+            diff = advance_missing(streak, stored, self.config.guard.removal_confirmations)
+            return self._commit(poll, diff, False, None, started, timings, outcome="unchanged")
+        self._finish(poll, started, "unchanged")
+        messages = self._recovery_warning(poll["started_at"])
+        summary = "unchanged" + (" (304 Not Modified)" if poll.get("http_status") == 304 else "")
+        if self.dry_run:
+            return PollResult("unchanged", summary, messages=messages, timings=timings)
+        poll_id = self.store.record_poll(poll, messages)
+        return PollResult("unchanged", summary, messages=messages, poll_id=poll_id, timings=timings)
+
+    def _commit(
+        self,
+        poll: dict[str, Any],
+        diff: Diff,
+        baseline: bool,
+        read: _Read | None,
+        started: float,
+        timings: dict[str, float],
+        outcome: str = "ok",
+    ) -> PollResult:
+        mark = time.perf_counter()
+        alerts = self.config.alerts
+        if baseline and read is not None:
+            agencies = list(read.fetched.values())
+            changes = [Change("baseline", a, after=None, alert=False) for a in agencies]
+            outcome = "baseline"
+            diff = Diff()
+        else:
+            agencies = []
+            changes = changes_from_diff(diff, alerts.alert_fields)
+        counts = {
+            "added": len(diff.added),
+            "removed": len(diff.removed),
+            "renamed": len(diff.renamed),
+            "changed": len(diff.changed),
+        }
+        self._finish(poll, started, outcome, **counts)
+        audience_list = audiences(self.channels, self.store)
+        recovery = self._recovery_warning(poll["started_at"])
+        since = self.store.last_poll(good=True)
+
+        def plan(poll_id: int, numbered: list[tuple[int, Change]]) -> list[OutboxMessage]:
+            if baseline:
+                states = len({a.state for a in agencies if a.state})
+                return recovery + plan_maintainer_message(
+                    self.env,
+                    audience_list,
+                    kind="notice",
+                    group=f"baseline:{poll_id}",
+                    count=len(agencies),
+                    states=states,
+                )
+            return recovery + plan_alerts(
+                self.env,
+                audience_list,
+                numbered,
+                poll_id=poll_id,
+                digest_threshold=alerts.digest_threshold,
+                since=(since or {}).get("finished_at"),
+            )
+
+        summary = self._summary(outcome, poll, counts)
+        if self.dry_run:
+            messages = plan(0, list(enumerate(changes, 1)))
+            return PollResult(outcome, summary, changes, messages, timings=timings)
+        poll_id, _ = self.store.commit_poll(poll, diff, changes, plan, baseline=agencies)
+        timings["commit"] = time.perf_counter() - mark
+        messages_queued = self.store.db.execute(
+            "select count(*) from outbox where poll_id = ?", [poll_id]
+        ).fetchone()[0]
+        summary += f"; {messages_queued} messages queued"
+        return PollResult(outcome, summary, changes, [], poll_id, timings)
+
+    @staticmethod
+    def _summary(outcome: str, poll: dict[str, Any], counts: dict[str, int]) -> str:
+        if outcome == "baseline":
+            return f"baseline: now tracking {poll.get('records')} agencies (no alerts)"
+        parts = ", ".join(f"{n} {kind}" for kind, n in counts.items())
+        return f"{outcome}: {poll.get('records') or 0} agencies listed; {parts}"
+
+
+def run_poll(config: Config, store: Store, channels: Sequence[Channel], **kwargs) -> PollResult:
+    return Poller(config, store, channels, **kwargs).run()

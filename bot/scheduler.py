@@ -1,0 +1,109 @@
+"""`ringwatch run`: APScheduler drives polls and deliveries inside one asyncio loop.
+
+Polls run in a worker thread (HTTP and parsing block) with their own SQLite
+connection, one at a time, coalescing missed runs, with jitter. Deliveries run on
+the loop every few seconds and right after a poll. SIGINT/SIGTERM stop the
+scheduler after the step in progress. Channels may add their own loop tasks
+(Telegram listens for commands) through `background_tasks`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from bot.channels import enabled_channels
+from bot.channels.base import Channel
+from bot.config import Config
+from bot.deliver import deliver_pending
+from bot.poll import run_poll
+from bot.store import Store
+
+log = logging.getLogger(__name__)
+
+
+class Runner:
+    def __init__(self, config: Config, channels: Sequence[Channel] | None = None) -> None:
+        self.config = config
+        self.channels = list(channels) if channels is not None else enabled_channels(config)
+        self.stop_event = asyncio.Event()
+        self.deliver_lock = asyncio.Lock()
+        self.poll_lock = asyncio.Lock()
+        self.store = Store.open(config.db_path)
+
+    def _poll_in_thread(self) -> str:
+        store = Store.open(self.config.db_path)
+        try:
+            return run_poll(self.config, store, self.channels).summary
+        finally:
+            store.close()
+
+    async def poll_job(self) -> None:
+        if self.stop_event.is_set():
+            return
+        async with self.poll_lock:
+            try:
+                summary = await asyncio.to_thread(self._poll_in_thread)
+                log.info("poll: %s", summary)
+            except Exception:
+                log.exception("poll crashed; the next one runs on schedule")
+        await self.deliver_job()
+
+    async def deliver_job(self) -> None:
+        if self.deliver_lock.locked():
+            return  # a round is already under way; it will pick the new rows up
+        async with self.deliver_lock:
+            try:
+                report = await deliver_pending(
+                    self.store, self.channels, max_attempts=self.config.alerts.max_attempts
+                )
+                if any(report.sent.values()) or any(report.failed.values()):
+                    log.info("deliver: %s", report.summary())
+            except Exception:
+                log.exception("delivery round crashed; pending messages stay queued")
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.stop_event.set)
+        self.store.outbox.release_stale()
+        scheduler = AsyncIOScheduler(timezone="UTC")
+        bot = self.config.bot
+        scheduler.add_job(
+            self.poll_job,
+            "interval",
+            seconds=bot.interval,
+            jitter=bot.jitter,
+            max_instances=1,
+            coalesce=True,
+            next_run_time=datetime.now(UTC),
+            id="poll",
+        )
+        scheduler.add_job(
+            self.deliver_job,
+            "interval",
+            seconds=bot.deliver_every,
+            max_instances=1,
+            coalesce=True,
+            id="deliver",
+        )
+        extra = [
+            asyncio.create_task(task)
+            for channel in self.channels
+            for task in channel.background_tasks(self.store, self.stop_event)
+        ]
+        scheduler.start()
+        log.info("ringwatch running: polling %s every %ss", self.config.source.url, bot.interval)
+        await self.stop_event.wait()
+        log.info("stopping after the current step")
+        scheduler.shutdown(wait=False)
+        async with self.poll_lock, self.deliver_lock:
+            pass  # let a poll or delivery round in progress finish
+        for task in extra:
+            await task
+        self.store.close()

@@ -1,0 +1,342 @@
+"""Fetch the agency list (HTTP or a local file) and parse it into raw records.
+
+Fetching: timeouts, retries with backoff on 5xx and connection errors, conditional GET
+(ETag / Last-Modified; 304 means unchanged), a size cap and an honest User-Agent.
+Parsing: KML is streamed with lxml (no DTD, no entities, no network) so a 100,000
+agency export stays small in memory; JSON and CSV map columns through the config.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import logging
+import time
+from collections.abc import Container, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urljoin, urlparse
+
+import requests
+from lxml import etree
+
+from bot.config import SourceConfig
+
+log = logging.getLogger(__name__)
+
+NETWORK_LINK_MAX_BYTES = 64 * 1024
+
+
+class SourceError(Exception):
+    """The source could not be fetched or read; nothing about the agencies is known."""
+
+
+class FetchError(SourceError):
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class ParseError(SourceError):
+    pass
+
+
+@dataclass(frozen=True)
+class Fetched:
+    url: str
+    status: int  # HTTP status, or 200 for a file that was read
+    body: bytes  # empty when not_modified
+    etag: str | None = None
+    last_modified: str | None = None
+    content_type: str = ""
+
+    @property
+    def not_modified(self) -> bool:
+        return self.status == 304
+
+    @property
+    def content_hash(self) -> str:
+        return hashlib.sha256(self.body).hexdigest()
+
+
+@dataclass(frozen=True)
+class Validators:
+    """What the last good fetch told us, for a conditional GET."""
+
+    etag: str | None = None
+    last_modified: str | None = None
+
+
+def _local_path(url: str) -> Path | None:
+    parsed = urlparse(url)
+    if parsed.scheme == "file":
+        return Path(unquote(parsed.path))
+    if parsed.scheme in ("", "c", "d") or len(parsed.scheme) == 1:  # plain or Windows paths
+        return Path(url)
+    return None
+
+
+def _read_capped(response: requests.Response, max_bytes: int) -> bytes:
+    declared = response.headers.get("Content-Length")
+    if declared and declared.isdigit() and int(declared) > max_bytes:
+        raise FetchError(f"the source is {int(declared):,} bytes, over the {max_bytes:,} cap")
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in response.iter_content(chunk_size=256 * 1024):
+        size += len(chunk)
+        if size > max_bytes:
+            raise FetchError(f"the source sent more than the {max_bytes:,} byte cap")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _get_once(
+    session: requests.Session, url: str, config: SourceConfig, validators: Validators
+) -> Fetched:
+    headers = {"User-Agent": config.user_agent, "Accept-Encoding": "gzip"}
+    if validators.etag:
+        headers["If-None-Match"] = validators.etag
+    if validators.last_modified:
+        headers["If-Modified-Since"] = validators.last_modified
+    with session.get(url, headers=headers, timeout=config.timeout, stream=True) as response:
+        if response.status_code == 304:
+            return Fetched(url, 304, b"", validators.etag, validators.last_modified)
+        if response.status_code >= 400:
+            reason = response.reason or "error"
+            raise FetchError(f"HTTP {response.status_code} {reason} from {url}",
+                             response.status_code)  # fmt: skip
+        body = _read_capped(response, config.max_bytes)
+        return Fetched(
+            url=response.url,
+            status=response.status_code,
+            body=body,
+            etag=response.headers.get("ETag"),
+            last_modified=response.headers.get("Last-Modified"),
+            content_type=response.headers.get("Content-Type", ""),
+        )
+
+
+def _retryable(exc: Exception) -> bool:
+    if isinstance(exc, FetchError):
+        return exc.status is not None and (exc.status >= 500 or exc.status in (408, 429))
+    return isinstance(exc, requests.ConnectionError | requests.Timeout)
+
+
+def _get(
+    session: requests.Session, url: str, config: SourceConfig, validators: Validators
+) -> Fetched:
+    for attempt in range(config.retries + 1):
+        try:
+            return _get_once(session, url, config, validators)
+        except (FetchError, requests.RequestException) as exc:
+            if attempt == config.retries or not _retryable(exc):
+                if isinstance(exc, FetchError):
+                    raise
+                raise FetchError(f"cannot fetch {url}: {type(exc).__name__}: {exc}") from None
+            delay = config.backoff * 2**attempt
+            log.warning("fetch attempt %d failed (%s); retrying in %.1fs", attempt + 1, exc, delay)
+            time.sleep(delay)
+    raise AssertionError("unreachable")
+
+
+def network_link_href(body: bytes, base_url: str) -> str | None:
+    """The document a small KML <NetworkLink> points at (Google's `&nl=1` answer)."""
+    if len(body) > NETWORK_LINK_MAX_BYTES or b"NetworkLink" not in body:
+        return None
+    try:
+        root = etree.fromstring(body, parser=_safe_parser())
+    except etree.XMLSyntaxError:
+        return None
+    if root.find(".//{*}Placemark") is not None:
+        return None
+    href = root.findtext(".//{*}NetworkLink//{*}href")
+    return urljoin(base_url, href.strip()) if href and href.strip() else None
+
+
+def fetch(config: SourceConfig, validators: Validators = Validators()) -> Fetched:
+    """Fetch the source once, following one Google My Maps NetworkLink if that is what we get."""
+    path = _local_path(config.url)
+    if path is not None:
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise FetchError(f"cannot read {path}: {exc.strerror or exc}") from None
+        if len(data) > config.max_bytes:
+            raise FetchError(f"{path} is {len(data):,} bytes, over the {config.max_bytes:,} cap")
+        return Fetched(url=str(path), status=200, body=data)
+    with requests.Session() as session:
+        session.trust_env = False  # no surprise proxies from the environment
+        fetched = _get(session, config.url, config, validators)
+        href = network_link_href(fetched.body, fetched.url) if not fetched.not_modified else None
+        if href:
+            log.info("following NetworkLink to %s", href)
+            fetched = _get(session, href, config, validators)
+        return fetched
+
+
+# --- parsing -----------------------------------------------------------------------------
+
+RawRecord = tuple[str, dict[str, str] | None]  # (hash of the record's bytes, fields or None)
+
+
+def _safe_parser() -> etree.XMLParser:
+    return etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
+
+
+def _reject_entities(body: bytes) -> None:
+    # A map export has no DTD; refusing one outright (and with it every entity
+    # declaration) is simpler and safer than trusting any expansion limit.
+    head = body[:65536]
+    if b"<!DOCTYPE" in head or b"<!ENTITY" in head:
+        raise ParseError("the document declares a DTD or XML entities; refusing to parse it")
+
+
+def infer_format(config: SourceConfig, fetched: Fetched) -> str:
+    if config.format:
+        return config.format
+    lowered = urlparse(fetched.url).path.lower()
+    for fmt in ("kml", "json", "csv"):
+        if lowered.endswith("." + fmt) or fmt in fetched.content_type:
+            return fmt
+    if "geo+json" in fetched.content_type:
+        return "json"
+    start = fetched.body.lstrip()[:1]
+    if start == b"<":
+        return "kml"
+    if start in (b"[", b"{"):
+        return "json"
+    return "csv" if b"," in fetched.body[:2048] else "kml"
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.blake2b(data, digest_size=12).hexdigest()
+
+
+def _local(tag: str) -> str:
+    return tag.rsplit("}", 1)[-1]
+
+
+def _placemark_fields(placemark: etree._Element) -> dict[str, str]:
+    fields: dict[str, str] = {}
+    for child in placemark:
+        tag = child.tag
+        if not isinstance(tag, str):
+            continue
+        name = _local(tag)
+        if name == "ExtendedData":
+            for data in child.iter("{*}Data", "{*}SimpleData"):
+                key = data.get("name")
+                if not key:
+                    continue
+                value = data.findtext("{*}value") if _local(data.tag) == "Data" else data.text
+                fields[key] = value or ""
+        elif name in ("Point", "MultiGeometry"):
+            coordinates = child.findtext(".//{*}coordinates")
+            if coordinates:
+                fields["coordinates"] = coordinates
+        elif len(child) == 0:
+            fields[name] = child.text or ""
+    return fields
+
+
+def parse_kml(body: bytes, known: Container[str] = frozenset()) -> Iterator[RawRecord]:
+    """Stream the Placemarks of a KML document, wherever they sit (Document or Folders).
+
+    A Placemark whose byte-hash is in `known` is yielded without its fields: the caller
+    already has it. Raises ParseError on malformed or truncated XML.
+    """
+    _reject_entities(body)
+    context = etree.iterparse(
+        io.BytesIO(body),
+        events=("end",),
+        tag="{*}Placemark",
+        resolve_entities=False,
+        no_network=True,
+        load_dtd=False,
+        huge_tree=False,
+        remove_comments=True,
+    )
+    try:
+        for _event, element in context:
+            digest = _digest(etree.tostring(element))
+            yield digest, (None if digest in known else _placemark_fields(element))
+            # Free what has been read: keeps a 100 MB export at a few MB of tree.
+            element.clear(keep_tail=False)
+            parent = element.getparent()
+            if parent is not None:
+                while element.getprevious() is not None:
+                    del parent[0]
+    except etree.XMLSyntaxError as exc:
+        raise ParseError(f"malformed or truncated XML: {exc}") from None
+    root = getattr(context, "root", None)
+    if root is not None and _local(root.tag) != "kml":
+        raise ParseError(f"not a KML document (root element <{_local(root.tag)}>)")
+
+
+def _pick(record: object, path: str) -> object:
+    for part in filter(None, path.split(".")):
+        if not isinstance(record, dict) or part not in record:
+            raise ParseError(f"no {path!r} in the JSON document (source.records_path)")
+        record = record[part]
+    return record
+
+
+def _flatten_json_record(item: object) -> dict[str, str]:
+    if not isinstance(item, dict):
+        raise ParseError(f"expected each JSON record to be an object, got {type(item).__name__}")
+    if item.get("type") == "Feature":  # GeoJSON
+        fields = {k: v for k, v in (item.get("properties") or {}).items()}
+        coordinates = (item.get("geometry") or {}).get("coordinates")
+        if isinstance(coordinates, list) and len(coordinates) >= 2:
+            fields["coordinates"] = f"{coordinates[0]},{coordinates[1]}"
+        item = fields
+    return {str(k): "" if v is None else str(v) for k, v in item.items() if not isinstance(v, dict)}
+
+
+def _rename_fields(fields: dict[str, str], mapping: dict[str, str]) -> dict[str, str]:
+    if not mapping:
+        return fields
+    source_to_ours = {source: ours for ours, source in mapping.items()}
+    return {source_to_ours.get(k, k): v for k, v in fields.items()}
+
+
+def parse_json(body: bytes, records_path: str = "", mapping: dict[str, str] | None = None):
+    try:
+        document = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ParseError(f"malformed JSON: {exc}") from None
+    records = _pick(document, records_path)
+    if isinstance(records, dict) and "features" in records and not records_path:
+        records = records["features"]
+    if not isinstance(records, list):
+        raise ParseError("the JSON document holds no list of agencies (set source.records_path)")
+    for item in records:
+        fields = _rename_fields(_flatten_json_record(item), mapping or {})
+        yield _digest(json.dumps(fields, sort_keys=True).encode()), fields
+
+
+def parse_csv(body: bytes, mapping: dict[str, str] | None = None) -> Iterator[RawRecord]:
+    try:
+        text = body.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ParseError(f"the CSV is not UTF-8: {exc}") from None
+    reader = csv.DictReader(io.StringIO(text))
+    if not reader.fieldnames or len(reader.fieldnames) < 2:
+        raise ParseError("the CSV has no header row with agency columns")
+    for row in reader:
+        if None in row:
+            raise ParseError(f"CSV line {reader.line_num} has more cells than the header")
+        fields = _rename_fields({k: v or "" for k, v in row.items()}, mapping or {})
+        yield _digest(json.dumps(fields, sort_keys=True).encode()), fields
+
+
+def parse(fetched: Fetched, config: SourceConfig, known: Container[str] = frozenset()):
+    """Raw records of a fetched document, in the format the config names or the bytes show."""
+    fmt = infer_format(config, fetched)
+    if fmt == "kml":
+        return parse_kml(fetched.body, known)
+    if fmt == "json":
+        return parse_json(fetched.body, config.records_path, config.fields)
+    return parse_csv(fetched.body, config.fields)

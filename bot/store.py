@@ -1,0 +1,496 @@
+"""SQLite state through sqlite-utils: agencies, polls, the change log, the outbox.
+
+One poll's agencies, change-log rows and outbox rows are written in one transaction
+(commit_poll), so a crash leaves either all of them or none. The outbox is drained
+by deliver.py through the Outbox class below.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from bot.diff import Diff
+from bot.models import Agency, Change
+
+SCHEMA_VERSION = 2
+BAD_OUTCOMES = ("failed", "suspect")
+GOOD_OUTCOMES = ("baseline", "ok", "unchanged")
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class OutboxMessage:
+    """One message for one recipient of one channel, before it has an outbox id.
+
+    `group_key` + `part` identify it (with channel and recipient) so queueing twice
+    inserts once; parts of one group are sent in order, and a threaded channel
+    replies each part to the one before.
+    """
+
+    channel: str
+    recipient: str
+    kind: str  # alert | digest | notice | warning | summary
+    group_key: str
+    text: str
+    part: int = 0
+    change_ids: tuple[int, ...] = ()
+    attachment: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def dedupe_key(self) -> str:
+        return f"{self.channel}|{self.recipient}|{self.group_key}|{self.part}"
+
+
+def _migration_1(db: sqlite_utils.Database) -> None:
+    db["agencies"].create(
+        {
+            "key": str,
+            "name": str,
+            "city": str,
+            "state": str,
+            "active_date": str,
+            "video_requests": int,
+            "profile_url": str,
+            "lat": float,
+            "lon": float,
+            "extra": str,
+            "raw_hash": str,
+            "active": int,
+            "missing_polls": int,
+            "first_seen": str,
+            "updated_at": str,
+            "ended_at": str,
+            "renamed_to": str,
+        },
+        pk="key",
+        not_null={"name", "active", "missing_polls"},
+        defaults={"active": 1, "missing_polls": 0},
+    )
+    db["agencies"].create_index(["raw_hash"])
+    db["agencies"].create_index(["state"])
+    db["polls"].create(
+        {
+            "id": int,
+            "started_at": str,
+            "finished_at": str,
+            "outcome": str,
+            "url": str,
+            "http_status": int,
+            "bytes": int,
+            "content_hash": str,
+            "etag": str,
+            "last_modified": str,
+            "records": int,
+            "added": int,
+            "removed": int,
+            "renamed": int,
+            "changed": int,
+            "duration_ms": int,
+            "error": str,
+        },
+        pk="id",
+    )
+    db["changes"].create(
+        {
+            "id": int,
+            "poll_id": int,
+            "detected_at": str,
+            "kind": str,
+            "key": str,
+            "name": str,
+            "city": str,
+            "state": str,
+            "active_date": str,
+            "fields": str,
+            "before": str,
+            "after": str,
+            "alert": int,
+        },
+        pk="id",
+        foreign_keys=[("poll_id", "polls", "id")],
+    )
+    for columns in (["kind", "detected_at"], ["key"], ["state"], ["active_date"]):
+        db["changes"].create_index(columns)
+    db["outbox"].create(
+        {
+            "id": int,
+            "created_at": str,
+            "poll_id": int,
+            "channel": str,
+            "recipient": str,
+            "kind": str,
+            "group_key": str,
+            "part": int,
+            "dedupe_key": str,
+            "change_ids": str,
+            "text": str,
+            "attachment": str,
+            "meta": str,
+            "status": str,
+            "attempts": int,
+            "next_attempt_at": float,
+            "sent_at": str,
+            "external_id": str,
+            "last_error": str,
+        },
+        pk="id",
+        not_null={"status", "attempts"},
+        defaults={"status": "pending", "attempts": 0, "next_attempt_at": 0.0},
+    )
+    db["outbox"].create_index(["dedupe_key"], unique=True)
+    db["outbox"].create_index(["status", "channel", "next_attempt_at"])
+    db["outbox"].create_index(["channel", "recipient", "group_key", "part"])
+
+
+def _migration_2(db: sqlite_utils.Database) -> None:
+    db["subscribers"].create(
+        {
+            "channel": str,
+            "chat_id": str,
+            "chat_type": str,
+            "title": str,
+            "states": str,  # JSON list of USPS codes, NULL = every state
+            "active": int,
+            "subscribed_at": str,
+            "updated_at": str,
+            "reason": str,
+        },
+        pk=("channel", "chat_id"),
+        defaults={"active": 1},
+    )
+    db.create_view(
+        "recent_changes",
+        """select detected_at, kind, name, city, state, active_date, fields, before, after
+        from changes where kind != 'baseline' order by id desc""",
+        replace=True,
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migration_1, _migration_2]
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, sort_keys=True, ensure_ascii=False)
+
+
+class Store:
+    """The ringwatch database. One instance per thread (sqlite3 connections are not shared)."""
+
+    def __init__(self, db: sqlite_utils.Database) -> None:
+        self.db = db
+        self.outbox = Outbox(db)
+
+    @classmethod
+    def open(cls, path: Path, *, readonly: bool = False) -> Store:
+        if readonly:
+            if not path.exists():
+                store = cls(sqlite_utils.Database(memory=True))
+                store.migrate()
+                return store
+            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+            return cls(sqlite_utils.Database(conn))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(str(path), timeout=30)
+        db = sqlite_utils.Database(conn)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA busy_timeout=30000")
+        store = cls(db)
+        store.migrate()
+        return store
+
+    def close(self) -> None:
+        self.db.close()
+
+    # --- schema -------------------------------------------------------------------------
+
+    @property
+    def schema_version(self) -> int:
+        if "meta" not in self.db.table_names():
+            return 0
+        row = self.db.execute("select value from meta where key = 'schema_version'").fetchone()
+        return int(row[0]) if row else 0
+
+    def migrate(self) -> None:
+        current = self.schema_version
+        if current > SCHEMA_VERSION:
+            raise RuntimeError(
+                f"the database is schema version {current}, newer than this ringwatch "
+                f"({SCHEMA_VERSION}); upgrade ringwatch"
+            )
+        for version in range(current + 1, SCHEMA_VERSION + 1):
+            with self.db.atomic():
+                MIGRATIONS[version - 1](self.db)
+                self.db["meta"].upsert({"key": "schema_version", "value": str(version)}, pk="key")
+
+    # --- agencies -----------------------------------------------------------------------
+
+    def hash_index(self) -> dict[str, str]:
+        """raw_hash → key of every active agency: what a fetch can skip re-reading."""
+        return dict(self.db.execute("select raw_hash, key from agencies where active = 1"))
+
+    def active_count(self) -> int:
+        return self.db.execute("select count(*) from agencies where active = 1").fetchone()[0]
+
+    def missing_streak(self) -> dict[str, int]:
+        sql = "select key, missing_polls from agencies where active = 1 and missing_polls > 0"
+        return dict(self.db.execute(sql))
+
+    def agencies(self, keys: Iterable[str] | None = None) -> dict[str, Agency]:
+        """Active agencies, all of them or those with the given keys."""
+        if keys is None:
+            rows = self.db.query("select * from agencies where active = 1")
+            return {row["key"]: Agency.from_row(row) for row in rows}
+        result: dict[str, Agency] = {}
+        wanted = list(keys)
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            sql = f"select * from agencies where active = 1 and key in ({marks})"
+            for row in self.db.query(sql, chunk):
+                result[row["key"]] = Agency.from_row(row)
+        return result
+
+    # --- polls --------------------------------------------------------------------------
+
+    def last_poll(self, *, good: bool = False) -> dict[str, Any] | None:
+        where = f"where outcome in {GOOD_OUTCOMES!r}" if good else ""
+        rows = list(self.db.query(f"select * from polls {where} order by id desc limit 1"))
+        return rows[0] if rows else None
+
+    def bad_streak(self) -> int:
+        """Failed or suspect polls since the last good one."""
+        sql = f"""select count(*) from polls where outcome in {BAD_OUTCOMES!r}
+            and id > coalesce((select max(id) from polls where outcome in {GOOD_OUTCOMES!r}), 0)"""
+        return self.db.execute(sql).fetchone()[0]
+
+    def recent_polls(self, limit: int = 5) -> list[dict[str, Any]]:
+        return list(self.db.query("select * from polls order by id desc limit ?", [limit]))
+
+    def record_poll(self, poll: dict[str, Any], messages: Iterable[OutboxMessage] = ()) -> int:
+        """A poll that changed no agencies (failed, suspect, unchanged) and its warnings."""
+        with self.db.atomic():
+            poll_id = self.db["polls"].insert(poll).last_pk
+            self.outbox.queue(poll_id, list(messages))
+        return poll_id
+
+    def commit_poll(
+        self,
+        poll: dict[str, Any],
+        diff: Diff,
+        changes: list[Change],
+        plan: Callable[[int, list[tuple[int, Change]]], list[OutboxMessage]],
+        *,
+        baseline: Iterable[Agency] = (),
+    ) -> tuple[int, list[tuple[int, Change]]]:
+        """Apply a diff: agencies, change log and outbox in one transaction.
+
+        `plan` turns the numbered changes into outbox messages inside the transaction,
+        so a message can never exist without its change nor a change without its message.
+        """
+        now = poll.get("finished_at") or utc_now()
+        with self.db.atomic():
+            poll_id = self.db["polls"].insert(poll).last_pk
+            self._apply_agencies(diff, baseline, now)
+            numbered = self._append_changes(poll_id, changes, now)
+            self.outbox.queue(poll_id, plan(poll_id, numbered))
+        return poll_id, numbered
+
+    def _apply_agencies(self, diff: Diff, baseline: Iterable[Agency], now: str) -> None:
+        def row(agency: Agency) -> dict[str, Any]:
+            data = agency.as_row()
+            data.update(extra=_json(agency.extra), active=1, missing_polls=0, updated_at=now)
+            data.update(ended_at=None, renamed_to=None)
+            return data
+
+        table = self.db["agencies"]
+        fresh = [*baseline, *diff.added, *(new for _, new in diff.renamed)]
+        if fresh:
+            table.upsert_all(
+                ({**row(a), "first_seen": now} for a in fresh), pk="key", batch_size=2000
+            )
+        updated = [*(new for _, new, _ in diff.changed), *diff.cosmetic]
+        if updated:
+            table.upsert_all((row(a) for a in updated), pk="key", batch_size=2000)
+        for old, new in diff.renamed:
+            if old.key != new.key:
+                self.db.execute(
+                    "update agencies set active = 0, ended_at = ?, renamed_to = ? where key = ?",
+                    [now, new.key, old.key],
+                )
+        self.db.conn.executemany(
+            "update agencies set active = 0, ended_at = ?, missing_polls = missing_polls + 1 "
+            "where key = ?",
+            [(now, a.key) for a in diff.removed],
+        )
+        # Agencies seen again reset their clock; those still missing advance it.
+        self.db.execute(
+            "update agencies set missing_polls = 0 where active = 1 and missing_polls > 0"
+        )
+        self.db.conn.executemany(
+            "update agencies set missing_polls = ? where key = ?",
+            [(count, key) for key, count in diff.missing.items()],
+        )
+
+    def _append_changes(
+        self, poll_id: int, changes: list[Change], now: str
+    ) -> list[tuple[int, Change]]:
+        start = (self.db.execute("select max(id) from changes").fetchone()[0] or 0) + 1
+        numbered = list(enumerate(changes, start))
+        self.db["changes"].insert_all(
+            (
+                {
+                    "id": change_id,
+                    "poll_id": poll_id,
+                    "detected_at": now,
+                    "kind": change.kind,
+                    "key": change.key,
+                    "name": change.agency.name,
+                    "city": change.agency.city,
+                    "state": change.agency.state,
+                    "active_date": change.agency.active_date,
+                    "fields": _json(list(change.fields)) if change.fields else None,
+                    "before": _json(change.before),
+                    "after": _json(change.after),
+                    "alert": int(change.alert),
+                }
+                for change_id, change in numbered
+            ),
+            batch_size=2000,
+        )
+        return numbered
+
+    # --- subscribers --------------------------------------------------------------------
+
+    def subscribers(self, channel: str) -> list[dict[str, Any]]:
+        sql = "select * from subscribers where channel = ? and active = 1 order by rowid"
+        return list(self.db.query(sql, [channel]))
+
+
+class Outbox:
+    """Deliveries waiting, in flight, done or given up. Claimed before sending, so a
+    crash repeats at most the messages that were in flight."""
+
+    def __init__(self, db: sqlite_utils.Database) -> None:
+        self.db = db
+
+    def queue(self, poll_id: int | None, messages: list[OutboxMessage]) -> int:
+        if not messages:
+            return 0
+        before = self.db.execute("select count(*) from outbox").fetchone()[0]
+        now = utc_now()
+        self.db["outbox"].insert_all(
+            (
+                {
+                    "created_at": now,
+                    "poll_id": poll_id,
+                    "channel": m.channel,
+                    "recipient": m.recipient,
+                    "kind": m.kind,
+                    "group_key": m.group_key,
+                    "part": m.part,
+                    "dedupe_key": m.dedupe_key,
+                    "change_ids": _json(list(m.change_ids)),
+                    "text": m.text,
+                    "attachment": m.attachment,
+                    "meta": _json(m.meta) if m.meta else None,
+                    "status": "pending",
+                    "attempts": 0,
+                    "next_attempt_at": 0.0,
+                }
+                for m in messages
+            ),
+            ignore=True,
+            batch_size=1000,
+        )
+        return self.db.execute("select count(*) from outbox").fetchone()[0] - before
+
+    def release_stale(self) -> int:
+        """After a crash: whatever was in flight is pending again (it may repeat once)."""
+        with self.db.atomic():
+            cursor = self.db.execute(
+                "update outbox set status = 'pending' where status = 'sending'"
+            )
+        return cursor.rowcount
+
+    def due(self, channel: str, now: float | None = None, limit: int = 100_000) -> list[dict]:
+        """Pending rows of a channel whose time has come, oldest first."""
+        sql = """select * from outbox where channel = ? and status = 'pending'
+            and next_attempt_at <= ? order by id limit ?"""
+        return list(self.db.query(sql, [channel, time.time() if now is None else now, limit]))
+
+    def claim(self, row_id: int) -> bool:
+        """Mark one row in flight; False if another worker already has it."""
+        with self.db.atomic():
+            cursor = self.db.execute(
+                "update outbox set status = 'sending', attempts = attempts + 1 "
+                "where id = ? and status = 'pending'",
+                [row_id],
+            )
+        return cursor.rowcount == 1
+
+    def mark_sent(self, row_id: int, external_id: str | None, note: str | None = None) -> None:
+        with self.db.atomic():
+            self.db.execute(
+                "update outbox set status = 'sent', sent_at = ?, external_id = ?, last_error = ? "
+                "where id = ?",
+                [utc_now(), external_id, note, row_id],
+            )
+
+    def mark_retry(self, row_id: int, at: float, error: str, *, count_attempt: bool = True):
+        with self.db.atomic():
+            self.db.execute(
+                "update outbox set status = 'pending', next_attempt_at = ?, last_error = ?, "
+                "attempts = attempts - ? where id = ?",
+                [at, error, 0 if count_attempt else 1, row_id],
+            )
+
+    def mark_failed(self, row_id: int, error: str, status: str = "failed") -> None:
+        with self.db.atomic():
+            self.db.execute(
+                "update outbox set status = ?, last_error = ? where id = ?",
+                [status, error, row_id],
+            )
+
+    def skip_recipient(self, channel: str, recipient: str, reason: str) -> int:
+        """A recipient who is gone gets nothing more from the queue."""
+        with self.db.atomic():
+            cursor = self.db.execute(
+                "update outbox set status = 'skipped', last_error = ? "
+                "where channel = ? and recipient = ? and status = 'pending'",
+                [reason, channel, recipient],
+            )
+        return cursor.rowcount
+
+    def external_id(self, channel: str, recipient: str, group_key: str, part: int) -> str | None:
+        row = self.db.execute(
+            "select external_id from outbox where channel = ? and recipient = ? "
+            "and group_key = ? and part = ? and status = 'sent'",
+            [channel, recipient, group_key, part],
+        ).fetchone()
+        return row[0] if row else None
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """channel → status → rows."""
+        result: dict[str, dict[str, int]] = {}
+        sql = "select channel, status, count(*) from outbox group by channel, status"
+        for channel, status, count in self.db.execute(sql):
+            result.setdefault(channel, {})[status] = count
+        return result
+
+    def sent_since(self, channel: str, since_iso: str) -> list[dict[str, Any]]:
+        sql = "select * from outbox where channel = ? and status = 'sent' and sent_at >= ?"
+        return list(self.db.query(sql, [channel, since_iso]))

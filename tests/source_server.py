@@ -1,0 +1,92 @@
+"""A real HTTP server on 127.0.0.1 serving a programmable agency list."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+@dataclass
+class Reply:
+    body: bytes = b""
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0  # seconds before answering (for timeouts)
+    etag: bool = True  # answer If-None-Match with 304 when the body is unchanged
+    declared_length: int | None = None  # lie about Content-Length (truncation)
+
+
+class SourceServer:
+    """Serves `path → Reply`; a list of replies is consumed one per request, the last sticks."""
+
+    def __init__(self) -> None:
+        self.routes: dict[str, list[Reply]] = {}
+        self.requests: list[dict[str, str]] = []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:
+                server.requests.append({"path": self.path, **dict(self.headers)})
+                replies = server.routes.get(self.path.split("?")[0]) or server.routes.get(
+                    self.path
+                )
+                if not replies:
+                    self._send(404, b"not found", {})
+                    return
+                reply = replies.pop(0) if len(replies) > 1 else replies[0]
+                if reply.delay:
+                    time.sleep(reply.delay)
+                headers = dict(reply.headers)
+                if reply.etag and reply.status == 200:
+                    tag = '"' + hashlib.sha1(reply.body).hexdigest() + '"'
+                    headers.setdefault("ETag", tag)
+                    if self.headers.get("If-None-Match") == tag:
+                        self._send(304, b"", {"ETag": tag})
+                        return
+                self._send(reply.status, reply.body, headers, reply.declared_length)
+
+            def _send(self, status, body, headers, declared=None) -> None:
+                self.send_response(status)
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(declared or len(body)))
+                self.end_headers()
+                try:
+                    self.wfile.write(body)
+                    self.wfile.flush()
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+                if declared:
+                    self.close_connection = True
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        host, port = self.httpd.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def url(self, path: str = "/map.kml") -> str:
+        return self.base_url + path
+
+    def serve(self, path: str, *replies: Reply | bytes) -> str:
+        self.routes[path] = [r if isinstance(r, Reply) else Reply(r) for r in replies]
+        return self.url(path)
+
+    def start(self) -> SourceServer:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
