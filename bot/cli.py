@@ -6,7 +6,6 @@ Exit codes: 0 success; 2 usage or configuration error; 3 fetch or parse failed;
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import json
 import sys
@@ -80,6 +79,8 @@ def _locked(config: Config) -> Iterator[None]:
 
 
 def _deliver(config: Config, store: Any, channels: list[Any]) -> str:
+    import asyncio
+
     from bot.deliver import deliver_pending
 
     report = asyncio.run(deliver_pending(store, channels, max_attempts=config.alerts.max_attempts))
@@ -105,7 +106,10 @@ def poll(config: Config, dry_run: bool) -> None:
     channels = _channels(config)
     if dry_run:
         store = Store.open(config.db_path, readonly=True)
-        result = run_poll(config, store, channels, dry_run=True)
+        try:
+            result = run_poll(config, store, channels, dry_run=True)
+        finally:
+            store.close()
         for message in result.messages:
             click.echo(f"--- would send to {message.channel}:{message.recipient}")
             click.echo(message.text)
@@ -127,6 +131,8 @@ def poll(config: Config, dry_run: bool) -> None:
 @with_config
 def run(config: Config) -> None:
     """Poll on the configured interval and deliver, until SIGINT/SIGTERM."""
+    import asyncio
+
     channels = _channels(config)
     with _locked(config):
         asyncio.run(_run(config, channels))
@@ -214,16 +220,9 @@ def changes(
     if fmt == "json":
         click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
     elif fmt == "csv":
-        import csv
+        from bot.export import CHANGE_COLUMNS, write_csv
 
-        writer = csv.writer(sys.stdout)
-        columns = ["id", "detected_at", "kind", "key", "name", "city", "state", "active_date",
-                   "fields", "before", "after"]  # fmt: skip
-        writer.writerow(columns)
-        for row in rows:
-            writer.writerow(
-                [json.dumps(row[c]) if isinstance(row[c], dict | list) else row[c] for c in columns]
-            )
+        write_csv(rows, CHANGE_COLUMNS, sys.stdout)
     else:
         _print_table(rows)
 
@@ -322,6 +321,174 @@ def demo(state_dir: Path | None) -> None:
 
     setup_logging("WARNING")
     run_demo(state_dir)
+
+
+# --- reports, charts, exports, summary (bot/reports.py, charts.py, export.py, summary.py) ---
+
+_BY_OPTION = click.option(
+    "--by",
+    type=click.Choice(["detected", "active-date"]),
+    default="detected",
+    show_default=True,
+    help="Date additions are counted by: when ringwatch saw them, or the source's Active Date.",
+)
+
+
+@cli.command()
+@with_config
+@click.option("--since", callback=_iso_date, help="First day, YYYY-MM-DD (inclusive).")
+@click.option("--until", callback=_iso_date, help="Last day, YYYY-MM-DD (inclusive).")
+@click.option("--state", "states", multiple=True, help="Only this state, e.g. MN (repeatable).")
+@_BY_OPTION
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "markdown", "json", "html"]),
+    default="text",
+    show_default=True,
+)
+def report(
+    config: Config,
+    since: str | None,
+    until: str | None,
+    states: tuple[str, ...],
+    by: str,
+    fmt: str,
+) -> None:
+    """How many partnerships began, ended or were renamed in a period, and where."""
+    from bot.render import make_environment
+    from bot.reports import build_report, render_report
+    from bot.store import Store
+
+    store = Store.open(config.db_path, readonly=True)
+    result = build_report(store.db, since=since, until=until, states=states, by=by)
+    click.echo(render_report(make_environment(config.alerts.templates_dir), result, fmt), nl=False)
+
+
+@cli.command()
+@with_config
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
+def stats(config: Config, fmt: str) -> None:
+    """Totals now: by state, agency type, year and month joined, video requests."""
+    from bot.reports import build_stats, stats_dict, stats_text
+    from bot.store import Store
+
+    result = build_stats(Store.open(config.db_path, readonly=True).db)
+    if fmt == "json":
+        click.echo(json.dumps(stats_dict(result), indent=2, ensure_ascii=False))
+    else:
+        click.echo(stats_text(result))
+
+
+@cli.command()
+@with_config
+@click.argument("kind", type=click.Choice(["growth", "monthly", "states"]))
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="PNG file to write.",
+)
+def chart(config: Config, kind: str, out: Path) -> None:
+    """Draw a chart as PNG: growth over time, new per month, or states ranked."""
+    from bot.charts import ChartsUnavailable, save_figure
+    from bot.charts import chart as draw
+    from bot.store import Store
+
+    try:
+        path = save_figure(draw(Store.open(config.db_path, readonly=True).db, kind), out)
+    except ChartsUnavailable as exc:
+        _fail(str(exc))
+    except OSError as exc:
+        _fail(f"cannot write {out}: {exc.strerror or exc}")
+    click.echo(f"wrote {path}")
+
+
+@cli.command()
+@with_config
+@click.option(
+    "--format", "fmt", type=click.Choice(["csv", "json", "geojson"]), default="csv",
+    show_default=True,
+)  # fmt: skip
+@click.option(
+    "--what",
+    type=click.Choice(["agencies", "changes"]),
+    default="agencies",
+    show_default=True,
+    help="The agencies listed now, or the change log.",
+)
+@click.option("--state", "states", multiple=True, help="Only this state (repeatable).")
+@click.option("--since", callback=_iso_date, help="Changes detected on or after this date.")
+@click.option(
+    "--out", type=click.Path(dir_okay=False, path_type=Path), help="File (default: stdout)."
+)
+def export(
+    config: Config,
+    fmt: str,
+    what: str,
+    states: tuple[str, ...],
+    since: str | None,
+    out: Path | None,
+) -> None:
+    """Export the current list or the change log as CSV, JSON or GeoJSON."""
+    from bot.export import agency_rows, write_atomically, write_export
+    from bot.queries import ChangeFilter, query_changes
+    from bot.store import Store
+
+    db = Store.open(config.db_path, readonly=True).db
+    if what == "agencies":
+        rows = agency_rows(db, states)
+    else:
+        rows = query_changes(db, ChangeFilter(since=since, states=states))
+    if out is None:
+        write_export(rows, what, fmt, sys.stdout)
+        return
+    import io
+
+    buffer = io.StringIO()
+    write_export(rows, what, fmt, buffer)
+    try:
+        write_atomically(out, buffer.getvalue().encode("utf-8"))
+    except OSError as exc:
+        _fail(f"cannot write {out}: {exc.strerror or exc}")
+    click.echo(f"wrote {len(rows):,} {what} to {out}")
+
+
+@cli.command()
+@with_config
+@click.option("--dry-run", is_flag=True, help="Print the summary; queue and write nothing.")
+def summary(config: Config, dry_run: bool) -> None:
+    """Queue the periodic summary (text and growth chart) for every channel now."""
+    from bot.lock import AlreadyRunning, state_lock
+    from bot.store import Store
+    from bot.summary import queue_summary
+
+    channels = _channels(config)
+    store = Store.open(config.db_path, readonly=dry_run)
+    try:
+        result = queue_summary(config, store, channels, dry_run=dry_run)
+        period = f"summary of {result.first_day}..{result.last_day}"
+        if dry_run:
+            for message in result.messages:
+                click.echo(f"--- would send to {message.channel}:{message.recipient}")
+                click.echo(message.text)
+            click.echo(f"dry run, nothing written: {period}, {len(result.messages)} messages")
+            return
+        if not result.messages:
+            click.echo(f"{period}: no channel has a recipient for alerts")
+            return
+        queued = f"{result.queued} messages queued" if result.queued else "already queued"
+        chart_note = f"chart {result.attachment}" if result.attachment else "no chart"
+        try:
+            with state_lock(config.state_dir):
+                delivered = _deliver(config, store, channels)
+        except AlreadyRunning:
+            delivered = "left to the running ringwatch"
+        click.echo(f"{period}: {queued} ({chart_note}); delivered: {delivered}")
+    finally:
+        store.close()
 
 
 def main() -> None:

@@ -44,8 +44,8 @@ def parse_duration(value: str | int | float) -> float:
         if not match:
             raise ValueError(f"{value!r} is not a duration such as '30s', '15m' or '1h'")
         seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-    if seconds <= 0:
-        raise ValueError("a duration must be positive")
+    if seconds < 0:
+        raise ValueError("a duration cannot be negative")
     return seconds
 
 
@@ -122,6 +122,20 @@ class XConfig:
 
 
 @dataclass(frozen=True)
+class FeedConfig:
+    path: str | None = None  # None: no feed; relative to the config file's folder
+    entries: int = 50
+    title: str = "Ring police partnerships: changes seen by ringwatch"
+
+
+@dataclass(frozen=True)
+class SummaryConfig:
+    enabled: bool = False
+    cron: str = "0 9 * * MON"  # minute hour day month day-of-week, in UTC
+    days: int = 7  # the period the summary covers, ending when it is queued
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     bot: BotConfig = field(default_factory=BotConfig)
@@ -131,6 +145,15 @@ class Config:
     console: ConsoleConfig = field(default_factory=ConsoleConfig)
     telegram: TelegramConfig = field(default_factory=TelegramConfig)
     x: XConfig = field(default_factory=XConfig)
+    feed: FeedConfig = field(default_factory=FeedConfig)
+    summary: SummaryConfig = field(default_factory=SummaryConfig)
+
+    @property
+    def feed_path(self) -> Path | None:
+        if not self.feed.path:
+            return None
+        path = Path(self.feed.path)
+        return path if path.is_absolute() else self.path.parent / path
 
     @property
     def state_dir(self) -> Path:
@@ -245,6 +268,14 @@ def _check_values(config: Config) -> None:
     def fail(key: str, problem: str) -> typing.NoReturn:
         raise ConfigError(f"{file}: {key} {problem}")
 
+    # Zero turns jitter or backoff off; these durations must be real time spans.
+    for key, seconds in (
+        ("bot.interval", config.bot.interval),
+        ("bot.deliver_every", config.bot.deliver_every),
+        ("source.timeout", config.source.timeout),
+    ):
+        if seconds <= 0:
+            raise ConfigError(f"{file}: {key}: a duration must be positive")
     if config.source.format is not None and config.source.format not in FORMATS:
         fail("source.format", f"must be one of {', '.join(FORMATS)}, got {config.source.format!r}")
     if not 0 <= config.guard.max_missing_share <= 1:
@@ -269,6 +300,31 @@ def _check_values(config: Config) -> None:
         fail("x.max_posts_per_day/max_posts_per_poll", "must be at least 1")
     if config.telegram.messages_per_second <= 0:
         fail("telegram.messages_per_second", "must be positive")
+    if config.feed.entries < 1:
+        fail("feed.entries", "must be at least 1")
+    if config.summary.days < 1:
+        fail("summary.days", "must be at least 1")
+    problem = cron_problem(config.summary.cron)
+    if problem:
+        fail("summary.cron", problem)
+
+
+def cron_problem(expression: str) -> str | None:
+    """Why a crontab expression cannot schedule the summary, or None when it can."""
+    from apscheduler.triggers.cron import CronTrigger
+
+    fields = expression.split()
+    if len(fields) == 5 and any(ch.isdigit() for ch in fields[4]):
+        # APScheduler 3 numbers weekdays from Monday=0, cron from Sunday=0: names are unambiguous.
+        return f"{expression!r}: write the day of the week as a name (MON-SUN), not a number"
+    try:
+        CronTrigger.from_crontab(expression, timezone="UTC")
+    except ValueError as exc:
+        return (
+            f"{expression!r} is not a crontab expression "
+            f'("minute hour day month day-of-week", e.g. "0 9 * * MON"): {exc}'
+        )
+    return None
 
 
 def parse_config(data: dict[str, Any], path: Path) -> Config:

@@ -47,7 +47,15 @@ class DeliveryReport:
 
 
 class _ChannelRound:
-    def __init__(self, store: Store, channel: Channel, report: DeliveryReport, max_attempts: int):
+    def __init__(
+        self,
+        store: Store,
+        channel: Channel,
+        report: DeliveryReport,
+        max_attempts: int,
+        stop: asyncio.Event,
+    ):
+        self.stop = stop
         self.store = store
         self.channel = channel
         self.report = report
@@ -56,12 +64,18 @@ class _ChannelRound:
         self.paused = False
 
     async def run(self) -> None:
-        rows = self.store.outbox.due(self.channel.name)
+        now = time.time()
+        rows = self.store.outbox.due(self.channel.name, now)
         if not rows:
             return
+        # A recipient's rows go out in order: nothing after a row that waits for a retry.
+        waiting = self.store.outbox.first_waiting(self.channel.name, now)
         by_recipient: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for row in rows:
-            by_recipient[row["recipient"]].append(row)
+            if row["id"] < waiting.get(row["recipient"], row["id"] + 1):
+                by_recipient[row["recipient"]].append(row)
+        if not by_recipient:
+            return
         queue: asyncio.Queue[list[dict[str, Any]]] = asyncio.Queue()
         for recipient_rows in by_recipient.values():
             queue.put_nowait(recipient_rows)
@@ -73,19 +87,18 @@ class _ChannelRound:
             await self.channel.close()
 
     async def _worker(self, queue: asyncio.Queue[list[dict[str, Any]]]) -> None:
-        while not queue.empty() and not self.paused:
+        while not queue.empty() and not self.paused and not self.stop.is_set():
             for row in queue.get_nowait():
-                if self.paused or not await self._deliver(row):
+                if self.paused or self.stop.is_set() or not await self._deliver(row):
                     break  # keep this recipient's order: the rest waits for the next round
 
     def _reply_to(self, row: dict[str, Any]) -> tuple[bool, str | None]:
         """(ready, parent id) for a threaded part; a part waits until its parent is sent."""
         if not self.style.threaded or row["part"] == 0:
             return True, None
-        parent = self.store.outbox.external_id(
-            row["channel"], row["recipient"], row["group_key"], row["part"] - 1
+        return self.store.outbox.thread_parent(
+            row["channel"], row["recipient"], row["group_key"], row["part"]
         )
-        return parent is not None, parent
 
     async def _deliver(self, row: dict[str, Any]) -> bool:
         """Send one row; False when the recipient's remaining rows must wait."""
@@ -143,10 +156,18 @@ class _ChannelRound:
 
 
 async def deliver_pending(
-    store: Store, channels: Sequence[Channel], *, max_attempts: int = 8
+    store: Store,
+    channels: Sequence[Channel],
+    *,
+    max_attempts: int = 8,
+    stop: asyncio.Event | None = None,
 ) -> DeliveryReport:
-    """One round: every due row of every channel, channels side by side."""
+    """One round: every due row of every channel, channels side by side.
+
+    Once `stop` is set no further row is started; what is in flight finishes.
+    """
     report = DeliveryReport()
-    rounds = [_ChannelRound(store, channel, report, max_attempts) for channel in channels]
+    stop = stop or asyncio.Event()
+    rounds = [_ChannelRound(store, channel, report, max_attempts, stop) for channel in channels]
     await asyncio.gather(*(r.run() for r in rounds))
     return report

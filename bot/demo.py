@@ -29,8 +29,11 @@ def run_demo(state_dir: Path | None = None) -> None:
         if state_dir is None:
             state_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ringwatch-")))
         samples = stack.enter_context(resources.as_file(resources.files("bot") / "samples"))
+        state_dir = state_dir.absolute()  # a relative one would nest: state/state/
         config = with_overrides(Config(path=state_dir / "config.toml"), "bot",
                                 state_dir=str(state_dir))  # fmt: skip
+        # Show every alert as a subscriber would get it, not one digest of the 29 additions.
+        config = with_overrides(config, "alerts", digest_threshold=1000)
         channels = [load_channel("console", config)]
         for number, (sample, title) in enumerate(STEPS, 1):
             click.secho(f"\n== {number}. {title}  [{sample}]", bold=True)

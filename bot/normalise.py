@@ -12,6 +12,7 @@ import unicodedata
 from collections.abc import Container
 from dataclasses import replace
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from bot.models import Agency
@@ -95,30 +96,40 @@ _DISPLAY_ABBREVIATIONS = [
     (re.compile(r"\bPublic Safety Department\b", re.I), "DPS"),
 ]
 
-_SPACE = re.compile(r"\s+")
 _NON_WORD = re.compile(r"[^\w\s]+")
+_INITIALISM = re.compile(r"\b[a-z](?:\.[a-z])+\b\.?")
 
 
 def clean_text(value: Any) -> str:
     """Unicode-normalised, whitespace-collapsed text ('' for None)."""
     if value is None:
         return ""
-    text = unicodedata.normalize("NFKC", str(value))
-    return _SPACE.sub(" ", text).strip()
+    text = str(value)
+    if not text.isascii():  # NFKC leaves ASCII as it is: skip it on the common path
+        text = unicodedata.normalize("NFKC", text)
+    return " ".join(text.split())
 
 
+# The functions cached below are pure and see the same few thousand field names, cities,
+# states and dates again and again in a 100,000-agency export.
+@lru_cache(maxsize=1024)
 def _field_id(name: str) -> str:
     return re.sub(r"[^a-z0-9]", "", name.lower())
 
 
 def name_key(name: str) -> str:
     """The comparison form of an agency name: case, punctuation and abbreviations removed."""
-    text = unicodedata.normalize("NFKD", clean_text(name)).encode("ascii", "ignore").decode()
+    text = clean_text(name)
+    if not text.isascii():
+        text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
     text = text.lower().replace("&", " and ").replace("'", "")
+    if "." in text:  # "p.d." → "pd"
+        text = _INITIALISM.sub(lambda m: m.group(0).replace(".", ""), text)
     words = _NON_WORD.sub(" ", text).split()
     return " ".join(_NAME_SYNONYMS.get(word, word) for word in words)
 
 
+@lru_cache(maxsize=1024)
 def state_code(value: str) -> str:
     """'Minnesota', 'minn.', 'MN', ' mn ' → 'MN'; '' when it is not a US state."""
     text = clean_text(value)
@@ -129,6 +140,7 @@ def state_code(value: str) -> str:
     return _STATE_BY_NAME.get(re.sub(r"[^a-z]", "", text.lower()), "")
 
 
+@lru_cache(maxsize=16384)
 def split_address(address: str) -> tuple[str, str]:
     """'Crystal, MN' → ('Crystal', 'MN'); tolerates 'Crystal, Minnesota 55428, USA'."""
     parts = [p.strip() for p in clean_text(address).split(",") if p.strip()]
@@ -143,6 +155,7 @@ def split_address(address: str) -> tuple[str, str]:
     return ", ".join(parts), ""
 
 
+@lru_cache(maxsize=16384)
 def city_key(city: str) -> str:
     return " ".join(_NON_WORD.sub(" ", clean_text(city).lower()).split())
 
@@ -158,6 +171,7 @@ _DATE_FORMATS = (
 )
 
 
+@lru_cache(maxsize=16384)
 def parse_date(value: str) -> str | None:
     """Any date spelling the map has used → 'YYYY-MM-DD'; unparseable text is kept as is."""
     text = clean_text(value).rstrip(".")
@@ -173,7 +187,10 @@ def parse_date(value: str) -> str | None:
 
 
 def parse_count(value: str) -> int | None:
-    digits = re.sub(r"[,\s]", "", clean_text(value))
+    text = clean_text(value)
+    if text.isascii() and text.isdigit():
+        return int(text)
+    digits = re.sub(r"[,\s]", "", text)
     return int(digits) if digits.isdigit() else None
 
 

@@ -134,13 +134,16 @@ class Poller:
         active_keys = set(hash_index.values())
         if len(active_keys) != self.store.active_count():  # identical bytes twice: rare
             active_keys = set(self.store.agencies())
-        stored = self.store.agencies(active_keys - read.unchanged_keys)
-        diff = diff_agencies(
-            stored,
-            read.fetched,
-            missing_streak=self.store.missing_streak(),
-            confirmations=self.config.guard.removal_confirmations,
-        )
+        baseline = not active_keys and last_good is None
+        if baseline:  # nothing to compare with: the first poll records what it read
+            diff = Diff()
+        else:
+            diff = diff_agencies(
+                self.store.agencies(active_keys - read.unchanged_keys),
+                read.fetched,
+                missing_streak=self.store.missing_streak(),
+                confirmations=self.config.guard.removal_confirmations,
+            )
         timings["diff"] = time.perf_counter() - mark
         problem = guard_problem(
             stored_total=len(active_keys),
@@ -150,7 +153,6 @@ class Poller:
         )
         if problem:
             return self._bad(poll, "suspect", problem, started, timings)
-        baseline = not active_keys and last_good is None
         return self._commit(poll, diff, baseline, read, started, timings)
 
     # --- outcomes -----------------------------------------------------------------------
@@ -159,13 +161,18 @@ class Poller:
         poll.update(outcome=outcome, finished_at=utc_now(), **counts)
         poll["duration_ms"] = round((time.perf_counter() - started) * 1000)
 
-    def _recovery_warning(self, poll_id_hint: str) -> list[OutboxMessage]:
+    def _last_poll_id(self) -> int:
+        return (self.store.last_poll() or {}).get("id") or 0
+
+    def _recovery_warning(self) -> list[OutboxMessage]:
         streak = self.store.bad_streak()
         if not streak:
             return []
         message = f"polling is healthy again after {streak} failed or suspect polls in a row"
         log.warning(message)
-        return self._warning(message, poll_id_hint)
+        # Keyed by the streak's last poll, not a timestamp: a streak that starts and ends
+        # within one second must still give two distinct messages.
+        return self._warning(message, f"streak-end:{self._last_poll_id()}")
 
     def _warning(self, message: str, group: str) -> list[OutboxMessage]:
         return plan_maintainer_message(
@@ -187,7 +194,7 @@ class Poller:
             what = "fetch failed" if outcome == "failed" else "guard tripped"
             messages = self._warning(
                 f"{what}: {error}. Agencies are unchanged; you will hear again when it recovers.",
-                poll["started_at"],
+                f"streak-start:{self._last_poll_id()}",
             )
         summary = f"{outcome}: {error}"
         if self.dry_run:
@@ -203,7 +210,7 @@ class Poller:
             diff = advance_missing(streak, stored, self.config.guard.removal_confirmations)
             return self._commit(poll, diff, False, None, started, timings, outcome="unchanged")
         self._finish(poll, started, "unchanged")
-        messages = self._recovery_warning(poll["started_at"])
+        messages = self._recovery_warning()
         summary = "unchanged" + (" (304 Not Modified)" if poll.get("http_status") == 304 else "")
         if self.dry_run:
             return PollResult("unchanged", summary, messages=messages, timings=timings)
@@ -238,7 +245,7 @@ class Poller:
         }
         self._finish(poll, started, outcome, **counts)
         audience_list = audiences(self.channels, self.store)
-        recovery = self._recovery_warning(poll["started_at"])
+        recovery = self._recovery_warning()
         since = self.store.last_poll(good=True)
 
         def plan(poll_id: int, numbered: list[tuple[int, Change]]) -> list[OutboxMessage]:
@@ -267,11 +274,30 @@ class Poller:
             return PollResult(outcome, summary, changes, messages, timings=timings)
         poll_id, _ = self.store.commit_poll(poll, diff, changes, plan, baseline=agencies)
         timings["commit"] = time.perf_counter() - mark
+        self._write_feed(changed=bool(changes))
         messages_queued = self.store.db.execute(
             "select count(*) from outbox where poll_id = ?", [poll_id]
         ).fetchone()[0]
         summary += f"; {messages_queued} messages queued"
         return PollResult(outcome, summary, changes, [], poll_id, timings)
+
+    def _write_feed(self, *, changed: bool) -> None:
+        """Rewrite the Atom feed after a commit that logged changes (or if it is missing).
+
+        The change log is committed already: a feed that cannot be written is logged,
+        never a failed poll.
+        """
+        path = self.config.feed_path
+        if path is None or not (changed or not path.exists()):
+            return
+        from bot.feed import write_feed
+
+        try:
+            write_feed(self.store.db, path, entries=self.config.feed.entries,
+                       title=self.config.feed.title, env=self.env,
+                       source_url=self.config.source.url)  # fmt: skip
+        except OSError as exc:
+            log.warning("could not write the feed %s: %s", path, exc)
 
     @staticmethod
     def _summary(outcome: str, poll: dict[str, Any], counts: dict[str, int]) -> str:

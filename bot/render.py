@@ -7,8 +7,10 @@ into an error, and `.html` templates are autoescaped (Telegram speaks HTML).
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Callable, Sequence
+from itertools import takewhile
 from typing import Any
 
 import jinja2
@@ -19,6 +21,29 @@ from bot.normalise import US_STATES, display_name
 
 KIND_ORDER = ("added", "renamed", "changed", "removed")
 ELLIPSIS = "…"
+WORD_JOINER = "\u2060"
+# A sign that would start a mention or hashtag (X also reads the fullwidth ＠ and ＃ so),
+# or a cashtag ($AMZN), when a word follows it.
+_ENTITY_SIGN = re.compile(r"[@＠#＃](?=\w)|\$(?=[A-Za-z])")
+
+
+def no_mentions(text: str) -> str:
+    """Keep `@name`, `#tag` and `$TAG` in text from becoming mentions, hashtags or cashtags.
+
+    An invisible WORD JOINER after the sign ends the entity; URLs (whose `#fragment`
+    must survive) are left alone.
+    """
+    # Imported here: twitter_text takes most of a second to import (its emoji regex),
+    # which every CLI command that renders would otherwise pay.
+    from twitter_text import extract_urls_with_indices
+
+    urls = [(u["indices"][0], u["indices"][1]) for u in extract_urls_with_indices(text)]
+
+    def defuse(match: re.Match[str]) -> str:
+        inside_url = any(start <= match.start() < end for start, end in urls)
+        return match.group() if inside_url else match.group() + WORD_JOINER
+
+    return _ENTITY_SIGN.sub(defuse, text)
 
 
 def make_environment(templates_dir: str | None = None) -> jinja2.Environment:
@@ -39,6 +64,7 @@ def make_environment(templates_dir: str | None = None) -> jinja2.Environment:
     env.filters["plural"] = lambda n, word, many=None: (
         word if n == 1 else (many or word + ("es" if word.endswith("s") else "s"))
     )
+    env.filters["no_mentions"] = no_mentions
     return env
 
 
@@ -97,7 +123,8 @@ def render_digest(
 ) -> list[str]:
     """A digest of many changes, split into parts that each fit the channel."""
     text = render(env, style, "digest", **digest_context(changes, **extra))
-    return split_text(text, style.max_length, style.measure)
+    # A thread's first post is what timelines show: let it be the headline paragraph alone.
+    return split_text(text, style.max_length, style.measure, paragraphs=style.threaded)
 
 
 def truncate(line: str, limit: int, measure: Callable[[str], int] = len) -> str:
@@ -113,17 +140,27 @@ def truncate(line: str, limit: int, measure: Callable[[str], int] = len) -> str:
     return cut.rstrip(" ,;:-") + ELLIPSIS
 
 
-def split_text(text: str, limit: int, measure: Callable[[str], int] = len) -> list[str]:
+def split_text(
+    text: str, limit: int, measure: Callable[[str], int] = len, *, paragraphs: bool = False
+) -> list[str]:
     """Split at line boundaries into parts of at most `limit`; no line is ever dropped.
 
-    A paragraph break (blank line) is preferred when the next paragraph would not fit.
+    With `paragraphs`, a part also ends at a paragraph break (blank line) when the next
+    paragraph would not fit in what is left of it.
     """
     if measure(text) <= limit:
         return [text]
     parts: list[str] = []
     current: list[str] = []
-    for line in text.split("\n"):
+    lines = text.split("\n")
+    for index, line in enumerate(lines):
         line = truncate(line, limit, measure)
+        if paragraphs and not line.strip() and "".join(current).strip():
+            following = "\n".join(takewhile(str.strip, lines[index + 1 :]))
+            if measure("\n".join([*current, line, following])) > limit:
+                parts.append("\n".join(current).strip("\n"))
+                current = []
+                continue
         candidate = "\n".join([*current, line])
         if current and measure(candidate) > limit:
             parts.append("\n".join(current).strip("\n"))

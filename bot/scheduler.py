@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
 
 from bot.channels import enabled_channels
 from bot.channels.base import Channel
@@ -34,6 +35,7 @@ class Runner:
         self.stop_event = asyncio.Event()
         self.deliver_lock = asyncio.Lock()
         self.poll_lock = asyncio.Lock()
+        self.background: set[asyncio.Task[None]] = set()
         self.store = Store.open(config.db_path)
 
     def _poll_in_thread(self) -> str:
@@ -52,7 +54,33 @@ class Runner:
                 log.info("poll: %s", summary)
             except Exception:
                 log.exception("poll crashed; the next one runs on schedule")
-        await self.deliver_job()
+        self._deliver_soon()
+
+    def _summary_in_thread(self) -> str:
+        from bot.summary import queue_summary
+
+        store = Store.open(self.config.db_path)
+        try:
+            result = queue_summary(self.config, store, self.channels)
+            return f"{result.first_day}..{result.last_day}: {result.queued} messages queued"
+        finally:
+            store.close()
+
+    async def summary_job(self) -> None:
+        if self.stop_event.is_set():
+            return
+        async with self.poll_lock:  # the summary reads what a poll in progress is writing
+            try:
+                log.info("summary: %s", await asyncio.to_thread(self._summary_in_thread))
+            except Exception:
+                log.exception("summary crashed; the next one runs on schedule")
+        self._deliver_soon()
+
+    def _deliver_soon(self) -> None:
+        """Deliver in the background: a long broadcast must not hold up the next poll."""
+        task = asyncio.create_task(self.deliver_job())
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
 
     async def deliver_job(self) -> None:
         if self.deliver_lock.locked():
@@ -60,7 +88,10 @@ class Runner:
         async with self.deliver_lock:
             try:
                 report = await deliver_pending(
-                    self.store, self.channels, max_attempts=self.config.alerts.max_attempts
+                    self.store,
+                    self.channels,
+                    max_attempts=self.config.alerts.max_attempts,
+                    stop=self.stop_event,
                 )
                 if any(report.sent.values()) or any(report.failed.values()):
                     log.info("deliver: %s", report.summary())
@@ -92,6 +123,15 @@ class Runner:
             coalesce=True,
             id="deliver",
         )
+        if self.config.summary.enabled:
+            scheduler.add_job(
+                self.summary_job,
+                CronTrigger.from_crontab(self.config.summary.cron, timezone="UTC"),
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=3600,  # a summary an hour late beats none
+                id="summary",
+            )
         extra = [
             asyncio.create_task(task)
             for channel in self.channels
@@ -101,9 +141,11 @@ class Runner:
         log.info("ringwatch running: polling %s every %ss", self.config.source.url, bot.interval)
         await self.stop_event.wait()
         log.info("stopping after the current step")
-        scheduler.shutdown(wait=False)
+        # No new runs; a poll or delivery round in progress finishes before the shutdown,
+        # which would cancel it mid-step.
+        scheduler.pause()
         async with self.poll_lock, self.deliver_lock:
-            pass  # let a poll or delivery round in progress finish
+            scheduler.shutdown(wait=False)
         for task in extra:
             await task
         self.store.close()

@@ -16,6 +16,7 @@ import logging
 import time
 from collections.abc import Container, Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from urllib.parse import unquote, urljoin, urlparse
 
@@ -56,7 +57,7 @@ class Fetched:
     def not_modified(self) -> bool:
         return self.status == 304
 
-    @property
+    @cached_property  # asked more than once per poll; 100 MB take a while to hash
     def content_hash(self) -> str:
         return hashlib.sha256(self.body).hexdigest()
 
@@ -187,9 +188,11 @@ def _safe_parser() -> etree.XMLParser:
 
 def _reject_entities(body: bytes) -> None:
     # A map export has no DTD; refusing one outright (and with it every entity
-    # declaration) is simpler and safer than trusting any expansion limit.
-    head = body[:65536]
-    if b"<!DOCTYPE" in head or b"<!ENTITY" in head:
+    # declaration) is simpler and safer than trusting any expansion limit. A DTD can
+    # only stand before the root element, however long the comments in front of it.
+    root = body.find(b"<kml")
+    prolog = body if root < 0 else body[:root]
+    if b"<!DOCTYPE" in prolog or b"<!ENTITY" in prolog:
         raise ParseError("the document declares a DTD or XML entities; refusing to parse it")
 
 
@@ -214,29 +217,35 @@ def _digest(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=12).hexdigest()
 
 
-def _local(tag: str) -> str:
-    return tag.rsplit("}", 1)[-1]
+def _local(tag: object) -> str:
+    """The local name of a tag ('' for comments and processing instructions)."""
+    return tag[tag.find("}") + 1 :] if isinstance(tag, str) else ""
+
+
+def _first_text(element: etree._Element, name: str, *, deep: bool = False) -> str | None:
+    """Text of the first child (or descendant) called `name`. On this hot path a loop over
+    lxml elements costs a fraction of findtext()'s ElementPath machinery."""
+    for node in element.iter() if deep else element:
+        if _local(node.tag) == name:
+            return node.text or ""
+    return None
 
 
 def _placemark_fields(placemark: etree._Element) -> dict[str, str]:
     fields: dict[str, str] = {}
     for child in placemark:
-        tag = child.tag
-        if not isinstance(tag, str):
-            continue
-        name = _local(tag)
+        name = _local(child.tag)
         if name == "ExtendedData":
-            for data in child.iter("{*}Data", "{*}SimpleData"):
-                key = data.get("name")
-                if not key:
-                    continue
-                value = data.findtext("{*}value") if _local(data.tag) == "Data" else data.text
-                fields[key] = value or ""
+            for data in child.iter():
+                kind = _local(data.tag)
+                if kind in ("Data", "SimpleData") and (key := data.get("name")):
+                    value = _first_text(data, "value") if kind == "Data" else data.text
+                    fields[key] = value or ""
         elif name in ("Point", "MultiGeometry"):
-            coordinates = child.findtext(".//{*}coordinates")
+            coordinates = _first_text(child, "coordinates", deep=True)
             if coordinates:
                 fields["coordinates"] = coordinates
-        elif len(child) == 0:
+        elif name and len(child) == 0:
             fields[name] = child.text or ""
     return fields
 
@@ -260,7 +269,8 @@ def parse_kml(body: bytes, known: Container[str] = frozenset()) -> Iterator[RawR
     )
     try:
         for _event, element in context:
-            digest = _digest(etree.tostring(element))
+            # The tail is the whitespace after the Placemark: not part of the record.
+            digest = _digest(etree.tostring(element, with_tail=False))
             yield digest, (None if digest in known else _placemark_fields(element))
             # Free what has been read: keeps a 100 MB export at a few MB of tree.
             element.clear(keep_tail=False)

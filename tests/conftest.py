@@ -50,3 +50,31 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60):
         timeout=timeout,
         cwd=REPO,
     )
+
+
+SAMPLES = REPO / "bot" / "samples"
+
+
+def poll_samples(server: SourceServer, directory: Path, extra_config: str = "") -> Path:
+    """Poll the bundled snapshots through the real CLI: baseline, later, later again (the
+    repeat confirms the one removal). Returns the config path."""
+    url = server.serve(
+        "/samples.kml",
+        (SAMPLES / "baseline.kml").read_bytes(),
+        (SAMPLES / "later.kml").read_bytes(),
+    )
+    config = write_config(directory, f'[source]\nurl = "{url}"\nformat = "kml"\n{extra_config}')
+    for _ in range(3):
+        result = run_cli("poll", "--config", str(config))
+        assert result.returncode == 0, result.stderr
+    return config
+
+
+@pytest.fixture(scope="session")
+def sample_config(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A state dir holding the samples' change log: 29 added, 1 renamed, 1 changed, 1 removed."""
+    server = SourceServer().start()
+    try:
+        yield poll_samples(server, tmp_path_factory.mktemp("samples"))
+    finally:
+        server.stop()

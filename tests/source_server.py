@@ -17,6 +17,7 @@ class Reply:
     delay: float = 0.0  # seconds before answering (for timeouts)
     etag: bool = True  # answer If-None-Match with 304 when the body is unchanged
     declared_length: int | None = None  # lie about Content-Length (truncation)
+    chunked: bool = False  # no Content-Length: Transfer-Encoding: chunked
 
 
 class SourceServer:
@@ -25,16 +26,28 @@ class SourceServer:
     def __init__(self) -> None:
         self.routes: dict[str, list[Reply]] = {}
         self.requests: list[dict[str, str]] = []
+        # Requests being answered right now, and the most there ever were at once.
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self._lock = threading.Lock()
         server = self
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
             def do_GET(self) -> None:
+                with server._lock:
+                    server.in_flight += 1
+                    server.max_in_flight = max(server.max_in_flight, server.in_flight)
+                try:
+                    self._answer()
+                finally:
+                    with server._lock:
+                        server.in_flight -= 1
+
+            def _answer(self) -> None:
                 server.requests.append({"path": self.path, **dict(self.headers)})
-                replies = server.routes.get(self.path.split("?")[0]) or server.routes.get(
-                    self.path
-                )
+                replies = server.routes.get(self.path.split("?")[0]) or server.routes.get(self.path)
                 if not replies:
                     self._send(404, b"not found", {})
                     return
@@ -48,6 +61,9 @@ class SourceServer:
                     if self.headers.get("If-None-Match") == tag:
                         self._send(304, b"", {"ETag": tag})
                         return
+                if reply.chunked:
+                    self._send_chunked(reply.status, reply.body, headers)
+                    return
                 self._send(reply.status, reply.body, headers, reply.declared_length)
 
             def _send(self, status, body, headers, declared=None) -> None:
@@ -64,12 +80,30 @@ class SourceServer:
                 if declared:
                     self.close_connection = True
 
+            def _send_chunked(self, status, body, headers, size: int = 4096) -> None:
+                self.send_response(status)
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                try:
+                    for start in range(0, len(body), size):
+                        chunk = body[start : start + size]
+                        self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                    self.wfile.write(b"0\r\n\r\n")
+                    self.wfile.flush()
+                except (BrokenPipeError, ConnectionResetError):
+                    self.close_connection = True
+
             def log_message(self, *args) -> None:
                 pass
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        # A short poll interval makes stop() (shutdown) quick.
+        self.thread = threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
 
     @property
     def base_url(self) -> str:

@@ -1,0 +1,339 @@
+"""Telegram commands: people subscribe, filter by state and ask questions in chat.
+
+Runs inside `ringwatch run` (TelegramChannel.background_tasks) on the same asyncio loop
+as the scheduler: the Application is driven step by step (initialize, start,
+updater.start_polling … updater.stop, stop, shutdown), never with run_polling, which
+would take over the loop and the signals. Handlers use the runner's Store on the loop
+thread; every database call is short and never spans an await.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import json
+import logging
+from collections.abc import Sequence
+from contextlib import suppress
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+from telegram import BotCommand, LinkPreviewOptions, Update
+from telegram.constants import ChatMemberStatus, ChatType
+from telegram.error import InvalidToken
+from telegram.ext import (
+    Application,
+    ApplicationBuilder,
+    CommandHandler,
+    ContextTypes,
+    ExtBot,
+    MessageHandler,
+    filters,
+)
+
+from bot.channels.telegram import CHANNEL, TOKEN_ENV, TelegramChannel
+from bot.models import Agency, Change
+from bot.normalise import state_code
+from bot.queries import ChangeFilter, query_changes
+from bot.render import make_environment, render_change, split_text
+from bot.store import Store
+
+if TYPE_CHECKING:
+    from bot.config import Config
+
+log = logging.getLogger(__name__)
+
+COMMANDS = (
+    ("start", "Subscribe to every alert"),
+    ("subscribe", "Subscribe to some states: /subscribe MN WI (none: all)"),
+    ("unsubscribe", "Stop all alerts"),
+    ("states", "Show which states you follow"),
+    ("latest", "The last few changes"),
+    ("stats", "Partnership totals"),
+    ("help", "What this bot does"),
+)
+LATEST_COUNT = 5
+STATS_TOP_STATES = 10
+RECENT_DAYS = 30
+LONG_POLL_SECONDS = 10
+RETRY_FIRST, RETRY_MAX = 5.0, 300.0
+ADMIN_STATUSES = (ChatMemberStatus.ADMINISTRATOR, ChatMemberStatus.OWNER)
+NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
+
+HELP = (
+    "I post every change to Ring's map of police partnerships: new partners, ended "
+    "partnerships, renames.\n\n"
+    + "\n".join(f"/{name} - {html.escape(text)}" for name, text in COMMANDS)
+    + "\n\nStates are two-letter codes or names: <code>/subscribe MN WI</code>, "
+    "<code>/subscribe New York</code>. In a group, only an administrator can change "
+    "the subscription."
+)
+
+
+def parse_states(args: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Command arguments → (USPS codes, words not understood).
+
+    A state name may span words ("New York", "District of Columbia"); the longest
+    match wins, so "West Virginia" is WV, not VA.
+    """
+    words = [word for arg in args for word in arg.replace(",", " ").split()]
+    codes: list[str] = []
+    unknown: list[str] = []
+    i = 0
+    while i < len(words):
+        for span in range(min(4, len(words) - i), 0, -1):
+            code = state_code(" ".join(words[i : i + span]))
+            if code:
+                codes.append(code)
+                i += span
+                break
+        else:
+            unknown.append(words[i])
+            i += 1
+    return sorted(set(codes)), unknown
+
+
+def describe_filter(states_json: str | None) -> str:
+    if not states_json:
+        return "every state"
+    return ", ".join(json.loads(states_json))
+
+
+def change_from_log(row: dict) -> Change:
+    """A change-log object (queries.change_object) back as a Change, for the templates."""
+    after, before = row["after"] or {}, row["before"] or {}
+    agency = Agency(
+        key=row["key"],
+        name=row["name"],
+        city=row["city"] or "",
+        state=row["state"] or "",
+        active_date=row["active_date"],
+        profile_url=after.get("profile_url") or before.get("profile_url"),
+    )
+    return Change(row["kind"], agency, row["before"], row["after"], tuple(row["fields"]))
+
+
+class Commands:
+    """The handlers, bound to one store and config."""
+
+    def __init__(self, config: Config, store: Store) -> None:
+        self.config = config
+        self.store = store
+        self.env = make_environment(config.alerts.templates_dir)
+        self.style = TelegramChannel(config).style()
+        self.admins = set(config.telegram.admins)
+
+    def register(self, application: Application) -> None:
+        for name in ("start", "subscribe", "unsubscribe", "states", "latest", "stats", "help"):
+            application.add_handler(CommandHandler(name, getattr(self, name)))
+        application.add_handler(CommandHandler("status", self.status))
+        private = filters.ChatType.PRIVATE
+        application.add_handler(MessageHandler(private & filters.COMMAND, self.unknown_command))
+        application.add_handler(MessageHandler(private & ~filters.COMMAND, self.unknown_text))
+        application.add_error_handler(self.on_error)
+
+    # --- helpers ------------------------------------------------------------------------
+
+    @staticmethod
+    async def reply(update: Update, text: str) -> None:
+        assert update.effective_message is not None
+        await update.effective_message.reply_html(text, link_preview_options=NO_PREVIEW)
+
+    @staticmethod
+    async def may_change(update: Update, context: ContextTypes.DEFAULT_TYPE) -> bool:
+        """Anyone in a private chat; in a group, only its administrators."""
+        chat, message, user = update.effective_chat, update.effective_message, update.effective_user
+        assert chat is not None and message is not None
+        if chat.type == ChatType.PRIVATE:
+            return True
+        if message.sender_chat is not None and message.sender_chat.id == chat.id:
+            return True  # an anonymous administrator posts as the group itself
+        if user is None:
+            return False
+        member = await context.bot.get_chat_member(chat.id, user.id)
+        return member.status in ADMIN_STATUSES
+
+    async def refuse_unless_allowed(
+        self, update: Update, context: ContextTypes.DEFAULT_TYPE
+    ) -> bool:
+        if await self.may_change(update, context):
+            return False
+        await self.reply(update, "Only an administrator of this group can change its alerts.")
+        return True
+
+    def subscription(self, update: Update) -> dict | None:
+        assert update.effective_chat is not None
+        row = self.store.subscriber(CHANNEL, str(update.effective_chat.id))
+        return row if row and row["active"] else None
+
+    def subscribe_chat(self, update: Update, states: list[str] | None) -> None:
+        chat = update.effective_chat
+        assert chat is not None
+        title = chat.title or chat.username or chat.full_name
+        self.store.subscribe(CHANNEL, str(chat.id), states=states, chat_type=chat.type, title=title)
+
+    # --- commands -----------------------------------------------------------------------
+
+    async def start(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        current = self.subscription(update)
+        if current:
+            await self.reply(
+                update,
+                f"You are already subscribed ({html.escape(describe_filter(current['states']))})."
+                "\n\n" + HELP,
+            )
+            return
+        if await self.refuse_unless_allowed(update, context):
+            return
+        self.subscribe_chat(update, None)
+        await self.reply(update, "Subscribed to alerts for every state.\n\n" + HELP)
+
+    async def subscribe(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        states, unknown = parse_states(context.args or [])
+        if unknown:
+            await self.reply(
+                update,
+                f"Not a US state: {html.escape(', '.join(unknown))}. "
+                "Use codes or names, e.g. <code>/subscribe MN WI</code>.",
+            )
+            return
+        if await self.refuse_unless_allowed(update, context):
+            return
+        self.subscribe_chat(update, states or None)
+        what = ", ".join(states) if states else "every state"
+        await self.reply(update, f"Subscribed to alerts for {html.escape(what)}.")
+
+    async def unsubscribe(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        if await self.refuse_unless_allowed(update, context):
+            return
+        assert update.effective_chat is not None
+        chat_id = str(update.effective_chat.id)
+        if self.store.deactivate_subscriber(CHANNEL, chat_id, "unsubscribed"):
+            await self.reply(update, "Unsubscribed. /start or /subscribe brings alerts back.")
+        else:
+            await self.reply(update, "You were not subscribed.")
+
+    async def states(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        current = self.subscription(update)
+        if not current:
+            await self.reply(update, "Not subscribed. Send /start or /subscribe MN WI.")
+            return
+        await self.reply(
+            update, f"You get alerts for {html.escape(describe_filter(current['states']))}."
+        )
+
+    async def latest(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        current = self.subscription(update)
+        states = json.loads(current["states"]) if current and current["states"] else []
+        rows = query_changes(self.store.db, ChangeFilter(states=states, limit=LATEST_COUNT))
+        if not rows:
+            await self.reply(update, "No changes recorded yet.")
+            return
+        lines = [
+            f"{html.escape(row['detected_at'][:10])} · "
+            + render_change(self.env, self.style, change_from_log(row))
+            for row in reversed(rows)
+        ]
+        for part in split_text("\n\n".join(lines), self.style.max_length, self.style.measure):
+            await self.reply(update, part)
+
+    async def stats(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        total = self.store.active_count()
+        by_state = self.store.db.execute(
+            "select state, count(*) from agencies where active = 1 "
+            "group by state order by count(*) desc, state"
+        ).fetchall()
+        since = (datetime.now(UTC) - timedelta(days=RECENT_DAYS)).date().isoformat()
+        recent = len(query_changes(self.store.db, ChangeFilter(since=since, kinds=["added"])))
+        top = ", ".join(
+            f"{html.escape(state or '??')} {count:,}"
+            for state, count in by_state[:STATS_TOP_STATES]
+        )
+        more = len(by_state) - STATS_TOP_STATES
+        await self.reply(
+            update,
+            f"<b>{total:,}</b> active partnerships in {len(by_state)} states.\n"
+            f"Most: {top}{f' and {more} more states' if more > 0 else ''}.\n"
+            f"New in the last {RECENT_DAYS} days: <b>{recent:,}</b>.",
+        )
+
+    async def help(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        await self.reply(update, HELP)
+
+    async def status(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        chat, user = update.effective_chat, update.effective_user
+        allowed = (chat is not None and chat.id in self.admins) or (
+            user is not None and user.id in self.admins
+        )
+        if not allowed:
+            await self.reply(update, "/status is for the maintainers of this bot.")
+            return
+        lines = [f"Agencies tracked: {self.store.active_count():,}"]
+        lines.append(f"Failed or suspect polls in a row: {self.store.bad_streak()}")
+        lines.append("Last polls:")
+        for poll in self.store.recent_polls(3):
+            detail = poll["error"] or f"+{poll['added'] or 0} -{poll['removed'] or 0}"
+            lines.append(f"  {poll['started_at']} {poll['outcome']}: {detail}")
+        lines.append("Deliveries:")
+        for channel, by_status in sorted(self.store.outbox.counts().items()):
+            counts = ", ".join(f"{n} {status}" for status, n in sorted(by_status.items()))
+            lines.append(f"  {channel}: {counts}")
+        await self.reply(update, f"<pre>{html.escape(chr(10).join(lines))}</pre>")
+
+    async def unknown_command(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        await self.reply(update, "I don't know that command.\n\n" + HELP)
+
+    async def unknown_text(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        await self.reply(
+            update,
+            "I only understand commands. Try <code>/subscribe MN WI</code> or /help.",
+        )
+
+    async def on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+        log.error("telegram: a command failed: %s", context.error, exc_info=context.error)
+
+
+def build_application(config: Config, store: Store, bot: ExtBot[None]) -> Application:
+    application = ApplicationBuilder().bot(bot).build()
+    Commands(config, store).register(application)
+    return application
+
+
+async def _start(application: Application) -> None:
+    await application.initialize()
+    await application.bot.set_my_commands([BotCommand(n, d) for n, d in COMMANDS])
+    await application.start()
+    assert application.updater is not None
+    await application.updater.start_polling(
+        timeout=timedelta(seconds=LONG_POLL_SECONDS), allowed_updates=[Update.MESSAGE]
+    )
+
+
+async def _stop(application: Application) -> None:
+    if application.updater is not None and application.updater.running:
+        await application.updater.stop()
+    if application.running:
+        await application.stop()
+    await application.shutdown()
+
+
+async def listen(config: Config, store: Store, stop: asyncio.Event, bot: ExtBot[None]) -> None:
+    """Answer commands until `stop` is set; an unreachable Bot API is retried, never fatal."""
+    application = build_application(config, store, bot)
+    delay = RETRY_FIRST
+    while not stop.is_set():
+        try:
+            await _start(application)
+            break
+        except Exception as exc:
+            reason = f"the Bot API rejected {TOKEN_ENV}" if isinstance(exc, InvalidToken) else exc
+            log.warning("telegram: cannot listen for commands (%s); retry in %.0fs", reason, delay)
+            await _stop(application)
+            with suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+            delay = min(delay * 2, RETRY_MAX)
+    else:
+        return
+    log.info("telegram: listening for commands as @%s", application.bot.username)
+    await stop.wait()
+    await _stop(application)

@@ -1,0 +1,327 @@
+"""The X (Twitter) channel: alerts posted to the project's account with tweepy.
+
+Every post is billed, so every post (thread replies included) counts against
+`x.max_posts_per_day` over a rolling 24 hours, counted from the outbox's sent rows:
+when the budget is spent the channel pauses and the rest waits, in order, for the
+window to free up. A 429 pauses the channel until X's reset time; 5xx and network
+errors go back to deliver.py's backoff; a 403 "duplicate content" means the post is
+already there (a re-send after a kill); other refusals (401/403) fail the message,
+pause X for the rest of the run and warn the maintainers on the other channels once.
+
+tweepy's Client has no host option: a transport adapter on its requests session sends
+what tweepy addresses to api.twitter.com to `x.api_base_url` instead (a stub, a proxy).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import logging
+import os
+import time
+import unicodedata
+from datetime import UTC, datetime, timedelta
+from typing import Any, NoReturn
+
+import requests
+import tweepy
+from requests.adapters import HTTPAdapter
+from twitter_text import extract_urls, parse_tweet
+
+from bot.channels.base import Channel, PermanentFailure, Recipient, RetryLater, Style
+from bot.store import Store
+
+log = logging.getLogger(__name__)
+
+X_HOST = "https://api.twitter.com"
+CREDENTIAL_ENV_VARS = (
+    "X_CONSUMER_KEY",
+    "X_CONSUMER_SECRET",
+    "X_ACCESS_TOKEN",
+    "X_ACCESS_TOKEN_SECRET",
+)
+ACCOUNT = "account"  # the one recipient: the account the credentials belong to
+MAX_WEIGHTED_LENGTH = 280
+BUDGET_WINDOW = timedelta(hours=24)
+REQUEST_TIMEOUT = (10.0, 30.0)  # connect, read; tweepy sets none and could hang forever
+RATE_LIMIT_FALLBACK = 15 * 60.0  # a 429 without a reset header: X's windows are 15 minutes
+REFUSED_PAUSE = 3600.0  # after a 401/403 nothing is tried again until a restart
+DUPLICATE_MESSAGE = "duplicate content"
+RECENT_POSTS = 20  # where a post refused as a duplicate is looked for
+
+
+def weighted_length(text: str) -> int:
+    """Length as X counts it: after NFC, URLs weigh 23, CJK and emoji 2, Latin 1."""
+    return parse_tweet(text).weightedLength
+
+
+def _iso(moment: datetime) -> str:
+    """The outbox's sent_at format (store.utc_now), so strings compare as times."""
+    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _comparable(text: str) -> str:
+    """A post's text as X hands it back: entities unescaped, links shortened, NFC."""
+    text = unicodedata.normalize("NFC", html.unescape(text))
+    for url in extract_urls(text):
+        text = text.replace(url, "<url>")
+    return " ".join(text.split())
+
+
+class _RedirectAdapter(HTTPAdapter):
+    """Sends requests tweepy addresses to api.twitter.com to `base`, with timeouts.
+
+    The rewrite happens after OAuth 1.0a signing, which is fine for a stub or a
+    forwarding proxy; a different real host would need the signature made for it.
+    """
+
+    def __init__(self, base: str) -> None:
+        super().__init__()
+        self.base = base.rstrip("/")
+
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+        if request.url and request.url.startswith(X_HOST):
+            request.url = self.base + request.url[len(X_HOST) :]
+        if kwargs.get("timeout") is None:
+            kwargs["timeout"] = REQUEST_TIMEOUT
+        return super().send(request, **kwargs)
+
+
+def make_client(api_base_url: str) -> tweepy.Client:
+    """A tweepy Client with OAuth 1.0a user context from the environment."""
+    client = tweepy.Client(
+        consumer_key=os.environ["X_CONSUMER_KEY"],
+        consumer_secret=os.environ["X_CONSUMER_SECRET"],
+        access_token=os.environ["X_ACCESS_TOKEN"],
+        access_token_secret=os.environ["X_ACCESS_TOKEN_SECRET"],
+        wait_on_rate_limit=False,  # it would time.sleep in our event loop's thread
+    )
+    client.session.trust_env = False  # no proxy or netrc from the environment
+    client.session.mount(X_HOST + "/", _RedirectAdapter(api_base_url))
+    return client
+
+
+def _header_int(headers: Any, name: str) -> int | None:
+    try:
+        return int(headers[name])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def rate_limit_delay(exc: tweepy.TooManyRequests, now: float) -> float:
+    """Seconds until X lets us post again: the 15-minute window's reset, or the 24-hour
+    user/app limit's reset when that one is the one exhausted."""
+    headers = exc.response.headers
+    resets = [exc.reset_time] if exc.reset_time else []
+    for scope in ("user", "app"):
+        if _header_int(headers, f"x-{scope}-limit-24hour-remaining") == 0:
+            resets.append(_header_int(headers, f"x-{scope}-limit-24hour-reset") or 0)
+    if not any(resets):
+        return RATE_LIMIT_FALLBACK
+    return max(1.0, max(resets) - now + 1)
+
+
+def _is_duplicate(exc: tweepy.Forbidden) -> bool:
+    messages = " ".join(str(m) for m in exc.api_messages) or str(exc)
+    return DUPLICATE_MESSAGE in messages.lower()
+
+
+class XChannel(Channel):
+    name = "x"
+
+    def __init__(self, config: Any) -> None:
+        super().__init__(config)
+        self._client: tweepy.Client | None = None
+        self._store: Store | None = None  # our own connection: budget and warnings
+        self._user_id: int | None = None
+        self._refused: str | None = None  # why X refused us during this run
+
+    def style(self) -> Style:
+        x = self.config.x
+        return Style(
+            templates=("x", "text"),
+            extension="txt",
+            max_length=MAX_WEIGHTED_LENGTH,
+            measure=weighted_length,
+            threaded=True,
+            digest_threshold=min(self.config.alerts.digest_threshold, x.max_posts_per_poll),
+            include_links=x.include_links,
+        )
+
+    def recipients(self, store: Store) -> list[Recipient]:
+        # Maintainer warnings are not for a public timeline.
+        return [Recipient(ACCOUNT, alerts=True, maintainer=False)]
+
+    def problems(self) -> list[str]:
+        missing = [name for name in CREDENTIAL_ENV_VARS if not os.environ.get(name)]
+        if not missing:
+            return []
+        return [f"x: set the environment variables {', '.join(missing)} (see README, X section)"]
+
+    async def open(self) -> None:
+        if self._client is None and not self.problems():
+            self._client = make_client(self.config.x.api_base_url)
+        self._store = Store.open(self.config.db_path)
+
+    async def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    # --- sending ------------------------------------------------------------------------
+
+    async def send(self, row: dict[str, Any], reply_to: str | None) -> str | None:
+        if self._client is None:
+            raise RetryLater(
+                REFUSED_PAUSE, "; ".join(self.problems()), whole_channel=True, counts=False
+            )
+        if self._refused:
+            raise RetryLater(
+                REFUSED_PAUSE,
+                f"X refused ringwatch earlier in this run ({self._refused}); fix it and restart",
+                whole_channel=True,
+                counts=False,
+            )
+        self._check_budget()
+        try:
+            response = await asyncio.to_thread(
+                self._client.create_tweet,
+                text=row["text"],
+                in_reply_to_tweet_id=reply_to or None,
+                user_auth=True,
+            )
+        except tweepy.TooManyRequests as exc:
+            delay = rate_limit_delay(exc, time.time())
+            raise RetryLater(
+                delay, f"X rate limit (429) for {delay:.0f}s", whole_channel=True, counts=False
+            ) from None
+        except tweepy.Forbidden as exc:
+            if _is_duplicate(exc):
+                return await self._already_posted(row, reply_to)
+            self._refuse(exc)
+        except tweepy.Unauthorized as exc:
+            self._refuse(exc)
+        except (tweepy.BadRequest, tweepy.NotFound) as exc:
+            raise PermanentFailure(_describe(exc)) from None
+        return str(response.data["id"])
+
+    def _check_budget(self) -> None:
+        """Raise RetryLater until the rolling 24-hour window has room for one more post."""
+        assert self._store is not None
+        cap = self.config.x.max_posts_per_day
+        now = datetime.now(UTC)
+        sent = sorted(
+            row["sent_at"]
+            for row in self._store.outbox.sent_since(self.name, _iso(now - BUDGET_WINDOW))
+        )
+        if len(sent) < cap:
+            return
+        frees_at = datetime.fromisoformat(sent[len(sent) - cap]) + BUDGET_WINDOW
+        raise RetryLater(
+            max(1.0, (frees_at - now).total_seconds() + 1),
+            f"daily budget of {cap} posts spent; posting resumes at {_iso(frees_at)}",
+            whole_channel=True,
+            counts=False,
+        )
+
+    async def _already_posted(self, row: dict[str, Any], reply_to: str | None) -> str:
+        """X refused a post as a duplicate: it is there already (sent before a kill).
+
+        A later part of a thread needs its id to reply to, so look for it among our
+        recent posts; failing that, the parent's id keeps the thread together.
+        """
+        log.warning(
+            "x: message %d is already on X (duplicate content): recorded as sent", row["id"]
+        )
+        try:
+            found = await asyncio.to_thread(self._find_recent_post, row["text"])
+        except (tweepy.TweepyException, requests.RequestException) as exc:
+            log.warning("x: could not look the earlier post up: %s", exc)
+            found = None
+        # "" (not None) lets a following part go out on its own rather than wait forever.
+        return found or reply_to or ""
+
+    def _find_recent_post(self, text: str) -> str | None:
+        assert self._client is not None
+        if self._user_id is None:
+            self._user_id = self._client.get_me(user_auth=True).data.id
+        response = self._client.get_users_tweets(
+            self._user_id, max_results=RECENT_POSTS, user_auth=True
+        )
+        wanted = _comparable(text)
+        for post in response.data or []:
+            if _comparable(post.text) == wanted:
+                return str(post.id)
+        return None
+
+    def _refuse(self, exc: tweepy.HTTPException) -> NoReturn:
+        """A 401/403: fail this message, pause X for the run, warn the maintainers once."""
+        reason = _describe(exc)
+        self._refused = reason
+        self._warn_maintainers(
+            f"X refused a post ({reason}). Check the app's permissions (Read and Write) and "
+            "the four X_* credentials, then restart ringwatch; X posts wait until then."
+        )
+        raise PermanentFailure(reason) from None
+
+    def _warn_maintainers(self, message: str) -> None:
+        """One warning per failure streak (since the last post that went out), on the
+        other channels: maintainer warnings never go to the public X account."""
+        from bot.channels import enabled_channels
+        from bot.notify import plan_maintainer_message
+        from bot.poll import audiences
+        from bot.render import make_environment
+
+        assert self._store is not None
+        log.error("x: %s", message)
+        others = [ch for ch in enabled_channels(self.config) if ch.name != self.name]
+        last_sent = self._store.db.execute(
+            "select coalesce(max(id), 0) from outbox where channel = ? and status = 'sent'",
+            [self.name],
+        ).fetchone()[0]
+        messages = plan_maintainer_message(
+            make_environment(self.config.alerts.templates_dir),
+            audiences(others, self._store),
+            kind="warning",
+            group=f"warning:x-refused:{last_sent}",  # queued twice, stored once
+            message=message,
+        )
+        self._store.outbox.queue(None, messages)
+
+    # --- status -------------------------------------------------------------------------
+
+    def status_lines(self, store: Store) -> list[str]:
+        x = self.config.x
+        now = datetime.now(UTC)
+        month_start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        month = store.outbox.sent_since(self.name, _iso(month_start))
+        with_link = sum(1 for row in month if extract_urls(row["text"] or ""))
+        spend = with_link * x.cost_per_post_with_link + (len(month) - with_link) * x.cost_per_post
+        day = store.outbox.sent_since(self.name, _iso(now - BUDGET_WINDOW))
+        lines = [
+            f"posts this month: {len(month)} ({with_link} with a link), "
+            f"estimated spend ${spend:,.3f}",
+            f"posts in the last 24 h: {len(day)} of {x.max_posts_per_day} allowed",
+        ]
+        waiting, next_at = store.db.execute(
+            "select count(*), min(next_attempt_at) from outbox "
+            "where channel = ? and status in ('pending', 'sending')",
+            [self.name],
+        ).fetchone()
+        if waiting:
+            when = _iso(datetime.fromtimestamp(max(next_at or 0, time.time()), UTC))
+            lines.append(f"waiting: {waiting} posts, next attempt at {when}")
+        failure = store.db.execute(
+            "select created_at, last_error from outbox where channel = ? and status = 'failed' "
+            "order by id desc limit 1",
+            [self.name],
+        ).fetchone()
+        if failure:
+            lines.append(f"last failure: {failure[1]} (queued {failure[0]})")
+        return lines + self.problems()
+
+
+def _describe(exc: tweepy.HTTPException) -> str:
+    status = exc.response.status_code
+    detail = "; ".join(str(m) for m in exc.api_messages) or exc.response.reason
+    return f"{status} {detail}"

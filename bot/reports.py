@@ -1,0 +1,337 @@
+"""Reports and statistics from the change log: `ringwatch report` and `ringwatch stats`.
+
+Queries (build_report, build_stats) read the database, always through
+queries.query_changes for change-log numbers, so a report never disagrees with
+`ringwatch changes` for the same filters. Everything after that is a pure function
+of the Report/Stats objects: the headline, the Jinja context, the text/markdown/html
+rendering (bot/templates/report/) and the JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+import jinja2
+import sqlite_utils
+
+from bot.normalise import US_STATES, display_name
+from bot.queries import ChangeFilter, query_changes
+
+FORMATS = ("text", "markdown", "json", "html")
+TEMPLATE_EXTENSIONS = {"text": "txt", "markdown": "md", "html": "html"}
+AGENCY_TYPES = ("police", "sheriff", "fire", "other")
+
+BASIS_TEXT = {
+    "detected": "Dates: when ringwatch detected each change.",
+    "active-date": (
+        "Dates: additions by Active Date, the start date the source gives (agencies already "
+        "listed at ringwatch's first poll count too); endings and renames by when ringwatch "
+        "detected them."
+    ),
+}
+
+
+# --- queries -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Report:
+    since: str | None
+    until: str | None
+    states: tuple[str, ...]
+    by: str
+    additions: list[dict[str, Any]]
+    endings: list[dict[str, Any]]
+    renames: list[dict[str, Any]]
+    field_changes: list[dict[str, Any]]
+    listed_now: int
+    listed_states: int
+    as_of: str | None  # when the last good poll finished
+
+    @property
+    def addition_states(self) -> list[str]:
+        return sorted({row["state"] or "??" for row in self.additions})
+
+    def changes_command(self, kind: str) -> str:
+        """The `ringwatch changes` command that lists one section of this report."""
+        words = ["ringwatch", "changes", "--kind", kind]
+        if self.since:
+            words += ["--since", self.since]
+        if self.until:
+            words += ["--until", self.until]
+        for state in self.states:
+            words += ["--state", state]
+        if kind == "added" and self.by != "detected":
+            words += ["--by", self.by]
+        return shlex.join(words)
+
+
+def _filter(report_by: str, kind: str, **kwargs: Any) -> ChangeFilter:
+    # Only additions have a source date; endings, renames and field changes are dated
+    # by when ringwatch detected them, whichever basis the report uses.
+    return ChangeFilter(kinds=(kind,), by=report_by if kind == "added" else "detected", **kwargs)
+
+
+def build_report(
+    db: sqlite_utils.Database,
+    *,
+    since: str | None = None,
+    until: str | None = None,
+    states: Sequence[str] = (),
+    by: str = "detected",
+) -> Report:
+    states = tuple(s.upper() for s in states)
+    window = {"since": since, "until": until, "states": states}
+    sections = {
+        kind: query_changes(db, _filter(by, kind, **window))
+        for kind in ("added", "removed", "renamed", "changed")
+    }
+    where, params = "active = 1", list(states)
+    if states:
+        where += f" and state in ({','.join('?' * len(states))})"
+    listed, listed_states = db.execute(
+        f"select count(*), count(distinct state) from agencies where {where}", params
+    ).fetchone()
+    return Report(
+        since=since,
+        until=until,
+        states=states,
+        by=by,
+        additions=sections["added"],
+        endings=sections["removed"],
+        renames=sections["renamed"],
+        field_changes=sections["changed"],
+        listed_now=listed,
+        listed_states=listed_states,
+        as_of=last_good_poll_time(db),
+    )
+
+
+def last_good_poll_time(db: sqlite_utils.Database) -> str | None:
+    row = db.execute(
+        "select max(finished_at) from polls where outcome in ('baseline', 'ok', 'unchanged')"
+    ).fetchone()
+    return row[0] if row else None
+
+
+@dataclass(frozen=True)
+class Stats:
+    listed: int
+    by_state: list[tuple[str, int]]  # most first
+    by_type: dict[str, int]
+    by_year: list[tuple[str, int]]  # oldest first
+    by_month: list[tuple[str, int]]  # YYYY-MM, oldest first
+    undated: int
+    video_requests_total: int
+    video_requests_agencies: int
+    top_video_requests: list[dict[str, Any]] = field(default_factory=list)
+    as_of: str | None = None
+
+
+def agency_type(name: str) -> str:
+    """police | sheriff | fire | other, from the agency's name."""
+    text = name.lower()
+    if "sheriff" in text:
+        return "sheriff"
+    if re.search(
+        r"\bpolice\b|\bpd\b|public safety|\bmarshal|\bconstable|law enforcement|\btrooper", text
+    ):
+        return "police"
+    if re.search(r"\bfire\b|\bfirefighters?\b|\bems\b", text):
+        return "fire"
+    return "other"
+
+
+def build_stats(db: sqlite_utils.Database, *, top: int = 10) -> Stats:
+    rows = list(
+        db.query(
+            "select name, city, state, active_date, video_requests from agencies where active = 1"
+        )
+    )
+    states = Counter(row["state"] or "??" for row in rows)
+    dated = [row["active_date"] for row in rows if row["active_date"]]
+    types = Counter(agency_type(row["name"]) for row in rows)
+    with_videos = [row for row in rows if row["video_requests"] is not None]
+    most_videos = sorted(with_videos, key=lambda r: (-r["video_requests"], r["name"]))[:top]
+    return Stats(
+        listed=len(rows),
+        by_state=sorted(states.items(), key=lambda item: (-item[1], item[0])),
+        by_type={kind: types.get(kind, 0) for kind in AGENCY_TYPES},
+        by_year=sorted(Counter(d[:4] for d in dated).items()),
+        by_month=sorted(Counter(d[:7] for d in dated).items()),
+        undated=len(rows) - len(dated),
+        video_requests_total=sum(row["video_requests"] for row in with_videos),
+        video_requests_agencies=len(with_videos),
+        top_video_requests=[
+            {k: row[k] for k in ("name", "city", "state", "video_requests")} for row in most_videos
+        ],
+        as_of=last_good_poll_time(db),
+    )
+
+
+# --- pure formatting -----------------------------------------------------------------------
+
+
+def long_date(iso: str) -> str:
+    """'2020-05-25' → 'May 25, 2020'."""
+    day = date.fromisoformat(iso[:10])
+    return f"{day:%B} {day.day}, {day.year}"
+
+
+def period_phrase(since: str | None, until: str | None) -> str:
+    if since and until:
+        return f"between {long_date(since)} and {long_date(until)}"
+    if since:
+        return f"since {long_date(since)}"
+    if until:
+        return f"up to {long_date(until)}"
+    return "in ringwatch's whole record"
+
+
+def _count(n: int, word: str, many: str | None = None) -> str:
+    return f"{n:,} {word if n == 1 else many or word + 's'}"
+
+
+def headline(report: Report) -> str:
+    """'29 new partnerships in 20 states since May 25, 2020; 1,333 in all'."""
+    states = report.addition_states
+    where = f" in {_count(len(states), 'state')}" if report.additions else ""
+    total = (
+        f"{report.listed_now:,} in all"
+        if not report.until
+        else (f"{report.listed_now:,} listed now")
+    )
+    if report.states:
+        total += f" in {', '.join(report.states)}"
+    new = _count(len(report.additions), "new partnership")
+    return f"{new}{where} {period_phrase(report.since, report.until)}; {total}"
+
+
+def _row_context(row: dict[str, Any]) -> dict[str, Any]:
+    before = row["before"] or {}
+    return {
+        **row,
+        "display_name": display_name(row["name"] or ""),
+        "detected_on": (row["detected_at"] or "")[:10],
+        "previous_name": before.get("name"),
+        "previous_display_name": display_name(before.get("name") or ""),
+    }
+
+
+def group_by_state(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows grouped by state: most rows first, then alphabetical."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(row["state"] or "??", []).append(row)
+    ordered = sorted(
+        groups.items(), key=lambda item: (-len(item[1]), US_STATES.get(item[0], item[0]))
+    )
+    return [
+        {"state": state, "state_name": US_STATES.get(state, state), "count": len(items),
+         "rows": sorted(items, key=lambda r: (r["active_date"] or "", r["name"]))}
+        for state, items in ordered
+    ]  # fmt: skip
+
+
+def report_context(report: Report) -> dict[str, Any]:
+    """Everything the report templates and the JSON need: one source for both."""
+    additions = [_row_context(r) for r in report.additions]
+    return {
+        "headline": headline(report),
+        "since": report.since,
+        "until": report.until,
+        "states": list(report.states),
+        "by": report.by,
+        "basis": BASIS_TEXT[report.by],
+        "as_of": report.as_of,
+        "counts": {
+            "added": len(report.additions),
+            "added_states": len(report.addition_states),
+            "removed": len(report.endings),
+            "renamed": len(report.renames),
+            "changed": len(report.field_changes),
+            "listed_now": report.listed_now,
+            "listed_states": report.listed_states,
+        },
+        "additions_by_state": group_by_state(additions),
+        "endings": [_row_context(r) for r in report.endings],
+        "renames": [_row_context(r) for r in report.renames],
+        "commands": {kind: report.changes_command(kind) for kind in ("added", "removed",
+                                                                      "renamed", "changed")},
+    }  # fmt: skip
+
+
+def report_json(report: Report) -> str:
+    context = report_context(report)
+    context["additions"] = report.additions
+    return json.dumps(context, indent=2, ensure_ascii=False)
+
+
+def render_report(env: jinja2.Environment, report: Report, fmt: str) -> str:
+    """The report as text, markdown, html (templates in bot/templates/report/) or json."""
+    if fmt == "json":
+        return report_json(report)
+    template = env.get_template(f"report/report.{TEMPLATE_EXTENSIONS[fmt]}")
+    return template.render(**report_context(report)).strip() + "\n"
+
+
+def stats_dict(stats: Stats) -> dict[str, Any]:
+    return {
+        "listed": stats.listed,
+        "as_of": stats.as_of,
+        "by_state": dict(stats.by_state),
+        "by_type": stats.by_type,
+        "by_year": dict(stats.by_year),
+        "by_month": dict(stats.by_month),
+        "undated": stats.undated,
+        "video_requests": {
+            "total": stats.video_requests_total,
+            "agencies_reporting": stats.video_requests_agencies,
+            "most": stats.top_video_requests,
+        },
+    }
+
+
+def _columns(pairs: Sequence[tuple[str, int]], per_line: int = 6) -> list[str]:
+    cells = [f"{label} {count:,}" for label, count in pairs]
+    return ["  " + ", ".join(cells[i : i + per_line]) for i in range(0, len(cells), per_line)]
+
+
+def stats_text(stats: Stats) -> str:
+    lines = [
+        f"{_count(stats.listed, 'partnership')} listed now in "
+        f"{_count(len(stats.by_state), 'state')}"
+        + (f" (as of the poll at {stats.as_of})" if stats.as_of else ""),
+        "",
+        "By agency type (from the name):",
+        "  " + ", ".join(f"{kind} {n:,}" for kind, n in stats.by_type.items()),
+        "",
+        "By state:",
+        *_columns(stats.by_state, per_line=8),
+        "",
+        "By year joined (Active Date):",
+        *_columns(stats.by_year),
+    ]
+    if stats.undated:
+        lines.append(f"  no Active Date: {stats.undated:,}")
+    lines += ["", "By month joined:", *_columns(stats.by_month)]
+    if stats.video_requests_agencies:
+        lines += [
+            "",
+            f"Video requests: {stats.video_requests_total:,} in all, from "
+            f"{_count(stats.video_requests_agencies, 'agency', 'agencies')} that list a count",
+            *(
+                f"  {row['video_requests']:>6,}  {row['name']}, {row['state']}"
+                for row in stats.top_video_requests
+            ),
+        ]
+    else:
+        lines += ["", "Video requests: the source gives no counts"]
+    return "\n".join(lines)

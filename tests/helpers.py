@@ -1,0 +1,115 @@
+"""Helpers for the core tests: a ringwatch wired to a served source, and what it recorded.
+
+`Bot` runs the real pipeline in-process (config file → Store on a real SQLite file →
+Poller → console channel) so a test can poll, deliver and then read the change log,
+the polls and the outbox. Exit codes are tested through the CLI (conftest.run_cli).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bot.channels import enabled_channels
+from bot.config import Config, load_config
+from bot.deliver import DeliveryReport, deliver_pending
+from bot.poll import PollResult, run_poll
+from bot.queries import ChangeFilter, query_changes
+from bot.store import Store
+from bot.synthetic import SyntheticAgency, generate_agencies, to_kml
+from tests.conftest import write_config
+
+# Short timeouts and backoffs keep failure tests fast; one retry still exercises retrying.
+FAST_SOURCE: dict[str, Any] = {"timeout": "1s", "retries": 1, "backoff": "0.05s"}
+
+
+def agencies(n: int, seed: int = 1) -> list[SyntheticAgency]:
+    return generate_agencies(n, seed=seed)
+
+
+def kml(items: list[SyntheticAgency], **options: Any) -> bytes:
+    return to_kml(items, **options)
+
+
+def renamed(agency: SyntheticAgency, **fields: Any) -> SyntheticAgency:
+    return dataclasses.replace(agency, **fields)
+
+
+def config_text(url: str, extra: str = "", **source: Any) -> str:
+    """A config's text: [source] at `url` with fast retries (and `source` keys), then `extra`."""
+    keys = {"url": url, **FAST_SOURCE, **source}
+    lines = "".join(f"{key} = {json.dumps(value)}\n" for key, value in keys.items())
+    return f"[source]\n{lines}\n{extra}"
+
+
+@dataclass
+class Bot:
+    """ringwatch with a config file in `directory`, run in-process."""
+
+    config_path: Path
+
+    @classmethod
+    def create(cls, directory: Path, url: str, extra: str = "", **source: Any) -> Bot:
+        return cls(write_config(directory, config_text(url, extra, **source)))
+
+    @property
+    def config(self) -> Config:
+        return load_config(self.config_path)
+
+    def poll(self, *, deliver: bool = True) -> PollResult:
+        config = self.config
+        channels = enabled_channels(config)
+        store = Store.open(config.db_path)
+        try:
+            result = run_poll(config, store, channels)
+            if deliver:
+                asyncio.run(deliver_pending(store, channels))
+        finally:
+            store.close()
+        return result
+
+    def deliver(self) -> DeliveryReport:
+        config = self.config
+        store = Store.open(config.db_path)
+        try:
+            store.outbox.release_stale()
+            return asyncio.run(deliver_pending(store, enabled_channels(config)))
+        finally:
+            store.close()
+
+    def rows(self, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
+        store = Store.open(self.config.db_path, readonly=True)
+        try:
+            return list(store.db.query(sql, params or []))
+        finally:
+            store.close()
+
+    def changes(self, **filters: Any) -> list[dict[str, Any]]:
+        """The change log as `ringwatch changes` sees it (baseline rows too, unless filtered)."""
+        filters.setdefault("kinds", ("added", "removed", "changed", "renamed", "baseline"))
+        store = Store.open(self.config.db_path, readonly=True)
+        try:
+            return query_changes(store.db, ChangeFilter(**filters))
+        finally:
+            store.close()
+
+    def kinds(self) -> list[tuple[str, str]]:
+        """(kind, name) of every change-log row except the baseline, in order."""
+        return [(c["kind"], c["name"]) for c in self.changes() if c["kind"] != "baseline"]
+
+    def agencies(self) -> dict[str, dict[str, Any]]:
+        """Active agencies by key."""
+        return {r["key"]: r for r in self.rows("select * from agencies where active = 1")}
+
+    def polls(self) -> list[dict[str, Any]]:
+        return self.rows("select * from polls order by id")
+
+    def outbox(self) -> list[dict[str, Any]]:
+        return self.rows("select * from outbox order by id")
+
+    def sent_texts(self) -> list[str]:
+        return [row["text"] for row in self.outbox() if row["status"] == "sent"]

@@ -1,0 +1,140 @@
+"""The diff is a pure function of (stored, fetched): what was added, removed, renamed, changed."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from bot.diff import changes_from_diff, diff_agencies, guard_problem
+from bot.models import Agency
+from bot.normalise import agency_key
+
+DEFAULT_ALERT_FIELDS = ["name", "city", "state", "coordinates", "profile_url"]
+
+
+def agency(name: str, city: str = "Crystal", state: str = "MN", **fields) -> Agency:
+    defaults = {"lat": 45.0327, "lon": -93.3602, "profile_url": f"https://ring.com/a/{name}"}
+    return Agency(agency_key(name, state), name, city, state, **{**defaults, **fields})
+
+
+def index(*agencies: Agency) -> dict[str, Agency]:
+    return {a.key: a for a in agencies}
+
+
+CRYSTAL = agency("Crystal Police Department")
+AMES = agency("Ames Police Department", "Ames", "IA", lat=42.03, lon=-93.62)
+
+
+def test_nothing_changed():
+    diff = diff_agencies(index(CRYSTAL, AMES), index(CRYSTAL, AMES))
+
+    assert not diff
+    assert diff.cosmetic == []
+
+
+def test_an_addition():
+    diff = diff_agencies(index(CRYSTAL), index(CRYSTAL, AMES))
+
+    assert diff.added == [AMES]
+    assert not (diff.removed or diff.renamed or diff.changed)
+
+
+def test_a_missing_agency_is_only_removed_after_the_confirmations():
+    first = diff_agencies(index(CRYSTAL, AMES), index(CRYSTAL), confirmations=2)
+    second = diff_agencies(
+        index(CRYSTAL, AMES), index(CRYSTAL), missing_streak={AMES.key: 1}, confirmations=2
+    )
+
+    assert first.removed == [] and first.missing == {AMES.key: 1}
+    assert second.removed == [AMES] and second.missing == {}
+
+
+def test_one_confirmation_removes_at_once():
+    diff = diff_agencies(index(CRYSTAL, AMES), index(CRYSTAL), confirmations=1)
+
+    assert diff.removed == [AMES]
+
+
+def test_a_new_name_at_the_same_place_is_a_rename():
+    new = replace(agency("City of Crystal Police Department"), profile_url="https://other")
+
+    diff = diff_agencies(index(CRYSTAL), index(new))
+
+    assert diff.renamed == [(CRYSTAL, new)]
+    assert not (diff.added or diff.removed)
+
+
+def test_a_new_name_with_the_same_profile_url_is_a_rename_even_if_moved():
+    new = agency("Crystal Public Safety", lat=45.2, lon=-93.1, profile_url=CRYSTAL.profile_url)
+
+    assert diff_agencies(index(CRYSTAL), index(new)).renamed == [(CRYSTAL, new)]
+
+
+def test_a_new_name_in_another_city_is_an_addition_and_a_removal():
+    new = agency("Robbinsdale Police Department", "Robbinsdale", profile_url=CRYSTAL.profile_url)
+
+    diff = diff_agencies(index(CRYSTAL), index(new), confirmations=1)
+
+    assert diff.added == [new] and diff.removed == [CRYSTAL] and diff.renamed == []
+
+
+def test_field_changes_name_the_fields():
+    moved = replace(CRYSTAL, lat=45.1, video_requests=5, active_date="2020-06-04")
+
+    (change,) = diff_agencies(index(CRYSTAL), index(moved)).changed
+
+    assert change == (CRYSTAL, moved, ("coordinates", "active_date", "video_requests"))
+
+
+def test_cosmetic_differences_are_not_changes():
+    noisy = replace(
+        CRYSTAL,
+        name="CRYSTAL  POLICE DEPT.",
+        city="crystal",
+        lat=CRYSTAL.lat + 0.00001,
+        profile_url=CRYSTAL.profile_url + "/",
+        raw_hash="other bytes",
+    )
+
+    diff = diff_agencies(index(CRYSTAL), index(noisy))
+
+    assert not diff
+    assert diff.cosmetic == [noisy]  # stored silently, never logged
+
+
+def test_changes_are_alerts_only_for_the_alert_fields():
+    more = replace(CRYSTAL, video_requests=9)
+    moved = replace(AMES, lat=42.5)
+    diff = diff_agencies(index(CRYSTAL, AMES), index(more, moved))
+
+    changes = changes_from_diff(diff, DEFAULT_ALERT_FIELDS)
+
+    assert {(c.agency.name, c.fields, c.alert) for c in changes} == {
+        (CRYSTAL.name, ("video_requests",), False),
+        (AMES.name, ("coordinates",), True),
+    }
+    video = next(c for c in changes if c.fields == ("video_requests",))
+    assert (video.before, video.after) == ({"video_requests": None}, {"video_requests": 9})
+
+
+def test_change_log_entries_carry_before_and_after():
+    new = agency("City of Crystal Police Department")
+    diff = diff_agencies(index(CRYSTAL, AMES), index(new), confirmations=1)
+
+    renamed, removed = changes_from_diff(diff, DEFAULT_ALERT_FIELDS)
+
+    assert (renamed.kind, renamed.before["name"], renamed.after["name"]) == (
+        "renamed", CRYSTAL.name, new.name,
+    )  # fmt: skip
+    assert (removed.kind, removed.before["name"], removed.after) == ("removed", AMES.name, None)
+
+
+def test_guard_refuses_an_empty_list_and_too_many_missing():
+    assert "no agencies" in guard_problem(
+        stored_total=0, fetched_total=0, missing=0, max_missing_share=0.1
+    )
+    assert "30%" in guard_problem(
+        stored_total=100, fetched_total=70, missing=30, max_missing_share=0.1
+    )
+    assert (
+        guard_problem(stored_total=100, fetched_total=90, missing=10, max_missing_share=0.1) is None
+    )

@@ -1,0 +1,71 @@
+"""`ringwatch run`: polls on its interval, one at a time, delivers, stops cleanly on SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+from bot.synthetic import mutate
+from tests.conftest import REPO
+from tests.helpers import Bot, agencies, kml
+from tests.source_server import Reply
+
+PATH = "/map.kml"
+# Each answer takes longer than the interval: overlapping polls would show as two requests
+# in flight at once.
+SLOW = 1.3
+RUN_CONFIG = (
+    '[bot]\nstate_dir = "{state}"\ninterval = "1s"\njitter = "0.01s"\ndeliver_every = "0.2s"\n'
+)
+
+
+def wait_for(predicate, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not _holds(predicate):
+        assert time.monotonic() < deadline, "gave up waiting"
+        time.sleep(0.05)
+
+
+def _holds(predicate) -> bool:
+    try:
+        return bool(predicate())
+    except sqlite3.OperationalError:  # the database is still being created
+        return False
+
+
+def test_run_polls_repeatedly_delivers_and_stops_cleanly(tmp_path, source_server):
+    first = agencies(10)
+    url = source_server.serve(PATH, Reply(kml(first), delay=SLOW))
+    bot = Bot.create(tmp_path, url, RUN_CONFIG.format(state=tmp_path / "state"), timeout="10s")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RINGWATCH_")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bot", "run", "--config", str(bot.config_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+        env=env,
+    )
+    try:
+        wait_for(lambda: len(bot.polls()) >= 1)
+        source_server.serve(PATH, Reply(kml(mutate(first, seed=4, add=1)), delay=SLOW))
+        wait_for(lambda: any(row["kind"] == "alert" for row in bot.outbox() if row["sent_at"]))
+        wait_for(lambda: source_server.in_flight == 1)  # stop in the middle of a poll
+    finally:
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=30)
+
+    assert process.returncode == 0, err
+    assert "Traceback" not in err, err
+    assert out.count("ringwatch is now tracking 10") == 1
+    assert out.count("New partnership: ") == 1
+    polls = bot.polls()
+    assert [p["outcome"] for p in polls[:2]] == ["baseline", "ok"]
+    assert len(polls) >= 3
+    assert len(polls) == len(source_server.requests)  # the poll in progress was finished
+    assert source_server.max_in_flight == 1
+    assert {row["status"] for row in bot.outbox()} == {"sent"}

@@ -1,0 +1,370 @@
+"""Fetching and parsing the agency list: real HTTP on 127.0.0.1, real files."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import pytest
+
+from bot.config import Duration, SourceConfig
+from bot.source import Fetched, FetchError, ParseError, Validators, fetch, parse
+from bot.synthetic import networklink_kml
+from tests.helpers import Bot, agencies, kml
+from tests.source_server import Reply, SourceServer
+
+
+def source(url: str, **overrides) -> SourceConfig:
+    fast = {"timeout": Duration(1), "retries": 1, "backoff": Duration(0.05)}
+    return SourceConfig(url=url, **{**fast, **overrides})
+
+
+def records(config: SourceConfig) -> list[dict[str, str]]:
+    fetched = fetch(config)
+    return [fields for _, fields in parse(fetched, config)]
+
+
+def names(bot: Bot) -> set[str]:
+    return {row["name"] for row in bot.agencies().values()}
+
+
+# --- KML shapes ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("layout", ["folder", "flat"])
+@pytest.mark.parametrize("one_line", [True, False])
+def test_placemarks_are_found_in_both_folder_layouts(source_server, layout, one_line):
+    items = agencies(5)
+    url = source_server.serve("/map.kml", kml(items, layout=layout, one_line=one_line))
+
+    parsed = records(source(url))
+
+    assert [r["name"] for r in parsed] == [a.name for a in items]
+    assert parsed[0]["Active Date"] == items[0].active_date
+    assert parsed[0]["Agency Profile"] == items[0].profile_url
+    assert parsed[0]["address"] == f"{items[0].city}, {items[0].state}"
+
+
+def test_unknown_placemark_fields_are_kept(tmp_path, source_server):
+    body = kml(agencies(1)).replace(
+        b"</ExtendedData>", b'<Data name="Liaison"><value>Sgt. Pepper</value></Data></ExtendedData>'
+    )
+    bot = Bot.create(tmp_path, source_server.serve("/map.kml", body))
+
+    bot.poll()
+
+    (row,) = bot.agencies().values()
+    assert json.loads(row["extra"]) == {"Liaison": "Sgt. Pepper"}
+
+
+def test_a_network_link_is_followed(tmp_path, source_server):
+    items = agencies(6)
+    source_server.serve("/map.kml", kml(items))
+    link = source_server.serve("/kml", networklink_kml(source_server.url("/map.kml")))
+    bot = Bot.create(tmp_path, link)
+
+    bot.poll()
+
+    assert [r["path"] for r in source_server.requests] == ["/kml", "/map.kml"]
+    assert names(bot) == {a.name for a in items}
+    assert bot.polls()[0]["url"] == source_server.url("/map.kml")
+
+
+def test_a_relative_network_link_is_resolved_against_the_link_url(source_server):
+    source_server.serve("/maps/doc.kml", kml(agencies(2)))
+    link = source_server.serve("/maps/link.kml", networklink_kml("doc.kml"))
+
+    assert len(records(source(link))) == 2
+
+
+# --- JSON and CSV -------------------------------------------------------------------------
+
+
+def test_json_records_are_mapped_through_the_config(tmp_path, source_server):
+    document = {
+        "data": {
+            "agencies": [
+                {"Agency": "Crystal Police Dept.", "Where": "Crystal, Minnesota",
+                 "Start": "06/03/2020", "Lat": 45.0327, "Lng": -93.3602, "Beat": 4},
+            ]
+        }
+    }  # fmt: skip
+    url = source_server.serve("/api/agencies", json.dumps(document).encode())
+    fields = '[source.fields]\nname = "Agency"\naddress = "Where"\nactive_date = "Start"\n'
+    bot = Bot.create(tmp_path, url, fields, format="json", records_path="data.agencies")
+
+    bot.poll()
+
+    row = bot.agencies()["mn/crystal-police-department"]
+    assert (row["name"], row["city"], row["state"]) == ("Crystal Police Dept.", "Crystal", "MN")
+    assert (row["active_date"], row["lat"], row["lon"]) == ("2020-06-03", 45.0327, -93.3602)
+    assert json.loads(row["extra"]) == {"Beat": "4"}
+
+
+def test_geojson_features_give_coordinates_and_properties(tmp_path, source_server):
+    feature = {
+        "type": "Feature",
+        "geometry": {"type": "Point", "coordinates": [-93.3602, 45.0327]},
+        "properties": {"name": "Crystal Police Department", "address": "Crystal, MN",
+                       "Active Date": "2020-06-03", "Video Requests": "3"},
+    }  # fmt: skip
+    body = json.dumps({"type": "FeatureCollection", "features": [feature]}).encode()
+    url = source_server.serve(
+        "/agencies.geojson", Reply(body, headers={"Content-Type": "application/geo+json"})
+    )
+    bot = Bot.create(tmp_path, url)
+
+    bot.poll()
+
+    row = bot.agencies()["mn/crystal-police-department"]
+    assert (row["lat"], row["lon"], row["video_requests"]) == (45.0327, -93.3602, 3)
+
+
+def test_csv_columns_are_mapped_through_the_config(tmp_path, source_server):
+    body = (
+        b"Dept,Town,ST,Since,Y,X\n"
+        b"Crystal Police Department,Crystal,MN,2020-06-03,45.0327,-93.3602\n"
+        b'"Smith & Jones, Township PD",Smith Township,Pennsylvania,2018-03-06,40.38,-80.38\n'
+    )
+    url = source_server.serve("/agencies.csv", body)
+    fields = (
+        '[source.fields]\nname = "Dept"\ncity = "Town"\nstate = "ST"\n'
+        'active_date = "Since"\nlat = "Y"\nlon = "X"\n'
+    )
+    bot = Bot.create(tmp_path, url, fields)
+
+    bot.poll()
+
+    rows = bot.agencies()
+    assert rows["mn/crystal-police-department"]["lon"] == -93.3602
+    assert rows["pa/smith-and-jones-township-police-department"]["city"] == "Smith Township"
+
+
+def test_a_csv_row_with_too_many_cells_is_a_parse_error(source_server):
+    url = source_server.serve("/a.csv", b"name,address\nCrystal PD,Crystal,MN,extra\n")
+
+    with pytest.raises(ParseError, match="line 2"):
+        records(source(url))
+
+
+# --- local files ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("spelling", ["file url", "plain path"])
+def test_a_local_file_is_read(tmp_path, spelling):
+    path = tmp_path / "map export.kml"
+    path.write_bytes(kml(agencies(3)))
+    url = path.as_uri() if spelling == "file url" else str(path)
+    bot = Bot.create(tmp_path, url)
+
+    assert bot.poll().outcome == "baseline"
+    assert len(bot.agencies()) == 3
+
+
+def test_a_missing_local_file_is_a_fetch_error(tmp_path):
+    with pytest.raises(FetchError, match="cannot read"):
+        fetch(source(str(tmp_path / "nope.kml")))
+
+
+# --- HTTP ---------------------------------------------------------------------------------
+
+
+def test_an_honest_user_agent_is_sent(source_server):
+    url = source_server.serve("/map.kml", kml(agencies(1)))
+
+    fetch(source(url, user_agent="ringwatch-test/1.0 (+mailto:ops@example.org)"))
+
+    assert source_server.requests[0]["User-Agent"] == "ringwatch-test/1.0 (+mailto:ops@example.org)"
+
+
+def test_server_errors_are_retried_then_reported(source_server):
+    url = source_server.serve("/map.kml", Reply(b"no", status=500))
+
+    with pytest.raises(FetchError, match="HTTP 500") as error:
+        fetch(source(url, retries=2))
+
+    assert error.value.status == 500
+    assert len(source_server.requests) == 3
+
+
+def test_a_server_error_followed_by_success_is_a_good_fetch(source_server):
+    body = kml(agencies(2))
+    url = source_server.serve("/map.kml", Reply(b"busy", status=503), Reply(body))
+
+    assert fetch(source(url)).body == body
+
+
+def test_a_client_error_is_not_retried(source_server):
+    url = source_server.serve("/map.kml", Reply(b"gone", status=404))
+
+    with pytest.raises(FetchError, match="HTTP 404"):
+        fetch(source(url, retries=3))
+
+    assert len(source_server.requests) == 1
+
+
+def test_a_slow_server_times_out(source_server):
+    url = source_server.serve("/map.kml", Reply(kml(agencies(1)), delay=1.0))
+
+    with pytest.raises(FetchError, match="Timeout"):
+        fetch(source(url, timeout=Duration(0.2), retries=0))
+
+
+def test_a_refused_connection_is_a_fetch_error():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # closed again before the fetch: nobody listens
+
+    with pytest.raises(FetchError, match="ConnectionError"):
+        fetch(source(f"http://127.0.0.1:{port}/map.kml"))
+
+
+def test_a_body_shorter_than_its_content_length_is_a_fetch_error(source_server):
+    body = kml(agencies(3))
+    url = source_server.serve("/map.kml", Reply(body, declared_length=len(body) + 500))
+
+    with pytest.raises(FetchError):
+        fetch(source(url, retries=0))
+
+
+def test_a_declared_size_over_the_cap_is_refused(source_server):
+    url = source_server.serve("/map.kml", kml(agencies(40)))
+
+    with pytest.raises(FetchError, match="cap"):
+        fetch(source(url, max_bytes=2048))
+
+
+def test_an_undeclared_size_over_the_cap_is_refused(source_server):
+    body = kml(agencies(40))
+    url = source_server.serve("/map.kml", Reply(body, chunked=True))
+
+    with pytest.raises(FetchError, match="cap"):
+        fetch(source(url, max_bytes=2048, retries=0))
+
+
+def test_a_chunked_answer_under_the_cap_is_read_whole(source_server):
+    body = kml(agencies(40))
+    url = source_server.serve("/map.kml", Reply(body, chunked=True))
+
+    assert fetch(source(url)).body == body
+
+
+def test_a_local_file_over_the_cap_is_refused(tmp_path):
+    path = tmp_path / "big.kml"
+    path.write_bytes(kml(agencies(40)))
+
+    with pytest.raises(FetchError, match="cap"):
+        fetch(source(str(path), max_bytes=2048))
+
+
+def test_conditional_get_sends_the_validators_and_understands_304(source_server):
+    url = source_server.serve("/map.kml", kml(agencies(2)))
+    first = fetch(source(url))
+
+    again = fetch(source(url), Validators(etag=first.etag))
+
+    assert source_server.requests[1]["If-None-Match"] == first.etag
+    assert again.not_modified and again.body == b""
+
+
+def test_last_modified_is_sent_back_as_if_modified_since(source_server):
+    stamp = "Wed, 03 Jun 2020 12:00:00 GMT"
+    url = source_server.serve(
+        "/map.kml", Reply(kml(agencies(2)), etag=False, headers={"Last-Modified": stamp})
+    )
+    first = fetch(source(url))
+
+    fetch(source(url), Validators(last_modified=first.last_modified))
+
+    assert source_server.requests[1]["If-Modified-Since"] == stamp
+
+
+# --- unsafe or broken documents -------------------------------------------------------------
+
+
+def _entities(depth: int = 9) -> str:
+    decls = ['<!ENTITY lol0 "lol">'] + [
+        f'<!ENTITY lol{i} "{f"&lol{i - 1};" * 10}">' for i in range(1, depth + 1)
+    ]
+    return "".join(decls)
+
+
+def test_an_entity_bomb_is_refused_without_expanding():
+    bomb = (
+        f'<?xml version="1.0"?><!DOCTYPE kml [{_entities()}]>'
+        "<kml><Document><Placemark><name>&lol9;</name></Placemark></Document></kml>"
+    )
+
+    with pytest.raises(ParseError, match="DTD or XML entities"):
+        list(parse(_fetched(bomb), source("x.kml")))
+
+
+def test_an_entity_bomb_hidden_behind_a_long_prolog_is_refused():
+    padding = "<!--" + "x" * 70_000 + "-->"
+    bomb = (
+        f'<?xml version="1.0"?>{padding}<!DOCTYPE kml [{_entities()}]>'
+        "<kml><Document><Placemark><name>&lol9;</name></Placemark></Document></kml>"
+    )
+
+    with pytest.raises(ParseError, match="DTD or XML entities"):
+        list(parse(_fetched(bomb), source("x.kml")))
+
+
+def test_external_entities_are_never_read(tmp_path):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("TOP-SECRET")
+    padding = "<!--" + "x" * 70_000 + "-->"
+    document = (
+        f'<?xml version="1.0"?>{padding}<!DOCTYPE kml [<!ENTITY s SYSTEM "{secret.as_uri()}">]>'
+        "<kml><Document><Placemark><name>&s;</name><address>Crystal, MN</address>"
+        "</Placemark></Document></kml>"
+    )
+
+    try:
+        parsed = [fields for _, fields in parse(_fetched(document), source("x.kml"))]
+    except ParseError:
+        return  # refusing the document is fine too
+    assert "TOP-SECRET" not in json.dumps(parsed)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"<html><head><title>Sign in</title></head><body>Sign in</body></html>",
+        b"<!DOCTYPE html><html><body><p>Sign in<br></body></html>",
+        b"\x89PNG\r\n\x1a\n\x00\x00",
+        b'<?xml version="1.0"?><kml><Document><Placemark><name>Crys',
+    ],
+    ids=["xhtml", "html", "binary", "truncated"],
+)
+def test_garbage_is_a_parse_error(body):
+    with pytest.raises(ParseError):
+        list(parse(_fetched(body), source("x.kml", format="kml")))
+
+
+def test_malformed_json_is_a_parse_error():
+    with pytest.raises(ParseError, match="JSON"):
+        list(parse(_fetched(b'[{"name": "Crys'), source("x.json")))
+
+
+def test_json_without_a_list_names_records_path():
+    with pytest.raises(ParseError, match="records_path"):
+        list(parse(_fetched(b'{"count": 3}'), source("x.json")))
+
+
+def _fetched(body: str | bytes) -> Fetched:
+    data = body.encode() if isinstance(body, str) else body
+    return Fetched(url="file:///x", status=200, body=data)
+
+
+def test_a_missing_document_is_a_fetch_error(source_server: SourceServer):
+    with pytest.raises(FetchError, match="404"):
+        fetch(source(source_server.url("/nothing-here")))
+
+
+def test_a_kml_file_path_has_its_format_inferred(tmp_path: Path):
+    path = tmp_path / "export"
+    path.write_bytes(kml(agencies(2)))
+
+    assert len(records(source(str(path)))) == 2

@@ -1,0 +1,134 @@
+"""The SQLite state: schema and migrations, one transaction per poll, the outbox."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+import sqlite_utils
+
+from bot.diff import Diff
+from bot.models import Agency, Change
+from bot.store import MIGRATIONS, SCHEMA_VERSION, OutboxMessage, Store
+
+CRYSTAL = Agency("mn/crystal-police-department", "Crystal Police Department", "Crystal", "MN")
+
+
+@pytest.fixture
+def store(tmp_path):
+    opened = Store.open(tmp_path / "state" / "ringwatch.db")
+    yield opened
+    opened.close()
+
+
+def count(store: Store, table: str) -> int:
+    return store.db.execute(f"select count(*) from {table}").fetchone()[0]
+
+
+def test_a_new_database_is_at_the_current_schema_in_wal_mode(store):
+    assert store.schema_version == SCHEMA_VERSION
+    assert store.db.execute("pragma journal_mode").fetchone()[0] == "wal"
+    assert store.db.execute("pragma busy_timeout").fetchone()[0] >= 5000
+    assert {"agencies", "polls", "changes", "outbox", "subscribers"} <= set(store.db.table_names())
+
+
+def test_a_version_1_database_is_migrated_keeping_its_rows(tmp_path):
+    path = tmp_path / "ringwatch.db"
+    old = sqlite_utils.Database(path)
+    MIGRATIONS[0](old)
+    old["meta"].insert({"key": "schema_version", "value": "1"}, pk="key")
+    old["agencies"].insert({**CRYSTAL.as_row(), "extra": "{}", "active": 1, "missing_polls": 0})
+    poll_id = old["polls"].insert({"started_at": "2020-06-03T00:00:00Z", "outcome": "ok"}).last_pk
+    old["changes"].insert(
+        {"poll_id": poll_id, "kind": "added", "key": CRYSTAL.key, "name": CRYSTAL.name,
+         "state": "MN", "detected_at": "2020-06-03T00:00:00Z"}
+    )  # fmt: skip
+    old.close()
+
+    store = Store.open(path)
+
+    assert store.schema_version == SCHEMA_VERSION
+    assert list(store.agencies()) == [CRYSTAL.key]
+    assert [row["kind"] for row in store.db.query("select kind from changes")] == ["added"]
+    assert "subscribers" in store.db.table_names()
+    store.close()
+    assert Store.open(path).schema_version == SCHEMA_VERSION  # opening again changes nothing
+
+
+def test_a_database_from_a_newer_ringwatch_is_refused(tmp_path):
+    path = tmp_path / "ringwatch.db"
+    Store.open(path).close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("update meta set value = '99' where key = 'schema_version'")
+
+    with pytest.raises(RuntimeError, match="newer than this ringwatch"):
+        Store.open(path)
+
+
+def test_a_poll_is_committed_whole_or_not_at_all(store):
+    def plan(poll_id, numbered):
+        raise RuntimeError("rendering failed")
+
+    diff = Diff(added=[CRYSTAL])
+    with pytest.raises(RuntimeError):
+        store.commit_poll({"outcome": "ok"}, diff, [Change("added", CRYSTAL)], plan)
+
+    assert [count(store, t) for t in ("polls", "agencies", "changes", "outbox")] == [0, 0, 0, 0]
+
+
+def test_a_committed_poll_links_changes_and_messages(store):
+    def plan(poll_id, numbered):
+        return [
+            OutboxMessage("console", "stdout", "alert", f"change:{cid}", "hi", change_ids=(cid,))
+            for cid, _ in numbered
+        ]
+
+    poll_id, numbered = store.commit_poll(
+        {"outcome": "ok"}, Diff(added=[CRYSTAL]), [Change("added", CRYSTAL)], plan
+    )
+
+    ((change_id, _),) = numbered
+    row = next(store.db.query("select * from outbox"))
+    assert (row["poll_id"], row["change_ids"], row["status"]) == (
+        poll_id,
+        f"[{change_id}]",
+        "pending",
+    )
+    assert store.agencies()[CRYSTAL.key].name == CRYSTAL.name
+
+
+def test_a_removed_agency_is_kept_with_its_end_date(store):
+    store.commit_poll({"outcome": "ok"}, Diff(added=[CRYSTAL]), [], lambda *_: [])
+    store.commit_poll(
+        {"outcome": "ok", "finished_at": "2020-07-01T00:00:00Z"}, Diff(removed=[CRYSTAL]), [],
+        lambda *_: [],
+    )  # fmt: skip
+
+    assert store.agencies() == {}
+    row = next(store.db.query("select active, ended_at from agencies"))
+    assert row == {"active": 0, "ended_at": "2020-07-01T00:00:00Z"}
+
+
+def test_release_stale_returns_in_flight_rows_to_the_queue(store):
+    store.outbox.queue(None, [OutboxMessage("console", "stdout", "alert", "g", "hi")])
+    assert store.outbox.claim(1)
+    assert not store.outbox.claim(1)  # claimed once only
+
+    assert store.outbox.release_stale() == 1
+    assert [row["id"] for row in store.outbox.due("console")] == [1]
+
+
+def test_bad_streak_counts_failures_since_the_last_good_poll(store):
+    for outcome in ("baseline", "failed", "ok", "failed", "suspect"):
+        store.record_poll({"outcome": outcome})
+
+    assert store.bad_streak() == 2
+
+
+def test_readonly_open_of_a_missing_database_creates_nothing(tmp_path):
+    path = tmp_path / "state" / "ringwatch.db"
+
+    store = Store.open(path, readonly=True)
+
+    assert store.active_count() == 0
+    assert not (tmp_path / "state").exists()

@@ -1,0 +1,548 @@
+"""The Telegram channel through python-telegram-bot against a real Bot API stub on 127.0.0.1.
+
+Subscriptions come from real updates (getUpdates), alerts leave through sendMessage,
+and every assertion is about what arrived at which chat, or what the database holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from bot.channels.telegram import TelegramChannel, visible_length
+from bot.channels.telegram_commands import parse_states
+from bot.config import load_config
+from bot.store import OutboxMessage, Store
+from bot.synthetic import SyntheticAgency
+from tests.conftest import REPO, run_cli, write_config
+from tests.helpers import Bot, config_text, kml
+from tests.source_server import SourceServer
+from tests.telegram_stub import CHAT_NOT_FOUND, DEFAULT_TOKEN, Fault, TelegramStub, flood
+
+PATH = "/map.kml"
+CHANNEL = "@ring_alerts"
+ADMIN = 42
+
+
+@pytest.fixture(autouse=True)
+def telegram_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PTB_TIMEDELTA", "1")  # RetryAfter.retry_after as a timedelta
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", DEFAULT_TOKEN)
+
+
+@pytest.fixture
+def stub() -> Iterator[TelegramStub]:
+    server = TelegramStub().start()
+    yield server
+    server.stop()
+
+
+def telegram_section(
+    stub: TelegramStub, *, threshold: int = 2, channel: str | None = CHANNEL, extra: str = ""
+) -> str:
+    """A channel gets 20 messages a minute (3 s apart): tests that need no channel skip it."""
+    channel_line = f'channel = "{channel}"\n' if channel else ""
+    return (
+        f"[telegram]\nenabled = true\n{channel_line}admins = [{ADMIN}]\n"
+        f'api_base_url = "{stub.base_url}"\n{extra}\n'
+        f"[alerts]\ndigest_threshold = {threshold}\n"
+    )
+
+
+def agency(name: str, state: str, n: int = 0, profile: str = "") -> SyntheticAgency:
+    return SyntheticAgency(
+        name=name,
+        city=f"{name.split()[0]}ville",
+        state=state,
+        active_date="2020-06-01",
+        video_requests=0,
+        profile_url=profile or f"https://ring.com/agency/{n}",
+        lon=-93.0 - n / 100,
+        lat=45.0 + n / 100,
+    )
+
+
+BASE = [agency(f"Base{i} Police Department", "IA", i) for i in range(1, 11)]
+
+
+def subscribe(bot: Bot, chat_id: int, states: list[str] | None) -> None:
+    store = Store.open(bot.config.db_path)
+    try:
+        store.subscribe("telegram", str(chat_id), states=states, chat_type="private")
+    finally:
+        store.close()
+
+
+def start_bot(directory: Path, source_server: SourceServer, section: str) -> Bot:
+    """ringwatch with Telegram on, its baseline recorded (10 agencies in IA)."""
+    created = Bot.create(directory, source_server.serve(PATH, kml(BASE)), section)
+    assert created.poll().outcome == "baseline"
+    return created
+
+
+@pytest.fixture
+def bot(tmp_path: Path, source_server: SourceServer, stub: TelegramStub) -> Bot:
+    return start_bot(tmp_path, source_server, telegram_section(stub))
+
+
+@pytest.fixture
+def private_bot(tmp_path: Path, source_server: SourceServer, stub: TelegramStub) -> Bot:
+    """No channel: only subscribers' private chats, paced 1 a second each."""
+    return start_bot(tmp_path, source_server, telegram_section(stub, channel=None))
+
+
+def texts(stub: TelegramStub, chat: int | str) -> list[str]:
+    return stub.texts(chat)
+
+
+def plain(text: str) -> str:
+    """What a Telegram user reads: the HTML parsed."""
+    return html.unescape(re.sub(r"<[^>]+>", "", text))
+
+
+# --- commands from real updates -----------------------------------------------------------
+
+
+Say = Callable[[int, str], Awaitable[str]]
+
+
+def drive_commands(config_path: Path, stub: TelegramStub, script: Callable[..., Awaitable]):
+    """Run the command listener on a loop, as `ringwatch run` does, while `script` talks."""
+    config = load_config(config_path)
+
+    async def say(chat: int, text: str, **kwargs) -> str:
+        before = len(stub.texts(chat))
+        stub.user_says(chat, text, **kwargs)
+        for _ in range(500):
+            if len(stub.texts(chat)) > before:
+                return plain(stub.texts(chat)[-1])
+            await asyncio.sleep(0.02)
+        raise AssertionError(f"no answer to {text!r} in chat {chat}")
+
+    async def main() -> None:
+        store = Store.open(config.db_path)
+        stop = asyncio.Event()
+        tasks = [
+            asyncio.create_task(task)
+            for task in TelegramChannel(config).background_tasks(store, stop)
+        ]
+        try:
+            await script(say, store)
+        finally:
+            stop.set()
+            await asyncio.gather(*tasks)
+            store.close()
+
+    asyncio.run(main())
+
+
+def test_commands_subscribe_unsubscribe_and_filter_by_state(bot: Bot, stub: TelegramStub):
+    def states_of(store: Store, chat: int) -> list[str] | str | None:
+        row = store.subscriber("telegram", str(chat))
+        if row is None or not row["active"]:
+            return "not subscribed"
+        return json.loads(row["states"]) if row["states"] else None
+
+    async def script(say: Say, store: Store) -> None:
+        assert "MN, WI" in await say(101, "/subscribe MN WI")
+        assert states_of(store, 101) == ["MN", "WI"]
+        assert "every state" in await say(102, "/start")
+        assert states_of(store, 102) is None
+        assert "every state" in await say(103, "/subscribe")
+        assert states_of(store, 103) is None
+        assert "Unsubscribed" in await say(102, "/unsubscribe")
+        assert states_of(store, 102) == "not subscribed"
+        assert "MN, WI" in await say(101, "/states")
+        assert "Not a US state: Narnia" in await say(103, "/subscribe MN Narnia")
+        assert states_of(store, 103) is None  # a typo changes nothing
+        assert "NY" in await say(105, "/subscribe New York")
+        assert states_of(store, 105) == ["NY"]
+        assert "only understand commands" in await say(104, "hello bot")
+        assert "don't know that command" in await say(106, "/frobnicate")
+        assert "/subscribe" in await say(107, "/help")
+        assert states_of(store, 104) == "not subscribed"
+        assert "10 active partnerships" in await say(108, "/stats")
+        assert "No changes recorded yet" in await say(109, "/latest")
+
+    drive_commands(bot.config_path, stub, script)
+    registered = [c["command"] for c in stub.commands]
+    assert registered == ["start", "subscribe", "unsubscribe", "states", "latest", "stats", "help"]
+    replies = stub.calls_to("sendMessage")
+    assert all(c.params["parse_mode"] == "HTML" for c in replies)
+
+
+def test_only_group_admins_change_a_group_and_only_maintainers_get_status(
+    bot: Bot, stub: TelegramStub
+):
+    group = -500
+    stub.admins[str(group)] = {8}
+
+    async def script(say: Say, store: Store) -> None:
+        refused = await say(group, "/subscribe MN", user_id=7)
+        assert "Only an administrator" in refused
+        assert store.subscriber("telegram", str(group)) is None
+        assert "MN" in await say(group, f"/subscribe@{'ringwatch_test_bot'} MN", user_id=8)
+        assert "for the maintainers" in await say(104, "/status")  # in parallel with the group
+        status = await say(ADMIN, "/status")
+        assert "Agencies tracked: 10" in status
+        assert "Failed or suspect polls in a row: 0" in status
+
+    drive_commands(bot.config_path, stub, script)
+    assert stub.calls_to("getChatMember")
+
+
+def test_state_names_parse_to_codes():
+    assert parse_states(["mn,", "Wisconsin", "New", "York", "west", "virginia"]) == (
+        ["MN", "NY", "WI", "WV"],
+        [],
+    )
+    assert parse_states(["MN", "Atlantis"]) == (["MN"], ["Atlantis"])
+
+
+# --- fan-out ------------------------------------------------------------------------------
+
+
+def test_channel_and_subscribers_get_what_matches_their_filter(
+    bot: Bot, stub: TelegramStub, source_server: SourceServer
+):
+    subscribe(bot, 201, None)  # everything: 3 changes > threshold 2 → one digest
+    subscribe(bot, 202, ["MN"])  # 2 MN changes ≤ 2 → single messages
+    subscribe(bot, 203, ["TX"])  # nothing matches → nothing at all
+    subscribe(bot, 204, ["WI"])
+    added = [agency(f"North{i} Police Department", "MN", 20 + i) for i in range(2)]
+    added.append(agency("Madison Police Department", "WI", 30))
+    source_server.serve(PATH, kml(BASE + added))
+
+    bot.poll()
+
+    channel, everything = texts(stub, CHANNEL), texts(stub, 201)
+    assert len(channel) == 1 and len(everything) == 1
+    for digest in (channel[0], everything[0]):
+        assert "3 new partnerships in 2 states" in plain(digest)
+        assert all(f"North{i} PD, MN" in plain(digest) for i in range(2))
+        assert "Madison PD, WI" in plain(digest)
+    assert [plain(t).split(" (")[0] for t in texts(stub, 202)] == [
+        f"New partnership: North{i} PD, MN" for i in range(2)
+    ]
+    assert texts(stub, 203) == []
+    assert [plain(t) for t in texts(stub, 204)] == [
+        "New partnership: Madison PD, WI (active since 2020-06-01)"
+    ]
+    # The maintainer got the baseline notice, and no alerts (not subscribed).
+    admin = texts(stub, ADMIN)
+    assert len(admin) == 1 and "now tracking 10" in plain(admin[0])
+    sends = stub.calls_to("sendMessage")
+    assert all(c.params["parse_mode"] == "HTML" for c in sends)
+    assert all(json.loads(c.params["link_preview_options"])["is_disabled"] for c in sends)
+
+
+def test_source_values_arrive_escaped_and_linked(
+    bot: Bot, stub: TelegramStub, source_server: SourceServer
+):
+    subscribe(bot, 201, None)
+    odd = agency("Crystal <b>PD</b> & Co", "MN", 40, profile="https://ring.com/a?x=1&y=<2>")
+    source_server.serve(PATH, kml([*BASE, odd]))
+
+    bot.poll()
+
+    (sent,) = texts(stub, 201)
+    assert "Crystal &lt;b&gt;PD&lt;/b&gt; &amp; Co" in sent
+    assert '<a href="https://ring.com/a?x=1&amp;y=&lt;2&gt;">' in sent
+    assert plain(sent).startswith("New partnership: Crystal <b>PD</b> & Co, MN")
+
+
+def test_a_digest_over_4096_characters_is_split_at_lines_and_loses_nobody(
+    private_bot: Bot, stub: TelegramStub, source_server: SourceServer
+):
+    bot = private_bot
+    subscribe(bot, 201, None)
+    many = [
+        agency(f"Longname{i:03d} County Sheriff's Office Division", "MN", 100 + i)
+        for i in range(90)
+    ]
+    source_server.serve(PATH, kml(BASE + many))
+
+    bot.poll()
+
+    parts = texts(stub, 201)
+    assert len(parts) >= 2
+    assert all(visible_length(p) <= 4096 for p in parts)
+    assert all(p.count("<a ") == p.count("</a>") for p in parts)  # no tag cut in two
+    lines = [line for p in parts for line in plain(p).splitlines()]
+    for i in range(90):
+        assert sum(f"Longname{i:03d} " in line for line in lines) == 1
+
+
+# --- failures -----------------------------------------------------------------------------
+
+
+def test_a_flood_wait_is_honoured_and_nothing_is_dropped(
+    tmp_path: Path, stub: TelegramStub, source_server: SourceServer
+):
+    # 5 a second: the first send's 429 is back long before the next send is due.
+    section = telegram_section(stub, extra="messages_per_second = 5")
+    bot = start_bot(tmp_path, source_server, section)
+    for chat in (201, 202, 203):
+        subscribe(bot, chat, None)
+    source_server.serve(PATH, kml([*BASE, agency("Crystal Police Department", "MN", 50)]))
+    stub.fail_next("*", flood(1))
+
+    bot.poll()
+
+    (flooded,) = [c for c in stub.calls_to("sendMessage") if c.status == 429]
+    (retry,) = bot.rows("select * from outbox where last_error like 'flood wait%'")
+    assert retry["status"] == "pending" and retry["attempts"] == 0  # a wait is no failure
+    assert stub.wait_until(lambda: time.time() >= retry["next_attempt_at"], timeout=5)
+    bot.deliver()
+    for chat in (CHANNEL, 201, 202, 203):
+        assert len(texts(stub, chat)) == 1, chat
+    during_wait = [c for c in stub.calls_to("sendMessage") if flooded.at < c.at < flooded.at + 1.0]
+    assert during_wait == []
+    assert {r["status"] for r in bot.outbox()} == {"sent"}
+
+
+def test_blocked_and_vanished_chats_are_deactivated_not_retried(
+    private_bot: Bot, stub: TelegramStub, source_server: SourceServer
+):
+    bot = private_bot
+    for chat in (301, 302, 303):
+        subscribe(bot, chat, None)
+    stub.blocked.add("301")
+    stub.fail_next(302, CHAT_NOT_FOUND)
+    two = [agency("Crystal Police Department", "MN", 50), agency("Eagan Police", "MN", 51)]
+    source_server.serve(PATH, kml(BASE + two))
+
+    bot.poll()
+    bot.deliver()
+
+    assert [c.params["chat_id"] for c in stub.calls_to("sendMessage")].count("301") == 1
+    assert [c.params["chat_id"] for c in stub.calls_to("sendMessage")].count("302") == 1
+    assert len(texts(stub, 303)) == 2
+    rows = {r["chat_id"]: r for r in bot.rows("select * from subscribers")}
+    assert rows["301"]["active"] == 0 and "blocked" in rows["301"]["reason"]
+    assert rows["302"]["active"] == 0 and "not found" in rows["302"]["reason"]
+    assert rows["303"]["active"] == 1
+    statuses = Counter(
+        r["status"] for r in bot.rows("select * from outbox where recipient in ('301', '302')")
+    )
+    assert statuses == {"failed": 2, "skipped": 2}
+
+
+def test_network_errors_are_retried_with_backoff(
+    private_bot: Bot, stub: TelegramStub, source_server: SourceServer
+):
+    bot = private_bot
+    subscribe(bot, 401, None)
+    stub.fail_next(401, Fault(502, "Bad Gateway"))
+    source_server.serve(PATH, kml([*BASE, agency("Crystal Police Department", "MN", 50)]))
+
+    bot.poll()
+
+    (row,) = bot.rows("select * from outbox where recipient = '401'")
+    assert row["status"] == "pending" and row["attempts"] == 1
+    assert "NetworkError" in row["last_error"]
+    assert row["next_attempt_at"] > time.time()
+    bot.deliver()  # the backoff has not passed: nothing goes to 401 yet
+    assert texts(stub, 401) == []
+    store = Store.open(bot.config.db_path)
+    store.db.execute("update outbox set next_attempt_at = 0 where recipient = '401'")
+    store.db.conn.commit()
+    store.close()
+    bot.deliver()
+    assert len(texts(stub, 401)) == 1
+
+
+def test_a_group_that_became_a_supergroup_is_followed(
+    private_bot: Bot, stub: TelegramStub, source_server: SourceServer
+):
+    bot = private_bot
+    subscribe(bot, -600, ["MN"])
+    stub.fail_next(
+        -600,
+        Fault(
+            400,
+            "Bad Request: group chat was upgraded to a supergroup chat",
+            migrate_to_chat_id=-100600,
+        ),
+    )
+    source_server.serve(PATH, kml([*BASE, agency("Crystal Police Department", "MN", 50)]))
+
+    bot.poll()
+
+    assert len(texts(stub, -100600)) == 1 and texts(stub, -600) == []
+    (row,) = bot.rows("select * from subscribers where active = 1")
+    assert row["chat_id"] == "-100600" and json.loads(row["states"]) == ["MN"]
+
+
+def test_an_attachment_goes_as_a_photo_with_its_caption_or_before_a_long_text(
+    private_bot: Bot, stub: TelegramStub, tmp_path: Path
+):
+    chart = tmp_path / "chart.png"
+    chart.write_bytes(b"\x89PNG fake chart bytes")
+    long_text = "\n".join(f"line {i}: <b>Crystal</b> &amp; more" for i in range(80))
+    store = Store.open(private_bot.config.db_path)
+    store.outbox.queue(
+        None,
+        [
+            OutboxMessage(
+                "telegram", "201", "summary", "s:1", "<b>Weekly</b>", attachment=str(chart)
+            ),
+            OutboxMessage("telegram", "202", "summary", "s:1", long_text, attachment=str(chart)),
+        ],
+    )
+    store.close()
+
+    private_bot.deliver()
+
+    (captioned,) = [s for s in stub.sent if s.chat_id == "201"]
+    assert captioned.photo == chart.read_bytes() and captioned.text == "<b>Weekly</b>"
+    assert captioned.params["parse_mode"] == "HTML"
+    photo, text = [s for s in stub.sent if s.chat_id == "202"]
+    assert photo.photo == chart.read_bytes() and photo.text == ""
+    assert text.photo is None and text.text == long_text
+
+
+def test_a_rejected_token_or_an_unreachable_api_keeps_messages_queued(
+    private_bot: Bot, stub: TelegramStub, source_server: SourceServer, monkeypatch
+):
+    subscribe(private_bot, 201, None)
+    source_server.serve(PATH, kml([*BASE, agency("Crystal Police Department", "MN", 50)]))
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", "654321:WRONG-token")
+
+    private_bot.poll()
+
+    (row,) = private_bot.rows("select * from outbox where recipient = '201'")
+    assert row["status"] == "pending" and "rejected TELEGRAM_BOT_TOKEN" in row["last_error"]
+    assert "WRONG" not in row["last_error"]
+    assert texts(stub, 201) == []
+
+    stub.stop()  # now nobody answers at all
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", DEFAULT_TOKEN)
+    store = Store.open(private_bot.config.db_path)
+    store.db.execute("update outbox set next_attempt_at = 0")
+    store.db.conn.commit()
+    store.close()
+    report = private_bot.deliver()
+    (row,) = private_bot.rows("select * from outbox where recipient = '201'")
+    assert report.failed["telegram"] == 0
+    assert row["status"] == "pending" and "Bot API unreachable" in row["last_error"]
+
+
+def test_a_missing_token_is_a_config_problem(tmp_path: Path, stub: TelegramStub):
+    path = write_config(tmp_path, telegram_section(stub))
+    result = run_cli("check-config", "--config", str(path), env={"TELEGRAM_BOT_TOKEN": ""})
+    assert result.returncode == 2
+    assert "TELEGRAM_BOT_TOKEN is not set" in result.stderr
+
+
+# --- crash and restart --------------------------------------------------------------------
+
+
+def test_kill_during_a_broadcast_then_restart_loses_and_repeats_nothing(
+    private_bot: Bot, stub: TelegramStub, source_server: SourceServer
+):
+    bot = private_bot
+    chats = list(range(1001, 1021))
+    for chat in chats:
+        subscribe(bot, chat, None)
+    two = [agency("Crystal Police Department", "MN", 50), agency("Eagan Police", "MN", 51)]
+    source_server.serve(PATH, kml(BASE + two))
+    bot.poll(deliver=False)
+    expected = {(r["recipient"], r["text"]) for r in bot.outbox() if r["status"] == "pending"}
+    assert len(expected) == 2 * len(chats)
+
+    stub.send_delay = 0.3  # messages stay in flight long enough to be killed mid-request
+    env = {**os.environ, "RINGWATCH_CONFIG": str(bot.config_path)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bot", "deliver"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert stub.wait_until(lambda: len(stub.sent) >= 10, timeout=30)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    in_flight = len(bot.rows("select id from outbox where status = 'sending'"))
+    assert 0 < len(stub.sent) < len(expected)
+
+    stub.send_delay = 0
+    bot.deliver()  # the restart: what was in flight is pending again (release_stale)
+
+    delivered = Counter(
+        (s.chat_id, s.text) for s in stub.sent if s.chat_id != str(ADMIN)
+    )  # the admin's baseline notice went out before the kill test began
+    assert set(delivered) == expected  # nothing lost
+    repeats = sum(n - 1 for n in delivered.values())
+    assert repeats <= in_flight  # at most the messages in flight at the kill
+    assert {r["status"] for r in bot.outbox()} == {"sent"}
+
+
+# --- `ringwatch run` end to end -----------------------------------------------------------
+
+
+def test_run_subscribes_users_and_delivers_the_right_alerts(
+    tmp_path: Path, stub: TelegramStub, source_server: SourceServer
+):
+    url = source_server.serve(PATH, kml(BASE))
+    bot_section = (
+        f'[bot]\nstate_dir = "{tmp_path / "state"}"\ninterval = "1s"\njitter = "0.05s"\n'
+        'deliver_every = "0.2s"\n'
+    )
+    # Threshold 1: two changes are a digest for the channel and 502, a single for 501.
+    section = telegram_section(stub, threshold=1)
+    path = write_config(tmp_path, bot_section + config_text(url, section))
+    env = {**os.environ, "RINGWATCH_CONFIG": str(path)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bot", "run"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        stub.user_says(501, "/subscribe MN")
+        stub.user_says(502, "/start")
+        stub.user_says(503, "/subscribe TX")
+        assert stub.wait_until(lambda: all(texts(stub, c) for c in (501, 502, 503)), 20)
+        assert stub.wait_until(lambda: texts(stub, ADMIN), 20)  # the baseline is in
+
+        added = [agency("Crystal Police Department", "MN", 50), agency("Madison PD", "WI", 51)]
+        source_server.serve(PATH, kml(BASE + added))
+        assert stub.wait_until(lambda: len(texts(stub, CHANNEL)) == 1, 20)
+        assert stub.wait_until(lambda: len(texts(stub, 502)) == 2, 20)
+        assert stub.wait_until(lambda: len(texts(stub, 501)) == 2, 20)
+        stub.user_says(501, "/states")
+        stub.user_says(504, "/latest")
+        assert stub.wait_until(lambda: len(texts(stub, 501)) == 3 and texts(stub, 504), 20)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+
+    crystal = "New partnership: Crystal PD, MN (active since 2020-06-01)"
+    assert [plain(t) for t in texts(stub, 501)][1:] == [crystal, "You get alerts for MN."]
+    for chat in (502, CHANNEL):
+        (digest,) = [plain(t) for t in texts(stub, chat) if "new partnerships" in t]
+        assert "2 new partnerships in 2 states" in digest
+        assert "+ Crystal PD, MN" in digest and "+ Madison PD, WI" in digest
+    assert len(texts(stub, 502)) == 2 and len(texts(stub, CHANNEL)) == 1
+    assert [plain(t) for t in texts(stub, 503)] == ["Subscribed to alerts for TX."]
+    (latest,) = [plain(t) for t in texts(stub, 504)]
+    assert "Crystal PD, MN" in latest and "Madison PD, WI" in latest
+    assert DEFAULT_TOKEN not in err + out

@@ -1,0 +1,188 @@
+"""A fake X API v2 on 127.0.0.1 that answers the way X does (see platform-facts.md, F).
+
+`POST /2/tweets` creates a post (201 `{"data": {"id": "<string>", "text": …}}`) unless
+an answer is programmed; like X it refuses the same text twice (403 duplicate content),
+a text over 280 weighted characters and a reply to a post that does not exist (400).
+`GET /2/users/me` and `GET /2/users/<id>/tweets` let the channel find its own posts.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from itertools import pairwise
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from twitter_text import parse_tweet
+
+USER_ID = "1021786311011201024"
+FIRST_POST_ID = 1445880548472328192
+DUPLICATE_BODY = {
+    "detail": "You are not allowed to create a Tweet with duplicate content.",
+    "type": "about:blank",
+    "title": "Forbidden",
+    "status": 403,
+}
+
+
+@dataclass
+class Answer:
+    status: int
+    body: dict[str, Any] | str
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def rate_limited(reset: int, **extra_headers: str) -> Answer:
+    headers = {"x-rate-limit-limit": "100", "x-rate-limit-remaining": "0"}
+    headers["x-rate-limit-reset"] = str(reset)
+    headers.update({k.replace("_", "-"): v for k, v in extra_headers.items()})
+    body = {"title": "Too Many Requests", "detail": "Too Many Requests", "type": "about:blank",
+            "status": 429}  # fmt: skip
+    return Answer(429, body, headers)
+
+
+def duplicate() -> Answer:
+    return Answer(403, DUPLICATE_BODY)
+
+
+def refused(status: int = 401) -> Answer:
+    title = {401: "Unauthorized", 403: "Forbidden"}[status]
+    return Answer(status, {"title": title, "detail": title, "type": "about:blank",
+                           "status": status})  # fmt: skip
+
+
+def server_error() -> Answer:
+    return Answer(500, "Internal Server Error")
+
+
+def problem(status: int, detail: str) -> Answer:
+    return Answer(status, {"title": "Invalid Request", "detail": detail, "status": status})
+
+
+@dataclass
+class Post:
+    id: str
+    text: str
+    reply_to: str | None
+
+
+class XStub:
+    def __init__(self) -> None:
+        self.posts: list[Post] = []  # created, in order
+        self.requests: list[dict[str, Any]] = []  # every POST /2/tweets body, refused or not
+        self.answers: list[Answer | None] = []  # next POSTs' answers, in order; None = normal
+        self.always: Answer | None = None  # answer every POST so (after `answers`)
+        self.hold_post: int | None = None  # the Nth post (1-based) is created, then held
+        self.held = threading.Event()  # set when that post has been created
+        self.release = threading.Event()  # lets the held answer go
+        self.lock = threading.Lock()
+        stub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = json.loads(self.rfile.read(length) or b"{}")
+                if urlsplit(self.path).path != "/2/tweets":
+                    self._send(problem(404, "no such endpoint"))
+                    return
+                with stub.lock:
+                    stub.requests.append(body)
+                    answer, hold = stub._answer(body)
+                if hold:
+                    stub.held.set()
+                    stub.release.wait(timeout=60)
+                self._send(answer)
+
+            def do_GET(self) -> None:
+                url = urlsplit(self.path)
+                if url.path == "/2/users/me":
+                    user = {"id": USER_ID, "name": "ringwatch", "username": "ringwatch"}
+                    self._send(Answer(200, {"data": user}))
+                elif url.path == f"/2/users/{USER_ID}/tweets":
+                    limit = int(parse_qs(url.query).get("max_results", ["10"])[0])
+                    with stub.lock:
+                        newest = list(reversed(stub.posts))[:limit]
+                    data = [
+                        # X hands text back HTML-escaped, as its v2 API does.
+                        {
+                            "id": p.id,
+                            "text": html.escape(p.text, quote=False),
+                            "edit_history_tweet_ids": [p.id],
+                        }
+                        for p in newest
+                    ]
+                    self._send(Answer(200, {"data": data, "meta": {"result_count": len(data)}}))
+                else:
+                    self._send(problem(404, "no such endpoint"))
+
+            def _send(self, answer: Answer) -> None:
+                if isinstance(answer.body, str):
+                    payload, kind = answer.body.encode(), "text/plain"
+                else:
+                    payload, kind = json.dumps(answer.body).encode(), "application/json"
+                try:
+                    self.send_response(answer.status)
+                    for key, value in {"Content-Type": kind, **answer.headers}.items():
+                        self.send_header(key, value)
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client was killed while we held its answer
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+
+    def _answer(self, body: dict[str, Any]) -> tuple[Answer, bool]:
+        """(answer, hold it) for one POST /2/tweets; called under the lock."""
+        programmed = self.answers.pop(0) if self.answers else None
+        if programmed is not None:  # None in `answers`: answer that POST normally
+            return programmed, False
+        if self.always is not None:
+            return self.always, False
+        text = body.get("text", "")
+        reply_to = (body.get("reply") or {}).get("in_reply_to_tweet_id")
+        if not parse_tweet(text).valid:
+            return problem(400, "Your Tweet text is too long or empty."), False
+        if reply_to is not None and reply_to not in {p.id for p in self.posts}:
+            return problem(400, "The Tweet you are replying to does not exist."), False
+        if any(p.text == text for p in self.posts):
+            return duplicate(), False
+        post = Post(str(FIRST_POST_ID + len(self.posts)), text, reply_to)
+        self.posts.append(post)
+        answer = Answer(201, {"data": {"id": post.id, "text": text,
+                                       "edit_history_tweet_ids": [post.id]}})  # fmt: skip
+        return answer, self.hold_post == len(self.posts)
+
+    @property
+    def base_url(self) -> str:
+        host, port = self.httpd.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def texts(self) -> list[str]:
+        return [p.text for p in self.posts]
+
+    def chained(self, posts: list[Post]) -> bool:
+        """Each post replies to the one before it (a thread)."""
+        return all(b.reply_to == a.id for a, b in pairwise(posts))
+
+    def start(self) -> XStub:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.release.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()
