@@ -171,6 +171,18 @@ def _iso_date(ctx: click.Context, param: click.Parameter, value: str | None) -> 
         raise click.BadParameter(f"{value!r} is not a date like 2020-05-25") from None
 
 
+_BY_OPTION = click.option(
+    "--by",
+    type=click.Choice(["detected", "active-date"]),
+    default="detected",
+    show_default=True,
+    help="Date the filter applies to: when ringwatch saw a change, or the source's Active Date.",
+)
+_STATES_OPTION = click.option(
+    "--state", "states", multiple=True, help="Only this state, e.g. MN (repeatable)."
+)
+
+
 @cli.command()
 @with_config
 @click.option(
@@ -184,14 +196,8 @@ def _iso_date(ctx: click.Context, param: click.Parameter, value: str | None) -> 
     type=click.Choice(["added", "removed", "changed", "renamed", "baseline"]),
     help="Only this kind of change (repeatable).",
 )
-@click.option("--state", "states", multiple=True, help="Only this state, e.g. MN (repeatable).")
-@click.option(
-    "--by",
-    type=click.Choice(["detected", "active-date"]),
-    default="detected",
-    show_default=True,
-    help="Date the filter applies to: when ringwatch saw it, or the source's Active Date.",
-)
+@_STATES_OPTION
+@_BY_OPTION
 @click.option(
     "--format",
     "fmt",
@@ -325,20 +331,12 @@ def demo(state_dir: Path | None) -> None:
 
 # --- reports, charts, exports, summary (bot/reports.py, charts.py, export.py, summary.py) ---
 
-_BY_OPTION = click.option(
-    "--by",
-    type=click.Choice(["detected", "active-date"]),
-    default="detected",
-    show_default=True,
-    help="Date additions are counted by: when ringwatch saw them, or the source's Active Date.",
-)
-
 
 @cli.command()
 @with_config
 @click.option("--since", callback=_iso_date, help="First day, YYYY-MM-DD (inclusive).")
 @click.option("--until", callback=_iso_date, help="Last day, YYYY-MM-DD (inclusive).")
-@click.option("--state", "states", multiple=True, help="Only this state, e.g. MN (repeatable).")
+@_STATES_OPTION
 @_BY_OPTION
 @click.option(
     "--format",

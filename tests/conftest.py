@@ -7,6 +7,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -37,18 +38,31 @@ def make_config(tmp_path: Path) -> Callable[[str], Path]:
     return lambda text="": write_config(tmp_path, text)
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60):
-    """Run `python -m bot ARGS` in a subprocess: the real entry point, real exit codes."""
+def _cli_env(env: dict[str, str] | None) -> dict[str, str]:
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("RINGWATCH_")}
     full_env.update(env or {})
     full_env.setdefault("PTB_TIMEDELTA", "1")
+    return full_env
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60):
+    """Run `python -m bot ARGS` in a subprocess: the real entry point, real exit codes."""
     return subprocess.run(
         [sys.executable, "-m", "bot", *args],
         capture_output=True,
         text=True,
-        env=full_env,
+        env=_cli_env(env),
         timeout=timeout,
         cwd=REPO,
+    )
+
+
+def start_cli(*args: str, env: dict[str, str] | None = None, **popen: Any) -> subprocess.Popen:
+    """Start `python -m bot ARGS` in the background, to be killed or signalled by a test."""
+    popen.setdefault("stdout", subprocess.DEVNULL)
+    popen.setdefault("stderr", subprocess.DEVNULL)
+    return subprocess.Popen(
+        [sys.executable, "-m", "bot", *args], env=_cli_env(env), cwd=REPO, **popen
     )
 
 

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
-import sys
 import time
 from typing import Any, ClassVar
 
@@ -16,7 +14,7 @@ from bot.channels.base import Channel, PermanentFailure, Recipient, RecipientGon
 from bot.deliver import backoff_delay, deliver_pending
 from bot.store import OutboxMessage, Store
 from bot.synthetic import mutate
-from tests.conftest import REPO, run_cli
+from tests.conftest import run_cli, start_cli
 from tests.helpers import Bot, agencies, kml
 
 PATH = "/map.kml"
@@ -41,14 +39,7 @@ def test_a_poll_killed_mid_delivery_is_completed_by_deliver_exactly_once(tmp_pat
     # ~1000 alerts are far more than a pipe buffer holds: printing blocks while we don't read,
     # so the process is stuck inside a send when it is killed.
     source_server.serve(PATH, kml(mutate(first, seed=3, add=1000)))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RINGWATCH_")}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bot", "poll", "--config", str(bot.config_path)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        cwd=REPO,
-        env=env,
-    )
+    process = start_cli("poll", "--config", str(bot.config_path), stdout=subprocess.PIPE)
     try:
         wait_for(lambda: bot.rows("select id from outbox where status = 'sending'"))
     finally:

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 
 from bot.synthetic import mutate
-from tests.conftest import REPO
+from tests.conftest import start_cli
 from tests.helpers import Bot, agencies, kml
 from tests.source_server import Reply
 
@@ -41,15 +39,10 @@ def test_run_polls_repeatedly_delivers_and_stops_cleanly(tmp_path, source_server
     first = agencies(10)
     url = source_server.serve(PATH, Reply(kml(first), delay=SLOW))
     bot = Bot.create(tmp_path, url, RUN_CONFIG.format(state=tmp_path / "state"), timeout="10s")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RINGWATCH_")}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bot", "run", "--config", str(bot.config_path)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+    process = start_cli(
+        "run", "--config", str(bot.config_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True,
-        cwd=REPO,
-        env=env,
-    )
+    )  # fmt: skip
     try:
         wait_for(lambda: len(bot.polls()) >= 1)
         source_server.serve(PATH, Reply(kml(mutate(first, seed=4, add=1)), delay=SLOW))

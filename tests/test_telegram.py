@@ -9,11 +9,9 @@ from __future__ import annotations
 import asyncio
 import html
 import json
-import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
@@ -26,7 +24,7 @@ from bot.channels.telegram_commands import parse_states
 from bot.config import load_config
 from bot.store import OutboxMessage, Store
 from bot.synthetic import SyntheticAgency
-from tests.conftest import REPO, run_cli, write_config
+from tests.conftest import run_cli, start_cli, write_config
 from tests.helpers import Bot, config_text, kml
 from tests.source_server import SourceServer
 from tests.telegram_stub import CHAT_NOT_FOUND, DEFAULT_TOKEN, Fault, TelegramStub, flood
@@ -464,14 +462,7 @@ def test_kill_during_a_broadcast_then_restart_loses_and_repeats_nothing(
     assert len(expected) == 2 * len(chats)
 
     stub.send_delay = 0.3  # messages stay in flight long enough to be killed mid-request
-    env = {**os.environ, "RINGWATCH_CONFIG": str(bot.config_path)}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bot", "deliver"],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    process = start_cli("deliver", env={"RINGWATCH_CONFIG": str(bot.config_path)})
     try:
         assert stub.wait_until(lambda: len(stub.sent) >= 10, timeout=30)
     finally:
@@ -506,11 +497,9 @@ def test_run_subscribes_users_and_delivers_the_right_alerts(
     # Threshold 1: two changes are a digest for the channel and 502, a single for 501.
     section = telegram_section(stub, threshold=1)
     path = write_config(tmp_path, bot_section + config_text(url, section))
-    env = {**os.environ, "RINGWATCH_CONFIG": str(path)}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bot", "run"],
-        cwd=REPO,
-        env=env,
+    process = start_cli(
+        "run",
+        env={"RINGWATCH_CONFIG": str(path)},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

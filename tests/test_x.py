@@ -6,11 +6,9 @@ Time is simulated by editing the outbox (sent_at, next_attempt_at), never by sle
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -31,7 +29,7 @@ from bot.poll import audiences
 from bot.render import WORD_JOINER, make_environment
 from bot.store import Store
 from bot.synthetic import generate_agencies, mutate, to_kml
-from tests.conftest import REPO, run_cli, write_config
+from tests.conftest import run_cli, start_cli, write_config
 from tests.x_stub import XStub, duplicate, problem, rate_limited, refused, server_error
 
 # What X links as a mention, hashtag or cashtag (twitter-text's rules, simplified).
@@ -450,13 +448,7 @@ def test_a_thread_killed_midway_continues_where_it_stopped(tmp_path, x_stub, x_e
     assert parts >= 4
     x_stub.hold_post = 3  # X creates the third post, but its answer never arrives
 
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bot", "deliver", "--config", str(path)],
-        cwd=REPO,
-        env={**os.environ, "PTB_TIMEDELTA": "1"},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    process = start_cli("deliver", "--config", str(path), env=x_env)
     try:
         assert x_stub.held.wait(timeout=30), "the third post never reached X"
     finally:
