@@ -10,7 +10,7 @@ import functools
 import json
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -68,14 +68,29 @@ def _channels(config: Config) -> list[Any]:
 
 @contextmanager
 def _locked(config: Config) -> Iterator[None]:
-    """Hold the state dir's lock, or exit 5 if another ringwatch has it."""
+    """Hold the state dir's lock, or exit 5 if another ringwatch has it (2 if the state
+    dir cannot be created or written)."""
     from bot.lock import AlreadyRunning, state_lock
 
+    with ExitStack() as stack:
+        try:
+            stack.enter_context(state_lock(config.state_dir))
+        except AlreadyRunning as exc:
+            _fail(str(exc), EXIT_LOCKED)
+        except OSError as exc:
+            _state_dir_unusable(config.state_dir, exc)
+        yield
+
+
+def _state_dir_unusable(directory: Path, exc: OSError) -> None:
+    _fail(f"cannot use the state directory {directory}: {exc.strerror or exc}")
+
+
+def _make_state_dir(directory: Path) -> None:
     try:
-        with state_lock(config.state_dir):
-            yield
-    except AlreadyRunning as exc:
-        _fail(str(exc), EXIT_LOCKED)
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        _state_dir_unusable(directory, exc)
 
 
 def _deliver(config: Config, store: Any, channels: list[Any]) -> str:
@@ -326,6 +341,8 @@ def demo(state_dir: Path | None) -> None:
     from bot.logs import setup_logging
 
     setup_logging("WARNING")
+    if state_dir is not None:
+        _make_state_dir(state_dir)
     run_demo(state_dir)
 
 
@@ -464,6 +481,8 @@ def summary(config: Config, dry_run: bool) -> None:
     from bot.summary import queue_summary
 
     channels = _channels(config)
+    if not dry_run:
+        _make_state_dir(config.state_dir)
     store = Store.open(config.db_path, readonly=dry_run)
     try:
         result = queue_summary(config, store, channels, dry_run=dry_run)

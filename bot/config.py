@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
 import re
 import tomllib
@@ -46,6 +47,8 @@ def parse_duration(value: str | int | float) -> float:
         seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
     if seconds < 0:
         raise ValueError("a duration cannot be negative")
+    if not math.isfinite(seconds):  # TOML's inf, or 1e400: no scheduler can wait that long
+        raise ValueError("a duration must be a finite number of seconds")
     return seconds
 
 
@@ -288,6 +291,8 @@ def _check_values(config: Config) -> None:
         fail("source.retries", "must be 0 or more")
     if config.alerts.digest_threshold < 1:
         fail("alerts.digest_threshold", "must be at least 1")
+    if config.alerts.max_attempts < 1:
+        fail("alerts.max_attempts", "must be at least 1")
     for name in config.alerts.alert_fields:
         if name not in KNOWN_ALERT_FIELDS:
             fail(

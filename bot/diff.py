@@ -161,17 +161,27 @@ def advance_missing(
 
 
 def guard_problem(
-    *, stored_total: int, fetched_total: int, missing: int, max_missing_share: float
+    *,
+    stored_total: int,
+    fetched_total: int,
+    missing: int,
+    max_missing_share: float,
+    renamed: int = 0,
 ) -> str | None:
-    """Why this fetch must not be believed, or None when it looks sane."""
+    """Why this fetch must not be believed, or None when it looks sane.
+
+    Renames count like missing agencies: a name field lost or remapped by the source
+    turns every agency into a "rename" at its own address, which is a broken fetch,
+    not hundreds of departments renaming themselves at once.
+    """
     if fetched_total == 0:
         return "the source listed no agencies at all"
-    if stored_total and missing / stored_total > max_missing_share:
-        return (
-            f"{missing} of {stored_total} known agencies ({missing / stored_total:.0%}) are "
-            f"missing from this fetch, more than guard.max_missing_share "
-            f"({max_missing_share:.0%}); not believing it"
-        )
+    for count, what in ((missing, "are missing from this fetch"), (renamed, "have a new name")):
+        if stored_total and count / stored_total > max_missing_share:
+            return (
+                f"{count} of {stored_total} known agencies ({count / stored_total:.0%}) {what}, "
+                f"more than guard.max_missing_share ({max_missing_share:.0%}); not believing it"
+            )
     return None
 
 

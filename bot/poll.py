@@ -150,6 +150,7 @@ class Poller:
             fetched_total=read.records,
             missing=diff.missing_count,
             max_missing_share=self.config.guard.max_missing_share,
+            renamed=len(diff.renamed),
         )
         if problem:
             return self._bad(poll, "suspect", problem, started, timings)

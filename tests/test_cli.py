@@ -116,6 +116,20 @@ def test_a_second_process_on_the_same_state_dir_exits_5(bot):
     assert len(bot.polls()) == 1
 
 
+@pytest.mark.parametrize("command", ["poll", "deliver", "summary"])
+def test_a_state_dir_that_cannot_be_created_exits_2(tmp_path, source_server, command):
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the state dir should be", encoding="utf-8")
+    url = source_server.serve(PATH, kml(agencies(5)))
+    config = tmp_path / "config.toml"
+    config.write_text(f'[bot]\nstate_dir = "{blocker}"\n[source]\nurl = "{url}"\n')
+
+    result = run_cli(command, "--config", str(config))
+
+    assert_clean_exit(result, 2)
+    assert f"cannot use the state directory {blocker}" in result.stderr
+
+
 # --- dry run -------------------------------------------------------------------------------
 
 

@@ -114,6 +114,19 @@ def test_a_zero_interval_is_refused(tmp_path):
     )
 
 
+@pytest.mark.parametrize("value", ["inf", "1e400"])
+def test_an_infinite_interval_is_refused(tmp_path, value):
+    assert "bot.interval: a duration must be a finite number of seconds" in error(
+        tmp_path, f"[bot]\ninterval = {value}\n"
+    )
+
+
+def test_zero_delivery_attempts_are_refused(tmp_path):
+    assert "alerts.max_attempts must be at least 1" in error(
+        tmp_path, "[alerts]\nmax_attempts = 0\n"
+    )
+
+
 def test_a_bad_format_names_the_choices(tmp_path):
     message = error(tmp_path, '[source]\nformat = "xml"\n')
 

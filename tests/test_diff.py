@@ -138,3 +138,15 @@ def test_guard_refuses_an_empty_list_and_too_many_missing():
     assert (
         guard_problem(stored_total=100, fetched_total=90, missing=10, max_missing_share=0.1) is None
     )
+
+
+def test_guard_refuses_a_fetch_that_renames_too_many_at_once():
+    assert "40 of 100 known agencies (40%) have a new name" in guard_problem(
+        stored_total=100, fetched_total=100, missing=0, renamed=40, max_missing_share=0.1
+    )
+    assert (
+        guard_problem(
+            stored_total=100, fetched_total=100, missing=0, renamed=2, max_missing_share=0.1
+        )
+        is None
+    )

@@ -320,6 +320,18 @@ def test_a_304_still_confirms_a_missing_agency(start, source_server):
     assert bot.kinds() == [("removed", first[0].name)]
 
 
+def test_a_304_to_a_first_unconditional_request_is_no_baseline(tmp_path, source_server, capsys):
+    first = agencies(20)
+    url = source_server.serve(PATH, Reply(b"", status=304, etag=False), Reply(kml(first)))
+    bot = Bot.create(tmp_path, url)
+
+    results = [bot.poll(), bot.poll()]
+
+    assert [r.outcome for r in results] == ["failed", "baseline"]
+    assert "New partnership" not in capsys.readouterr().out
+    assert bot.kinds() == []
+
+
 # --- guards: nothing believed, nothing changed -------------------------------------------
 
 
@@ -399,6 +411,22 @@ def test_the_end_of_a_failure_streak_is_announced_once(start, source_server, cap
     printed = capsys.readouterr().out
     assert printed.count("healthy again after 2 failed or suspect polls") == 1
     assert printed.count("New partnership") == 1
+
+
+def test_a_list_whose_names_vanished_is_no_mass_rename(start, source_server, capsys):
+    first = agencies(20)
+    bot = start(first)
+    before = bot.agencies()
+    serve(source_server, [renamed(a, name="") for a in first])
+    capsys.readouterr()
+
+    result = bot.poll()
+
+    assert result.outcome == "suspect"
+    assert "have a new name" in result.summary
+    printed = capsys.readouterr().out
+    assert_state_untouched(bot, before, printed)
+    assert "renamed" not in printed.lower()
 
 
 def test_a_list_missing_ten_percent_or_less_is_believed(start, source_server):
