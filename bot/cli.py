@@ -113,7 +113,12 @@ def cli() -> None:
 @click.option(
     "--dry-run", is_flag=True, help="Show what would be recorded and sent; write nothing."
 )
-def poll(config: Config, dry_run: bool) -> None:
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Believe this fetch even if too many agencies are missing, renamed or changed.",
+)
+def poll(config: Config, dry_run: bool, force: bool) -> None:
     """One cycle: fetch, diff, record, deliver; print a one-line summary."""
     from bot.poll import run_poll
     from bot.store import Store
@@ -122,7 +127,7 @@ def poll(config: Config, dry_run: bool) -> None:
     if dry_run:
         store = Store.open(config.db_path, readonly=True)
         try:
-            result = run_poll(config, store, channels, dry_run=True)
+            result = run_poll(config, store, channels, dry_run=True, force=force)
         finally:
             store.close()
         for message in result.messages:
@@ -134,7 +139,7 @@ def poll(config: Config, dry_run: bool) -> None:
         store = Store.open(config.db_path)
         try:
             store.outbox.release_stale()
-            result = run_poll(config, store, channels)
+            result = run_poll(config, store, channels, force=force)
             delivered = _deliver(config, store, channels)
         finally:
             store.close()
@@ -377,7 +382,7 @@ def report(
 
     store = Store.open(config.db_path, readonly=True)
     result = build_report(store.db, since=since, until=until, states=states, by=by)
-    click.echo(render_report(make_environment(config.alerts.templates_dir), result, fmt), nl=False)
+    click.echo(render_report(make_environment(config.templates_path), result, fmt), nl=False)
 
 
 @cli.command()

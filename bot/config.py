@@ -164,6 +164,14 @@ class Config:
         return directory if directory.is_absolute() else self.path.parent / directory
 
     @property
+    def templates_path(self) -> Path | None:
+        """alerts.templates_dir, relative to the config file like every other path."""
+        if not self.alerts.templates_dir:
+            return None
+        directory = Path(self.alerts.templates_dir)
+        return directory if directory.is_absolute() else self.path.parent / directory
+
+    @property
     def db_path(self) -> Path:
         return self.state_dir / "ringwatch.db"
 
@@ -205,7 +213,10 @@ def _type_name(tp: Any) -> str:
     if origin in (typing.Union, types.UnionType):
         return " or ".join(_type_name(a) for a in typing.get_args(tp) if a is not type(None))
     if origin is list:
-        return f"a list of {_type_name(typing.get_args(tp)[0])}s"
+        item = typing.get_args(tp)[0]
+        return "a list of " + {str: "strings", int: "integers", float: "numbers"}.get(
+            item, "values"
+        )
     if origin is dict:
         return "a table of strings"
     return {str: "a string", int: "an integer", float: "a number", bool: "true or false"}.get(
@@ -279,6 +290,8 @@ def _check_values(config: Config) -> None:
     ):
         if seconds <= 0:
             raise ConfigError(f"{file}: {key}: a duration must be positive")
+    if config.templates_path is not None and not config.templates_path.is_dir():
+        fail("alerts.templates_dir", f"names no directory: {config.templates_path}")
     if config.source.format is not None and config.source.format not in FORMATS:
         fail("source.format", f"must be one of {', '.join(FORMATS)}, got {config.source.format!r}")
     if not 0 <= config.guard.max_missing_share <= 1:

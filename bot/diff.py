@@ -45,8 +45,8 @@ def _same_url(a: str | None, b: str | None) -> bool:
 
 
 def _moved(a: Agency, b: Agency) -> bool:
-    if (a.lat is None) != (b.lat is None):
-        return True
+    # Coordinates that appear or vanish say nothing about a move: a source that drops
+    # the <Point> of every agency must not announce hundreds of "location" changes.
     if a.lat is None or b.lat is None or a.lon is None or b.lon is None:
         return False
     return abs(a.lat - b.lat) > MOVE_DEGREES or abs(a.lon - b.lon) > MOVE_DEGREES
@@ -167,20 +167,30 @@ def guard_problem(
     missing: int,
     max_missing_share: float,
     renamed: int = 0,
+    changed: int = 0,
+    force: bool = False,
 ) -> str | None:
     """Why this fetch must not be believed, or None when it looks sane.
 
-    Renames count like missing agencies: a name field lost or remapped by the source
-    turns every agency into a "rename" at its own address, which is a broken fetch,
-    not hundreds of departments renaming themselves at once.
+    Renames and alerting field changes count like missing agencies: a field lost or
+    remapped by the source turns every agency into a "rename" or a "change", which is a
+    broken fetch, not hundreds of departments changing at once. `force` (a maintainer
+    who checked the source) believes a fetch whatever its shares, but never an empty one.
     """
     if fetched_total == 0:
         return "the source listed no agencies at all"
-    for count, what in ((missing, "are missing from this fetch"), (renamed, "have a new name")):
+    if force:
+        return None
+    for count, what in (
+        (missing, "are missing from this fetch"),
+        (renamed, "have a new name"),
+        (changed, "changed a field that alerts"),
+    ):
         if stored_total and count / stored_total > max_missing_share:
             return (
                 f"{count} of {stored_total} known agencies ({count / stored_total:.0%}) {what}, "
-                f"more than guard.max_missing_share ({max_missing_share:.0%}); not believing it"
+                f"more than guard.max_missing_share ({max_missing_share:.0%}); not believing it "
+                "(ringwatch poll --force accepts it once)"
             )
     return None
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Container
+from collections.abc import Container, Mapping
 from dataclasses import replace
 from datetime import datetime
 from functools import lru_cache
@@ -264,20 +264,37 @@ def normalise_record(fields: dict[str, str], raw_hash: str = "") -> Agency:
     )
 
 
-def disambiguate(agencies: list[Agency], taken: Container[str] = frozenset()) -> dict[str, Agency]:
+def disambiguate(
+    agencies: list[Agency],
+    taken: Container[str] = frozenset(),
+    stored_city: Mapping[str, str] | None = None,
+) -> dict[str, Agency]:
     """Index by key; a second agency with the same name in one state gets its city in the key.
 
     `taken` holds keys already used by records the caller kept without re-reading.
+    `stored_city` (key → city_key) names the city of stored agencies whose key is shared
+    or suffixed, so an agency keeps its key whatever order the source lists them in.
     """
-    by_key: dict[str, Agency] = {}
+    stored_city = stored_city or {}
+    groups: dict[str, list[Agency]] = {}
     for agency in agencies:
-        key = agency.key
-        if key in by_key or key in taken:
-            key = f"{agency.key}~{city_key(agency.city).replace(' ', '-') or 'x'}"
-            n = 2
-            while key in by_key or key in taken:
-                key = f"{agency.key}~{n}"
-                n += 1
-            agency = replace(agency, key=key)
-        by_key[key] = agency
+        groups.setdefault(agency.key, []).append(agency)
+    by_key: dict[str, Agency] = {}
+    for base, group in groups.items():
+        if len(group) > 1:  # the stored holder of the plain key keeps it
+            home = stored_city.get(base)
+            group.sort(key=lambda a: (city_key(a.city) != home, city_key(a.city)))
+        for agency in group:
+            city = city_key(agency.city)
+            own = f"{base}~{city.replace(' ', '-') or 'x'}"
+            if stored_city.get(own) == city and own not in by_key and own not in taken:
+                key = own  # it was told apart before: it stays told apart
+            elif base not in by_key and base not in taken:
+                key = base
+            else:
+                key, n = own, 2
+                while key in by_key or key in taken:
+                    key = f"{base}~{n}"
+                    n += 1
+            by_key[key] = agency if key == base else replace(agency, key=key)
     return by_key

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -60,7 +61,7 @@ class _Read:
     records: int
 
 
-def _read_records(raw_records, hash_index: dict[str, str]) -> _Read:
+def _read_records(raw_records, hash_index: dict[str, str], store: Store) -> _Read:
     unchanged: set[str] = set()
     fresh: list[Agency] = []
     records = 0
@@ -70,11 +71,15 @@ def _read_records(raw_records, hash_index: dict[str, str]) -> _Read:
             unchanged.add(hash_index[digest])
         else:
             fresh.append(normalise_record(fields, digest))
-    return _Read(unchanged, disambiguate(fresh, taken=unchanged), records)
+    # The same name twice in one state is rare; when it happens, keys must not swap.
+    shared = [key for key, n in Counter(a.key for a in fresh).items() if n > 1]
+    stored_city = store.disambiguated_cities(shared)
+    return _Read(unchanged, disambiguate(fresh, unchanged, stored_city), records)
 
 
 class Poller:
-    """Runs poll cycles against one store; `dry_run` computes everything and writes nothing."""
+    """Runs poll cycles against one store; `dry_run` computes everything and writes nothing,
+    `force` believes a fetch that a share guard would refuse (see diff.guard_problem)."""
 
     def __init__(
         self,
@@ -83,13 +88,15 @@ class Poller:
         channels: Sequence[Channel],
         *,
         dry_run: bool = False,
+        force: bool = False,
         env: jinja2.Environment | None = None,
     ) -> None:
         self.config = config
         self.store = store
         self.channels = channels
         self.dry_run = dry_run
-        self.env = env or make_environment(config.alerts.templates_dir)
+        self.force = force
+        self.env = env or make_environment(config.templates_path)
 
     def run(self) -> PollResult:
         started = time.perf_counter()
@@ -124,7 +131,8 @@ class Poller:
         mark = time.perf_counter()
         hash_index = self.store.hash_index()
         try:
-            read = _read_records(parse(fetched, self.config.source, hash_index), hash_index)
+            raw = parse(fetched, self.config.source, hash_index)
+            read = _read_records(raw, hash_index, self.store)
         except SourceError as exc:
             return self._bad(poll, "failed", str(exc), started, timings)
         timings["parse"] = time.perf_counter() - mark
@@ -145,12 +153,15 @@ class Poller:
                 confirmations=self.config.guard.removal_confirmations,
             )
         timings["diff"] = time.perf_counter() - mark
+        alerting = set(self.config.alerts.alert_fields)
         problem = guard_problem(
             stored_total=len(active_keys),
             fetched_total=read.records,
             missing=diff.missing_count,
             max_missing_share=self.config.guard.max_missing_share,
             renamed=len(diff.renamed),
+            changed=sum(1 for *_, fields in diff.changed if alerting.intersection(fields)),
+            force=self.force,
         )
         if problem:
             return self._bad(poll, "suspect", problem, started, timings)

@@ -7,6 +7,7 @@ into an error, and `.html` templates are autoescaped (Telegram speaks HTML).
 
 from __future__ import annotations
 
+import os
 import re
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -46,7 +47,7 @@ def no_mentions(text: str) -> str:
     return _ENTITY_SIGN.sub(defuse, text)
 
 
-def make_environment(templates_dir: str | None = None) -> jinja2.Environment:
+def make_environment(templates_dir: str | os.PathLike[str] | None = None) -> jinja2.Environment:
     loaders: list[jinja2.BaseLoader] = []
     if templates_dir:
         loaders.append(jinja2.FileSystemLoader(templates_dir))

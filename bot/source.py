@@ -343,6 +343,8 @@ def parse_csv(body: bytes, mapping: dict[str, str] | None = None) -> Iterator[Ra
     for row in reader:
         if None in row:
             raise ParseError(f"CSV line {reader.line_num} has more cells than the header")
+        if None in row.values():  # a half-written file: cut-off rows are no agencies
+            raise ParseError(f"CSV line {reader.line_num} has fewer cells than the header")
         fields = _rename_fields({k: v or "" for k, v in row.items()}, mapping or {})
         yield _digest(json.dumps(fields, sort_keys=True).encode()), fields
 

@@ -21,6 +21,7 @@ import sqlite_utils
 
 from bot.diff import Diff
 from bot.models import Agency, Change
+from bot.normalise import city_key
 
 SCHEMA_VERSION = 2
 BAD_OUTCOMES = ("failed", "suspect")
@@ -262,6 +263,14 @@ class Store:
 
     def active_count(self) -> int:
         return self.db.execute("select count(*) from agencies where active = 1").fetchone()[0]
+
+    def disambiguated_cities(self, shared_keys: Iterable[str]) -> dict[str, str]:
+        """key → city_key for active agencies told apart by city ('…~city') and for
+        the holders of `shared_keys`: what normalise.disambiguate needs to keep keys."""
+        sql = "select key, city from agencies where active = 1 and key like '%~%'"
+        cities = {key: city_key(city) for key, city in self.db.execute(sql)}
+        cities |= {key: city_key(a.city) for key, a in self.agencies(shared_keys).items()}
+        return cities
 
     def missing_streak(self) -> dict[str, int]:
         sql = "select key, missing_polls from agencies where active = 1 and missing_polls > 0"

@@ -150,7 +150,7 @@ def queue_summary(
     if not dry_run:
         attachment = _chart(store, config.state_dir / "charts" / f"growth-{last}.png")
     messages = plan_summary(
-        env or make_environment(config.alerts.templates_dir),
+        env or make_environment(config.templates_path),
         audience_list,
         reports,
         group=f"summary:{last}",

@@ -107,6 +107,26 @@ def test_poll_exits_4_when_a_guard_trips(bot, source_server, kept):
     assert len(bot.agencies()) == 20
 
 
+def test_poll_force_believes_a_fetch_a_share_guard_refused(bot, source_server):
+    listed = agencies(20)
+    source_server.serve(PATH, kml(listed[:14]))
+    assert_clean_exit(ringwatch(bot, "poll"), 4)
+
+    for _ in range(2):  # an ending still needs its confirmations
+        result = ringwatch(bot, "poll", "--force")
+        assert_clean_exit(result, 0)
+
+    assert len(bot.agencies()) == 14
+    assert [kind for kind, _ in bot.kinds()] == ["removed"] * 6
+
+
+def test_poll_force_never_believes_an_empty_list(bot, source_server):
+    source_server.serve(PATH, kml([]))
+
+    assert_clean_exit(ringwatch(bot, "poll", "--force"), 4)
+    assert len(bot.agencies()) == 20
+
+
 def test_a_second_process_on_the_same_state_dir_exits_5(bot):
     with state_lock(bot.config.state_dir):
         result = ringwatch(bot, "poll")

@@ -70,6 +70,21 @@ def test_a_negative_duration_is_refused(tmp_path):
     assert "bot.jitter: a duration cannot be negative" in error(tmp_path, "[bot]\njitter = -5\n")
 
 
+def test_templates_dir_is_relative_to_the_config_file_and_must_exist(tmp_path):
+    (tmp_path / "my-templates").mkdir()
+    config = load(tmp_path, '[alerts]\ntemplates_dir = "my-templates"\n')
+    assert config.templates_path == tmp_path / "my-templates"
+
+    message = error(tmp_path, '[alerts]\ntemplates_dir = "my-templats"\n')
+    assert f"alerts.templates_dir names no directory: {tmp_path / 'my-templats'}" in message
+
+
+def test_a_list_of_the_wrong_type_is_named_plainly(tmp_path):
+    message = error(tmp_path, '[telegram]\nadmins = ["me"]\n')
+
+    assert "telegram.admins must be a list of integers, got ['me']" in message
+
+
 def test_an_unknown_key_is_named_with_a_suggestion(tmp_path):
     message = error(tmp_path, "[guard]\nmax_mising_share = 0.2\n")
 

@@ -150,7 +150,19 @@ def test_two_agencies_with_one_name_in_one_state_get_distinct_keys():
 
     by_key = disambiguate([a, b])
 
-    assert sorted(by_key) == [
-        "pa/crystal-police-department",
-        "pa/crystal-police-department~franklin",
-    ]
+    assert {key: agency.city for key, agency in by_key.items()} == {
+        "pa/crystal-police-department": "Franklin",
+        "pa/crystal-police-department~washington": "Washington",
+    }
+    assert disambiguate([b, a]) == by_key  # the source's order does not decide
+
+
+def test_the_stored_holder_of_a_shared_key_keeps_it():
+    a = record(address="Washington, PA")
+    b = record(address="Franklin, PA")
+    stored = {"pa/crystal-police-department": "washington"}
+
+    by_key = disambiguate([b, a], stored_city=stored)
+
+    assert by_key["pa/crystal-police-department"].city == "Washington"
+    assert by_key["pa/crystal-police-department~franklin"].city == "Franklin"

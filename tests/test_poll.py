@@ -237,6 +237,69 @@ def test_placemark_order_is_no_change(start, source_server, capsys):
     assert capsys.readouterr().out == ""
 
 
+def _twins(first) -> list:
+    """Two 'Washington Township Police Department', NJ, in different cities, after `first`."""
+    twin = renamed(first[0], name="Washington Township Police Department", state="NJ")
+    return [
+        renamed(twin, city="Sewell", lon=-75.1, lat=39.76, profile_url="https://ring.com/a/1"),
+        renamed(twin, city="Long Valley", lon=-74.8, lat=40.78, profile_url="https://ring.com/a/2"),
+    ]
+
+
+def test_two_agencies_sharing_a_name_keep_their_keys_in_any_order(start, source_server):
+    first = agencies(20)
+    sewell, long_valley = _twins(first)
+    bot = start([*first, sewell, long_valley])
+    keys = {a["city"]: a["key"] for a in bot.agencies().values() if a["state"] == "NJ"}
+
+    # Both counts change and the source lists them the other way round.
+    serve(source_server, [*first, renamed(long_valley, video_requests=7),
+                          renamed(sewell, video_requests=9)])  # fmt: skip
+    bot.poll()
+
+    assert bot.kinds() == [("changed", sewell.name), ("changed", long_valley.name)]
+    after = {a["city"]: a["key"] for a in bot.agencies().values() if a["state"] == "NJ"}
+    assert after == keys
+
+
+def test_the_twin_left_behind_keeps_its_key(start, source_server):
+    first = agencies(20)
+    sewell, long_valley = _twins(first)
+    bot = start([*first, sewell, long_valley])
+    serve(source_server, [*first, long_valley])  # Sewell's partnership ends
+    bot.poll()
+    bot.poll()
+    serve(source_server, [*first, renamed(long_valley, video_requests=50)])
+    bot.poll()
+
+    assert bot.kinds() == [("removed", sewell.name), ("changed", long_valley.name)]
+
+
+def test_coordinates_vanishing_from_the_source_are_no_change(start, source_server, capsys):
+    first = agencies(20)
+    bot = start(first)
+    body = kml(first).decode()
+    serve_text = re.sub(r"<Point>.*?</Point>", "", body, flags=re.S)
+    source_server.serve(PATH, serve_text.encode())
+    capsys.readouterr()
+
+    assert bot.poll().outcome == "ok"
+    assert bot.kinds() == []
+    assert capsys.readouterr().out == ""
+
+
+def test_a_field_that_alerts_changing_everywhere_is_a_suspect_fetch(start, source_server):
+    first = agencies(20)
+    bot = start(first)
+    serve(source_server, [renamed(a, profile_url=a.profile_url + "?v=2") for a in first])
+
+    result = bot.poll()
+
+    assert result.outcome == "suspect"
+    assert "changed a field that alerts" in result.summary
+    assert bot.kinds() == [] and bot.sent_texts()[-1].startswith("ringwatch warning:")
+
+
 def test_the_bundled_samples_give_the_documented_changes(tmp_path):
     samples = Path(__file__).resolve().parent.parent / "bot" / "samples"
     bot = Bot.create(tmp_path, str(samples / "baseline.kml"))

@@ -148,6 +148,15 @@ def test_a_csv_row_with_too_many_cells_is_a_parse_error(source_server):
         records(source(url))
 
 
+def test_a_csv_cut_off_mid_row_is_a_parse_error(source_server):
+    url = source_server.serve(
+        "/a.csv", b"name,address,Active Date\nCrystal PD,Crystal MN,2020-06-03\nLas"
+    )
+
+    with pytest.raises(ParseError, match="line 3 has fewer cells"):
+        records(source(url))
+
+
 # --- local files ----------------------------------------------------------------------------
 
 

@@ -338,6 +338,20 @@ def test_blocked_and_vanished_chats_are_deactivated_not_retried(
     assert statuses == {"failed": 2, "skipped": 2}
 
 
+def test_an_unreachable_configured_channel_fails_one_message_not_the_queue(
+    bot: Bot, stub: TelegramStub, source_server: SourceServer
+):
+    stub.fail_next(CHANNEL, CHAT_NOT_FOUND)  # e.g. the bot is not yet an admin there
+    two = [agency("Crystal Police Department", "MN", 50), agency("Eagan Police", "MN", 51)]
+    source_server.serve(PATH, kml(BASE + two))
+
+    bot.poll()
+
+    rows = bot.rows("select status from outbox where recipient = ? order by id", [CHANNEL])
+    assert [r["status"] for r in rows] == ["failed", "sent"]  # the next alert still went out
+    assert len(texts(stub, CHANNEL)) == 1
+
+
 def test_network_errors_are_retried_with_backoff(
     private_bot: Bot, stub: TelegramStub, source_server: SourceServer
 ):

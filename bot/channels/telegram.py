@@ -228,8 +228,16 @@ class TelegramChannel(Channel):
                 self._follow_migration(row["recipient"], new_chat)
                 message = await self._send(new_chat, row)
         except Exception as exc:
-            raise self._translate(exc) from exc
+            error = self._translate(exc)
+            if isinstance(error, RecipientGone) and self._configured(row["recipient"]):
+                # A chat named in the config is a maintainer's mistake to fix, not a
+                # subscriber leaving: fail this message, keep the rest queued for it.
+                error = PermanentFailure(f"configured chat {row['recipient']}: {error}")
+            raise error from exc
         return str(message.message_id)
+
+    def _configured(self, recipient: str) -> bool:
+        return recipient == self.settings.channel or recipient in map(str, self.settings.admins)
 
     async def _send(self, recipient: str, row: dict[str, Any]) -> Message:
         assert self._bot is not None

@@ -1,0 +1,239 @@
+"""`python -m bench [--sizes 2000,20000,100000] [--json] [--quick]`: run the benchmark.
+
+Prints a table (or, with --json, one JSON object) and exits 1 when a target is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import lxml.etree
+
+from bench.polls import REPO, Plan, measure_size
+from bench.server import DocumentServer
+
+DEFAULT_SIZES = (2000, 20000, 100000)
+KB = 1024
+MB = 1024 * 1024
+
+# Targets (issue 6).
+MAX_CHANGE_RATIO = 3.0
+MAX_BASELINE_RATIO = 6.0
+MAX_RSS_MB_AT_100K = 300.0
+MAX_UNCHANGED_GROWTH_PER_100 = 100 * KB
+MIN_BROADCAST_SHARE = 0.9
+MAX_HELP_S = 0.3
+
+
+def plan_for(size: int, quick: bool, change_polls: int | None) -> Plan:
+    if quick:
+        return Plan(floor_repeats=1, repeats=2, unchanged_polls=4, change_polls=change_polls or 2)
+    # Successive 1%-change polls cost a mutation, a KML serialisation and a poll each: fewer at
+    # the larger sizes keep the whole run within 5 minutes (growth is also given per poll).
+    default_changes = 100 if size <= 2000 else 30 if size <= 20000 else 10
+    return Plan(
+        floor_repeats=3,
+        repeats=5,
+        unchanged_polls=100,
+        change_polls=change_polls or default_changes,
+    )
+
+
+def help_time(runs: int) -> dict[str, Any]:
+    """Wall time of `ringwatch --help` in a fresh process, best of `runs`."""
+    script = shutil.which("ringwatch", path=str(Path(sys.executable).parent))
+    command = [script, "--help"] if script else [sys.executable, "-m", "bot", "--help"]
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        subprocess.run(command, check=True, capture_output=True, cwd=REPO)
+        times.append(time.perf_counter() - started)
+    shown = " ".join([Path(command[0]).name, *command[1:]])
+    return {"command": shown, "best_s": min(times), "runs": runs}
+
+
+def machine() -> dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpus": os.cpu_count(),
+        "cpu": cpu,
+        "python": platform.python_version(),
+        "lxml": ".".join(map(str, lxml.etree.LXML_VERSION)),
+        "sqlite": sqlite3.sqlite_version,
+        "platform": platform.platform(),
+    }
+
+
+def check_targets(report: dict[str, Any]) -> list[dict[str, Any]]:
+    targets: list[dict[str, Any]] = []
+
+    def target(name: str, value: float | None, limit: float, ok: bool | None = None) -> None:
+        if ok is None:
+            ok = value is not None and value <= limit
+        targets.append({"target": name, "value": value, "limit": limit, "ok": ok})
+
+    for size, result in report["sizes"].items():
+        polls = result["polls"]
+        target(f"{size}: 1%-change poll / floor", polls["change_1pct"]["ratio_to_floor"],
+               MAX_CHANGE_RATIO)  # fmt: skip
+        target(f"{size}: baseline poll / floor", polls["baseline"]["ratio_to_floor"],
+               MAX_BASELINE_RATIO)  # fmt: skip
+        not_modified = polls["unchanged_304"]
+        target(
+            f"{size}: 304 poll rows written (the poll row only, no parse)",
+            not_modified["rows_written_max"],
+            1,
+            ok=not_modified["rows_written_max"] == 1 and not not_modified["parsed"],
+        )
+        db = result["db"]
+        per_100 = db["unchanged_growth_bytes"] * 100 / max(1, db["unchanged_polls"])
+        target(f"{size}: DB growth per 100 unchanged polls (bytes)", per_100,
+               MAX_UNCHANGED_GROWTH_PER_100)  # fmt: skip
+        if int(size) >= 100_000:
+            target(f"{size}: peak RSS of a poll (MB)", result["rss_mb"]["peak"], MAX_RSS_MB_AT_100K)
+    broadcast = report.get("broadcast") or {}
+    if "share_of_rate" in broadcast:
+        share = broadcast["share_of_rate"]
+        target("broadcast: achieved / configured rate", share, MIN_BROADCAST_SHARE,
+               ok=share >= MIN_BROADCAST_SHARE)  # fmt: skip
+        target("broadcast: 429s sent by the stub", broadcast["http_429"], 0)
+    target("ringwatch --help (s)", report["help"]["best_s"], MAX_HELP_S)
+    return targets
+
+
+def run_broadcast(args: argparse.Namespace) -> dict[str, Any]:
+    try:
+        from bench.broadcast import measure_broadcast
+    except ImportError as exc:  # the Telegram channel or its stub is not there yet
+        return {"skipped": f"not available: {exc}"}
+    return measure_broadcast(args.subscribers, args.broadcast_seconds)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument(
+        "--sizes",
+        default=",".join(map(str, DEFAULT_SIZES)),
+        help="comma-separated agency counts (default: %(default)s)",
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--quick", action="store_true", help="few repetitions (a smoke test)")
+    parser.add_argument("--change-polls", type=int, help="successive 1%%-change polls per size")
+    parser.add_argument("--subscribers", type=int, help="broadcast recipients (default 10,000)")
+    parser.add_argument(
+        "--broadcast-seconds",
+        type=float,
+        help="how long to deliver the broadcast before stopping (default 20; 10,000 messages "
+        "at 30/s take 333 s)",
+    )
+    parser.add_argument("--no-broadcast", action="store_true", help="skip the broadcast")
+    args = parser.parse_args(argv)
+    try:
+        sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    except ValueError:
+        parser.error(f"--sizes must be comma-separated integers, got {args.sizes!r}")
+    if not sizes or min(sizes) < 10:
+        parser.error("--sizes: each size must be at least 10")
+    if args.subscribers is None:
+        args.subscribers = 100 if args.quick else 10_000
+    if args.broadcast_seconds is None:
+        args.broadcast_seconds = 2.0 if args.quick else 20.0
+
+    started = time.perf_counter()
+    report: dict[str, Any] = {"machine": machine(), "sizes": {}}
+    with DocumentServer() as server:
+        for size in sizes:
+            progress(f"polling {size:,} agencies")
+            report["sizes"][str(size)] = measure_size(
+                size, server, plan_for(size, args.quick, args.change_polls)
+            )
+    if not args.no_broadcast:
+        progress(f"broadcasting to {args.subscribers:,} Telegram subscribers")
+        report["broadcast"] = run_broadcast(args)
+    report["help"] = help_time(2 if args.quick else 5)
+    report["targets"] = check_targets(report)
+    report["elapsed_s"] = time.perf_counter() - started
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print_report(report)
+    return 0 if all(t["ok"] for t in report["targets"]) else 1
+
+
+def progress(message: str) -> None:
+    print(f"bench: {message}…", file=sys.stderr, flush=True)
+
+
+def print_report(report: dict[str, Any]) -> None:
+    m = report["machine"]
+    print(f"machine: {m['cpus']} × {m['cpu']}; Python {m['python']}, lxml {m['lxml']}, "
+          f"SQLite {m['sqlite']}")  # fmt: skip
+    print()
+    kinds = [
+        ("baseline", "baseline (first poll)"),
+        ("change_1pct", "1% changes"),
+        ("unchanged_200_same_bytes", "unchanged, 200 same bytes"),
+        ("unchanged_200_reordered", "unchanged, 200 reordered"),
+        ("unchanged_304", "unchanged, 304"),
+    ]
+    for size, r in report["sizes"].items():
+        f = r["floor"]
+        print(f"{int(size):,} agencies, {r['bytes'] / MB:.1f} MB: floor {f['total_s']:.3f} s "
+              f"(read {f['read_s']:.3f} + {f['parser']} {f['parse_s']:.3f}; medians of "
+              f"{f['samples']} samples)")  # fmt: skip
+        print(f"  {'poll':<27}{'cycle s':>9}{'×floor':>8}{'×stream':>8}"
+              "  fetch  parse   diff commit  other")  # fmt: skip
+        for key, label in kinds:
+            p = r["polls"][key]
+            shares = "".join(f"{p['shares'][phase]:>7.0%}" for phase in p["shares"])
+            print(f"  {label:<27}{p['total_s']:>9.3f}{p['ratio_to_floor']:>8.2f}"
+                  f"{p['ratio_to_stream_floor']:>8.2f}{shares}"
+                  f"   (n={p['samples']})")  # fmt: skip
+        rss, db = r["rss_mb"], r["db"]
+        print(f"  peak RSS {rss['peak']:.0f} MB (worker idle {rss['worker_idle']:.0f} MB; "
+              f"a process that only reads and parses: {rss['parse_only_stream']:.0f} MB streaming, "
+              f"{rss['parse_only_tree']:.0f} MB as a whole tree)")  # fmt: skip
+        print(f"  DB {db['after_baseline_bytes'] / KB:,.0f} KB after baseline; "
+              f"+{db['unchanged_growth_bytes'] / KB:,.0f} KB after {db['unchanged_polls']} "
+              f"unchanged polls; +{db['change_growth_bytes'] / KB:,.0f} KB after "
+              f"{db['change_polls']} 1%-change polls "
+              f"({db['change_growth_per_poll_bytes'] / KB:,.1f} KB/poll)")  # fmt: skip
+        print()
+    b = report.get("broadcast")
+    if b is not None:
+        if "skipped" in b:
+            print(f"broadcast: skipped ({b['skipped']})")
+        else:
+            print(f"broadcast: {b['sent']:,} of {b['subscribers']:,} messages in "
+                  f"{b['elapsed_s']:.1f} s = {b['rate']:.1f}/s of {b['configured_rate']:.0f}/s "
+                  f"configured ({b['share_of_rate']:.2f}); {b['http_429']} × 429; queueing "
+                  f"{b['subscribers']:,} rows took {b['queue_s']:.2f} s")  # fmt: skip
+    print(f"ringwatch --help: {report['help']['best_s']:.3f} s (best of {report['help']['runs']})")
+    print()
+    print("targets:")
+    for t in report["targets"]:
+        value = t["value"]
+        shown = f"{value:,.2f}" if isinstance(value, float) else f"{value}"
+        print(f"  {'ok  ' if t['ok'] else 'MISS'} {t['target']}: {shown} (limit {t['limit']:,})")
+    print(f"\nbenchmark took {report['elapsed_s']:.0f} s")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
