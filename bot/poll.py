@@ -22,7 +22,7 @@ from bot.models import Agency, Change
 from bot.normalise import disambiguate, normalise_record
 from bot.notify import Audience, plan_alerts, plan_maintainer_message
 from bot.render import make_environment
-from bot.source import SourceError, Validators, fetch, parse
+from bot.source import ScanMismatch, SourceError, Validators, fetch, parse
 from bot.store import OutboxMessage, Store, utc_now
 
 log = logging.getLogger(__name__)
@@ -131,8 +131,13 @@ class Poller:
         mark = time.perf_counter()
         hash_index = self.store.hash_index()
         try:
-            raw = parse(fetched, self.config.source, hash_index)
-            read = _read_records(raw, hash_index, self.store)
+            try:
+                raw = parse(fetched, self.config.source, hash_index)
+                read = _read_records(raw, hash_index, self.store)
+            except ScanMismatch as exc:  # nothing is kept from the first pass: read again
+                log.info("re-reading the document without the byte scan: %s", exc)
+                raw = parse(fetched, self.config.source, hash_index, scan=False)
+                read = _read_records(raw, hash_index, self.store)
         except SourceError as exc:
             return self._bad(poll, "failed", str(exc), started, timings)
         timings["parse"] = time.perf_counter() - mark

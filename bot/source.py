@@ -255,13 +255,49 @@ def _placemark_fields(placemark: etree._Element) -> dict[str, str]:
     return fields
 
 
-def parse_kml(body: bytes, known: Container[str] = frozenset()) -> Iterator[RawRecord]:
+class ScanMismatch(ParseError):
+    """The byte scan for Placemarks disagreed with the XML parser; parse again without it."""
+
+
+_PLACEMARK_OPEN, _PLACEMARK_CLOSE = b"<Placemark", b"</Placemark>"
+
+
+def placemark_digests(body: bytes) -> list[str] | None:
+    """The hash of each `<Placemark>…</Placemark>` byte range, in document order.
+
+    A plain byte scan, several times faster than serialising every parsed element.
+    None unless every "Placemark" in the document is one of the tags it paired: a
+    mention inside CDATA, a comment or text could cut a record short. parse_kml also
+    checks the count against the parser's (a prefixed tag) and starts over without it.
+    """
+    digests: list[str] = []
+    find, start = body.find, 0
+    while (begin := find(_PLACEMARK_OPEN, start)) >= 0:
+        start = begin + len(_PLACEMARK_OPEN)
+        if body[start : start + 1] not in (b">", b" ", b"\n", b"\r", b"\t"):
+            continue  # <PlacemarkFoo>, or <Placemark/>: the parser will count differently
+        end = find(_PLACEMARK_CLOSE, start)
+        if end < 0:
+            break
+        digests.append(_digest(body[begin:end]))
+        start = end + len(_PLACEMARK_CLOSE)
+    return digests if body.count(b"Placemark") == 2 * len(digests) else None
+
+
+def parse_kml(
+    body: bytes, known: Container[str] = frozenset(), *, scan: bool = True
+) -> Iterator[RawRecord]:
     """Stream the Placemarks of a KML document, wherever they sit (Document or Folders).
 
     A Placemark whose byte-hash is in `known` is yielded without its fields: the caller
-    already has it. Raises ParseError on malformed or truncated XML.
+    already has it. Raises ParseError on malformed or truncated XML, and ScanMismatch
+    (after yielding) when the byte scan and the parser disagree: call again with
+    scan=False, which hashes each parsed element instead.
     """
     _reject_entities(body)
+    scanned = placemark_digests(body) if scan else None
+    if scanned is None:
+        scan, scanned = False, []
     context = etree.iterparse(
         io.BytesIO(body),
         events=("end",),
@@ -272,10 +308,14 @@ def parse_kml(body: bytes, known: Container[str] = frozenset()) -> Iterator[RawR
         huge_tree=False,
         remove_comments=True,
     )
+    count = 0
     try:
         for _event, element in context:
-            # The tail is the whitespace after the Placemark: not part of the record.
-            digest = _digest(etree.tostring(element, with_tail=False))
+            if count < len(scanned):
+                digest = scanned[count]
+            else:  # the tail is the whitespace after the Placemark: not part of the record
+                digest = _digest(etree.tostring(element, with_tail=False))
+            count += 1
             yield digest, (None if digest in known else _placemark_fields(element))
             # Free what has been read: keeps a 100 MB export at a few MB of tree.
             element.clear(keep_tail=False)
@@ -288,6 +328,8 @@ def parse_kml(body: bytes, known: Container[str] = frozenset()) -> Iterator[RawR
     root = getattr(context, "root", None)
     if root is not None and _local(root.tag) != "kml":
         raise ParseError(f"not a KML document (root element <{_local(root.tag)}>)")
+    if scan and count != len(scanned):
+        raise ScanMismatch(f"the byte scan found {len(scanned)} Placemarks, the parser {count}")
 
 
 def _pick(record: object, path: str) -> object:
@@ -349,11 +391,13 @@ def parse_csv(body: bytes, mapping: dict[str, str] | None = None) -> Iterator[Ra
         yield _digest(json.dumps(fields, sort_keys=True).encode()), fields
 
 
-def parse(fetched: Fetched, config: SourceConfig, known: Container[str] = frozenset()):
+def parse(
+    fetched: Fetched, config: SourceConfig, known: Container[str] = frozenset(), *, scan=True
+):
     """Raw records of a fetched document, in the format the config names or the bytes show."""
     fmt = infer_format(config, fetched)
     if fmt == "kml":
-        return parse_kml(fetched.body, known)
+        return parse_kml(fetched.body, known, scan=scan)
     if fmt == "json":
         return parse_json(fetched.body, config.records_path, config.fields)
     return parse_csv(fetched.body, config.fields)

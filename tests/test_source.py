@@ -9,7 +9,17 @@ from pathlib import Path
 import pytest
 
 from bot.config import Duration, SourceConfig
-from bot.source import Fetched, FetchError, ParseError, Validators, fetch, parse
+from bot.source import (
+    Fetched,
+    FetchError,
+    ParseError,
+    ScanMismatch,
+    Validators,
+    fetch,
+    parse,
+    parse_kml,
+    placemark_digests,
+)
 from bot.synthetic import networklink_kml
 from tests.helpers import Bot, agencies, kml
 from tests.source_server import Reply, SourceServer
@@ -377,3 +387,71 @@ def test_a_kml_file_path_has_its_format_inferred(tmp_path: Path):
     path.write_bytes(kml(agencies(2)))
 
     assert len(records(source(str(path)))) == 2
+
+
+# --- the byte scan that finds unchanged Placemarks -----------------------------------------
+
+
+def test_the_byte_scan_and_the_parser_agree_on_a_google_export():
+    body = kml(agencies(30), one_line=False)
+
+    digests = [digest for digest, _ in parse_kml(body)]
+
+    assert digests == placemark_digests(body)
+    assert len(set(digests)) == 30
+
+
+def test_known_placemarks_are_yielded_without_fields():
+    body = kml(agencies(5))
+    known = set(placemark_digests(body)[:4])
+
+    fields = [fields for _, fields in parse_kml(body, known)]
+
+    assert fields[:4] == [None] * 4 and fields[4]["name"]
+
+
+PREFIXED = (
+    '<kml:kml xmlns:kml="http://www.opengis.net/kml/2.2"><kml:Document>'
+    "<kml:Placemark><kml:name>Crystal Police Department</kml:name>"
+    "<kml:address>Crystal, MN</kml:address></kml:Placemark>"
+    "</kml:Document></kml:kml>"
+)
+COMMENTED = kml(agencies(3)).replace(
+    b"</Document>", b"<!-- <Placemark><name>Old PD</name></Placemark> --></Document>"
+)
+CDATA = kml(agencies(3)).replace(
+    b"</Document>",
+    b"<Placemark><name>Ames PD</name><description><![CDATA[pasted </Placemark> markup]]>"
+    b"</description><address>Ames, IA</address></Placemark></Document>",
+)
+
+
+def test_a_commented_out_placemark_makes_the_scan_disagree_and_the_parse_say_so():
+    with pytest.raises(ScanMismatch, match="found 4 Placemarks, the parser 3"):
+        list(parse_kml(COMMENTED))
+
+    names = [fields["name"] for _, fields in parse_kml(COMMENTED, scan=False)]
+    assert len(names) == 3 and "Old PD" not in names
+
+
+@pytest.mark.parametrize("body", [CDATA, PREFIXED.encode()], ids=["CDATA", "kml: prefix"])
+def test_a_placemark_the_scan_cannot_pair_turns_it_off(body):
+    assert placemark_digests(body) is None
+    assert [fields["name"] for _, fields in parse_kml(body)][-1] in (
+        "Ames PD",
+        "Crystal Police Department",
+    )
+
+
+def test_a_record_is_read_past_a_placemark_in_its_cdata():
+    (*_, (_, ames)) = parse_kml(CDATA)
+
+    assert ames["address"] == "Ames, IA"  # read past the CDATA, not cut at it
+
+
+def test_a_poll_reads_a_document_the_scan_cannot_follow(tmp_path, source_server):
+    bot = Bot.create(tmp_path, source_server.serve("/map.kml", COMMENTED))
+
+    assert bot.poll().outcome == "baseline"
+    assert len(bot.agencies()) == 3
+    assert bot.poll().outcome == "unchanged" and bot.kinds() == []
