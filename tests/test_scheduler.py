@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import sqlite3
 import subprocess
 import time
+from typing import Any, ClassVar
 
+from bot.channels.base import Channel, Recipient, Style
+from bot.scheduler import Runner
+from bot.store import Store
 from bot.synthetic import mutate
 from tests.conftest import start_cli
 from tests.helpers import Bot, agencies, kml
@@ -62,3 +67,46 @@ def test_run_polls_repeatedly_delivers_and_stops_cleanly(tmp_path, source_server
     assert len(polls) == len(source_server.requests)  # the poll in progress was finished
     assert source_server.max_in_flight == 1
     assert {row["status"] for row in bot.outbox()} == {"sent"}
+
+
+class HeldChannel(Channel):
+    """A channel whose every send waits until the test lets it go: a long broadcast."""
+
+    name: ClassVar[str] = "held"
+
+    def __init__(self, config: Any) -> None:
+        super().__init__(config)
+        self.release = asyncio.Event()
+        self.sent: list[str] = []
+
+    def style(self) -> Style:
+        return Style(templates=("text",), extension="txt", max_length=1000)
+
+    def recipients(self, store: Store) -> list[Recipient]:
+        return [Recipient("subscriber", maintainer=True)]
+
+    async def send(self, row: dict[str, Any], reply_to: str | None) -> str | None:
+        await self.release.wait()
+        self.sent.append(row["text"])
+        return None
+
+
+def test_a_long_broadcast_does_not_hold_up_the_next_poll(tmp_path, source_server):
+    first = agencies(10)
+    bot = Bot.create(tmp_path, source_server.serve(PATH, kml(first)))
+    channel = HeldChannel(bot.config)
+    runner = Runner(bot.config, [channel])
+
+    async def two_polls_then_release() -> int:
+        # The baseline's notice waits in the held channel; neither poll may wait for it.
+        await asyncio.wait_for(runner.poll_job(), timeout=10)
+        source_server.serve(PATH, kml(mutate(first, seed=2, add=1)))
+        await asyncio.wait_for(runner.poll_job(), timeout=10)
+        polls = len(bot.polls())
+        channel.release.set()
+        await asyncio.gather(*runner.background)
+        return polls
+
+    assert asyncio.run(two_polls_then_release()) == 2
+    runner.store.close()
+    assert channel.sent[0].startswith("ringwatch is now tracking 10")
