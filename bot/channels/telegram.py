@@ -42,6 +42,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# Durations from PTB (RetryAfter.retry_after) as timedeltas, without the deprecation
+# warning PTB 22 gives for the old float form; `seconds()` below accepts both.
+os.environ.setdefault("PTB_TIMEDELTA", "1")
+
 TOKEN_ENV = "TELEGRAM_BOT_TOKEN"
 CHANNEL = "telegram"
 PRIVATE_CHAT_INTERVAL = 1.0  # seconds between messages to one private chat
