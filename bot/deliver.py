@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bot.channels.base import Channel, PermanentFailure, RecipientGone, RetryLater
+from bot.logs import redact
 from bot.store import Store
 
 log = logging.getLogger(__name__)
@@ -140,7 +141,8 @@ class _ChannelRound:
             return True
         except Exception as exc:  # network trouble, timeouts, a platform hiccup
             attempts = row["attempts"] + 1
-            error = f"{type(exc).__name__}: {exc}"
+            # Library messages may quote a request URL, and the Bot API's carries the token.
+            error = redact(f"{type(exc).__name__}: {exc}")
             if attempts >= self.max_attempts:
                 outbox.mark_failed(row["id"], f"gave up after {attempts} attempts: {error}")
                 self.report.failed[name] += 1

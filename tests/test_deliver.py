@@ -155,6 +155,20 @@ def test_each_message_is_sent_once_with_its_platform_id(store):
     assert ids == ["m1", "m2"]
 
 
+def test_a_secret_in_a_library_error_never_reaches_the_outbox(store, monkeypatch, caplog):
+    token = "123456:SECRET-token-value"
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", token)
+    url = f"https://api.telegram.org/bot{token}/sendMessage"
+    channel = ScriptedChannel(None, {"a": [ConnectionError(f"cannot reach {url}")]})
+    queue(store, "a", "one")
+
+    deliver(store, channel)
+
+    (error,) = [row[0] for row in store.db.execute("select last_error from outbox")]
+    assert "cannot reach" in error and "<TELEGRAM_BOT_TOKEN>" in error
+    assert token not in error and token not in caplog.text
+
+
 def test_queueing_the_same_message_twice_keeps_one_row(store):
     queue(store, "a", "one")
     queue(store, "a", "one")
