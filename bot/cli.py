@@ -198,8 +198,28 @@ _BY_OPTION = click.option(
     show_default=True,
     help="Date the filter applies to: when ringwatch saw a change, or the source's Active Date.",
 )
+
+
+def _state_codes(
+    ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
+) -> tuple[str, ...]:
+    from bot.normalise import state_code
+
+    codes = []
+    for value in values:
+        code = state_code(value)
+        if not code:
+            raise click.BadParameter(f"{value!r} is not a US state (MN or Minnesota)")
+        codes.append(code)
+    return tuple(codes)
+
+
 _STATES_OPTION = click.option(
-    "--state", "states", multiple=True, help="Only this state, e.g. MN (repeatable)."
+    "--state",
+    "states",
+    multiple=True,
+    callback=_state_codes,
+    help="Only this state, e.g. MN or Minnesota (repeatable).",
 )
 
 
@@ -241,6 +261,12 @@ def changes(
     from bot.queries import ChangeFilter, query_changes
     from bot.store import Store
 
+    if by == "active-date" and set(kinds) - {"added", "baseline"}:
+        raise click.BadParameter(
+            "--by active-date lists additions by the source's Active Date: use it with "
+            "--kind added (or no --kind)",
+            param_hint="--by",
+        )
     store = Store.open(config.db_path, readonly=True)
     rows = query_changes(store.db, ChangeFilter(since, until, kinds, states, by, limit))
     if fmt == "json":
@@ -270,7 +296,7 @@ def _print_table(rows: list[dict[str, Any]]) -> None:
             f"{row['name']}{', ' + row['city'] if row['city'] else ''}"
             f"{'  [' + row['active_date'] + ']' if row['active_date'] else ''}{detail}"
         )
-    click.echo(f"{len(rows)} changes")
+    click.echo(f"{len(rows)} change{'' if len(rows) == 1 else 's'}")
 
 
 @cli.command()
@@ -328,6 +354,10 @@ def check_config(config: Config) -> None:
         f"missing more than {config.guard.max_missing_share:.0%} of agencies is not believed"
     )
     click.echo(f"channels: {', '.join(enabled_names(config)) or 'none'}")
+    feed = config.feed_path
+    click.echo(f"feed: {feed} ({config.feed.entries} entries)" if feed else "feed: off")
+    summary = config.summary
+    click.echo(f"summary: {summary.cron} (UTC)" if summary.enabled else "summary: off")
     for channel in channels:
         click.echo(f"  {channel.name}: {len(channel.style().templates)} template folders, ok")
     click.echo("config ok")
@@ -439,7 +469,7 @@ def chart(config: Config, kind: str, out: Path) -> None:
     show_default=True,
     help="The agencies listed now, or the change log.",
 )
-@click.option("--state", "states", multiple=True, help="Only this state (repeatable).")
+@_STATES_OPTION
 @click.option("--since", callback=_iso_date, help="Changes detected on or after this date.")
 @click.option(
     "--out", type=click.Path(dir_okay=False, path_type=Path), help="File (default: stdout)."
@@ -501,7 +531,11 @@ def summary(config: Config, dry_run: bool) -> None:
         if not result.messages:
             click.echo(f"{period}: no channel has a recipient for alerts")
             return
-        queued = f"{result.queued} messages queued" if result.queued else "already queued"
+        queued = (
+            f"{result.queued} message{'' if result.queued == 1 else 's'} queued"
+            if result.queued
+            else "already queued"
+        )
         chart_note = f"chart {result.attachment}" if result.attachment else "no chart"
         try:
             with state_lock(config.state_dir):

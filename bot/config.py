@@ -19,6 +19,7 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 DEFAULT_SOURCE_URL = (
     "https://www.google.com/maps/d/kml?mid=1eYVDPh5itXq5acDT9b0BVeQwmESBa4cB&forcekml=1"
@@ -189,6 +190,9 @@ SECTIONS: dict[str, type] = {
 }
 
 FORMATS = ("kml", "json", "csv")
+# What source.fields may map a JSON key or CSV column to (see normalise.FIELD_ALIASES).
+SOURCE_FIELDS = ("name", "address", "city", "state", "active_date", "video_requests",
+                 "profile_url", "lat", "lon", "coordinates")  # fmt: skip
 KNOWN_ALERT_FIELDS = (
     "name",
     "city",
@@ -290,6 +294,12 @@ def _check_values(config: Config) -> None:
     ):
         if seconds <= 0:
             raise ConfigError(f"{file}: {key}: a duration must be positive")
+    for ours in config.source.fields:
+        if ours not in SOURCE_FIELDS:
+            fail(
+                f"source.fields.{ours}",
+                f"is not a field ringwatch knows{_suggest(ours, list(SOURCE_FIELDS))}",
+            )
     if config.templates_path is not None and not config.templates_path.is_dir():
         fail("alerts.templates_dir", f"names no directory: {config.templates_path}")
     if config.source.format is not None and config.source.format not in FORMATS:
@@ -345,6 +355,13 @@ def cron_problem(expression: str) -> str | None:
     return None
 
 
+def _relative_to(config_dir: Path, url: str) -> str:
+    """A plain relative path in source.url is relative to the config file, like state_dir."""
+    if urlparse(url).scheme or Path(url).is_absolute():
+        return url
+    return str(config_dir / url)
+
+
 def parse_config(data: dict[str, Any], path: Path) -> Config:
     """Validate an already-decoded TOML document."""
     sections: dict[str, Any] = {}
@@ -352,6 +369,9 @@ def parse_config(data: dict[str, Any], path: Path) -> Config:
         if name not in SECTIONS:
             raise ConfigError(f"{path}: unknown section [{name}]{_suggest(name, list(SECTIONS))}")
         sections[name] = _build_section(SECTIONS[name], table, name, path)
+    if "source" in sections:
+        source = sections["source"]
+        sections["source"] = dataclasses.replace(source, url=_relative_to(path.parent, source.url))
     config = Config(path=path, **sections)
     _check_values(config)
     return config

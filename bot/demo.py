@@ -30,6 +30,11 @@ def run_demo(state_dir: Path | None = None) -> None:
             state_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ringwatch-")))
         samples = stack.enter_context(resources.as_file(resources.files("bot") / "samples"))
         state_dir = state_dir.absolute()  # a relative one would nest: state/state/
+        if (state_dir / "ringwatch.db").exists():
+            raise click.UsageError(
+                f"{state_dir} already holds a ringwatch database; the demo needs a new or "
+                "empty directory (it must never mix sample data into real history)"
+            )
         config = with_overrides(Config(path=state_dir / "config.toml"), "bot",
                                 state_dir=str(state_dir))  # fmt: skip
         # Show every alert as a subscriber would get it, not one digest of the 29 additions.

@@ -295,7 +295,7 @@ class Poller:
         messages_queued = self.store.db.execute(
             "select count(*) from outbox where poll_id = ?", [poll_id]
         ).fetchone()[0]
-        summary += f"; {messages_queued} messages queued"
+        summary += f"; {messages_queued} message{'' if messages_queued == 1 else 's'} queued"
         return PollResult(outcome, summary, changes, [], poll_id, timings)
 
     def _write_feed(self, *, changed: bool) -> None:

@@ -14,8 +14,8 @@ from bot.cli import cli
 from bot.lock import state_lock
 from bot.store import Store
 from bot.synthetic import mutate
-from tests.conftest import REPO, run_cli
-from tests.helpers import Bot, agencies, kml
+from tests.conftest import REPO, run_cli, write_config
+from tests.helpers import Bot, agencies, config_text, kml
 from tests.source_server import Reply
 
 PATH = "/map.kml"
@@ -293,7 +293,7 @@ def test_changes_csv_and_table(history):
 
     (row,) = list(csv.DictReader(io.StringIO(as_csv.stdout)))
     assert row["kind"] == "removed" and json.loads(row["before"])["name"] == row["name"]
-    assert "renamed" in table.stdout and "(was " in table.stdout and "1 changes" in table.stdout
+    assert "renamed" in table.stdout and "(was " in table.stdout and "1 change\n" in table.stdout
 
 
 def test_changes_rejects_a_bad_date_with_exit_2(history):
@@ -353,6 +353,49 @@ def test_demo_shows_the_alerts_offline(tmp_path):
     assert "Partnership ended: Ridgeland PD, MS" in result.stdout
     assert "Renamed: Mesa PD is now City of Mesa PD, AZ" in result.stdout
     assert (tmp_path / "demo" / "ringwatch.db").exists()
+
+
+def test_demo_never_mixes_samples_into_an_existing_database(bot):
+    before = bot.polls()
+
+    result = run_cli("demo", "--state-dir", str(bot.config.state_dir))
+
+    assert_clean_exit(result, 2)
+    assert "already holds a ringwatch database" in result.stderr
+    assert bot.polls() == before
+
+
+def test_state_filters_take_codes_or_names_and_refuse_the_rest(bot):
+    by_code = ringwatch(bot, "changes", "--kind", "baseline", "--state", "MN", "--format", "json")
+    by_name = ringwatch(bot, "changes", "--kind", "baseline", "--state", "minnesota",
+                        "--format", "json")  # fmt: skip
+    assert by_code.stdout == by_name.stdout
+
+    result = ringwatch(bot, "changes", "--state", "Narnia")
+    assert_clean_exit(result, 2)
+    assert "'Narnia' is not a US state" in result.stderr
+
+
+def test_by_active_date_refuses_kinds_other_than_additions(bot):
+    result = ringwatch(bot, "changes", "--by", "active-date", "--kind", "removed")
+
+    assert_clean_exit(result, 2)
+    assert "--by active-date lists additions" in result.stderr
+
+
+def test_check_config_reports_the_feed_and_the_summary(tmp_path, source_server):
+    path = write_config(
+        tmp_path,
+        config_text(
+            source_server.url(PATH), '[feed]\npath = "feed.xml"\n[summary]\nenabled = true\n'
+        ),
+    )
+
+    result = run_cli("check-config", "--config", str(path))
+
+    assert_clean_exit(result, 0)
+    assert f"feed: {tmp_path / 'feed.xml'} (50 entries)" in result.stdout
+    assert "summary: 0 9 * * MON (UTC)" in result.stdout
 
 
 # --- documentation ---------------------------------------------------------------------------

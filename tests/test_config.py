@@ -85,6 +85,21 @@ def test_a_list_of_the_wrong_type_is_named_plainly(tmp_path):
     assert "telegram.admins must be a list of integers, got ['me']" in message
 
 
+def test_a_relative_source_path_is_relative_to_the_config_file(tmp_path):
+    config = load(tmp_path, '[source]\nurl = "exports/map.kml"\n')
+
+    assert config.source.url == str(tmp_path / "exports" / "map.kml")
+    assert load(tmp_path, '[source]\nurl = "https://example.org/m.kml"\n').source.url == (
+        "https://example.org/m.kml"
+    )
+
+
+def test_a_field_mapping_to_an_unknown_field_is_refused(tmp_path):
+    message = error(tmp_path, '[source.fields]\nnam = "Agency"\n')
+
+    assert "source.fields.nam is not a field ringwatch knows (did you mean 'name'?)" in message
+
+
 def test_an_unknown_key_is_named_with_a_suggestion(tmp_path):
     message = error(tmp_path, "[guard]\nmax_mising_share = 0.2\n")
 

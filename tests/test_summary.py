@@ -112,7 +112,7 @@ def test_summary_command_dry_run_then_queue_and_deliver(polled):
 
     result = run_cli("summary", "--config", str(polled))
     assert result.returncode == 0, result.stderr
-    assert "1 messages queued" in result.stdout
+    assert "1 message queued" in result.stdout
     assert "console: 1 sent" in result.stdout
     [row] = outbox(polled)
     assert row["status"] == "sent"

@@ -119,7 +119,7 @@ class Commands:
     def __init__(self, config: Config, store: Store) -> None:
         self.config = config
         self.store = store
-        self.env = make_environment(config.alerts.templates_dir)
+        self.env = make_environment(config.templates_path)
         self.style = TelegramChannel(config).style()
         self.admins = set(config.telegram.admins)
 

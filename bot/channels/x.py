@@ -280,7 +280,7 @@ class XChannel(Channel):
             [self.name],
         ).fetchone()[0]
         messages = plan_maintainer_message(
-            make_environment(self.config.alerts.templates_dir),
+            make_environment(self.config.templates_path),
             audiences(others, self._store),
             kind="warning",
             group=f"warning:x-refused:{last_sent}",  # queued twice, stored once
