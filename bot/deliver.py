@@ -118,12 +118,7 @@ class _ChannelRound:
             self.report.retrying[name] += 1
             if exc.whole_channel:
                 self.paused = True
-                self.store.db.execute(
-                    "update outbox set next_attempt_at = max(next_attempt_at, ?) "
-                    "where channel = ? and status = 'pending'",
-                    [until, name],
-                )
-                self.store.db.conn.commit()
+                outbox.defer_channel(name, until)
                 log.warning("%s: pausing for %.0fs: %s", name, exc.delay, exc)
             return False
         except RecipientGone as exc:

@@ -18,8 +18,6 @@ SAME_PLACE_DEGREES = 0.001
 # Coordinates moving less than this (~11 m) are re-geocoding noise, not a move.
 MOVE_DEGREES = 0.0001
 
-COMPARED_FIELDS = ("city", "coordinates", "profile_url", "active_date", "video_requests", "extra")
-
 
 @dataclass(frozen=True)
 class Diff:

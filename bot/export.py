@@ -19,7 +19,6 @@ from typing import Any, TextIO
 import sqlite_utils
 
 FORMATS = ("csv", "json", "geojson")
-WHAT = ("agencies", "changes")
 AGENCY_COLUMNS = ("key", "name", "city", "state", "active_date", "video_requests", "profile_url",
                   "lat", "lon", "first_seen", "updated_at", "extra")  # fmt: skip
 CHANGE_COLUMNS = ("id", "detected_at", "kind", "key", "name", "city", "state", "active_date",

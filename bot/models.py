@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,8 +41,6 @@ class Agency:
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Agency:
-        import json
-
         extra = row.get("extra") or {}
         if isinstance(extra, str):
             extra = json.loads(extra)

@@ -73,7 +73,7 @@ def _read_records(raw_records, hash_index: dict[str, str], store: Store) -> _Rea
             fresh.append(normalise_record(fields, digest))
     # The same name twice in one state is rare; when it happens, keys must not swap.
     shared = [key for key, n in Counter(a.key for a in fresh).items() if n > 1]
-    stored_city = store.disambiguated_cities(shared)
+    stored_city = store.disambiguated_cities(shared) if fresh else {}
     return _Read(unchanged, disambiguate(fresh, unchanged, stored_city), records)
 
 

@@ -10,7 +10,6 @@ from typing import Any
 import sqlite_utils
 
 KINDS = ("added", "removed", "changed", "renamed", "baseline")
-BY = ("detected", "active-date")
 
 
 @dataclass(frozen=True)

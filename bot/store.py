@@ -571,6 +571,15 @@ class Outbox:
                 [status, error, row_id],
             )
 
+    def defer_channel(self, channel: str, until: float) -> None:
+        """Nothing pending for `channel` is due before `until` (a flood wait, a budget)."""
+        with self.db.atomic():
+            self.db.execute(
+                "update outbox set next_attempt_at = max(next_attempt_at, ?) "
+                "where channel = ? and status = 'pending'",
+                [until, channel],
+            )
+
     def skip_recipient(self, channel: str, recipient: str, reason: str) -> int:
         """A recipient who is gone gets nothing more from the queue."""
         with self.db.atomic():
