@@ -18,6 +18,7 @@ import click
 
 if TYPE_CHECKING:
     from bot.config import Config
+    from bot.store import Store
 
 EXIT_USAGE = 2
 EXIT_LOCKED = 5
@@ -91,6 +92,25 @@ def _make_state_dir(directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         _state_dir_unusable(directory, exc)
+
+
+def _existing_store(config: Config) -> Store:
+    """The database, read-only, at the schema this ringwatch reads; without one, exit 2
+    saying where it was looked for and how to make one (never an empty answer)."""
+    from bot.store import SCHEMA_VERSION, Store
+
+    path = config.db_path
+    if not path.is_file():
+        _fail(
+            f"no database at {path}: `ringwatch poll` creates it (for sample data: "
+            "`ringwatch demo --state-dir demo-state`, then --config demo-state/config.toml)"
+        )
+    store = Store.open(path, readonly=True)
+    if store.schema_version < SCHEMA_VERSION:  # written by an older ringwatch: upgrade once
+        store.close()
+        Store.open(path).close()
+        store = Store.open(path, readonly=True)
+    return store
 
 
 def _deliver(config: Config, store: Any, channels: list[Any]) -> str:
@@ -246,7 +266,12 @@ _STATES_OPTION = click.option(
     show_default=True,
     help="Output format.",
 )
-@click.option("--limit", type=int, default=None, help="Only the most recent N changes.")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Only the most recent N changes (N at least 1; default: all).",
+)
 def changes(
     config: Config,
     since: str | None,
@@ -257,9 +282,11 @@ def changes(
     fmt: str,
     limit: int | None,
 ) -> None:
-    """List the change log."""
+    """List the change log.
+
+    Example: ringwatch changes --since 2020-05-25 --state MN --limit 20
+    """
     from bot.queries import ChangeFilter, query_changes
-    from bot.store import Store
 
     if by == "active-date" and set(kinds) - {"added", "baseline"}:
         raise click.BadParameter(
@@ -267,7 +294,7 @@ def changes(
             "--kind added (or no --kind)",
             param_hint="--by",
         )
-    store = Store.open(config.db_path, readonly=True)
+    store = _existing_store(config)
     rows = query_changes(store.db, ChangeFilter(since, until, kinds, states, by, limit))
     if fmt == "json":
         click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
@@ -304,9 +331,8 @@ def _print_table(rows: list[dict[str, Any]]) -> None:
 def status(config: Config) -> None:
     """Last polls, failures in a row, pending and failed deliveries."""
     from bot.channels import enabled_channels
-    from bot.store import Store
 
-    store = Store.open(config.db_path, readonly=True)
+    store = _existing_store(config)
     click.echo(f"database: {config.db_path}")
     click.echo(f"agencies tracked: {store.active_count():,}")
     streak = store.bad_streak()
@@ -408,9 +434,8 @@ def report(
     """How many partnerships began, ended or were renamed in a period, and where."""
     from bot.render import make_environment
     from bot.reports import build_report, render_report
-    from bot.store import Store
 
-    store = Store.open(config.db_path, readonly=True)
+    store = _existing_store(config)
     result = build_report(store.db, since=since, until=until, states=states, by=by)
     click.echo(render_report(make_environment(config.templates_path), result, fmt), nl=False)
 
@@ -423,9 +448,8 @@ def report(
 def stats(config: Config, fmt: str) -> None:
     """Totals now: by state, agency type, year and month joined, video requests."""
     from bot.reports import build_stats, stats_dict, stats_text
-    from bot.store import Store
 
-    result = build_stats(Store.open(config.db_path, readonly=True).db)
+    result = build_stats(_existing_store(config).db)
     if fmt == "json":
         click.echo(json.dumps(stats_dict(result), indent=2, ensure_ascii=False))
     else:
@@ -445,10 +469,10 @@ def chart(config: Config, kind: str, out: Path) -> None:
     """Draw a chart as PNG: growth over time, new per month, or states ranked."""
     from bot.charts import ChartsUnavailable, save_figure
     from bot.charts import chart as draw
-    from bot.store import Store
 
+    db = _existing_store(config).db
     try:
-        path = save_figure(draw(Store.open(config.db_path, readonly=True).db, kind), out)
+        path = save_figure(draw(db, kind), out)
     except ChartsUnavailable as exc:
         _fail(str(exc))
     except OSError as exc:
@@ -470,7 +494,11 @@ def chart(config: Config, kind: str, out: Path) -> None:
     help="The agencies listed now, or the change log.",
 )
 @_STATES_OPTION
-@click.option("--since", callback=_iso_date, help="Changes detected on or after this date.")
+@click.option(
+    "--since",
+    callback=_iso_date,
+    help="Only changes detected, or agencies first seen by ringwatch, on or after this date.",
+)
 @click.option(
     "--out", type=click.Path(dir_okay=False, path_type=Path), help="File (default: stdout)."
 )
@@ -482,16 +510,14 @@ def export(
     since: str | None,
     out: Path | None,
 ) -> None:
-    """Export the current list or the change log as CSV, JSON or GeoJSON."""
-    from bot.export import agency_rows, write_atomically, write_export
-    from bot.queries import ChangeFilter, query_changes
-    from bot.store import Store
+    """Export the current list or the change log as CSV, JSON or GeoJSON.
 
-    db = Store.open(config.db_path, readonly=True).db
-    if what == "agencies":
-        rows = agency_rows(db, states)
-    else:
-        rows = query_changes(db, ChangeFilter(since=since, states=states))
+    Example: ringwatch export --what changes --format geojson --since 2020-05-25
+    """
+    from bot.export import agency_rows, change_rows, write_atomically, write_export
+
+    db = _existing_store(config).db
+    rows = (agency_rows if what == "agencies" else change_rows)(db, states, since)
     if out is None:
         write_export(rows, what, fmt, sys.stdout)
         return

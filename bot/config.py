@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from bot.safe import http_url
+
 DEFAULT_SOURCE_URL = (
     "https://www.google.com/maps/d/kml?mid=1eYVDPh5itXq5acDT9b0BVeQwmESBa4cB&forcekml=1"
 )
@@ -130,6 +132,7 @@ class FeedConfig:
     path: str | None = None  # None: no feed; relative to the config file's folder
     entries: int = 50
     title: str = "Ring police partnerships: changes seen by ringwatch"
+    url: str | None = None  # the public URL of the feed, for its rel="self" link
 
 
 @dataclass(frozen=True)
@@ -330,6 +333,8 @@ def _check_values(config: Config) -> None:
         fail("telegram.messages_per_second", "must be positive")
     if config.feed.entries < 1:
         fail("feed.entries", "must be at least 1")
+    if config.feed.url is not None and http_url(config.feed.url) is None:
+        fail("feed.url", f"must be an absolute http(s) URL, got {config.feed.url!r}")
     if config.summary.days < 1:
         fail("summary.days", "must be at least 1")
     problem = cron_problem(config.summary.cron)

@@ -1,9 +1,14 @@
 """`ringwatch export`: the current list of agencies or the change log, as CSV, JSON or GeoJSON.
 
-Reading (agency_rows here, queries.query_changes for the log) is separate from
-writing (write_export), a pure function of the rows and a text stream. GeoJSON
+Reading (agency_rows, change_rows here; queries.query_changes underneath) is separate
+from writing (write_export), a pure function of the rows and a text stream. GeoJSON
 coordinates are [lon, lat] as RFC 7946 requires; a record without coordinates is a
-Feature with a null geometry.
+Feature with a null geometry. Every Feature has a top-level `id`: the agency's key, or
+the change's UUID.
+
+What others open in a spreadsheet or a map must not act: every CSV cell goes through
+safe.csv_cell (no formulas) and the `profile_url` column holds http(s) URLs only
+(safe.http_url); the change log's before/after keep the source's record as it was.
 """
 
 from __future__ import annotations
@@ -18,29 +23,65 @@ from typing import Any, TextIO
 
 import sqlite_utils
 
+from bot.queries import ChangeFilter, query_changes
+from bot.safe import csv_cell, http_url
+
 FORMATS = ("csv", "json", "geojson")
 AGENCY_COLUMNS = ("key", "name", "city", "state", "active_date", "video_requests", "profile_url",
                   "lat", "lon", "first_seen", "updated_at", "extra")  # fmt: skip
-CHANGE_COLUMNS = ("id", "detected_at", "kind", "key", "name", "city", "state", "active_date",
-                  "fields", "before", "after")  # fmt: skip
+CHANGE_COLUMNS = ("id", "uuid", "detected_at", "kind", "key", "name", "city", "state",
+                  "active_date", "fields", "before", "after")  # fmt: skip
 
 
-def agency_rows(db: sqlite_utils.Database, states: Sequence[str] = ()) -> list[dict[str, Any]]:
-    """Agencies listed now, by state and name; `extra` decoded."""
-    where, params = "active = 1", [s.upper() for s in states]
+def agency_rows(
+    db: sqlite_utils.Database, states: Sequence[str] = (), since: str | None = None
+) -> list[dict[str, Any]]:
+    """Agencies listed now (first seen by ringwatch on or after `since`, YYYY-MM-DD), by
+    state and name; `extra` decoded, `profile_url` only when it is an http(s) URL."""
+    where, params = ["active = 1"], [s.upper() for s in states]
     if states:
-        where += f" and state in ({','.join('?' * len(states))})"
+        where.append(f"state in ({','.join('?' * len(states))})")
+    if since:
+        where.append("substr(first_seen, 1, 10) >= ?")
+        params.append(since)
     columns = ", ".join(AGENCY_COLUMNS)
-    rows = db.query(f"select {columns} from agencies where {where} order by state, name", params)
-    return [{**row, "extra": json.loads(row["extra"]) if row["extra"] else {}} for row in rows]
+    sql = f"select {columns} from agencies where {' and '.join(where)} order by state, name"
+    return [
+        {**row, "profile_url": http_url(row["profile_url"]),
+         "extra": json.loads(row["extra"]) if row["extra"] else {}}
+        for row in db.query(sql, params)
+    ]  # fmt: skip
+
+
+def change_rows(
+    db: sqlite_utils.Database, states: Sequence[str] = (), since: str | None = None
+) -> list[dict[str, Any]]:
+    """The change log as `ringwatch changes` lists it, each row with `location`: where its
+    agency is (or was, for an ending), from the record or, for a field change that did
+    not move it, from the agency's row."""
+    rows = query_changes(db, ChangeFilter(since=since, states=states))
+    keys = sorted({row["key"] for row in rows})
+    places: dict[str, dict[str, Any]] = {}
+    for start in range(0, len(keys), 500):
+        chunk = keys[start : start + 500]
+        sql = f"select key, lat, lon from agencies where key in ({','.join('?' * len(chunk))})"
+        places |= {row["key"]: row for row in db.query(sql, chunk)}
+    return [
+        {**row, "location": _point(row["after"]) or _point(row["before"])
+         or _point(places.get(row["key"]))}
+        for row in rows
+    ]  # fmt: skip
 
 
 def _cell(value: Any) -> Any:
-    return json.dumps(value, ensure_ascii=False) if isinstance(value, dict | list) else value
+    if isinstance(value, dict | list):
+        value = json.dumps(value, ensure_ascii=False)
+    return csv_cell(value)
 
 
 def write_csv(rows: Sequence[dict[str, Any]], columns: Sequence[str], out: TextIO) -> None:
-    """One header row, then the rows; nested values (before/after, extra) as JSON."""
+    """One header row, then the rows; nested values (before/after, extra) as JSON, and no
+    cell that a spreadsheet would run as a formula."""
     writer = csv.writer(out)
     writer.writerow(columns)
     for row in rows:
@@ -58,12 +99,13 @@ def geojson(rows: Sequence[dict[str, Any]], what: str) -> dict[str, Any]:
     features = []
     for row in rows:
         if what == "agencies":
-            geometry = _point(row)
+            feature_id, geometry = row["key"], _point(row)
             properties = {k: v for k, v in row.items() if k not in ("lat", "lon")}
         else:
-            geometry = _point(row["after"]) or _point(row["before"])
-            properties = dict(row)
-        features.append({"type": "Feature", "geometry": geometry, "properties": properties})
+            feature_id, geometry = row["uuid"], row["location"]
+            properties = {k: v for k, v in row.items() if k != "location"}
+        features.append({"type": "Feature", "id": feature_id, "geometry": geometry,
+                         "properties": properties})  # fmt: skip
     return {"type": "FeatureCollection", "features": features}
 
 
@@ -71,7 +113,8 @@ def write_export(rows: Sequence[dict[str, Any]], what: str, fmt: str, out: TextI
     if fmt == "csv":
         write_csv(rows, AGENCY_COLUMNS if what == "agencies" else CHANGE_COLUMNS, out)
     elif fmt == "json":
-        json.dump(list(rows), out, indent=2, ensure_ascii=False)
+        plain = [{k: v for k, v in row.items() if k != "location"} for row in rows]
+        json.dump(plain, out, indent=2, ensure_ascii=False)
         out.write("\n")
     elif fmt == "geojson":
         json.dump(geojson(rows, what), out, ensure_ascii=False)

@@ -311,7 +311,7 @@ class Poller:
 
         try:
             write_feed(self.store.db, path, entries=self.config.feed.entries,
-                       title=self.config.feed.title, env=self.env,
+                       title=self.config.feed.title, env=self.env, feed_url=self.config.feed.url,
                        source_url=self.config.source.url)  # fmt: skip
         except OSError as exc:
             log.warning("could not write the feed %s: %s", path, exc)

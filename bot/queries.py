@@ -62,6 +62,7 @@ def change_object(row: dict[str, Any]) -> dict[str, Any]:
     """A change-log row as the JSON object `ringwatch changes --format json` prints."""
     return {
         "id": row["id"],
+        "uuid": row["uuid"],
         "kind": row["kind"],
         "key": row["key"],
         "name": row["name"],
@@ -73,3 +74,8 @@ def change_object(row: dict[str, Any]) -> dict[str, Any]:
         "before": json.loads(row["before"]) if row["before"] else None,
         "after": json.loads(row["after"]) if row["after"] else None,
     }
+
+
+def install_id(db: sqlite_utils.Database) -> str:
+    """The id created once for this database (migration 3): the feed's ids start with it."""
+    return db.execute("select value from meta where key = 'install_id'").fetchone()[0]

@@ -23,10 +23,17 @@ import sqlite_utils
 
 from bot.normalise import US_STATES, display_name
 from bot.queries import ChangeFilter, query_changes
+from bot.safe import http_url, markdown_text, plain_text
 
 FORMATS = ("text", "markdown", "json", "html")
 TEMPLATE_EXTENSIONS = {"text": "txt", "markdown": "md", "html": "html"}
 AGENCY_TYPES = ("police", "sheriff", "fire", "other")
+# The credit every public format carries: the map ringwatch reads, as people view it.
+SOURCE_NAME = "Amazon Ring's Active Agency Map"
+SOURCE_MAP_URL = "https://www.google.com/maps/d/viewer?mid=1eYVDPh5itXq5acDT9b0BVeQwmESBa4cB"
+# Every value a report template prints passes through its format's escaper (Jinja's
+# finalize); HTML is autoescaped after that, so text there only loses invisible tricks.
+FINALIZE = {"text": plain_text, "markdown": markdown_text, "html": plain_text}
 
 BASIS_TEXT = {
     "detected": "Dates: when ringwatch detected each change.",
@@ -216,10 +223,15 @@ def headline(report: Report) -> str:
 
 def _row_context(row: dict[str, Any]) -> dict[str, Any]:
     before = row["before"] or {}
+    record = row["after"] or before
+    detected_on = (row["detected_at"] or "")[:10]
     return {
         **row,
         "display_name": display_name(row["name"] or ""),
-        "detected_on": (row["detected_at"] or "")[:10],
+        "detected_on": detected_on,
+        "detected_on_long": long_date(detected_on) if detected_on else "",
+        "active_date_long": long_date(row["active_date"]) if row["active_date"] else "",
+        "profile_url": http_url(record.get("profile_url")),
         "previous_name": before.get("name"),
         "previous_display_name": display_name(before.get("name") or ""),
     }
@@ -251,6 +263,9 @@ def report_context(report: Report) -> dict[str, Any]:
         "by": report.by,
         "basis": BASIS_TEXT[report.by],
         "as_of": report.as_of,
+        "as_of_long": long_date(report.as_of) if report.as_of else None,
+        "source_name": SOURCE_NAME,
+        "source_url": SOURCE_MAP_URL,
         "counts": {
             "added": len(report.additions),
             "added_states": len(report.addition_states),
@@ -278,7 +293,8 @@ def render_report(env: jinja2.Environment, report: Report, fmt: str) -> str:
     """The report as text, markdown, html (templates in bot/templates/report/) or json."""
     if fmt == "json":
         return report_json(report)
-    template = env.get_template(f"report/report.{TEMPLATE_EXTENSIONS[fmt]}")
+    escaping = env.overlay(finalize=FINALIZE[fmt])
+    template = escaping.get_template(f"report/report.{TEMPLATE_EXTENSIONS[fmt]}")
     return template.render(**report_context(report)).strip() + "\n"
 
 

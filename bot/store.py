@@ -11,6 +11,7 @@ import itertools
 import json
 import sqlite3
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -23,7 +24,7 @@ from bot.diff import Diff
 from bot.models import Agency, Change
 from bot.normalise import city_key
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 BAD_OUTCOMES = ("failed", "suspect")
 GOOD_OUTCOMES = ("baseline", "ok", "unchanged")
 
@@ -181,7 +182,23 @@ def _migration_2(db: sqlite_utils.Database) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migration_1, _migration_2]
+def _migration_3(db: sqlite_utils.Database) -> None:
+    """Ids for the Atom feed that no other database reuses: an install id for this
+    database and a UUID per change (row ids start again at 1 in every new database)."""
+    db["changes"].add_column("uuid", str)
+    ids = [row_id for (row_id,) in db.execute("select id from changes")]
+    db.conn.executemany(
+        "update changes set uuid = ? where id = ?", [(str(uuid.uuid4()), i) for i in ids]
+    )
+    db["changes"].create_index(["uuid"], unique=True)
+    db["meta"].upsert({"key": "install_id", "value": str(uuid.uuid4())}, pk="key")
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
+    _migration_1,
+    _migration_2,
+    _migration_3,
+]
 
 
 def _json(value: Any) -> str | None:
@@ -396,6 +413,7 @@ class Store:
             (
                 {
                     "id": change_id,
+                    "uuid": str(uuid.uuid4()),
                     "poll_id": poll_id,
                     "detected_at": now,
                     "kind": change.kind,

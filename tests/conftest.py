@@ -92,3 +92,15 @@ def sample_config(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         yield poll_samples(server, tmp_path_factory.mktemp("samples"))
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def hostile_config(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A state dir whose change log holds the hostile agencies of tests/hostile.py."""
+    from tests.hostile import poll_hostile
+
+    server = SourceServer().start()
+    try:
+        yield poll_hostile(server, tmp_path_factory.mktemp("hostile"))
+    finally:
+        server.stop()

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import feedparser
+
 from bot.feed import build_feed, entry_id, write_feed
-from bot.queries import ChangeFilter, query_changes
+from bot.queries import ChangeFilter, install_id, query_changes
 from bot.render import make_environment
 from bot.store import Store
 from tests.conftest import SAMPLES, run_cli, write_config
@@ -62,8 +65,11 @@ def test_feed_follows_the_change_log_with_stable_ids(source_server, tmp_path):
     second = entries(parse(feed))
     logged = json.loads(run_cli("changes", "--config", str(config), "--format", "json").stdout)
     assert len(second) == len(logged) == 31
-    assert [e["id"] for e in second] == [entry_id(row["id"]) for row in reversed(logged)]
-    assert second[0]["id"].startswith("tag:ringwatch,2026:change/")
+    store = Store.open(tmp_path / "state" / "ringwatch.db", readonly=True)
+    install = install_id(store.db)
+    store.close()
+    assert [e["id"] for e in second] == [entry_id(install, row["uuid"]) for row in reversed(logged)]
+    assert second[0]["id"].startswith(f"tag:ringwatch,2026:install/{install}/change/")
     titles = {e["title"] for e in second}
     assert "New partnership: Crystal PD, MN (active since 2020-06-03)" in titles
     assert "Renamed: Mesa PD is now City of Mesa PD, AZ" in titles
@@ -88,7 +94,8 @@ def test_feed_keeps_only_the_newest_entries(sample_config, tmp_path):
     assert write_feed(store.db, feed, entries=5, title="Ring changes") == 5
     logged = query_changes(store.db, ChangeFilter())
     got = entries(parse(feed))
-    assert [e["id"] for e in got] == [entry_id(row["id"]) for row in reversed(logged[-5:])]
+    install = install_id(store.db)
+    assert [e["id"] for e in got] == [entry_id(install, r["uuid"]) for r in reversed(logged[-5:])]
     assert parse(feed).findtext(f"{A}title") == "Ring changes"
     store.close()
     # The samples were polled without [feed]: no feed was written anywhere.
@@ -118,16 +125,18 @@ def test_feed_config_errors_are_precise(tmp_path):
 
 def _row(change_id: int, name: str) -> dict:
     after = {"name": name, "profile_url": "https://ring.com/agency/x?a=1&b=2"}
-    return {"id": change_id, "kind": "added", "key": f"pa/{change_id}", "name": name,
-            "city": "Smith", "state": "PA", "detected_at": f"2026-01-0{change_id}T00:00:00Z",
-            "active_date": "2020-06-01", "fields": [], "before": None, "after": after}  # fmt: skip
+    return {"id": change_id, "uuid": f"u{change_id}", "kind": "added", "key": f"pa/{change_id}",
+            "name": name, "city": "Smith", "state": "PA",
+            "detected_at": f"2026-01-0{change_id}T00:00:00Z", "active_date": "2020-06-01",
+            "fields": [], "before": None, "after": after}  # fmt: skip
 
 
 def test_build_feed_is_deterministic_and_escapes_text():
     rows = [_row(1, "Smith & Jones <Township> Police Department"), _row(2, "B PD")]
     env = make_environment()
-    first = build_feed(rows, title="t", env=env, source_url="https://example.org/map?x=1&y=2")
-    assert first == build_feed(list(reversed(rows)), title="t", env=env,
+    first = build_feed(rows, title="t", env=env, install="i",
+                       source_url="https://example.org/map?x=1&y=2")  # fmt: skip
+    assert first == build_feed(list(reversed(rows)), title="t", env=env, install="i",
                                source_url="https://example.org/map?x=1&y=2")  # fmt: skip
     root = ET.fromstring(first)
     assert root.findtext(f"{A}updated") == "2026-01-02T00:00:00Z"
@@ -138,5 +147,81 @@ def test_build_feed_is_deterministic_and_escapes_text():
     ]
     links = [e.find(f"{A}link").get("href") for e in root.findall(f"{A}entry")]
     assert links == ["https://ring.com/agency/x?a=1&b=2"] * 2
-    empty = ET.fromstring(build_feed([], title="t", env=env))
+    empty = ET.fromstring(build_feed([], title="t", env=env, install="i"))
     assert empty.findtext(f"{A}updated") == "1970-01-01T00:00:00Z"
+
+
+def test_feed_ids_never_repeat_across_databases(source_server, tmp_path):
+    """Two installs (or one database reset) polling the same snapshots: the same changes,
+    numbered alike, yet no entry id of one feed appears in the other."""
+    feeds = []
+    for name in ("first", "second"):
+        directory = tmp_path / name
+        directory.mkdir()
+        url = serve_samples(source_server, "baseline.kml", "later.kml")
+        config = write_config(directory, f'[source]\nurl = "{url}"\n[feed]\npath = "feed.xml"\n'
+                              'url = "https://example.org/ring/feed.xml"\n')  # fmt: skip
+        poll(config)
+        poll(config)
+        parsed = feedparser.parse((directory / "feed.xml").read_bytes())
+        assert not parsed.bozo, parsed.get("bozo_exception")
+        feeds.append(parsed)
+    ids = [[entry.id for entry in parsed.entries] for parsed in feeds]
+    assert len(ids[0]) == len(set(ids[0])) == len(ids[1]) == 31
+    assert not set(ids[0]) & set(ids[1])
+    assert feeds[0].feed.id != feeds[1].feed.id
+    assert [e.title for e in feeds[0].entries] == [e.title for e in feeds[1].entries]
+    links = {link.rel: link.href for link in feeds[0].feed.links}
+    assert links["self"] == "https://example.org/ring/feed.xml"
+    assert links["alternate"] == "https://example.org/ring/"
+
+
+RELEASE_DUMP = Path(__file__).parent / "data" / "release-0.1.0.sql"
+
+
+def release_database(path: Path) -> Path:
+    """A database as ringwatch 0.1.0 (schema 2) left it: 2 baseline rows, an addition, a
+    rename, a subscriber, console deliveries (tests/data/release-0.1.0.sql, its .dump)."""
+    db = sqlite3.connect(path)
+    db.executescript(RELEASE_DUMP.read_text(encoding="utf-8"))
+    db.close()
+    return path
+
+
+def test_a_release_database_upgrades_with_a_uuid_per_change(tmp_path):
+    path = release_database(tmp_path / "ringwatch.db")
+    old = sqlite3.connect(path)
+    before = {table: old.execute(f"select * from {table}").fetchall()
+              for table in ("agencies", "polls", "changes", "outbox", "subscribers")}  # fmt: skip
+    old.close()
+
+    store = Store.open(path)  # migrates
+    assert store.schema_version == 3
+    install = install_id(store.db)
+    uuids = {row_id: uuid for row_id, uuid in store.db.execute("select id, uuid from changes")}
+    store.close()
+    assert len(set(uuids.values())) == len(uuids) == 4 and None not in uuids.values()
+
+    upgraded = sqlite3.connect(path)
+    for table, rows in before.items():  # nothing lost: every old column of every row
+        columns = old_columns(table)
+        assert upgraded.execute(f"select {', '.join(columns)} from {table}").fetchall() == rows
+    upgraded.close()
+
+    store = Store.open(path)  # a second open changes nothing
+    assert install_id(store.db) == install
+    assert dict(store.db.execute("select id, uuid from changes").fetchall()) == uuids
+    feed = tmp_path / "feed.xml"
+    assert write_feed(store.db, feed, entries=10, title="t") == 2
+    store.close()
+    parsed = feedparser.parse(feed.read_bytes())
+    assert not parsed.bozo
+    assert [e.id for e in parsed.entries] == [entry_id(install, uuids[i]) for i in (4, 3)]
+
+
+def old_columns(table: str) -> list[str]:
+    """The columns `table` had in the release (those of the dump's CREATE TABLE)."""
+    memory = sqlite3.connect(":memory:")
+    statements = RELEASE_DUMP.read_text(encoding="utf-8").split(";\n")
+    memory.execute(next(s for s in statements if s.startswith(f'CREATE TABLE "{table}"')))
+    return [row[1] for row in memory.execute(f"pragma table_info({table})")]

@@ -253,8 +253,16 @@ def test_report_rejects_a_bad_date_without_a_traceback(sample_config):
     assert "Traceback" not in result.stderr
 
 
-def test_report_on_an_empty_state_dir(make_config):
+@pytest.mark.parametrize(
+    "command",
+    [("report",), ("stats",), ("export",), ("status",), ("changes",),
+     ("chart", "growth", "--out", "growth.png")],
+)  # fmt: skip
+def test_without_a_database_commands_say_where_it_is_missing(make_config, command):
     config = make_config("")
-    result = run_cli("report", "--config", str(config), "--since", "2020-05-25")
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("0 new partnerships since May 25, 2020; 0 in all.")
+    result = run_cli(*command, "--config", str(config))
+    assert result.returncode == 2, result.stdout
+    db = config.parent / "state" / "ringwatch.db"
+    assert result.stderr.startswith(f"ringwatch: no database at {db}: `ringwatch poll` creates")
+    assert "Traceback" not in result.stderr and result.stdout == ""
+    assert not db.exists()
