@@ -573,5 +573,36 @@ def summary(config: Config, dry_run: bool) -> None:
         store.close()
 
 
+@cli.command(context_settings={"ignore_unknown_options": True})
+@with_config
+@click.option(
+    "--print", "print_only", is_flag=True, help="Print the datasette command instead of running it."
+)
+@click.argument("datasette_args", nargs=-1, type=click.UNPROCESSED)
+def datasette(config: Config, print_only: bool, datasette_args: tuple[str, ...]) -> None:
+    """Browse the database in Datasette with ringwatch's metadata and canned queries.
+
+    Subscribers and deliveries are not served, nor is arbitrary SQL (see the README).
+    Further arguments go to `datasette serve`.
+
+    Example: ringwatch datasette --config demo-state/config.toml --port 8001
+    """
+    import importlib.util
+    import os
+    import shlex
+    from importlib import resources
+
+    _existing_store(config).close()
+    metadata = resources.files("bot") / "datasette-metadata.json"
+    arguments = ["serve", str(config.db_path), "--metadata", str(metadata), *datasette_args]
+    if print_only:
+        click.echo(shlex.join(["datasette", *arguments]))
+        return
+    if importlib.util.find_spec("datasette") is None:
+        _fail("Datasette is not installed: pip install 'ringwatch[datasette]'")
+    # Replace this process, so Ctrl-C and signals reach Datasette directly.
+    os.execv(sys.executable, [sys.executable, "-m", "datasette", *arguments])
+
+
 def main() -> None:
     cli(prog_name="ringwatch")

@@ -25,6 +25,7 @@ STEPS = (
 
 
 def run_demo(state_dir: Path | None = None) -> None:
+    keep = state_dir is not None
     with ExitStack() as stack:
         if state_dir is None:
             state_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ringwatch-")))
@@ -59,4 +60,11 @@ def run_demo(state_dir: Path | None = None) -> None:
             f"{len(since)} partnerships with an Active Date on or after 2020-05-25, "
             f"in {len(states)} states (ringwatch changes --since 2020-05-25 --by active-date)"
         )
+        if not keep:
+            click.echo("\nThe demo database was temporary: run with --state-dir DIR to keep it.")
+            return
         click.echo(f"\nchange log: {config.db_path}")
+        if not config.path.exists():  # a config of the user's is never overwritten
+            config.path.write_text('[bot]\nstate_dir = "."\n', encoding="utf-8")
+            click.echo(f"explore it: ringwatch report --config {config.path}  (or stats, "
+                       f"changes, export, chart, datasette)")  # fmt: skip
