@@ -340,8 +340,8 @@ def status(config: Config) -> None:
     click.echo("last polls:")
     for poll in store.recent_polls(5):
         detail = poll["error"] or (
-            f"{poll['records'] or 0} listed, +{poll['added'] or 0} -{poll['removed'] or 0} "
-            f"~{poll['renamed'] or 0} *{poll['changed'] or 0}"
+            f"{poll['records'] or 0} listed: {poll['added'] or 0} new, {poll['removed'] or 0} "
+            f"ended, {poll['renamed'] or 0} renamed, {poll['changed'] or 0} changed"
         )
         click.echo(f"  {poll['started_at']}  {poll['outcome']:9}  {detail}")
     counts = store.outbox.counts()

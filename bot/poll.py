@@ -320,8 +320,13 @@ class Poller:
     def _summary(outcome: str, poll: dict[str, Any], counts: dict[str, int]) -> str:
         if outcome == "baseline":
             return f"baseline: now tracking {poll.get('records')} agencies (no alerts)"
+        listed = f"{poll.get('records') or 0} agencies listed"
+        if outcome == "unchanged":  # the same list again, which confirms what is missing
+            ended = counts["removed"]
+            news = f"{ended} confirmed ended (missing again)" if ended else "nothing new"
+            return f"unchanged: the same list as the last poll ({listed}); {news}"
         parts = ", ".join(f"{n} {kind}" for kind, n in counts.items())
-        return f"{outcome}: {poll.get('records') or 0} agencies listed; {parts}"
+        return f"{outcome}: {listed}; {parts}"
 
 
 def run_poll(config: Config, store: Store, channels: Sequence[Channel], **kwargs) -> PollResult:

@@ -15,7 +15,7 @@ import shlex
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 import jinja2
@@ -61,6 +61,9 @@ class Report:
     listed_now: int
     listed_states: int
     as_of: str | None  # when the last good poll finished
+    # Detected after `until` (a report of a past period): what its "listed now" includes.
+    added_after: int = 0
+    ended_after: int = 0
 
     @property
     def addition_states(self) -> list[str]:
@@ -106,6 +109,11 @@ def build_report(
     listed, listed_states = db.execute(
         f"select count(*), count(distinct state) from agencies where {where}", params
     ).fetchone()
+    after: dict[str, int] = {"added": 0, "removed": 0}
+    if until:
+        next_day = (date.fromisoformat(until) + timedelta(days=1)).isoformat()
+        later = query_changes(db, ChangeFilter(since=next_day, kinds=tuple(after), states=states))
+        after |= Counter(row["kind"] for row in later)
     return Report(
         since=since,
         until=until,
@@ -118,6 +126,8 @@ def build_report(
         listed_now=listed,
         listed_states=listed_states,
         as_of=last_good_poll_time(db),
+        added_after=after["added"],
+        ended_after=after["removed"],
     )
 
 

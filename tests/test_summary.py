@@ -171,7 +171,8 @@ def test_telegram_gets_the_chart_as_a_photo_with_the_summary_as_caption(polled):
         [photo] = [s for s in stub.sent if s.chat_id == "@ring_alerts"]
         assert photo.photo is not None and photo.photo.startswith(b"\x89PNG")
         assert photo.text.startswith("<b>Ring police partnerships, ")  # the caption, as HTML
-        assert photo.text.endswith("listed now.")
+        assert "no new or ended partnerships. 151 listed now." in photo.text
+        assert photo.text.endswith("for the next summary: 29 new, 1 ended.")  # polled today
         assert [c.method for c in stub.calls if c.method.lower().startswith("send")] == [
             "sendPhoto"
         ]
