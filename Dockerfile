@@ -4,7 +4,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PTB_TIMEDELT
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY bot ./bot
-RUN pip install '.[charts]' && useradd --create-home --uid 10001 ringwatch \
+RUN pip install . && useradd --create-home --uid 10001 ringwatch \
     && mkdir -p /data && chown ringwatch /data
 
 USER ringwatch

@@ -1,11 +1,11 @@
-"""Charts as PNG: growth over time, new partnerships per month, a ranking of states.
+"""Charts as PNG or SVG: growth over time, new partnerships per month, a ranking of states.
 
 The data come from the database through the same query as `ringwatch changes --by
-active-date` (every agency ever listed, with its source start date) and from the poll
-log (how many agencies the source listed each day ringwatch looked). Drawing is a
-pure function of that data returning a matplotlib Figure, so tests inspect lines,
-bars and labels; save_figure writes the PNG. matplotlib is an optional extra and is
-imported only here, only when a chart is drawn, with the headless Agg canvas.
+active-date` (every agency ever listed, with its source start date), the endings in the
+change log, and the poll log (how many agencies the source listed each day ringwatch
+looked). Drawing is a pure function of that data returning a matplotlib Figure, so tests
+inspect lines, bars and labels; save_figure writes the file. matplotlib is imported only
+here, only when a chart is drawn (it is slow to import), with the headless Agg canvas.
 """
 
 from __future__ import annotations
@@ -22,31 +22,46 @@ import sqlite_utils
 
 from bot.export import write_atomically
 from bot.queries import ChangeFilter, query_changes
-from bot.reports import last_good_poll_time
+from bot.reports import last_good_poll_time, long_date
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 KINDS = ("growth", "monthly", "states")
-INSTALL_HINT = "charts need matplotlib: pip install 'ringwatch[charts]'"
+FORMATS = ("png", "svg")
 SOURCE_NOTE = "Source: Ring Active Agency Map, recorded by ringwatch"
 
 # Sized for a phone: 1080 px wide at 150 dpi, with type that survives being shrunk.
 FIGSIZE = (7.2, 5.4)
 DPI = 150
+# The source stamp stays legible on a 360 px wide phone screen, a third of the image:
+# 13 pt at 150 dpi is 27 px, 9 px on that screen. Two lines, so it never runs off.
+SOURCE_FONT_SIZE = 13
+SOURCE_STRIP = 0.1  # of the figure's height, kept free for the stamp below the axes
 ACCENT = "#1f5fa8"
 OBSERVED = "#d1495b"
-
-
-class ChartsUnavailable(Exception):
-    """matplotlib is not installed."""
+ENDED = "#333333"
+# A states ranking cut through a tie shows the whole tie if that adds at most this many.
+TIE_SLACK = 5
 
 
 @dataclass(frozen=True)
 class GrowthData:
     began: list[tuple[date, int]]  # Active Date → partnerships begun by then (cumulative)
+    ended: list[tuple[date, int]]  # day detected → partnerships ended by then (cumulative)
     observed: list[tuple[date, int]]  # day → agencies the source listed at ringwatch's last poll
+    listed_now: int
     as_of: date
+
+    def listed(self) -> list[tuple[date, int]]:
+        """Begun less ended, on every day either count moves."""
+        began, ended = dict(self.began), dict(self.ended)
+        result, begun_total, ended_total = [], 0, 0
+        for day in sorted(began.keys() | ended.keys()):
+            begun_total = began.get(day, begun_total)
+            ended_total = ended.get(day, ended_total)
+            result.append((day, begun_total - ended_total))
+        return result
 
 
 @dataclass(frozen=True)
@@ -57,10 +72,11 @@ class MonthlyData:
 
 @dataclass(frozen=True)
 class StatesData:
-    states: list[tuple[str, int]]  # most first, at most `top`
+    states: list[tuple[str, int]]  # most first: the top ones, a tie at the cut included
     total_states: int
     listed: int
     as_of: date
+    tie_left_out: tuple[int, int] | None = None  # (states, count each) of a tie cut through
 
 
 # --- data from the database --------------------------------------------------------------
@@ -76,13 +92,20 @@ def _active_dates(db: sqlite_utils.Database) -> list[date]:
     return sorted(date.fromisoformat(row["active_date"][:10]) for row in rows)
 
 
-def growth_data(db: sqlite_utils.Database) -> GrowthData:
-    per_day = Counter(_active_dates(db))
-    began: list[tuple[date, int]] = []
+def _cumulative(days: list[date]) -> list[tuple[date, int]]:
+    per_day = Counter(days)
+    result: list[tuple[date, int]] = []
     total = 0
     for day in sorted(per_day):
         total += per_day[day]
-        began.append((day, total))
+        result.append((day, total))
+    return result
+
+
+def growth_data(db: sqlite_utils.Database) -> GrowthData:
+    endings = query_changes(db, ChangeFilter(kinds=("removed",)))
+    ended = _cumulative([date.fromisoformat(row["detected_at"][:10]) for row in endings])
+    listed_now = db.execute("select count(*) from agencies where active = 1").fetchone()[0]
     observed = [
         (date.fromisoformat(row["day"]), row["records"])
         for row in db.query(
@@ -93,7 +116,7 @@ def growth_data(db: sqlite_utils.Database) -> GrowthData:
             order by id"""
         )
     ]
-    return GrowthData(began, observed, _as_of(db))
+    return GrowthData(_cumulative(_active_dates(db)), ended, observed, listed_now, _as_of(db))
 
 
 def monthly_data(db: sqlite_utils.Database, since: str | None = None) -> MonthlyData:
@@ -110,33 +133,48 @@ def monthly_data(db: sqlite_utils.Database, since: str | None = None) -> Monthly
     return MonthlyData(filled, _as_of(db))
 
 
+def top_states(
+    ranked: list[tuple[str, int]], top: int, slack: int = TIE_SLACK
+) -> tuple[list[tuple[str, int]], tuple[int, int] | None]:
+    """The first `top` of a ranking (most first) and what a cut through a tie leaves out.
+
+    A tie at the cut is shown whole when that adds at most `slack` states; otherwise the
+    chart says how many more have that count, (states left out, count each).
+    """
+    if len(ranked) <= top or ranked[top][1] != ranked[top - 1][1]:
+        return ranked[:top], None
+    cut = ranked[top - 1][1]
+    tie_end = top + sum(1 for _, n in ranked[top:] if n == cut)
+    if tie_end - top <= slack:
+        return ranked[:tie_end], None
+    return ranked[:top], (tie_end - top, cut)
+
+
 def states_data(db: sqlite_utils.Database, top: int = 20) -> StatesData:
-    rows = list(
-        db.execute(
+    rows = [
+        (state, n)
+        for state, n in db.execute(
             "select coalesce(state, '??'), count(*) as n from agencies where active = 1 "
             "group by 1 order by n desc, 1"
         )
-    )
-    return StatesData(
-        [(state, n) for state, n in rows[:top]], len(rows), sum(n for _, n in rows), _as_of(db)
-    )
+    ]
+    shown, left_out = top_states(rows, top)
+    return StatesData(shown, len(rows), sum(n for _, n in rows), _as_of(db), left_out)
 
 
 # --- drawing (pure) ------------------------------------------------------------------------
 
 
 def _new_figure() -> Figure:
-    try:
-        import matplotlib
+    import matplotlib
 
-        matplotlib.use("Agg")
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-    except ImportError:
-        raise ChartsUnavailable(INSTALL_HINT) from None
+    matplotlib.use("Agg")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     figure = Figure(figsize=FIGSIZE, dpi=DPI, layout="constrained")
     # Keep the bottom strip free for the source stamp, below the axis labels.
-    figure.get_layout_engine().set(rect=(0, 0.035, 1, 0.965))
+    figure.get_layout_engine().set(rect=(0, SOURCE_STRIP, 1, 1 - SOURCE_STRIP))
     FigureCanvasAgg(figure)
     return figure
 
@@ -150,8 +188,8 @@ def _decorate(figure: Figure, ax: Any, title: str, xlabel: str, ylabel: str, as_
     ax.grid(axis="y" if ylabel else "x", color="#dddddd", linewidth=0.8)
     ax.set_axisbelow(True)
     figure.text(
-        0.01, 0.005, f"{SOURCE_NOTE} · data as of {as_of.isoformat()}",
-        fontsize=9, color="#555555", ha="left", va="bottom",
+        0.01, 0.01, f"{SOURCE_NOTE}\ndata as of {long_date(as_of.isoformat())}",
+        fontsize=SOURCE_FONT_SIZE, color="#444444", ha="left", va="bottom", linespacing=1.3,
     )  # fmt: skip
 
 
@@ -168,28 +206,42 @@ def _year_axis(ax: Any, *, by_year: bool = False) -> None:
     ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
 
 
+def _hold_until(points: list[tuple[date, int]], end: date) -> tuple[list[date], list[int]]:
+    """A step series as x and y lists, its last count held until `end`."""
+    days, counts = [d for d, _ in points], [n for _, n in points]
+    if days and end > days[-1]:
+        days.append(end)
+        counts.append(counts[-1])
+    return days, counts
+
+
 def growth_chart(data: GrowthData) -> Figure:
     figure = _new_figure()
     ax = figure.add_subplot()
-    if data.began:
-        days = [day for day, _ in data.began]
-        totals = [n for _, n in data.began]
-        end = max(data.as_of, days[-1], *(day for day, _ in data.observed))
-        if end > days[-1]:  # the count holds until today
-            days.append(end)
-            totals.append(totals[-1])
+    listed = data.listed()
+    end = max([data.as_of, *(day for day, _ in listed + data.observed)])
+    if listed:
+        days, totals = _hold_until(listed, end)
         ax.step(days, totals, where="post", color=ACCENT, linewidth=2.5,
-                label="partnerships begun (by Active Date)")  # fmt: skip
-        ax.annotate(f"{totals[-1]:,}", (days[-1], totals[-1]), xytext=(0, 8),
+                label="listed: begun (by Active Date) less ended")  # fmt: skip
+        # The label is the count listed now, which the line's end matches unless the
+        # source leaves some Active Dates out.
+        ax.annotate(f"{data.listed_now:,} listed now", (days[-1], totals[-1]), xytext=(0, 8),
                     textcoords="offset points", fontsize=12, color=ACCENT, ha="right",
                     va="bottom", fontweight="bold")  # fmt: skip
+    if data.ended:  # a marker on the line where each ending took a partnership off it
+        on_line = dict(listed)
+        days = [day for day, _ in data.ended]
+        ax.plot(days, [on_line[day] for day in days], "v", color=ENDED, markersize=9,
+                label=f"{data.ended[-1][1]:,} ended (when ringwatch saw it)")  # fmt: skip
     if data.observed:
         ax.plot([d for d, _ in data.observed], [n for _, n in data.observed], "o",
                 color=OBSERVED, markersize=6, label="listed when ringwatch checked")  # fmt: skip
-    ax.set_ylim(0, max([n for _, n in data.began + data.observed], default=1) * 1.12)
+    counts = [n for _, n in listed + data.observed]
+    ax.set_ylim(0, max([*counts, data.listed_now, 1]) * 1.15)
     _year_axis(ax)
-    if data.began or data.observed:
-        ax.legend(loc="lower right", fontsize=11, frameon=False)
+    if listed or data.observed:
+        ax.legend(loc="upper left", fontsize=11, frameon=False)
     _decorate(figure, ax, "Ring police partnerships over time", "", "partnerships", data.as_of)
     return figure
 
@@ -232,8 +284,11 @@ def states_chart(data: StatesData) -> Figure:
     title = "Ring partnerships by state" + (
         f" (top {shown} of {data.total_states})" if shown < data.total_states else ""
     )
-    _decorate(figure, ax, title, f"partnerships listed now ({data.listed:,} in all)", "",
-              data.as_of)  # fmt: skip
+    xlabel = f"partnerships listed now ({data.listed:,} in all)"
+    if data.tie_left_out:
+        states, count = data.tie_left_out
+        xlabel += f"; and {states} more {'state' if states == 1 else 'states'} with {count:,}"
+    _decorate(figure, ax, title, xlabel, "", data.as_of)
     ax.grid(axis="y", visible=False)
     return figure
 
@@ -249,10 +304,19 @@ def chart(db: sqlite_utils.Database, kind: str) -> Figure:
     raise ValueError(f"unknown chart {kind!r}; one of {', '.join(KINDS)}")
 
 
-def save_figure(figure: Figure, path: str | os.PathLike[str]) -> Path:
-    """Write the PNG atomically (a reader never sees half a file); return its path."""
-    png = io.BytesIO()
-    figure.savefig(png, format="png", dpi=DPI, facecolor="white")
+def figure_format(path: str | os.PathLike[str]) -> str:
+    """png or svg, from a file name (anything but .svg is a PNG)."""
+    return "svg" if Path(path).suffix.lower() == ".svg" else "png"
+
+
+def save_figure(figure: Figure, path: str | os.PathLike[str], fmt: str = "png") -> Path:
+    """Write the chart as `fmt` (png or svg) atomically (a reader never sees half a
+    file); return its path."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown chart format {fmt!r}; one of {', '.join(FORMATS)}")
+    data = io.BytesIO()
+    figure.savefig(data, format=fmt, dpi=DPI, facecolor="white",
+                   metadata={"Date": None} if fmt == "svg" else None)  # fmt: skip
     target = Path(path)
-    write_atomically(target, png.getvalue())
+    write_atomically(target, data.getvalue())
     return target

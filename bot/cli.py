@@ -463,18 +463,19 @@ def stats(config: Config, fmt: str) -> None:
     "--out",
     required=True,
     type=click.Path(dir_okay=False, path_type=Path),
-    help="PNG file to write.",
+    help="File to write: PNG, or SVG when the name ends in .svg.",
 )
 def chart(config: Config, kind: str, out: Path) -> None:
-    """Draw a chart as PNG: growth over time, new per month, or states ranked."""
-    from bot.charts import ChartsUnavailable, save_figure
+    """Draw a chart as PNG or SVG: growth over time, new per month, or states ranked.
+
+    Example: ringwatch chart growth --out growth.png
+    """
     from bot.charts import chart as draw
+    from bot.charts import figure_format, save_figure
 
     db = _existing_store(config).db
     try:
-        path = save_figure(draw(db, kind), out)
-    except ChartsUnavailable as exc:
-        _fail(str(exc))
+        path = save_figure(draw(db, kind), out, figure_format(out))
     except OSError as exc:
         _fail(f"cannot write {out}: {exc.strerror or exc}")
     click.echo(f"wrote {path}")

@@ -7,7 +7,7 @@ neither overlap nor miss a change, and each equals
 `ringwatch report --since FIRST --until LAST` for its days.
 
 Outbox contract for channels: part 0 of a summary carries `row["attachment"]`, the
-absolute path of a PNG (or NULL when charts are unavailable). A channel that can send
+absolute path of a PNG (a channel should still cope with NULL). A channel that can send
 photos sends it as a photo with `row["text"]` as the caption when the text fits the
 platform's caption limit (Telegram: 1024 characters), and otherwise the photo followed
 by the text; a channel without photos sends `row["text"]` alone. Later parts (long
@@ -16,7 +16,6 @@ summaries split to the channel's length limit) are plain text.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
@@ -32,8 +31,6 @@ from bot.notify import Audience
 from bot.render import render, split_text
 from bot.reports import Report, build_report, group_by_state, long_date
 from bot.store import OutboxMessage, Store
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -118,14 +115,10 @@ def plan_summary(
     return messages
 
 
-def _chart(store: Store, path: Path) -> str | None:
-    from bot.charts import ChartsUnavailable, growth_chart, growth_data, save_figure
+def _chart(store: Store, path: Path) -> str:
+    from bot.charts import growth_chart, growth_data, save_figure
 
-    try:
-        return str(save_figure(growth_chart(growth_data(store.db)), path))
-    except ChartsUnavailable as exc:
-        log.warning("summary sent without its chart: %s", exc)
-        return None
+    return str(save_figure(growth_chart(growth_data(store.db)), path))
 
 
 def queue_summary(

@@ -8,6 +8,7 @@ from datetime import UTC, date, datetime
 from itertools import pairwise
 from pathlib import Path
 
+import lxml.etree
 import pytest
 
 from bot.charts import (
@@ -19,12 +20,12 @@ from bot.charts import (
     save_figure,
     states_chart,
     states_data,
+    top_states,
 )
 from bot.queries import ChangeFilter, query_changes
+from bot.reports import long_date
 from bot.store import Store
 from tests.conftest import run_cli
-
-pytest.importorskip("matplotlib")
 
 TODAY = datetime.now(UTC).date()
 
@@ -49,25 +50,30 @@ def stamp(figure) -> str:
 def test_growth_chart_data_and_labels(db, begun):
     figure = growth_chart(growth_data(db))
     ax = figure.axes[0]
-    step, observed = ax.get_lines()
+    step, ended, observed = ax.get_lines()
     days, totals = list(step.get_xdata()), list(step.get_ydata())
     assert len(begun) == 152  # 151 listed now + the one that ended
-    assert totals[-1] == len(begun)
-    assert totals == sorted(totals)  # cumulative
-    assert days[0] == date.fromisoformat(begun[0])
-    # The count at the last new Active Date holds until the day of the last poll.
-    assert days[-1] == TODAY and totals[-2] == totals[-1]
+    # The line is what was listed: begun by Active Date, less the ending seen today.
+    assert max(totals) == 152 and totals[-1] == 151
+    assert days[0] == date.fromisoformat(begun[0]) and days[-1] == TODAY
     on_june_1 = sum(1 for d in begun if d <= "2020-06-01")
     assert max(t for d, t in zip(days, totals, strict=True) if d <= date(2020, 6, 1)) == on_june_1
+    # The ending is drawn on its own, on the day ringwatch saw it.
+    assert list(ended.get_xdata()) == [TODAY] and list(ended.get_ydata()) == [151]
     # Ringwatch's own observations: what the source listed on each day it polled.
     assert list(observed.get_xdata()) == [TODAY]
     assert list(observed.get_ydata()) == [151]
+    assert [t.get_text() for t in ax.texts] == ["151 listed now"]  # not 152
     assert ax.get_title(loc="left") == "Ring police partnerships over time"
     assert ax.get_ylabel() == "partnerships"
     labels = [text.get_text() for text in ax.get_legend().get_texts()]
-    assert labels == ["partnerships begun (by Active Date)", "listed when ringwatch checked"]
+    assert labels == [
+        "listed: begun (by Active Date) less ended",
+        "1 ended (when ringwatch saw it)",
+        "listed when ringwatch checked",
+    ]
     assert "Source: Ring Active Agency Map" in stamp(figure)
-    assert f"data as of {TODAY.isoformat()}" in stamp(figure)
+    assert f"data as of {long_date(TODAY.isoformat())}" in stamp(figure)
 
 
 def test_monthly_chart_bars(db, begun):
@@ -91,7 +97,7 @@ def test_monthly_chart_bars(db, begun):
     assert since.months[0][0] == date(2020, 1, 1)
 
 
-def test_states_chart_ranks_states(db):
+def test_states_chart_ranks_states_and_says_what_a_tie_left_out(db):
     data = states_data(db, top=20)
     figure = states_chart(data)
     ax = figure.axes[0]
@@ -103,9 +109,47 @@ def test_states_chart_ranks_states(db):
     assert dict(zip(labels, widths, strict=True)) == {s: listed[s] for s in labels}
     assert widths[-1] == max(listed.values())
     assert ax.get_title(loc="left") == f"Ring partnerships by state (top 20 of {len(listed)})"
-    assert ax.get_xlabel() == "partnerships listed now (151 in all)"
+    # The 20th state has 3, like others not drawn: the chart says how many.
+    with_three = [s for s, n in listed.items() if n == 3]
+    left_out = len(with_three) - sum(1 for s in labels if listed[s] == 3)
+    assert widths[0] == 3 and left_out == 8
+    assert ax.get_xlabel() == "partnerships listed now (151 in all); and 8 more states with 3"
     assert [t.get_text() for t in ax.texts] == [str(w) for w in widths]  # value labels
     assert "data as of" in stamp(figure)
+
+
+RANKING = [("CA", 8), ("MN", 8), ("TX", 7), ("AL", 3), ("AR", 3), ("ID", 3), ("IL", 3)]
+
+
+@pytest.mark.parametrize(
+    "top, slack, shown, left_out",
+    [
+        (3, 5, 3, None),  # the cut falls between 7 and 3: no tie
+        (2, 5, 2, None),  # CA and MN both shown, TX below the cut
+        (1, 5, 2, None),  # a tie of two at the cut: both shown
+        (4, 5, 7, None),  # the tie of four fits in the slack: all shown
+        (4, 2, 4, (3, 3)),  # it does not: "and 3 more states with 3"
+        (10, 5, 7, None),  # fewer states than the top
+    ],
+)
+def test_top_states_never_cut_a_tie_silently(top, slack, shown, left_out):
+    ranked, note = top_states(RANKING, top, slack)
+    assert ranked == RANKING[:shown] and note == left_out
+
+
+@pytest.mark.parametrize("kind", ["growth", "monthly", "states"])
+def test_the_source_stamp_is_legible_at_phone_width(db, kind):
+    """At 360 px wide (a third of the image) the stamp's letters are at least 9 px high,
+    and every line of it lies inside the picture."""
+    figure = chart(db, kind)
+    figure.canvas.draw()
+    width_px = figure.get_figwidth() * figure.dpi
+    [source] = [text for text in figure.texts if "Source:" in text.get_text()]
+    assert source.get_fontsize() * figure.dpi / 72 * 360 / width_px >= 9
+    box = source.get_window_extent()
+    assert box.x0 >= 0 and box.x1 <= width_px and box.y0 >= 0
+    axes_bottom = min(ax.get_tightbbox().y0 for ax in figure.axes)
+    assert box.y1 <= axes_bottom  # below the axis labels, never over them
 
 
 def png_size(path: Path) -> tuple[int, int]:
@@ -130,18 +174,12 @@ def test_chart_command_writes_the_png(sample_config, tmp_path):
     assert png_size(out)[0] >= 900
 
 
-def test_chart_without_matplotlib_says_how_to_install_it(sample_config, tmp_path):
-    # An environment where `import matplotlib` fails, as it does without the extra.
-    blocker = tmp_path / "blocked" / "matplotlib"
-    blocker.mkdir(parents=True)
-    (blocker / "__init__.py").write_text("raise ImportError('No module named matplotlib')\n")
-    out = tmp_path / "growth.png"
-    result = run_cli("chart", "growth", "--config", str(sample_config), "--out", str(out),
-                     env={"PYTHONPATH": str(blocker.parent)})  # fmt: skip
-    assert result.returncode == 2
-    assert "pip install 'ringwatch[charts]'" in result.stderr
-    assert "Traceback" not in result.stderr
-    assert not out.exists()
+def test_chart_command_writes_svg_for_an_svg_name(sample_config, tmp_path):
+    out = tmp_path / "states.svg"
+    result = run_cli("chart", "states", "--config", str(sample_config), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    root = lxml.etree.parse(str(out)).getroot()
+    assert root.tag == "{http://www.w3.org/2000/svg}svg"
 
 
 def test_chart_rejects_an_unknown_kind(sample_config, tmp_path):
