@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import tomllib
+
 import pytest
 
-from tests.conftest import SAMPLES, run_cli, write_config
+from tests.conftest import REPO, SAMPLES, run_cli, write_config
 
 
 @pytest.fixture(scope="module")
@@ -76,3 +78,11 @@ def test_changes_limit_lists_the_most_recent(demo_state):
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1] == "1 change"
     assert "removed" in result.stdout.splitlines()[0]
+
+
+def test_the_license_file_is_the_declared_license():
+    declared = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["license"]
+    assert declared == {"text": "Apache-2.0"}
+    text = (REPO / "LICENSE").read_text(encoding="utf-8")
+    assert text.split()[:4] == ["Apache", "License", "Version", "2.0,"]
+    assert "http://www.apache.org/licenses/LICENSE-2.0" in text
