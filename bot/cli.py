@@ -397,7 +397,10 @@ def check_config(config: Config) -> None:
     help="Keep the demo database here (default: a throwaway temporary directory).",
 )
 def demo(state_dir: Path | None) -> None:
-    """Run the whole pipeline offline on the bundled sample snapshots."""
+    """Run the whole pipeline offline on the bundled sample snapshots.
+
+    Example: ringwatch demo --state-dir demo-state
+    """
     from bot.demo import run_demo
     from bot.logs import setup_logging
 
@@ -431,7 +434,10 @@ def report(
     by: str,
     fmt: str,
 ) -> None:
-    """How many partnerships began, ended or were renamed in a period, and where."""
+    """How many partnerships began, ended or were renamed in a period, and where.
+
+    Example: ringwatch report --since 2020-05-25 --by active-date --format html > report.html
+    """
     from bot.render import make_environment
     from bot.reports import build_report, render_report
 
@@ -446,7 +452,10 @@ def report(
     "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
 )
 def stats(config: Config, fmt: str) -> None:
-    """Totals now: by state, agency type, year and month joined, video requests."""
+    """Totals now: by state, agency type, year and month joined, video requests.
+
+    Example: ringwatch stats --format json
+    """
     from bot.reports import build_stats, stats_dict, stats_text
 
     result = build_stats(_existing_store(config).db)
