@@ -381,7 +381,8 @@ def check_config(config: Config) -> None:
     )
     click.echo(f"channels: {', '.join(enabled_names(config)) or 'none'}")
     feed = config.feed_path
-    click.echo(f"feed: {feed} ({config.feed.entries} entries)" if feed else "feed: off")
+    published = f", published at {config.feed.url}" if config.feed.url else ""
+    click.echo(f"feed: {feed} ({config.feed.entries} entries{published})" if feed else "feed: off")
     summary = config.summary
     click.echo(f"summary: {summary.cron} (UTC)" if summary.enabled else "summary: off")
     for channel in channels:
@@ -436,6 +437,7 @@ def report(
 ) -> None:
     """How many partnerships began, ended or were renamed in a period, and where.
 
+    \b
     Example: ringwatch report --since 2020-05-25 --by active-date --format html > report.html
     """
     from bot.render import make_environment

@@ -225,3 +225,15 @@ def old_columns(table: str) -> list[str]:
     statements = RELEASE_DUMP.read_text(encoding="utf-8").split(";\n")
     memory.execute(next(s for s in statements if s.startswith(f'CREATE TABLE "{table}"')))
     return [row[1] for row in memory.execute(f"pragma table_info({table})")]
+
+
+def test_reading_commands_upgrade_a_release_database_first(tmp_path):
+    release_database(tmp_path / "state.db")
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state.db").rename(tmp_path / "state" / "ringwatch.db")
+    config = write_config(tmp_path, "")
+    result = run_cli("changes", "--config", str(config), "--format", "json")
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)
+    assert [row["kind"] for row in rows] == ["added", "renamed"]
+    assert all(row["uuid"] for row in rows)
