@@ -57,7 +57,7 @@ def csv_cell(value: object) -> object:
 def plain_text(value: object) -> str:
     """One line of text: controls and bidi overrides become a space, so a name shows
     as what it is and cannot break the line or reverse what follows it."""
-    return _INVISIBLE.sub(" ", str(value)).strip()
+    return " ".join(_INVISIBLE.sub(" ", str(value)).split())
 
 
 def markdown_text(value: object) -> str:

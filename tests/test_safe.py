@@ -69,4 +69,4 @@ def test_markdown_text_escapes_only_what_would_mean_something(value, expected):
 
 
 def test_plain_text_drops_direction_overrides_and_controls():
-    assert plain_text("Evil\u202etnemtrapeD\u2066x\u2069\x00 PD\n") == "Evil tnemtrapeD x  PD"
+    assert plain_text("Evil\u202etnemtrapeD\u2066x\u2069\x00 PD\n") == "Evil tnemtrapeD x PD"
