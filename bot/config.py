@@ -165,6 +165,10 @@ class Config:
         return directory if directory.is_absolute() else self.path.parent / directory
 
     @property
+    def snapshots_dir(self) -> Path:
+        return self.state_dir / "snapshots"
+
+    @property
     def templates_path(self) -> Path | None:
         """alerts.templates_dir, relative to the config file like every other path."""
         if not self.alerts.templates_dir:
