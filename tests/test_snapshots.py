@@ -63,7 +63,9 @@ def test_changes_cite_the_snapshot_they_came_from_and_the_one_before(tmp_path, s
 
     assert len(added) == 2
     assert {tuple(r.values()) for r in rows} == {(sha(kml(second)), sha(kml(first)), "live")}
-    baseline = bot.rows("select distinct snapshot, before_snapshot from changes where kind = 'baseline'")
+    baseline = bot.rows(
+        "select distinct snapshot, before_snapshot from changes where kind = 'baseline'"
+    )
     assert baseline == [{"snapshot": sha(kml(first)), "before_snapshot": None}]
 
 
