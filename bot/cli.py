@@ -607,5 +607,35 @@ def snapshot(config: Config, sha256: str) -> None:
     sys.stdout.buffer.flush()
 
 
+@cli.command()
+@with_config
+@click.argument("change_id", type=int)
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
+def evidence(config: Config, change_id: int, fmt: str) -> None:
+    """Why a change was recorded: its polls and the source's own record before and after.
+
+    \b
+    Example:
+      ringwatch evidence 31 --format json
+    """
+    from bot.evidence import EvidenceError, evidence_text, gather_evidence
+    from bot.snapshots import SnapshotError
+    from bot.store import Store
+
+    store = Store.open(config.db_path, readonly=True)
+    try:
+        found = gather_evidence(store, config, change_id)
+    except EvidenceError as exc:
+        _fail(str(exc))
+    except SnapshotError as exc:
+        _fail(f"{exc} (ringwatch verify checks every snapshot)", 1)
+    if fmt == "json":
+        click.echo(json.dumps(found.as_json(), indent=2, ensure_ascii=False))
+    else:
+        click.echo(evidence_text(found), nl=False)
+
+
 def main() -> None:
     cli(prog_name="ringwatch")

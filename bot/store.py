@@ -11,7 +11,7 @@ import itertools
 import json
 import sqlite3
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -387,6 +387,11 @@ class Store:
     def change_row(self, change_id: int) -> dict[str, Any] | None:
         rows = list(self.db.query("select * from changes where id = ?", [change_id]))
         return rows[0] if rows else None
+
+    def good_polls_back(self, poll_id: int) -> Iterator[dict[str, Any]]:
+        """Good polls up to and including `poll_id`, newest first."""
+        sql = f"select * from polls where id <= ? and outcome in {GOOD_OUTCOMES!r} order by id desc"
+        yield from self.db.query(sql, [poll_id])
 
     def changes_in_order(self) -> list[dict[str, Any]]:
         return list(self.db.query("select * from changes order by id"))
