@@ -637,5 +637,33 @@ def evidence(config: Config, change_id: int, fmt: str) -> None:
         click.echo(evidence_text(found), nl=False)
 
 
+@cli.command()
+@with_config
+def verify(config: Config) -> None:
+    """Check every snapshot's hash, replay them all and compare with the change log (exit 1
+    naming each difference).
+
+    \b
+    Example:
+      ringwatch verify
+    """
+    from bot.store import Store
+    from bot.verify import verify as run_verify
+
+    store = Store.open(config.db_path, readonly=True)
+    try:
+        result = run_verify(config, store)
+    finally:
+        store.close()
+    for difference in result.differences:
+        click.echo(f"DIFFERENCE: {difference}")
+    summary = f"{result.snapshots} snapshots, {result.changes} changes"
+    if result.ok:
+        click.echo(f"{summary} verified")
+        return
+    click.echo(f"{summary}: {len(result.differences)} differences", err=True)
+    sys.exit(1)
+
+
 def main() -> None:
     cli(prog_name="ringwatch")

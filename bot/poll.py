@@ -114,7 +114,8 @@ class Poller:
     def run(self) -> PollResult:
         started = time.perf_counter()
         poll: dict[str, Any] = {"started_at": self.now(), "url": self.config.source.url}
-        poll["origin"], self._snapshot = self.origin, None
+        poll.update(origin=self.origin, forced=int(self.force))
+        self._snapshot = None
         timings: dict[str, float] = {}
         last_good = self.store.last_poll(good=True)
         validators = Validators(

@@ -198,6 +198,7 @@ def _migration_3(db: sqlite_utils.Database) -> None:
     )
     db["polls"].add_column("snapshot", str)
     db["polls"].add_column("origin", str, not_null_default="live")
+    db["polls"].add_column("forced", int)  # --force: verify replays it as forced
     db["polls"].create_index(["snapshot"])
     db["changes"].add_column("snapshot", str)
     db["changes"].add_column("before_snapshot", str)
