@@ -389,6 +389,11 @@ class Store:
         rows = list(self.db.query("select * from changes where id = ?", [change_id]))
         return rows[0] if rows else None
 
+    def polled_urls(self, origin: str) -> set[tuple[str, str]]:
+        """(url, started_at) of every poll of this origin: what an import already brought in."""
+        sql = "select url, started_at from polls where origin = ?"
+        return {(url, at) for url, at in self.db.execute(sql, [origin])}
+
     def good_polls_back(self, poll_id: int) -> Iterator[dict[str, Any]]:
         """Good polls up to and including `poll_id`, newest first."""
         sql = f"select * from polls where id <= ? and outcome in {GOOD_OUTCOMES!r} order by id desc"
