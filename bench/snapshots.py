@@ -16,7 +16,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bot.snapshots import LZMA_PRESET, SnapshotStore
+import zstandard
+
+from bot.snapshots import ZSTD_LEVEL, SnapshotStore, compress
 from bot.synthetic import generate_agencies, mutate, to_kml
 
 POLLS_PER_DAY = 24 * 4
@@ -25,18 +27,14 @@ DOCUMENT_BYTES = 1_500_000
 MAX_YEAR_MB = 100.0
 
 
-def _compressors() -> dict[str, Callable[[bytes], bytes]]:
-    found: dict[str, Callable[[bytes], bytes]] = {
-        f"lzma -{LZMA_PRESET} (chosen)": lambda d: lzma.compress(d, preset=LZMA_PRESET),
-        "lzma -9e": lambda d: lzma.compress(d, preset=9 | lzma.PRESET_EXTREME),
-    }
-    try:
-        import zstandard  # not a dependency: compared when installed
-
-        found["zstd -19"] = zstandard.ZstdCompressor(level=19).compress
-    except ImportError:
-        pass
-    return found
+CHOSEN = f"zstd -{ZSTD_LEVEL} (chosen)"
+COMPRESSORS: dict[str, Callable[[bytes], bytes]] = {
+    CHOSEN: compress,
+    "zstd -3": zstandard.ZstdCompressor(level=3).compress,
+    "zstd -19": zstandard.ZstdCompressor(level=19).compress,
+    "lzma -0": lambda d: lzma.compress(d, preset=0),
+    "lzma -6": lambda d: lzma.compress(d, preset=6),
+}
 
 
 def _documents(days: int) -> list[bytes]:
@@ -59,12 +57,12 @@ def measure_snapshots(days: int) -> dict[str, Any]:
             for _ in range(POLLS_PER_DAY):
                 store.put(document)
         elapsed = time.perf_counter() - started
-        stored = sum(p.stat().st_size for p in Path(directory).rglob("*.xz"))
-        files = sum(1 for _ in Path(directory).rglob("*.xz"))
+        files = [p for p in Path(directory).rglob("*") if p.is_file()]
+        stored = sum(p.stat().st_size for p in files)
     per_document = {}
-    for name, compress in _compressors().items():
+    for name, compressor in COMPRESSORS.items():
         mark = time.perf_counter()
-        sizes = [len(compress(d)) for d in documents]
+        sizes = [len(compressor(d)) for d in documents]
         per_document[name] = {
             "mean_bytes": sum(sizes) / len(sizes),
             "year_mb": sum(sizes) / len(sizes) * DAYS_PER_YEAR / 1e6,
@@ -75,9 +73,9 @@ def measure_snapshots(days: int) -> dict[str, Any]:
         "days": days,
         "polls": days * POLLS_PER_DAY,
         "document_bytes": mean_bytes,
-        "files": files,
+        "files": len(files),
         "stored_bytes": stored,
-        "year_mb": stored / files * DAYS_PER_YEAR / 1e6,
+        "year_mb": stored / len(files) * DAYS_PER_YEAR / 1e6,
         "year_limit_mb": MAX_YEAR_MB,
         "put_s_per_poll": elapsed / (days * POLLS_PER_DAY),
         "compressors": per_document,

@@ -95,7 +95,7 @@ def test_snapshot_refuses_short_unknown_and_damaged_with_one_line(tmp_path, sour
     body = kml(agencies(10))
     bot = Bot.create(tmp_path, source_server.serve(PATH, body))
     bot.poll()
-    path = bot.config.state_dir / "snapshots" / sha(body)[:2] / f"{sha(body)}.xz"
+    path = bot.config.state_dir / "snapshots" / sha(body)[:2] / f"{sha(body)}.zst"
 
     short = snapshot_bytes(bot, "abc")
     unknown = snapshot_bytes(bot, "0" * 8 if not sha(body).startswith("0" * 8) else "f" * 8)

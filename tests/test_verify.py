@@ -52,7 +52,7 @@ def sql(bot: Bot, statement: str, params: tuple = ()) -> None:
 
 
 def snapshot_paths(bot: Bot) -> list[Path]:
-    return sorted((bot.config.state_dir / "snapshots").rglob("*.xz"))
+    return sorted((bot.config.state_dir / "snapshots").rglob("*.zst"))
 
 
 def test_an_honest_history_verifies(history):
