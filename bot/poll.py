@@ -135,7 +135,11 @@ class Poller:
             etag=fetched.etag,
             last_modified=fetched.last_modified,
         )
-        self._snapshot = self._keep(fetched, last_good)
+        try:
+            self._snapshot = self._keep(fetched, last_good)
+        except OSError as exc:  # a poll must not cite a document it could not keep
+            error = f"cannot store the snapshot in {self.snapshots.directory}: {exc}"
+            return self._bad(poll, "failed", error, started, timings)
         poll["snapshot"] = self._snapshot.sha256 if self._snapshot else None
         if fetched.not_modified or (
             last_good is not None and fetched.content_hash == last_good.get("content_hash")

@@ -153,3 +153,25 @@ def test_a_version_2_database_upgrades_keeping_its_polls_and_changes(tmp_path):
     assert [(c["kind"], c["origin"]) for c in store.changes_in_order()] == [("added", "live")]
     assert store.snapshots() == []
     store.close()
+
+
+def test_a_document_that_cannot_be_kept_fails_the_poll_and_the_next_one_recovers(
+    tmp_path, source_server
+):
+    body = kml(agencies(10))
+    bot = Bot.create(tmp_path, source_server.serve(PATH, body))
+    blocker = bot.config.state_dir / "snapshots"
+    blocker.parent.mkdir(parents=True)
+    blocker.write_text("not a directory")  # the snapshot store cannot be created
+
+    failed = bot.poll()
+    blocker.unlink()
+    recovered = bot.poll()
+
+    assert failed.outcome == "failed" and "cannot store the snapshot" in failed.summary
+    assert recovered.outcome == "baseline"
+    assert [(p["outcome"], p["snapshot"]) for p in bot.polls()] == [
+        ("failed", None),
+        ("baseline", sha(body)),
+    ]
+    assert len(bot.changes(kinds=("baseline",))) == 10
