@@ -47,9 +47,10 @@ def _signature(row: dict[str, Any]) -> Signature:
             parsed(row["after"]))  # fmt: skip
 
 
-def _describe(row: dict[str, Any], poll: dict[str, Any]) -> str:
+def _describe(row: dict[str, Any], poll: dict[str, Any] | None) -> str:
     where = ", ".join(x for x in (row["name"], row["city"], row["state"]) if x)
-    return f"{row['kind']} {where} [{row['key']}] at poll {poll['id']} ({poll['started_at']})"
+    when = f"({poll['started_at']})" if poll else "(no such poll)"
+    return f"{row['kind']} {where} [{row['key']}] at poll {row['poll_id']} {when}"
 
 
 def check_snapshots(store: Store, snapshots: SnapshotStore) -> tuple[int, list[str]]:
@@ -97,25 +98,33 @@ def replay(config: Config, store: Store, scratch: Path) -> tuple[int, list[str]]
             "snapshots were kept: the log up to there cannot be replayed"
         ]
     env = make_environment(config.templates_path)
+    by_id = {p["id"]: p for p in polls}
     replayed = Store.open(config.db_path)
     differences: list[str] = []
     try:
         for poll in polls:
-            result = Poller(config, replayed, [], env=env, force=bool(poll["forced"]),
-                            fetcher=_replayed_fetch(poll, stored),
-                            now=lambda at=poll["started_at"]: at,
-                            snapshots=SnapshotStore(config.snapshots_dir)).run()  # fmt: skip
+            poller = Poller(
+                config,
+                replayed,
+                [],
+                env=env,
+                force=bool(poll["forced"]),
+                fetcher=_replayed_fetch(poll, stored),
+                now=lambda at=poll["started_at"]: at,
+                snapshots=SnapshotStore(config.snapshots_dir),
+            )
+            result = poller.run()
             if result.outcome != poll["outcome"]:
                 differences.append(
                     f"poll {poll['id']} ({poll['started_at']}) was {poll['outcome']}, "
                     f"its snapshot replays as {result.outcome}: {result.summary}"
                 )
-        original = dict(enumerate((p["id"] for p in polls), 1))
+        # Each stored poll was replayed as one poll: the n-th replayed is the n-th stored.
+        original = dict(zip((p["id"] for p in replayed.polls_in_order()), by_id, strict=True))
         ours = store.changes_in_order()
         theirs = replayed.changes_in_order()
     finally:
         replayed.close()
-    by_id = {p["id"]: p for p in polls}
     expected: Counter[tuple[int, Signature]] = Counter(
         (original[row["poll_id"]], _signature(row)) for row in theirs
     )
@@ -125,16 +134,17 @@ def replay(config: Config, store: Store, scratch: Path) -> tuple[int, list[str]]
         logged[item] += 1
         if logged[item] > expected[item]:
             differences.append(
-                f"change #{row['id']} ({_describe(row, by_id[row['poll_id']])}) "
+                f"change #{row['id']} ({_describe(row, by_id.get(row['poll_id']))}) "
                 "is not produced by the snapshots"
             )
     for row in theirs:
-        item = (original[row["poll_id"]], _signature(row))
+        poll_id = original[row["poll_id"]]
+        item = (poll_id, _signature(row))
         if expected[item] > logged[item]:
             expected[item] -= 1
             differences.append(
                 "the snapshots produce a change missing from the log: "
-                f"{_describe(row, by_id[original[row['poll_id']]])}"
+                f"{_describe({**row, 'poll_id': poll_id}, by_id[poll_id])}"
             )
     return len(ours), differences
 

@@ -119,6 +119,20 @@ def test_a_deleted_change_is_missing_from_the_log(history):
         f"DIFFERENCE: the snapshots produce a change missing from the log: removed {row['name']}"
         in result.stdout
     )
+    assert f"at poll {row['poll_id']} (" in result.stdout
+
+
+def test_a_change_citing_no_poll_is_named_without_a_traceback(history):
+    sql(
+        history,
+        "insert into changes (poll_id, detected_at, kind, key, name, state) "
+        "values (999, '2026-01-01T00:00:00Z', 'added', 'mn/ghost-pd', 'Ghost PD', 'MN')",
+    )
+
+    result = verify(history)
+
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "(added Ghost PD, MN [mn/ghost-pd] at poll 999 (no such poll))" in result.stdout
 
 
 def test_an_invented_change_is_not_produced_by_the_snapshots(history):
