@@ -30,7 +30,7 @@ MAX_YEAR_MB = 100.0
 CHOSEN = f"zstd -{ZSTD_LEVEL} (chosen)"
 COMPRESSORS: dict[str, Callable[[bytes], bytes]] = {
     CHOSEN: compress,
-    "zstd -3": zstandard.ZstdCompressor(level=3).compress,
+    "zstd -9": zstandard.ZstdCompressor(level=9).compress,
     "zstd -19": zstandard.ZstdCompressor(level=19).compress,
     "lzma -0": lambda d: lzma.compress(d, preset=0),
     "lzma -6": lambda d: lzma.compress(d, preset=6),

@@ -668,19 +668,34 @@ def verify(config: Config) -> None:
 @cli.command("import")
 @with_config
 @click.argument("files", nargs=-1, type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--at", help="The time of the one FILE given (2020-06-05 or 2020-06-05T12:00:00Z).")
+@click.option(
+    "--at",
+    metavar="TIME",
+    help="The time of the one FILE given (2020-06-05 or 2020-06-05T12:00:00Z).",
+)
 @click.option(
     "--git",
     "git_repo",
+    metavar="REPO",
     type=click.Path(file_okay=False, path_type=Path),
     help="A git repository whose history of --path to import, commit by commit.",
 )
-@click.option("--path", "git_path", help="With --git: the file inside the repository.")
-@click.option("--wayback", "wayback_url", help="Import the Internet Archive's captures of URL.")
 @click.option(
-    "--from", "since", callback=_iso_date, help="With --wayback: captures on or after this date."
+    "--path", "git_path", metavar="FILE", help="With --git: the file inside the repository."
 )
-@click.option("--until", callback=_iso_date, help="With --wayback: captures up to this date.")
+@click.option(
+    "--wayback", "wayback_url", metavar="URL", help="Import the Internet Archive's captures of URL."
+)
+@click.option(
+    "--from",
+    "since",
+    metavar="DATE",
+    callback=_iso_date,
+    help="With --wayback: captures on or after this date.",
+)
+@click.option(
+    "--until", metavar="DATE", callback=_iso_date, help="With --wayback: captures up to this date."
+)
 def import_command(
     config: Config,
     files: tuple[Path, ...],

@@ -2,10 +2,11 @@
 
 A snapshot is named by the SHA-256 of the bytes as received (after transfer decoding), so
 anyone can check a stored document against the hash the change log cites. Files live at
-`snapshots/ab/abcdef….zst`: zstd level 9, chosen by measurement (bench/snapshots.py). On a
-1.5 MB map it stores about 119 KB in 12-25 ms: 43 MB for a year of daily changes, against a
-budget of 100 MB. lzma -6 stores 16% less but takes 15-20 times as long, which at 100,000
-agencies (52 MB) would add about 9 s to every poll that fetches new bytes.
+`snapshots/ab/abcdef….zst`: zstd level 3, chosen by measurement (bench/snapshots.py). A
+1.5 MB map takes about 131 KB: 49 MB for a year of daily changes, against a budget of
+100 MB. The compression runs inside every poll that fetches new bytes, so its time counts
+too: 0.03 s for a 10 MB map, where zstd -9 takes 0.18 s (12% smaller) and lzma -6 over 1 s
+(27% smaller), which pushed the 1%-change poll past its 3x-floor target.
 
 The file is written (temp file, fsync, rename) before the poll that references it
 commits, so a committed poll never points at a missing file; a crash in between leaves
@@ -24,7 +25,7 @@ from pathlib import Path
 import zstandard
 
 SUFFIX = ".zst"
-ZSTD_LEVEL = 9
+ZSTD_LEVEL = 3
 MIN_PREFIX = 8
 _HEX = re.compile(r"^[0-9a-f]+$")
 
