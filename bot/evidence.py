@@ -174,7 +174,11 @@ def gather_evidence(store: Store, config: Config, change_id: int) -> Evidence:
     if row is None:
         raise EvidenceError(f"no change #{change_id} (ringwatch changes --format json lists ids)")
     poll = store.poll(row["poll_id"])
-    assert poll is not None  # a foreign key: the change's poll exists
+    if poll is None:
+        raise EvidenceError(
+            f"change #{change_id} cites poll {row['poll_id']}, which is not in the database "
+            "(ringwatch verify checks the log)"
+        )
     reader = _Reader(SnapshotStore(config.snapshots_dir), config.source)
     notes: list[str] = []
     involved: dict[int, dict[str, Any]] = {poll["id"]: poll}
@@ -182,7 +186,7 @@ def gather_evidence(store: Store, config: Config, change_id: int) -> Evidence:
 
     after = None
     if kind != "removed":
-        if poll["snapshot"]:
+        if poll.get("snapshot"):
             after = reader.find(poll, row["key"])
         else:
             notes.append(f"poll {poll['id']} predates snapshots: the record after is not kept")
@@ -195,7 +199,7 @@ def gather_evidence(store: Store, config: Config, change_id: int) -> Evidence:
         key = _before_key(row)
         start = poll["id"] if kind == "removed" else poll["id"] - 1
         for earlier in store.good_polls_back(start):
-            if not earlier["snapshot"]:
+            if not earlier.get("snapshot"):
                 notes.append(f"poll {earlier['id']} predates snapshots: the search stops there")
                 break
             involved[earlier["id"]] = earlier

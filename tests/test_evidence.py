@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sqlite3
 from pathlib import Path
 
 import pytest
 
+from bot.synthetic import mutate
 from tests.conftest import run_cli
-from tests.helpers import Bot
+from tests.helpers import Bot, agencies, kml
 
 
 def evidence(config: Path, change_id: int) -> dict:
@@ -154,3 +156,19 @@ def test_json_objects_and_csv_rows_are_quoted_as_written(
     assert found["after"]["record"] == quoted
     text = run_cli("evidence", str(added["id"]), "--config", str(bot.config_path)).stdout
     assert "Crystal PD" in text and "\x1b" not in text  # shown, not run by the terminal
+
+
+def test_a_change_whose_poll_is_gone_is_one_clear_line(tmp_path, source_server):
+    later = kml(mutate(agencies(5), seed=2, add=1))
+    bot = Bot.create(tmp_path, source_server.serve("/map.kml", kml(agencies(5)), later))
+    bot.poll()
+    bot.poll()
+    (added,) = bot.changes(kinds=("added",))
+    with sqlite3.connect(bot.config.db_path) as conn:
+        conn.execute("update changes set poll_id = 99 where id = ?", [added["id"]])
+
+    result = run_cli("evidence", str(added["id"]), "--config", str(bot.config_path))
+
+    assert result.returncode == 2
+    assert f"change #{added['id']} cites poll 99, which is not in the database" in result.stderr
+    assert "Traceback" not in result.stderr
