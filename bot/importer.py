@@ -23,6 +23,7 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import requests
+import urllib3
 
 from bot.config import Config
 from bot.models import Origin
@@ -155,13 +156,12 @@ def git_captures(repo: Path, path: str) -> list[Capture]:
     captures = []
     for line in log_lines.decode().splitlines():
         commit, seconds = line.split()
+        cited = f"{repo.resolve()}@{commit}:{path}"
 
-        def load(commit: str = commit) -> Fetched:
-            body = _git(repo, "show", f"{commit}:{path}")
-            return Fetched(url=f"{repo.resolve()}@{commit}:{path}", status=200, body=body)
+        def load(commit: str = commit, cited: str = cited) -> Fetched:
+            return Fetched(url=cited, status=200, body=_git(repo, "show", f"{commit}:{path}"))
 
-        at = datetime.fromtimestamp(int(seconds), UTC)
-        captures.append(Capture(at, f"{repo.resolve()}@{commit}:{path}", load))
+        captures.append(Capture(datetime.fromtimestamp(int(seconds), UTC), cited, load))
     if not captures:
         raise ImportRefused(f"{repo}: no commit changed {path} (give it relative to the repo)")
     return captures
@@ -187,7 +187,8 @@ class Wayback:
         self.session.close()
 
     def _get(self, url: str) -> Fetched:
-        """GET with a total deadline (checked between reads, each waiting at most the rest)."""
+        """GET with a total deadline, checked between reads; one read that hangs is cut off by
+        the socket timeout (the same value), so no request outlives twice import.timeout."""
         wait = self._last_request + self.pause - time.monotonic()
         if wait > 0:  # politeness: one request at a time, a pause between
             time.sleep(wait)
@@ -206,7 +207,7 @@ class Wayback:
                     chunks.append(chunk)
                 status = response.status_code
                 headers = response.headers
-        except requests.RequestException as exc:
+        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
             raise ImportInterrupted(f"cannot reach {url}: {type(exc).__name__}: {exc}") from None
         finally:
             self._last_request = time.monotonic()
@@ -270,8 +271,15 @@ def import_captures(
             raise ImportRefused(f"{capture.url}: a second document for {capture.at_iso}")
         previous = capture.at_iso
     for capture in todo:
-        poller = Poller(config, store, [], fetcher=lambda _c, _v, capture=capture: capture.load(),
-                        now=lambda at=capture.at_iso: at, origin=origin)  # fmt: skip
+        # No channels: history queues no alert, not even a maintainer warning.
+        poller = Poller(
+            config,
+            store,
+            [],
+            fetcher=lambda _source, _validators, capture=capture: capture.load(),
+            now=lambda at=capture.at_iso: at,
+            origin=origin,
+        )
         result = poller.run()
         report.outcomes[result.outcome] += 1
         report.changes += sum(1 for c in result.changes if c.kind != "baseline")

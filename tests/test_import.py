@@ -291,3 +291,29 @@ def test_a_capture_that_never_answers_stops_at_the_deadline(tmp_path, source_ser
     assert result.returncode == 3
     assert "20200524000000id_" in result.stderr and "Traceback" not in result.stderr
     assert rows(config, "select id from polls") == []
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ((), "give FILE..., or --git REPO --path FILE, or --wayback URL"),
+        (("--git", "."), "--git and --path go together"),
+        (("a.kml", "--from", "2020-01-01"), "--from and --until select Wayback captures"),
+        (("a.kml", "b.kml", "--at", "2020-01-01"), "--at gives the time of one file"),
+        (("a.kml", "--at", "soon"), "'soon' is not a time like 2020-05-24"),
+    ],
+)
+def test_a_mistaken_import_is_one_clear_line_and_imports_nothing(tmp_path, args, message):
+    for name in ("a.kml", "b.kml"):
+        (tmp_path / name).write_bytes(BASELINE)
+    config = write_config(tmp_path, "")
+
+    paths = [str(tmp_path / a) if a.endswith(".kml") else a for a in args]
+    result = ringwatch(config, "import", *paths)
+
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert (
+        not (tmp_path / "state" / "ringwatch.db").exists()
+        or rows(config, "select id from polls") == []
+    )
