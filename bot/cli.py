@@ -358,6 +358,9 @@ def check_config(config: Config) -> None:
     click.echo(f"feed: {feed} ({config.feed.entries} entries)" if feed else "feed: off")
     summary = config.summary
     click.echo(f"summary: {summary.cron} (UTC)" if summary.enabled else "summary: off")
+    history = config.import_
+    click.echo(f"import: Wayback Machine at {history.wayback_url} "
+               f"(pause {history.pause:g}s, timeout {history.timeout:g}s)")  # fmt: skip
     for channel in channels:
         click.echo(f"  {channel.name}: {len(channel.style().templates)} template folders, ok")
     click.echo("config ok")

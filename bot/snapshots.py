@@ -28,6 +28,7 @@ SUFFIX = ".zst"
 ZSTD_LEVEL = 3
 MIN_PREFIX = 8
 _HEX = re.compile(r"^[0-9a-f]+$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
 class SnapshotError(Exception):
@@ -70,6 +71,8 @@ class SnapshotStore:
         self.directory = directory
 
     def path(self, sha256: str) -> Path:
+        if not _SHA256.match(sha256):  # a name from the database never leaves the directory
+            raise SnapshotError(f"{sha256!r} is not a SHA-256 (64 hex digits)")
         return self.directory / sha256[:2] / f"{sha256}{SUFFIX}"
 
     def put(self, body: bytes, sha256: str | None = None) -> SnapshotFile:

@@ -317,3 +317,38 @@ def test_a_mistaken_import_is_one_clear_line_and_imports_nothing(tmp_path, args,
         not (tmp_path / "state" / "ringwatch.db").exists()
         or rows(config, "select id from polls") == []
     )
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            '[import]\nwayback_urll = "x"\n',
+            "unknown key import.wayback_urll (did you mean 'wayback_url'?)",
+        ),
+        (
+            '[import]\nwayback_url = "ftp://archive.org"\n',
+            "import.wayback_url must be an http(s) URL",
+        ),
+        ('[import]\npause = "-1s"\n', "import.pause: '-1s' is not a duration"),
+        ('[import]\ntimeout = "0s"\n', "import.timeout must be positive"),
+    ],
+)
+def test_the_import_section_is_checked_like_every_other(tmp_path, text, message):
+    from bot.config import ConfigError, load_config
+
+    path = write_config(tmp_path, text)
+    with pytest.raises(ConfigError) as raised:
+        load_config(path)
+
+    assert message in str(raised.value)
+
+
+def test_the_import_section_is_read(tmp_path):
+    from bot.config import load_config
+
+    config = load_config(write_config(tmp_path, '[import]\npause = "5s"\ntimeout = "1m"\n'))
+
+    assert (config.import_.wayback_url, config.import_.pause, config.import_.timeout) == (
+        "https://web.archive.org", 5.0, 60.0
+    )  # fmt: skip

@@ -158,3 +158,12 @@ def test_polls_from_before_snapshots_are_named_not_believed(history):
 
     assert result.returncode == 1
     assert "polls 1..3 (2 good polls) were recorded before snapshots were kept" in result.stdout
+
+
+def test_a_snapshot_name_that_is_not_a_hash_never_leaves_the_directory(history):
+    sql(history, "update snapshots set sha256 = '../../../etc/passwd' where rowid = 1")
+
+    result = verify(history)
+
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "DIFFERENCE: '../../../etc/passwd' is not a SHA-256 (64 hex digits)" in result.stdout
