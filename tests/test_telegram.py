@@ -25,7 +25,7 @@ from bot.config import load_config
 from bot.store import OutboxMessage, Store
 from bot.synthetic import SyntheticAgency
 from tests.conftest import run_cli, start_cli, write_config
-from tests.helpers import Bot, config_text, kml
+from tests.helpers import Bot, closed_port_url, config_text, database_text, kml, leaked
 from tests.source_server import SourceServer
 from tests.telegram_stub import CHAT_NOT_FOUND, DEFAULT_TOKEN, Fault, TelegramStub, flood
 
@@ -459,6 +459,68 @@ def test_a_missing_token_is_a_config_problem(tmp_path: Path, stub: TelegramStub)
     assert "TELEGRAM_BOT_TOKEN is not set" in result.stderr
 
 
+# --- no secret anywhere -------------------------------------------------------------------
+
+# Each failure class, from an upstream that quotes the request (whose URL carries the
+# token) in its error: the fault the stub answers, and whether the admin is warned
+# (transient failures are given up after give_up_after; the warning reaches the stub).
+ECHOED_FAILURES = {
+    "401 Unauthorized": (Fault(401, "Unauthorized"), True),
+    "400 Bad Request": (Fault(400, "Bad Request: can't parse entities"), False),
+    "403 Forbidden": (Fault(403, "Forbidden: bot was blocked by the user"), False),
+    "502 Bad Gateway": (Fault(502, "Bad Gateway"), True),
+    "connection refused": (None, False),  # nothing reaches the Bot API, not even a warning
+    "timeout": (None, True),  # the answer drips in a byte a second
+}
+
+
+@pytest.mark.parametrize("failure", ECHOED_FAILURES)
+def test_no_failure_puts_the_token_in_the_database_output_logs_or_messages(
+    tmp_path: Path, stub: TelegramStub, source_server: SourceServer, failure: str
+):
+    fault, warns = ECHOED_FAILURES[failure]
+    # Transient failures give up at once (and warn the admin): every path is taken.
+    limits = 'give_up_after = "1ms"\nsend_timeout = "2s"\n'
+    bot = start_bot(tmp_path, source_server, telegram_section(stub, channel=None) + limits)
+    subscribe(bot, 301, None)
+    source_server.serve(PATH, kml([*BASE, agency("Crystal Police Department", "MN", 50)]))
+    bot.poll(deliver=False)
+    stub.echo_requests = True
+    if fault is not None:
+        stub.fail_next(301, fault, times=2)
+    elif failure == "timeout":
+        stub.drip_to.add("301")
+    env = {"RINGWATCH_CONFIG": str(bot.config_path)}
+    if failure == "connection refused":
+        text = bot.config_path.read_text().replace(stub.base_url, f"{closed_port_url()}/bot")
+        bot.config_path.write_text(text)
+
+    output = ""
+    for _ in range(3):  # fail, fail again (give up, warn the admin), send the warning
+        result = run_cli("deliver", env=env)
+        output += result.stdout + result.stderr
+        make_all_due(bot)
+    status = run_cli("status", env=env)
+    output += status.stdout + status.stderr
+
+    (row,) = bot.rows("select * from outbox where recipient = '301'")
+    assert row["status"] == "failed", row["last_error"]
+    if fault is not None and fault.status != 401:  # PTB's 401 message is never stored
+        assert "<TELEGRAM_BOT_TOKEN>" in row["last_error"]  # the echo was there, redacted
+    sent = "\n".join(s.text for s in stub.sent)
+    assert ("could not be delivered" in sent) == warns
+    assert leaked(database_text(bot.config.db_path), [DEFAULT_TOKEN]) == []
+    assert leaked(output, [DEFAULT_TOKEN]) == []
+    assert leaked(sent, [DEFAULT_TOKEN]) == []
+
+
+def make_all_due(bot: Bot) -> None:
+    store = Store.open(bot.config.db_path)
+    store.db.execute("update outbox set next_attempt_at = 0")
+    store.db.conn.commit()
+    store.close()
+
+
 # --- crash and restart --------------------------------------------------------------------
 
 
@@ -549,3 +611,33 @@ def test_run_subscribes_users_and_delivers_the_right_alerts(
     (latest,) = [plain(t) for t in texts(stub, 504)]
     assert "Crystal PD, MN" in latest and "Madison PD, WI" in latest
     assert DEFAULT_TOKEN not in err + out
+
+
+def test_kill_during_a_broadcast_to_80_repeats_at_most_the_sends_on_the_wire(
+    private_bot: Bot, stub: TelegramStub, source_server: SourceServer
+):
+    """The README's promise: a crash repeats at most `alerts.max_in_flight` messages."""
+    bot = private_bot
+    chats = list(range(2001, 2081))
+    for chat in chats:
+        subscribe(bot, chat, None)
+    source_server.serve(PATH, kml([*BASE, agency("Crystal Police Department", "MN", 50)]))
+    bot.poll(deliver=False)
+    expected = {(r["recipient"], r["text"]) for r in bot.outbox() if r["status"] == "pending"}
+    assert len(expected) == len(chats)
+
+    stub.send_delay = 1.0  # a slow Bot API: many messages would be on the wire at once
+    process = start_cli("deliver", env={"RINGWATCH_CONFIG": str(bot.config_path)})
+    try:
+        assert stub.wait_until(lambda: len(stub.sent) >= 20, timeout=60)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    stub.send_delay = 0
+    bot.deliver()  # the restart
+
+    delivered = Counter((s.chat_id, s.text) for s in stub.sent if s.chat_id != str(ADMIN))
+    assert set(delivered) == expected  # nothing lost
+    repeats = sum(n - 1 for n in delivered.values())
+    print(f"repeated after SIGKILL: {repeats}")
+    assert repeats <= bot.config.alerts.max_in_flight
