@@ -611,8 +611,10 @@ class Outbox:
         return cursor.rowcount
 
     def last_sent_id(self, channel: str) -> int:
-        """The newest sent row of a channel (0: none): where a failure streak began."""
-        sql = "select coalesce(max(id), 0) from outbox where channel = ? and status = 'sent'"
+        """The newest sent row of a channel (0: none), warnings aside: where a failure
+        streak began, so that the streak's own warning does not start a new one."""
+        sql = """select coalesce(max(id), 0) from outbox
+            where channel = ? and status = 'sent' and kind != 'warning'"""
         return self.db.execute(sql, [channel]).fetchone()[0]
 
     def oldest_waiting(self) -> dict[str, str]:

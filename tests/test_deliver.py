@@ -12,11 +12,12 @@ from typing import Any, ClassVar
 from urllib.parse import quote, quote_plus
 
 import pytest
+import sqlite_utils
 
 from bot.channels.base import Channel, PermanentFailure, Recipient, RecipientGone, RetryLater, Style
 from bot.config import AlertsConfig
 from bot.deliver import backoff_delay, deliver_pending
-from bot.store import OutboxMessage, Store
+from bot.store import MIGRATIONS, OutboxMessage, Store
 from bot.synthetic import mutate
 from tests.conftest import run_cli, start_cli
 from tests.helpers import Bot, agencies, kml
@@ -291,3 +292,50 @@ def test_backoff_grows_and_is_capped_at_about_15_minutes():
     assert 4 <= backoff_delay(1) <= 6
     assert 32 <= backoff_delay(4) <= 48
     assert 15 * 60 * 0.8 <= backoff_delay(40) <= 15 * 60 * 1.2
+
+
+def test_an_outbox_written_by_the_previous_release_upgrades_and_delivers(tmp_path):
+    path = tmp_path / "ringwatch.db"
+    old = sqlite_utils.Database(path)
+    for migration in MIGRATIONS[:2]:  # schema version 2: the release before give_up_after
+        migration(old)
+    old["meta"].insert({"key": "schema_version", "value": "2"}, pk="key")
+    message = OutboxMessage("scripted", "a", "alert", "g:one", "one")
+    old["outbox"].insert(
+        {"created_at": "2026-11-01T00:00:00Z", "channel": "scripted", "recipient": "a",
+         "kind": "alert", "group_key": "g:one", "part": 0, "dedupe_key": message.dedupe_key,
+         "text": "one", "status": "pending", "attempts": 3, "next_attempt_at": 0.0,
+         "last_error": "ConnectionError: reset"}
+    )  # fmt: skip
+    old.close()
+
+    store = Store.open(path)
+    channel = ScriptedChannel(None, {"a": [ConnectionError("still down")]})
+    deliver(store, channel)
+
+    assert statuses(store) == [("one", "pending", 4)]  # kept, and not given up
+    assert store.db.execute("select failing_since from outbox").fetchone()[0] is not None
+    make_due(store)
+    deliver(store, channel)
+    assert channel.sent == [("a", "one")]
+    store.close()
+
+
+def test_retry_failed_requeues_only_the_chosen_failed_rows_in_place(store):
+    queue(store, "a", "old", "new", "sent")
+    store.outbox.queue(None, [OutboxMessage("other", "b", "alert", "g:x", "other channel")])
+    store.db.execute("update outbox set status = 'failed', attempts = 5, failing_since = 1")
+    store.db.execute("update outbox set created_at = '2026-10-01T00:00:00Z' where text = 'old'")
+    store.db.execute("update outbox set status = 'sent' where text = 'sent'")
+    store.db.conn.commit()
+
+    assert store.outbox.requeue_failed("scripted", "2026-11-01") == 1
+    assert store.outbox.requeue_failed("scripted", "2026-11-01") == 0
+
+    rows = store.db.query("select text, status, attempts, failing_since from outbox order by id")
+    assert [tuple(r.values()) for r in rows] == [
+        ("old", "failed", 5, 1.0),
+        ("new", "pending", 0, None),
+        ("sent", "sent", 5, 1.0),
+        ("other channel", "failed", 5, 1.0),
+    ]

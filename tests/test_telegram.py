@@ -22,6 +22,7 @@ import pytest
 from bot.channels.telegram import TelegramChannel, visible_length
 from bot.channels.telegram_commands import parse_states
 from bot.config import load_config
+from bot.deliver import deliver_pending
 from bot.store import OutboxMessage, Store
 from bot.synthetic import SyntheticAgency
 from tests.conftest import run_cli, start_cli, write_config
@@ -457,6 +458,128 @@ def test_a_missing_token_is_a_config_problem(tmp_path: Path, stub: TelegramStub)
     result = run_cli("check-config", "--config", str(path), env={"TELEGRAM_BOT_TOKEN": ""})
     assert result.returncode == 2
     assert "TELEGRAM_BOT_TOKEN is not set" in result.stderr
+
+
+def test_a_dripping_bot_api_answer_is_a_failed_attempt_and_holds_up_nothing(
+    tmp_path: Path, stub: TelegramStub, source_server: SourceServer
+):
+    limits = 'send_timeout = "2s"\n'
+    bot = start_bot(tmp_path, source_server, telegram_section(stub, channel=None) + limits)
+    chats = [301, 302, 303]
+    for chat in chats:
+        subscribe(bot, chat, None)
+    source_server.serve(PATH, kml([*BASE, agency("Crystal Police Department", "MN", 50)]))
+    bot.poll(deliver=False)
+    stub.drip_to.add("301")  # headers, then a byte a second: minutes for the whole answer
+
+    bot.deliver()
+
+    rows = {r["recipient"]: r for r in bot.outbox() if r["recipient"] != str(ADMIN)}
+    assert rows["301"]["status"] == "pending" and rows["301"]["attempts"] == 1
+    assert "no answer within 2s" in rows["301"]["last_error"]
+    assert [len(texts(stub, chat)) for chat in (302, 303)] == [1, 1]  # not held up
+    status = run_cli("status", env={"RINGWATCH_CONFIG": str(bot.config_path)})
+    assert re.search(r"telegram: 1 pending, 3 sent; oldest waiting \d+m \(queued 2", status.stdout)
+    stub.drip_to.clear()
+    make_all_due(bot)
+    bot.deliver()
+    assert {r["status"] for r in bot.outbox()} == {"sent"}
+    assert texts(stub, 301)  # (twice, if the dripped answer's message was kept: at least once)
+
+
+# --- an outage, compressed with a controllable clock ---------------------------------------
+
+
+class Clock:
+    """deliver_pending's time, moved by the test: minutes pass in no time."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def deliver_until(bot: Bot, clock: Clock, until: float, step: float = 10.0) -> None:
+    """Delivery rounds every `step` seconds of clock time (as `run` does) until `until`."""
+    config = bot.config
+    store = Store.open(config.db_path)
+    try:
+        channels = [TelegramChannel(config)]
+        while clock.now < until:
+            asyncio.run(
+                deliver_pending(
+                    store,
+                    channels,
+                    alerts=config.alerts,
+                    clock=clock,
+                    templates=config.templates_path,
+                )
+            )
+            clock.now += step
+    finally:
+        store.close()
+
+
+def outage_bot(directory: Path, source_server: SourceServer, stub: TelegramStub, alerts: str):
+    """Three subscribers with two alerts each, queued; the admin (42) gets warnings."""
+    bot = start_bot(directory, source_server, telegram_section(stub, channel=None) + alerts)
+    for chat in (301, 302, 303):
+        subscribe(bot, chat, None)
+    two = [agency("Crystal Police Department", "MN", 50), agency("Eagan Police", "MN", 51)]
+    source_server.serve(PATH, kml(BASE + two))
+    bot.poll(deliver=False)
+    return bot
+
+
+def test_a_30_minute_outage_loses_no_alert_and_repeats_none(
+    tmp_path: Path, stub: TelegramStub, source_server: SourceServer
+):
+    bot = outage_bot(tmp_path, source_server, stub, "")
+    expected = {(r["recipient"], r["text"]) for r in bot.outbox() if r["status"] == "pending"}
+    assert len(expected) == 6
+    clock = Clock()
+    start = clock.now
+    stub.fail_next("*", Fault(502, "Bad Gateway"), times=10_000)  # a proxy in front, Telegram down
+
+    deliver_until(bot, clock, start + 30 * 60)
+    attempts = max(r["attempts"] for r in bot.outbox())
+    stub.faults.clear()  # Telegram is back
+    deliver_until(bot, clock, start + 60 * 60)
+
+    delivered = Counter((s.chat_id, s.text) for s in stub.sent if s.chat_id != str(ADMIN))
+    assert set(delivered) == expected and set(delivered.values()) == {1}  # each exactly once
+    assert {r["status"] for r in bot.outbox()} == {"sent"}
+    assert attempts >= 8  # what used to exhaust a message
+    assert not [t for t in texts(stub, ADMIN) if "could not be delivered" in t]
+
+
+def test_an_outage_longer_than_give_up_after_fails_warns_once_and_can_be_retried(
+    tmp_path: Path, stub: TelegramStub, source_server: SourceServer
+):
+    bot = outage_bot(tmp_path, source_server, stub, 'give_up_after = "1h"\n')
+    clock = Clock()
+    for chat in (301, 302, 303):  # their proxy is down; the admin's chat works
+        stub.fail_next(chat, Fault(502, "Bad Gateway"), times=10_000)
+
+    deliver_until(bot, clock, clock.now + 3 * 3600)
+
+    rows = [r for r in bot.outbox() if r["recipient"] != str(ADMIN)]
+    assert {r["status"] for r in rows} == {"failed"}
+    assert all("undelivered for 1 hour" in r["last_error"] for r in rows)
+    (warning,) = [plain(t) for t in texts(stub, ADMIN) if "could not be delivered" in t]
+    assert "deliver --retry-failed --channel telegram" in warning
+
+    stub.faults.clear()
+    env = {"RINGWATCH_CONFIG": str(bot.config_path)}
+    first = run_cli("deliver", "--retry-failed", "--channel", "telegram", env=env)
+    second = run_cli("deliver", "--retry-failed", env=env)
+
+    assert first.returncode == 0 and "6 failed messages queued again" in first.stdout
+    assert second.returncode == 0 and "0 failed messages queued again" in second.stdout
+    delivered = Counter((s.chat_id, s.text) for s in stub.sent if s.chat_id != str(ADMIN))
+    assert len(delivered) == 6 and set(delivered.values()) == {1}
+    assert {r["status"] for r in bot.outbox()} == {"sent"}
 
 
 # --- no secret anywhere -------------------------------------------------------------------

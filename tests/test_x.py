@@ -439,6 +439,30 @@ def test_refused_credentials_fail_the_post_and_warn_maintainers_once(
     assert f"x: last failure: {status} " in result.stdout
 
 
+def test_a_dripping_answer_is_a_failed_attempt_and_holds_up_nothing(tmp_path, x_stub, x_env):
+    path = x_config_path(
+        tmp_path, x_stub, extra='[console]\nenabled = true\n[alerts]\nsend_timeout = "2s"\n'
+    )
+    config = load_config(path)
+    queue(config, [added("Crystal Police Department"), added("Hopkins PD", city="Hopkins")])
+    x_stub.drip = True  # headers, then a byte a second: minutes for the whole answer
+
+    result = run_cli("deliver", env={**x_env, "RINGWATCH_CONFIG": str(path)}, timeout=60)
+
+    assert result.returncode == 0, result.stderr  # the process did not wait for the drip
+    assert "Crystal PD, MN" in result.stdout and "Hopkins PD, MN" in result.stdout  # console
+    first, second = outbox(config)
+    assert first["status"] == "pending" and first["attempts"] == 1
+    assert "no answer within 2s" in first["last_error"]
+    assert second["status"] == "pending" and second["attempts"] == 0  # waits, in order
+    x_stub.drip = False
+    make_due(config)
+    deliver(config)
+    # X had created the dripped post: the retry is refused as a duplicate, recorded as sent.
+    assert [r["status"] for r in outbox(config)] == ["sent", "sent"]
+    assert len(x_stub.posts) == 2
+
+
 # --- no secret anywhere -------------------------------------------------------------------
 
 # Each failure class, from an upstream that quotes the request (its OAuth header carries
