@@ -45,7 +45,8 @@ def backoff_delay(attempts: int, base: float = 5.0) -> float:
 
 
 class Verdict(Enum):
-    SENT = "sent"
+    """What a failed send means for its message."""
+
     WAIT = "wait"  # not a failure: a flood wait, a spent budget (no attempt counted)
     RETRY = "retry"  # a transient failure: retried until alerts.give_up_after
     GONE = "gone"  # the recipient cannot be reached any more
@@ -74,14 +75,14 @@ def classify(exc: BaseException, send_timeout: float) -> Outcome:
         return Outcome(Verdict.FAILED, redact(str(exc)))
     if isinstance(exc, TimeoutError):  # asyncio.wait_for's, or a library's own
         detail = f": {exc}" if str(exc) else ""
-        return Outcome(Verdict.RETRY, f"no answer within {send_timeout:g}s{detail}")
+        return Outcome(Verdict.RETRY, redact(f"no answer within {send_timeout:g}s{detail}"))
     # Library messages may quote a request URL, and the Bot API's carries the token.
     return Outcome(Verdict.RETRY, redact(f"{type(exc).__name__}: {exc}"))
 
 
-def given_up(failing_since: float | None, now: float, give_up_after: float) -> bool:
+def given_up(failing_since: float, now: float, give_up_after: float) -> bool:
     """A transient failure at `now` ends the message when its streak is old enough."""
-    return failing_since is not None and now - failing_since >= give_up_after
+    return now - failing_since >= give_up_after
 
 
 @dataclass

@@ -157,7 +157,8 @@ def make_bot(config: Config, token: str, pacer: TelegramPacer | None) -> ExtBot[
 class TelegramChannel(Channel):
     name = CHANNEL
     secrets = (TOKEN_ENV,)
-    # Enough senders in flight to keep the pacer's 30/s busy while some wait on their chat.
+    # Recipients served at once, so the pacer's 30/s stays busy while some wait for their
+    # chat's turn; alerts.max_in_flight bounds the requests actually on the wire.
     concurrency: ClassVar[int] = 64
 
     def __init__(self, config: Config) -> None:
