@@ -339,3 +339,19 @@ def test_retry_failed_requeues_only_the_chosen_failed_rows_in_place(store):
         ("sent", "sent", 5, 1.0),
         ("other channel", "failed", 5, 1.0),
     ]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--channel", "telegram"], "--channel and --since only apply to --retry-failed"),
+        (["--since", "2026-11-01"], "--channel and --since only apply to --retry-failed"),
+        (["--retry-failed", "--channel", "telegarm"], "--channel: no channel 'telegarm'"),
+        (["--retry-failed", "--since", "yesterday"], "Invalid value for '--since'"),
+    ],
+)
+def test_retry_failed_options_are_checked(make_config, args, message):
+    result = run_cli("deliver", "--config", str(make_config("")), *args)
+
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr

@@ -439,6 +439,35 @@ def test_refused_credentials_fail_the_post_and_warn_maintainers_once(
     assert f"x: last failure: {status} " in result.stdout
 
 
+# What each answer from X does to a post: transient answers never fail it (they are
+# retried until alerts.give_up_after); refusals fail it at once. (status, attempts counted)
+ANSWERS = {
+    "500": (problem(500, "Internal Server Error"), "pending", 1),
+    "502": (problem(502, "Bad Gateway"), "pending", 1),
+    "503": (problem(503, "Service Unavailable"), "pending", 1),
+    "408": (problem(408, "Request Timeout"), "pending", 1),
+    "429": (rate_limited(int(time.time()) + 900), "pending", 0),
+    "400": (problem(400, "Invalid Request"), "failed", 1),
+    "401": (refused(401), "failed", 1),
+    "403": (refused(403), "failed", 1),
+    "404": (problem(404, "Not Found"), "failed", 1),
+}
+
+
+@pytest.mark.parametrize("status", ANSWERS)
+def test_transient_answers_are_retried_and_refusals_fail_at_once(tmp_path, x_stub, x_env, status):
+    answer, expected, attempts = ANSWERS[status]
+    config = x_config(tmp_path, x_stub)
+    x_stub.answers = [answer]
+    queue(config, [added("Crystal Police Department")])
+
+    deliver(config)
+
+    (row,) = outbox(config)
+    assert (row["status"], row["attempts"]) == (expected, attempts), row["last_error"]
+    assert status in row["last_error"]
+
+
 def test_a_dripping_answer_is_a_failed_attempt_and_holds_up_nothing(tmp_path, x_stub, x_env):
     path = x_config_path(
         tmp_path, x_stub, extra='[console]\nenabled = true\n[alerts]\nsend_timeout = "2s"\n'
