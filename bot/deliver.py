@@ -210,8 +210,11 @@ class _ChannelRound:
             self.report.failed[name] += 1
             log.error("%s: giving up on message %d: %s", name, row["id"], outcome.reason)
             return True
+        # The row as read at the round's start may be stale: a sent row before it ended
+        # the streak since.
+        streak_start = outbox.failing_since(row["id"]) or now
         if outcome.verdict is Verdict.RETRY and given_up(
-            row["failing_since"] or now, now, self.alerts.give_up_after
+            streak_start, now, self.alerts.give_up_after
         ):
             span = _span(self.alerts.give_up_after)
             outbox.mark_failed(row["id"], f"undelivered for {span}: {outcome.reason}")
@@ -230,7 +233,7 @@ class _ChannelRound:
         self.report.retrying[name] += 1
         if outcome.whole_channel:
             self.paused = True
-            outbox.defer_channel(name, now + delay)
+            outbox.defer_channel(name, now + delay, failing_at)
             log.warning("%s: pausing for %.0fs: %s", name, delay, outcome.reason)
         else:
             log.warning("%s: message %d will be retried: %s", name, row["id"], outcome.reason)

@@ -491,6 +491,10 @@ class Store:
             )
 
 
+# Rows for the same channel and recipient as the row whose id is the parameter.
+_SAME_RECIPIENT = "(channel, recipient) = (select channel, recipient from outbox where id = ?)"
+
+
 class Outbox:
     """Deliveries waiting, in flight, done or given up. A row is claimed right before its
     request, so a crash repeats at most the messages that were on the wire.
@@ -565,11 +569,17 @@ class Outbox:
         return cursor.rowcount == 1
 
     def mark_sent(self, row_id: int, external_id: str | None, note: str | None = None) -> None:
+        """Sent; and the recipient's failure streak, if any, is over."""
         with self.db.atomic():
             self.db.execute(
                 "update outbox set status = 'sent', sent_at = ?, external_id = ?, last_error = ? "
                 "where id = ?",
                 [utc_now(), external_id, note and redact(note), row_id],
+            )
+            self.db.execute(
+                f"update outbox set failing_since = null where {_SAME_RECIPIENT} "
+                "and status = 'pending' and failing_since is not null",
+                [row_id],
             )
 
     def mark_retry(
@@ -581,15 +591,26 @@ class Outbox:
         count_attempt: bool = True,
         failing_at: float | None = None,
     ) -> None:
-        """Pending again from `at`. `failing_at`: this was a transient failure at that time,
-        which starts the give-up clock unless a failure streak already did."""
+        """Pending again from `at`. `failing_at`: this was a transient failure at that time.
+        It starts the give-up clock (unless a failure streak already did) of this row and
+        of the recipient's later rows, which wait behind it: they give up together."""
         with self.db.atomic():
             self.db.execute(
                 "update outbox set status = 'pending', next_attempt_at = ?, last_error = ?, "
-                "attempts = attempts - ?, failing_since = coalesce(failing_since, ?) "
-                "where id = ?",
-                [at, redact(error), 0 if count_attempt else 1, failing_at, row_id],
+                "attempts = attempts - ? where id = ?",
+                [at, redact(error), 0 if count_attempt else 1, row_id],
             )
+            if failing_at is not None:
+                self.db.execute(
+                    f"update outbox set failing_since = ? where {_SAME_RECIPIENT} "
+                    "and status = 'pending' and failing_since is null",
+                    [failing_at, row_id],
+                )
+
+    def failing_since(self, row_id: int) -> float | None:
+        """When the row's current failure streak began (None: it is not failing)."""
+        sql = "select failing_since from outbox where id = ?"
+        return self.db.execute(sql, [row_id]).fetchone()[0]
 
     def mark_failed(self, row_id: int, error: str, status: str = "failed") -> None:
         with self.db.atomic():
@@ -623,13 +644,16 @@ class Outbox:
             where status in ('pending', 'sending') group by channel"""
         return dict(self.db.execute(sql).fetchall())
 
-    def defer_channel(self, channel: str, until: float) -> None:
-        """Nothing pending for `channel` is due before `until` (a flood wait, a budget)."""
+    def defer_channel(self, channel: str, until: float, failing_at: float | None = None) -> None:
+        """Nothing pending for `channel` is due before `until` (a flood wait, a budget).
+        With `failing_at` the whole channel is failing (unreachable): every pending row's
+        give-up clock runs from then, not only the one row that was tried."""
         with self.db.atomic():
             self.db.execute(
-                "update outbox set next_attempt_at = max(next_attempt_at, ?) "
+                "update outbox set next_attempt_at = max(next_attempt_at, ?), "
+                "failing_since = coalesce(failing_since, ?) "
                 "where channel = ? and status = 'pending'",
-                [until, channel],
+                [until, failing_at, channel],
             )
 
     def skip_recipient(self, channel: str, recipient: str, reason: str) -> int:

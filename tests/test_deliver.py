@@ -15,7 +15,7 @@ import pytest
 import sqlite_utils
 
 from bot.channels.base import Channel, PermanentFailure, Recipient, RecipientGone, RetryLater, Style
-from bot.config import AlertsConfig
+from bot.config import AlertsConfig, Duration
 from bot.deliver import backoff_delay, deliver_pending
 from bot.store import MIGRATIONS, OutboxMessage, Store
 from bot.synthetic import mutate
@@ -355,3 +355,22 @@ def test_retry_failed_options_are_checked(make_config, args, message):
 
     assert result.returncode == 2
     assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_success_ends_the_failure_streak_and_its_give_up_clock(store):
+    clock = Clock()
+    alerts = AlertsConfig(give_up_after=Duration(3600))
+    down = TimeoutError("down")
+    channel = ScriptedChannel(None, {"a": [down, None, down, down]})
+    queue(store, "a", "one", "two")
+
+    deliver(store, channel, alerts, clock)  # "one" fails: the streak of "one" and "two" begins
+    clock.now += 2 * 3600
+    make_due(store)
+    deliver(store, channel, alerts, clock)  # "one" goes; "two" fails, a new streak
+    clock.now += 1800
+    make_due(store)
+    deliver(store, channel, alerts, clock)  # 2.5 hours after the first failure: not given up
+
+    assert statuses(store) == [("one", "sent", 2), ("two", "pending", 2)]
+    assert channel.sent == [("a", "one")]
