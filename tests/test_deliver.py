@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import signal
 import subprocess
 import time
@@ -14,8 +15,9 @@ from urllib.parse import quote, quote_plus
 import pytest
 import sqlite_utils
 
+from bot.channels import REGISTRY, load_channel, secret_env_vars
 from bot.channels.base import Channel, PermanentFailure, Recipient, RecipientGone, RetryLater, Style
-from bot.config import AlertsConfig, Duration
+from bot.config import AlertsConfig, Config, Duration
 from bot.deliver import backoff_delay, deliver_pending
 from bot.store import MIGRATIONS, OutboxMessage, Store
 from bot.synthetic import mutate
@@ -374,3 +376,17 @@ def test_a_success_ends_the_failure_streak_and_its_give_up_clock(store):
 
     assert statuses(store) == [("one", "sent", 2), ("two", "pending", 2)]
     assert channel.sent == [("a", "one")]
+
+
+def test_every_registered_channel_declares_the_credentials_it_needs_as_secrets(
+    tmp_path, monkeypatch
+):
+    """What check-config asks for (an environment variable) is what redaction hides."""
+    config = Config(path=tmp_path / "config.toml")
+    for name in REGISTRY:
+        channel = load_channel(name, config)
+        for variable in channel.secrets:
+            monkeypatch.delenv(variable, raising=False)
+        asked_for = set(re.findall(r"\b[A-Z][A-Z0-9]*_[A-Z0-9_]+\b", " ".join(channel.problems())))
+        assert asked_for <= set(channel.secrets), name
+        assert set(channel.secrets) <= secret_env_vars()
