@@ -277,10 +277,9 @@ def _build_section(cls: type, table: Any, where: str, file: Path) -> Any:
     if not isinstance(table, dict):
         raise ConfigError(f"{file}: [{where}] must be a table")
     for key in table:
-        if f"{where}.{key}" in REMOVED_KEYS:
-            raise ConfigError(
-                f"{file}: {where}.{key} was removed: {REMOVED_KEYS[f'{where}.{key}']}"
-            )
+        instead = REMOVED_KEYS.get(f"{where}.{key}")
+        if instead:
+            raise ConfigError(f"{file}: {where}.{key} was removed: {instead}")
     hints = typing.get_type_hints(cls)
     known = [f.name for f in dataclasses.fields(cls)]
     values: dict[str, Any] = {}

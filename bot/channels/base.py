@@ -51,8 +51,9 @@ class DeliveryError(Exception):
 
 class RetryLater(DeliveryError):
     """Try again after `delay` seconds. With whole_channel, nothing else goes to this
-    channel until then (a flood wait, an exhausted budget); the attempt is not counted
-    against the message when `counts` is False."""
+    channel until then (a flood wait, an exhausted budget). With `counts` (the default)
+    this is a failed attempt, and a streak of them ends in failure after
+    alerts.give_up_after; without, it is only a wait (a flood wait, a spent budget)."""
 
     def __init__(
         self, delay: float, reason: str, *, whole_channel: bool = False, counts: bool = True
