@@ -463,7 +463,7 @@ def test_a_missing_token_is_a_config_problem(tmp_path: Path, stub: TelegramStub)
 def test_a_dripping_bot_api_answer_is_a_failed_attempt_and_holds_up_nothing(
     tmp_path: Path, stub: TelegramStub, source_server: SourceServer
 ):
-    limits = 'send_timeout = "2s"\n'
+    limits = 'send_timeout = "5s"\n'
     bot = start_bot(tmp_path, source_server, telegram_section(stub, channel=None) + limits)
     chats = [301, 302, 303]
     for chat in chats:
@@ -476,7 +476,7 @@ def test_a_dripping_bot_api_answer_is_a_failed_attempt_and_holds_up_nothing(
 
     rows = {r["recipient"]: r for r in bot.outbox() if r["recipient"] != str(ADMIN)}
     assert rows["301"]["status"] == "pending" and rows["301"]["attempts"] == 1
-    assert "no answer within 2s" in rows["301"]["last_error"]
+    assert "no answer within 5s" in rows["301"]["last_error"]
     assert [len(texts(stub, chat)) for chat in (302, 303)] == [1, 1]  # not held up
     status = run_cli("status", env={"RINGWATCH_CONFIG": str(bot.config_path)})
     assert re.search(r"telegram: 1 pending, 3 sent; oldest waiting \d+m \(queued 2", status.stdout)
@@ -606,7 +606,7 @@ def test_no_failure_puts_the_token_in_the_database_output_logs_or_messages(
 ):
     fault, warns = ECHOED_FAILURES[failure]
     # Transient failures give up at once (and warn the admin): every path is taken.
-    limits = 'give_up_after = "1ms"\nsend_timeout = "2s"\n'
+    limits = 'give_up_after = "1ms"\nsend_timeout = "5s"\n'
     bot = start_bot(tmp_path, source_server, telegram_section(stub, channel=None) + limits)
     subscribe(bot, 301, None)
     source_server.serve(PATH, kml([*BASE, agency("Crystal Police Department", "MN", 50)]))
