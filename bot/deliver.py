@@ -120,7 +120,7 @@ class _ChannelRound:
         self.alerts = alerts
         self.clock = clock
         self.style = channel.style()
-        self.paused = False
+        self.paused = asyncio.Event()  # the channel asked for a pause: the round ends
         # Requests on the wire at once: what a crash can repeat.
         self.wire = asyncio.Semaphore(alerts.max_in_flight)
 
@@ -148,7 +148,22 @@ class _ChannelRound:
             await self.channel.close()
 
     def _halted(self) -> bool:
-        return self.paused or self.stop.is_set()
+        return self.paused.is_set() or self.stop.is_set()
+
+    async def _admitted(self, row: dict[str, Any]) -> bool:
+        """Wait for the channel's turn; False when the round halts first, so neither a
+        pause nor a shutdown waits out the pacer (a flood wait can last minutes)."""
+        turn = asyncio.ensure_future(self.channel.admit(row))
+        halts = [asyncio.ensure_future(event.wait()) for event in (self.stop, self.paused)]
+        try:
+            await asyncio.wait([turn, *halts], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (turn, *halts):
+                task.cancel()
+        if turn.cancelled() or not turn.done():
+            return False
+        turn.result()  # an admission that failed raises here
+        return not self._halted()
 
     async def _worker(self, queue: asyncio.Queue[list[dict[str, Any]]]) -> None:
         while not queue.empty() and not self._halted():
@@ -175,8 +190,7 @@ class _ChannelRound:
         async with self.wire:
             # Claimed only once the channel's pacing lets it go: a row waiting for its
             # turn is not in flight, and a crash does not repeat it.
-            await self.channel.admit(row)
-            if self._halted():
+            if not await self._admitted(row):
                 return False
             if not self.store.outbox.claim(row["id"]):
                 return True  # another worker has it
@@ -232,7 +246,7 @@ class _ChannelRound:
         )
         self.report.retrying[name] += 1
         if outcome.whole_channel:
-            self.paused = True
+            self.paused.set()
             outbox.defer_channel(name, now + delay, failing_at)
             log.warning("%s: pausing for %.0fs: %s", name, delay, outcome.reason)
         else:

@@ -12,6 +12,7 @@ import json
 import re
 import signal
 import subprocess
+import threading
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
@@ -310,6 +311,29 @@ def test_a_flood_wait_is_honoured_and_nothing_is_dropped(
     during_wait = [c for c in stub.calls_to("sendMessage") if flooded.at < c.at < flooded.at + 1.0]
     assert during_wait == []
     assert {r["status"] for r in bot.outbox()} == {"sent"}
+
+
+def test_a_long_flood_wait_ends_the_round_instead_of_holding_it(
+    tmp_path: Path, stub: TelegramStub, source_server: SourceServer
+):
+    # 5 a second: the first send's 429 is back long before the next send is due.
+    section = telegram_section(stub, channel=None, extra="messages_per_second = 5")
+    private_bot = start_bot(tmp_path, source_server, section)
+    for chat in range(201, 206):
+        subscribe(private_bot, chat, None)
+    source_server.serve(PATH, kml([*BASE, agency("Crystal Police Department", "MN", 50)]))
+    stub.fail_next("*", flood(3600))
+
+    round_ = threading.Thread(target=private_bot.poll, daemon=True)
+    round_.start()
+    round_.join(timeout=60)
+
+    assert not round_.is_alive()  # senders waiting for their turn did not wait out the hour
+    rows = private_bot.rows("select * from outbox where recipient != ?", [str(ADMIN)])
+    assert {r["status"] for r in rows} == {"pending"}
+    assert all(r["next_attempt_at"] >= time.time() + 3000 for r in rows)
+    # The admin's baseline notice, then the one send that was told to wait.
+    assert [c.status for c in stub.calls_to("sendMessage")] == [200, 429]
 
 
 def test_blocked_and_vanished_chats_are_deactivated_not_retried(
