@@ -12,7 +12,7 @@ import feedparser
 from bot.feed import build_feed, entry_id, write_feed
 from bot.queries import ChangeFilter, install_id, query_changes
 from bot.render import make_environment
-from bot.store import Store
+from bot.store import SCHEMA_VERSION, Store
 from tests.conftest import SAMPLES, run_cli, write_config
 
 A = "{http://www.w3.org/2005/Atom}"
@@ -196,7 +196,7 @@ def test_a_release_database_upgrades_with_a_uuid_per_change(tmp_path):
     old.close()
 
     store = Store.open(path)  # migrates
-    assert store.schema_version == 3
+    assert store.schema_version == SCHEMA_VERSION
     install = install_id(store.db)
     uuids = {row_id: uuid for row_id, uuid in store.db.execute("select id, uuid from changes")}
     store.close()
