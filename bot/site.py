@@ -51,8 +51,8 @@ log = logging.getLogger(__name__)
 # A folder holding this file was built by ringwatch and may be replaced wholesale.
 SITE_MARKER = ".ringwatch-site"
 LAST_CHANGES = 10
-# The year an agency joined, oldest to newest, along viridis (ordered, colour-blind-safe,
-# dark enough against the map's white marker outlines): anchors, interpolated per year.
+# The year an agency joined, oldest to newest, along viridis (ordered and colour-blind-safe;
+# markers are outlined dark, so the yellow end shows on light tiles): interpolated per year.
 YEAR_ANCHORS = ("#440154", "#3b528b", "#21918c", "#5ec962", "#fde725")
 UNDATED_COLOUR = "#888888"
 KIND_LABELS = {

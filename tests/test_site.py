@@ -84,11 +84,11 @@ def big_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any
 
 
 def _build(config_path: Path, out: Path, tiles: str) -> Path:
-    """Build with `tiles` set; return the site folder."""
-    text = config_path.read_text(encoding="utf-8")
-    text = re.sub(r"(?ms)^\[site\].*?(?=^\[|\Z)", "", text)
-    config_path.write_text(text + f'\n[site]\ntiles = "{tiles}"\n', encoding="utf-8")
-    result = run_cli("site", "--config", str(config_path), "--out", str(out))
+    """Build with `tiles` set (in a copy of the config: others share it); return the folder."""
+    copy = out.parent / f"{out.name}-config.toml"
+    text = config_path.read_text(encoding="utf-8") + f'\n[site]\ntiles = "{tiles}"\n'
+    copy.write_text(text, encoding="utf-8")  # state_dir is absolute: the same database
+    result = run_cli("site", "--config", str(copy), "--out", str(out))
     assert result.returncode == 0, result.stderr
     assert str(out) in result.stdout
     return out
@@ -232,17 +232,21 @@ def _requests(driver: Any) -> list[dict[str, Any]]:
 
 
 def _screenshots(driver: Any, url: str, name: str, tmp_path: Path) -> None:
-    """The page at 1280 and at 390 px wide, loaded at that width, whole length."""
+    """The page at 1280 and at 390 px wide (as a phone: Chrome's windows are never that
+    narrow), loaded at that width, whole length."""
     folder = Path(os.environ.get("RINGWATCH_ARTIFACTS") or tmp_path)
     folder.mkdir(parents=True, exist_ok=True)
     for width in (1280, 390):
-        driver.set_window_size(width, 900)
+        metrics = {"width": width, "height": 900, "deviceScaleFactor": 1, "mobile": width < 600}
+        driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", metrics)
         _visit(driver, url)
+        assert driver.execute_script("return document.documentElement.clientWidth") <= width
         height = driver.execute_script("return document.documentElement.scrollHeight")
-        driver.set_window_size(width, min(max(height, 900), 8000))
+        metrics["height"] = min(height, 8000)
+        driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", metrics)
         driver.save_screenshot(str(folder / f"{name}-{width}.png"))
         assert _console_errors(driver) == []
-    driver.set_window_size(1280, 900)
+    driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
 
 
 def _report_counts(config: Path, since: str, by: str) -> dict[str, int]:
@@ -554,3 +558,20 @@ def test_bad_site_config_is_one_clear_line(tmp_path, table, message):
     assert result.returncode == 2
     assert message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_headline_counts_since_the_configured_date_by_active_date(sample_config, tmp_path):
+    config = tmp_path / "config.toml"
+    config.write_text(
+        sample_config.read_text(encoding="utf-8") + '\n[site]\nsince = "2020-05-25"\n'
+    )
+
+    result = run_cli("site", "--config", str(config), "--out", str(tmp_path / "site"))
+
+    assert result.returncode == 0, result.stderr
+    html = (tmp_path / "site" / "index.html").read_text(encoding="utf-8")
+    text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", html))
+    assert "151 partnerships listed now; 29 new since May 25, 2020 in 27 states." in text
+    counts = _report_counts(config, "2020-05-25", "active-date")
+    assert (counts["listed_now"], counts["added"], counts["added_states"]) == (151, 29, 27)
+    assert "ringwatch report --since 2020-05-25 --by active-date" in text

@@ -42,9 +42,10 @@
     return "";
   }
 
-  function cell(tr, text) {
+  function cell(tr, text, label) {
     var td = document.createElement("td");
     td.textContent = text;
+    td.dataset.label = label;
     tr.appendChild(td);
     return td;
   }
@@ -54,9 +55,9 @@
     var when = document.createElement("time");
     when.dateTime = change.detected_at;
     when.textContent = change.detected_at.slice(0, 10);
-    cell(tr, "").appendChild(when);
-    cell(tr, LABELS[change.kind] || change.kind);
-    var agency = cell(tr, "");
+    cell(tr, "", "Detected").appendChild(when);
+    cell(tr, LABELS[change.kind] || change.kind, "Change");
+    var agency = cell(tr, "", "Agency");
     var link = document.createElement("a");
     link.href = root + "agencies/" + pageName(change.key) + ".html";
     link.textContent = change.name;
@@ -64,8 +65,8 @@
     if (change.city) {
       agency.appendChild(document.createTextNode(", " + change.city));
     }
-    cell(tr, change.state || "");
-    cell(tr, detail(change));
+    cell(tr, change.state || "", "State");
+    cell(tr, detail(change), "Details");
     return tr;
   }
 

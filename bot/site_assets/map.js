@@ -90,7 +90,7 @@
         var marker = L.circleMarker([row[at("lat")], row[at("lon")]], {
           radius: 5,
           weight: 1,
-          color: "#ffffff",
+          color: "#333333",
           fillColor: data.years[row[at("year")]].colour,
           fillOpacity: 0.9,
           className: "agency-marker",
@@ -107,7 +107,9 @@
       });
       var framed = mainland.length ? mainland : markers;
       if (framed.length) {
-        map.fitBounds(L.featureGroup(framed).getBounds(), { padding: [10, 10], maxZoom: 10 });
+        map.fitBounds(L.featureGroup(framed).getBounds(), {
+          padding: [24, 24], maxZoom: 10, animate: false,
+        });
       }
       legend(data.years);
       element.dataset.markers = String(markers.length);
