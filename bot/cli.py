@@ -560,7 +560,8 @@ def summary(config: Config, dry_run: bool) -> None:
 def site(config: Config, out: Path | None) -> None:
     """Build the static public site (map, changes, state and agency pages, data) now.
 
-    Example: ringwatch site --out public/ && rsync -a --delete public/ host:/var/www/ring/
+    \b
+    Example: ringwatch site --out public && rsync -a --delete public/ host:/var/www/ring/
     """
     from bot.site import SiteError, build_site
     from bot.store import Store

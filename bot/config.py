@@ -368,7 +368,13 @@ def site_problem(site: SiteConfig) -> tuple[str, str] | None:
             "site.url",
             f"must be an http(s) URL such as https://example.org/ring/, got {site.url!r}",
         )
-    if not http_url(site.tiles) or not all(p in site.tiles for p in ("{z}", "{x}", "{y}")):
+    tiles_host = urlparse(site.tiles.replace("{s}", "a")).netloc
+    # The host goes into the Content-Security-Policy: nothing but a host name and a port.
+    if (
+        not http_url(site.tiles)
+        or not all(p in site.tiles for p in ("{z}", "{x}", "{y}"))
+        or not re.fullmatch(r"[A-Za-z0-9.-]+(:\d+)?", tiles_host)
+    ):
         return "site.tiles", (
             "must be an http(s) tile URL with {z}, {x} and {y}, "
             f"e.g. https://tile.openstreetmap.org/{{z}}/{{x}}/{{y}}.png, got {site.tiles!r}"

@@ -33,7 +33,7 @@ import jinja2
 import sqlite_utils
 
 from bot.config import Config
-from bot.export import agency_rows, geojson, write_export
+from bot.export import agency_rows, write_export
 from bot.normalise import US_STATES, display_name
 from bot.queries import (
     KINDS,
@@ -293,7 +293,6 @@ class _Writer:
     """Renders pages into one build folder."""
 
     def __init__(self, config: Config, env: jinja2.Environment, root: Path) -> None:
-        self.config = config
         self.env = env
         self.root = root
         self.pages = 0
@@ -373,8 +372,7 @@ def render_site(
 
     writer.write("data/map.json", json.dumps(map_points(data.agencies), ensure_ascii=False,
                                               separators=(",", ":")))  # fmt: skip
-    writer.write("data/agencies.geojson", json.dumps(geojson(data.agencies, "agencies"),
-                                                     ensure_ascii=False) + "\n")  # fmt: skip
+    writer.write("data/agencies.geojson", _export(data.agencies, "agencies", "geojson"))
     writer.write("data/agencies.csv", _export(data.agencies, "agencies", "csv"))
     writer.write("data/changes.json", _export(data.changes, "changes", "json"))
     writer.write("data/changes.csv", _export(data.changes, "changes", "csv"))
@@ -416,7 +414,8 @@ def render_site(
             "agency.html", f"agencies/{page_name(key)}.html",
             agency=known, listed=key in current, history=rows,
             # Links to the evidence (archived copies, documents) about this agency: none yet;
-            # the evidence commands will fill this list of {"title", "url"} rows.
+            # the evidence commands will fill this list of {"title", "url"} rows, each url
+            # passed through safe.http_url like every other link.
             evidence=[],
         )  # fmt: skip
     writer.page("about.html", "about.html", source_url=config.source.url,

@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 
 from bot.config import load_config
-from bot.site import SITE_MARKER, build_site
+from bot.site import SITE_MARKER, build_site, content_security_policy
 from bot.store import Store
 from bot.synthetic import generate_agencies, mutate, to_kml
 from tests.conftest import run_cli, write_config
@@ -542,6 +542,7 @@ BAD_SITE_CONFIG = [
     # (the [site] table, what the one-line error must say)
     ('tiles = "javascript:alert(1)//{z}/{x}/{y}"', "site.tiles must be an http(s) tile URL"),
     ('tiles = "https://tiles.example.org/map.png"', "site.tiles must be an http(s) tile URL"),
+    ('tiles = "https://a.org;script-src *;/{z}/{x}/{y}.png"', "site.tiles must be an http(s) tile"),
     ('url = "ftp://example.org/"', "site.url must be an http(s) URL"),
     ('since = "May 25"', "site.since must be a date like 2020-05-25"),
     ('out = " "', "site.out must name a folder"),
@@ -575,3 +576,32 @@ def test_headline_counts_since_the_configured_date_by_active_date(sample_config,
     counts = _report_counts(config, "2020-05-25", "active-date")
     assert (counts["listed_now"], counts["added"], counts["added_states"]) == (151, 29, 27)
     assert "ringwatch report --since 2020-05-25 --by active-date" in text
+
+
+def test_the_feed_is_published_with_the_site_when_configured(sample_config, tmp_path):
+    config = tmp_path / "config.toml"
+    config.write_text(sample_config.read_text(encoding="utf-8") + '\n[feed]\npath = "feed.atom"\n')
+
+    result = run_cli("site", "--config", str(config), "--out", str(tmp_path / "site"))
+
+    assert result.returncode == 0, result.stderr
+    feed = (tmp_path / "site" / "data" / "changes.atom").read_text(encoding="utf-8")
+    assert feed.count("<entry>") == 32
+    index = (tmp_path / "site" / "index.html").read_text(encoding="utf-8")
+    assert 'type="application/atom+xml"' in index and 'href="data/changes.atom"' in index
+
+
+@pytest.mark.parametrize(
+    ("tiles", "source"),
+    [
+        ("https://tile.openstreetmap.org/{z}/{x}/{y}.png", "https://tile.openstreetmap.org"),
+        ("https://{s}.tile.example.org/{z}/{x}/{y}.png", "https://*.tile.example.org"),
+        ("http://127.0.0.1:8080/tiles/{z}/{x}/{y}.png", "http://127.0.0.1:8080"),
+    ],
+)
+def test_the_csp_allows_images_from_the_tile_host_only(tiles, source):
+    policy = content_security_policy(tiles)
+
+    assert f"img-src 'self' data: {source}" in policy
+    assert "default-src 'self'" in policy and "script-src 'self'" in policy
+    assert "unsafe" not in policy
