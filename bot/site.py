@@ -412,7 +412,7 @@ def render_site(
         )  # fmt: skip
         writer.page(
             "agency.html", f"agencies/{page_name(key)}.html",
-            agency=known, listed=key in current, history=rows,
+            agency=known, listed=key in current, history=rows, state_pages=states,
             # Links to the evidence (archived copies, documents) about this agency: none yet;
             # the evidence commands will fill this list of {"title", "url"} rows, each url
             # passed through safe.http_url like every other link.

@@ -439,6 +439,11 @@ def test_site_command_builds_pages_and_the_clis_exports(sample_config, tmp_path)
     ):
         exported = run_cli("export", "--config", str(sample_config), *args)
         assert (out / "data" / name).read_text(encoding="utf-8") == exported.stdout, name
+    for page in _html_files(out):  # every link inside the site leads to a file
+        for tag, attribute, value in _tags(page.read_text(encoding="utf-8")):
+            if attribute in ("href", "src") and ":" not in value and not value.startswith("#"):
+                target = (page.parent / value.split("#")[0]).resolve()
+                assert target.is_file(), f"{page.relative_to(out)}: <{tag} {attribute}={value}>"
     crystal = (out / "agencies/mn-crystal-police-department.html").read_text(encoding="utf-8")
     assert "new partnership" in crystal and "2020-06-03" in crystal
     index = (out / "index.html").read_text(encoding="utf-8")
