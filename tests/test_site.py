@@ -569,7 +569,8 @@ def test_bad_site_config_is_one_clear_line(tmp_path, table, message):
 def test_headline_counts_since_the_configured_date_by_active_date(sample_config, tmp_path):
     config = tmp_path / "config.toml"
     config.write_text(
-        sample_config.read_text(encoding="utf-8") + '\n[site]\nsince = "2020-05-25"\n'
+        sample_config.read_text(encoding="utf-8")
+        + '\n[site]\nsince = "2020-05-25"\nurl = "https://example.org/ring"\n'
     )
 
     result = run_cli("site", "--config", str(config), "--out", str(tmp_path / "site"))
@@ -581,6 +582,7 @@ def test_headline_counts_since_the_configured_date_by_active_date(sample_config,
     counts = _report_counts(config, "2020-05-25", "active-date")
     assert (counts["listed_now"], counts["added"], counts["added_states"]) == (151, 29, 27)
     assert "ringwatch report --since 2020-05-25 --by active-date" in text
+    assert '<link rel="canonical" href="https://example.org/ring/index.html">' in html
 
 
 def test_the_feed_is_published_with_the_site_when_configured(sample_config, tmp_path):
@@ -610,3 +612,21 @@ def test_the_csp_allows_images_from_the_tile_host_only(tiles, source):
     assert f"img-src 'self' data: {source}" in policy
     assert "default-src 'self'" in policy and "script-src 'self'" in policy
     assert "unsafe" not in policy
+
+
+def test_a_site_that_cannot_be_rebuilt_is_logged_and_the_poll_still_counts(source_server, tmp_path):
+    from tests.conftest import SAMPLES
+
+    (tmp_path / "public").mkdir()
+    (tmp_path / "public" / "notes.txt").write_text("mine")
+    url = source_server.serve("/map.kml", (SAMPLES / "baseline.kml").read_bytes())
+    config = write_config(
+        tmp_path, f'[source]\nurl = "{url}"\n[site]\nenabled = true\nout = "public"\n'
+    )
+
+    result = run_cli("poll", "--config", str(config))
+
+    assert result.returncode == 0
+    assert "baseline: now tracking 123 agencies" in result.stdout
+    assert "could not rebuild the site" in result.stderr and "notes.txt" not in result.stderr
+    assert sorted(p.name for p in (tmp_path / "public").iterdir()) == ["notes.txt"]
