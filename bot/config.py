@@ -17,9 +17,12 @@ import tomllib
 import types
 import typing
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
+
+from bot.safe import http_url
 
 DEFAULT_SOURCE_URL = (
     "https://www.google.com/maps/d/kml?mid=1eYVDPh5itXq5acDT9b0BVeQwmESBa4cB&forcekml=1"
@@ -359,10 +362,6 @@ def _check_values(config: Config) -> None:
 
 def site_problem(site: SiteConfig) -> tuple[str, str] | None:
     """(key, what is wrong) for a [site] value the site cannot be built with, or None."""
-    from datetime import date
-
-    from bot.safe import http_url
-
     if site.url and not http_url(site.url):
         return (
             "site.url",

@@ -88,7 +88,7 @@ def _build(config_path: Path, out: Path, tiles: str) -> Path:
     copy = out.parent / f"{out.name}-config.toml"
     text = config_path.read_text(encoding="utf-8") + f'\n[site]\ntiles = "{tiles}"\n'
     copy.write_text(text, encoding="utf-8")  # state_dir is absolute: the same database
-    result = run_cli("site", "--config", str(copy), "--out", str(out))
+    result = run_cli("site", "--config", str(copy), "--out", str(out), timeout=600)
     assert result.returncode == 0, result.stderr
     assert str(out) in result.stdout
     return out
