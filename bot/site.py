@@ -81,9 +81,11 @@ class SiteBuild:
 
 
 def page_name(key: str) -> str:
-    """The file name (without .html) of an agency's page: its key with `/` (and anything
-    unsafe in a URL) replaced. assets/changes.js applies the same rule to change-log keys."""
-    return re.sub(r"[^a-z0-9-]+", "-", key.lower()).strip("-") or "agency"
+    """The file name (without .html) of an agency's page: its key with `/` as `-`, and the
+    `~` that tells two agencies of one name apart as `--` (a key never holds two dashes in a
+    row, so no two keys share a page). assets/changes.js applies the same rule."""
+    name = key.lower().replace("~", "--").replace("/", "-")
+    return re.sub(r"[^a-z0-9-]", "-", name)
 
 
 def tile_source(tiles: str) -> str:

@@ -24,11 +24,12 @@ from html.parser import HTMLParser
 from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
 from bot.config import load_config
-from bot.site import SITE_MARKER, build_site, content_security_policy
+from bot.site import SITE_MARKER, build_site, content_security_policy, page_name
 from bot.store import Store
 from bot.synthetic import generate_agencies, mutate, to_kml
 from tests.conftest import run_cli, write_config
@@ -308,6 +309,9 @@ def test_sample_site_in_a_browser(sample_config, browser, serve, tiles, tmp_path
 
     total = len(browser.find_elements(By.CSS_SELECTOR, "#changes tbody tr"))
     assert total == 32  # 29 added, 1 renamed, 1 changed, 1 removed
+    links = [a.get_attribute("href") for a in browser.find_elements(By.CSS_SELECTOR, "tbody a")]
+    assert len(links) == total
+    assert all((site / urlsplit(link).path.lstrip("/")).is_file() for link in links)
     Select(browser.find_element(By.ID, "kind")).select_by_value("added")
     Select(browser.find_element(By.ID, "state")).select_by_value("MN")
     rows = browser.find_elements(By.CSS_SELECTOR, "#changes tbody tr")
@@ -630,3 +634,10 @@ def test_a_site_that_cannot_be_rebuilt_is_logged_and_the_poll_still_counts(sourc
     assert "baseline: now tracking 123 agencies" in result.stdout
     assert "could not rebuild the site" in result.stderr and "notes.txt" not in result.stderr
     assert sorted(p.name for p in (tmp_path / "public").iterdir()) == ["notes.txt"]
+
+
+def test_every_agency_key_has_its_own_page_name():
+    assert page_name("mn/crystal-police-department") == "mn-crystal-police-department"
+    assert page_name("mn/edina-pd~edina") == "mn-edina-pd--edina"
+    assert page_name("mn/edina-pd~2") == "mn-edina-pd--2"
+    assert page_name("mn/edina-pd-edina") != page_name("mn/edina-pd~edina")

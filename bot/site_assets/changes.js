@@ -19,7 +19,7 @@
 
   // The same rule as bot/site.py page_name.
   function pageName(key) {
-    return key.toLowerCase().replace(/[^a-z0-9-]+/g, "-").replace(/^-+|-+$/g, "") || "agency";
+    return key.toLowerCase().replace(/~/g, "--").replace(/\//g, "-").replace(/[^a-z0-9-]/g, "-");
   }
 
   function detail(change) {
