@@ -99,7 +99,13 @@ class AlertsConfig:
         default_factory=lambda: ["name", "city", "state", "coordinates", "profile_url"]
     )
     templates_dir: str | None = None
-    max_attempts: int = 8
+    # Total time one send may take, answer included; then it counts as a failed attempt.
+    send_timeout: Duration = Duration(30)
+    # How long transient failures (5xx, 429, timeouts, no connection) are retried before
+    # a message is marked failed and the maintainers are warned.
+    give_up_after: Duration = Duration(3 * 86400)
+    # Sends on the wire at once per channel: what a crash can repeat at most.
+    max_in_flight: int = 8
 
 
 @dataclass(frozen=True)
@@ -154,6 +160,15 @@ class SiteConfig:
 
 
 @dataclass(frozen=True)
+class ImportConfig:
+    """`ringwatch import --wayback`: where the Internet Archive is, and how politely to ask."""
+
+    wayback_url: str = "https://web.archive.org"
+    pause: Duration = Duration(2)  # between two requests to the archive
+    timeout: Duration = Duration(120)  # total deadline of one request, body included
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     bot: BotConfig = field(default_factory=BotConfig)
@@ -166,6 +181,7 @@ class Config:
     feed: FeedConfig = field(default_factory=FeedConfig)
     summary: SummaryConfig = field(default_factory=SummaryConfig)
     site: SiteConfig = field(default_factory=SiteConfig)
+    import_: ImportConfig = field(default_factory=ImportConfig)  # [import]: a Python keyword
 
     @property
     def site_path(self) -> Path:
@@ -183,6 +199,10 @@ class Config:
     def state_dir(self) -> Path:
         directory = Path(self.bot.state_dir)
         return directory if directory.is_absolute() else self.path.parent / directory
+
+    @property
+    def snapshots_dir(self) -> Path:
+        return self.state_dir / "snapshots"
 
     @property
     def templates_path(self) -> Path | None:
@@ -203,10 +223,12 @@ class Config:
         return not (self.telegram.enabled or self.x.enabled)
 
 
+# TOML section → Config field ([import] is the field import_).
+SECTION_FIELDS: dict[str, str] = {
+    f.name.removesuffix("_"): f.name for f in dataclasses.fields(Config) if f.name != "path"
+}
 SECTIONS: dict[str, type] = {
-    f.name: typing.get_type_hints(Config)[f.name]
-    for f in dataclasses.fields(Config)
-    if f.name != "path"
+    section: typing.get_type_hints(Config)[name] for section, name in SECTION_FIELDS.items()
 }
 
 FORMATS = ("kml", "json", "csv")
@@ -280,9 +302,20 @@ def _coerce(value: Any, tp: Any) -> Any:
     return value
 
 
+# Keys an earlier release knew: what to write instead.
+REMOVED_KEYS = {
+    "alerts.max_attempts": "transient failures are now retried for a time, not a number of "
+    "attempts: set alerts.give_up_after (default '3d') instead",
+}
+
+
 def _build_section(cls: type, table: Any, where: str, file: Path) -> Any:
     if not isinstance(table, dict):
         raise ConfigError(f"{file}: [{where}] must be a table")
+    for key in table:
+        instead = REMOVED_KEYS.get(f"{where}.{key}")
+        if instead:
+            raise ConfigError(f"{file}: {where}.{key} was removed: {instead}")
     hints = typing.get_type_hints(cls)
     known = [f.name for f in dataclasses.fields(cls)]
     values: dict[str, Any] = {}
@@ -311,6 +344,8 @@ def _check_values(config: Config) -> None:
         ("bot.interval", config.bot.interval),
         ("bot.deliver_every", config.bot.deliver_every),
         ("source.timeout", config.source.timeout),
+        ("alerts.send_timeout", config.alerts.send_timeout),
+        ("alerts.give_up_after", config.alerts.give_up_after),
     ):
         if seconds <= 0:
             raise ConfigError(f"{file}: {key}: a duration must be positive")
@@ -334,8 +369,8 @@ def _check_values(config: Config) -> None:
         fail("source.retries", "must be 0 or more")
     if config.alerts.digest_threshold < 1:
         fail("alerts.digest_threshold", "must be at least 1")
-    if config.alerts.max_attempts < 1:
-        fail("alerts.max_attempts", "must be at least 1")
+    if config.alerts.max_in_flight < 1:
+        fail("alerts.max_in_flight", "must be at least 1")
     for name in config.alerts.alert_fields:
         if name not in KNOWN_ALERT_FIELDS:
             fail(
@@ -352,6 +387,10 @@ def _check_values(config: Config) -> None:
         fail("feed.entries", "must be at least 1")
     if config.summary.days < 1:
         fail("summary.days", "must be at least 1")
+    if http_url(config.import_.wayback_url) is None:
+        fail("import.wayback_url", f"must be an http(s) URL, got {config.import_.wayback_url!r}")
+    if config.import_.timeout <= 0:
+        fail("import.timeout", "must be positive")
     problem = cron_problem(config.summary.cron)
     if problem:
         fail("summary.cron", problem)
@@ -419,7 +458,7 @@ def parse_config(data: dict[str, Any], path: Path) -> Config:
     for name, table in data.items():
         if name not in SECTIONS:
             raise ConfigError(f"{path}: unknown section [{name}]{_suggest(name, list(SECTIONS))}")
-        sections[name] = _build_section(SECTIONS[name], table, name, path)
+        sections[SECTION_FIELDS[name]] = _build_section(SECTIONS[name], table, name, path)
     if "source" in sections:
         source = sections["source"]
         sections["source"] = dataclasses.replace(source, url=_relative_to(path.parent, source.url))

@@ -11,7 +11,7 @@ import itertools
 import json
 import sqlite3
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,10 +20,11 @@ from typing import Any
 import sqlite_utils
 
 from bot.diff import Diff
+from bot.logs import redact
 from bot.models import Agency, Change
 from bot.normalise import city_key
+from bot.snapshots import SnapshotFile
 
-SCHEMA_VERSION = 2
 BAD_OUTCOMES = ("failed", "suspect")
 GOOD_OUTCOMES = ("baseline", "ok", "unchanged")
 
@@ -181,7 +182,42 @@ def _migration_2(db: sqlite_utils.Database) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migration_1, _migration_2]
+def _migration_3(db: sqlite_utils.Database) -> None:
+    """Snapshots: every distinct document fetched, referenced by the polls and changes it
+    produced; `origin` says whether a row was polled live or imported (file, git, wayback)."""
+    db["snapshots"].create(
+        {
+            "sha256": str,
+            "first_seen": str,
+            "last_seen": str,
+            "bytes": int,
+            "compressed_bytes": int,
+            "polls": int,
+        },
+        pk="sha256",
+    )
+    db["polls"].add_column("snapshot", str)
+    db["polls"].add_column("origin", str, not_null_default="live")
+    db["polls"].add_column("forced", int)  # --force: verify replays it as forced
+    db["polls"].create_index(["snapshot"])
+    db["changes"].add_column("snapshot", str)
+    db["changes"].add_column("before_snapshot", str)
+    db["changes"].add_column("origin", str, not_null_default="live")
+
+
+def _migration_4(db: sqlite_utils.Database) -> None:
+    # When the current streak of transient failures began (epoch seconds, NULL while a
+    # message has not failed): alerts.give_up_after counts from there.
+    db["outbox"].add_column("failing_since", float)
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
+    _migration_1,
+    _migration_2,
+    _migration_3,
+    _migration_4,
+]
+SCHEMA_VERSION = len(MIGRATIONS)
 
 
 def _json(value: Any) -> str | None:
@@ -307,12 +343,72 @@ class Store:
     def recent_polls(self, limit: int = 5) -> list[dict[str, Any]]:
         return list(self.db.query("select * from polls order by id desc limit ?", [limit]))
 
-    def record_poll(self, poll: dict[str, Any], messages: Iterable[OutboxMessage] = ()) -> int:
+    def record_poll(
+        self,
+        poll: dict[str, Any],
+        messages: Iterable[OutboxMessage] = (),
+        *,
+        snapshot: SnapshotFile | None = None,
+    ) -> int:
         """A poll that changed no agencies (failed, suspect, unchanged) and its warnings."""
         with self.db.atomic():
             poll_id = self.db["polls"].insert(poll).last_pk
+            self._count_snapshot(snapshot, poll)
             self.outbox.queue(poll_id, list(messages))
         return poll_id
+
+    def _count_snapshot(self, snapshot: SnapshotFile | None, poll: dict[str, Any]) -> None:
+        if snapshot is None:
+            return
+        self.db.execute(
+            "insert into snapshots (sha256, first_seen, last_seen, bytes, compressed_bytes, polls) "
+            "values (?, ?, ?, ?, ?, 1) on conflict (sha256) do update set "
+            "last_seen = excluded.last_seen, polls = polls + 1",
+            [snapshot.sha256, poll["started_at"], poll["started_at"], snapshot.bytes,
+             snapshot.compressed_bytes],
+        )  # fmt: skip
+
+    # --- snapshots ----------------------------------------------------------------------
+
+    def snapshot_file(self, sha256: str) -> SnapshotFile | None:
+        rows = self.db.execute(
+            "select sha256, bytes, compressed_bytes from snapshots where sha256 = ?", [sha256]
+        ).fetchall()
+        return SnapshotFile(*rows[0]) if rows else None
+
+    def snapshots(self) -> list[dict[str, Any]]:
+        """Every snapshot row, first seen first."""
+        if "snapshots" not in self.db.table_names():  # a read-only look at an old database
+            return []
+        return list(self.db.query("select * from snapshots order by first_seen, rowid"))
+
+    def snapshots_starting(self, prefix: str) -> list[str]:
+        sql = "select sha256 from snapshots where sha256 >= ? and sha256 < ? order by sha256"
+        return [row[0] for row in self.db.execute(sql, [prefix, prefix + "g"])]
+
+    def polls_in_order(self) -> list[dict[str, Any]]:
+        return list(self.db.query("select * from polls order by id"))
+
+    def poll(self, poll_id: int) -> dict[str, Any] | None:
+        rows = list(self.db.query("select * from polls where id = ?", [poll_id]))
+        return rows[0] if rows else None
+
+    def change_row(self, change_id: int) -> dict[str, Any] | None:
+        rows = list(self.db.query("select * from changes where id = ?", [change_id]))
+        return rows[0] if rows else None
+
+    def polled_urls(self, origin: str) -> set[tuple[str, str]]:
+        """(url, started_at) of every poll of this origin: what an import already brought in."""
+        sql = "select url, started_at from polls where origin = ?"
+        return {(url, at) for url, at in self.db.execute(sql, [origin])}
+
+    def good_polls_back(self, poll_id: int) -> Iterator[dict[str, Any]]:
+        """Good polls up to and including `poll_id`, newest first."""
+        sql = f"select * from polls where id <= ? and outcome in {GOOD_OUTCOMES!r} order by id desc"
+        yield from self.db.query(sql, [poll_id])
+
+    def changes_in_order(self) -> list[dict[str, Any]]:
+        return list(self.db.query("select * from changes order by id"))
 
     def commit_poll(
         self,
@@ -322,6 +418,7 @@ class Store:
         plan: Callable[[int, list[tuple[int, Change]]], list[OutboxMessage]],
         *,
         baseline: Iterable[Agency] = (),
+        snapshot: SnapshotFile | None = None,
     ) -> tuple[int, list[tuple[int, Change]]]:
         """Apply a diff: agencies, change log and outbox in one transaction.
 
@@ -331,8 +428,9 @@ class Store:
         now = poll.get("finished_at") or utc_now()
         with self.db.atomic():
             poll_id = self.db["polls"].insert(poll).last_pk
+            self._count_snapshot(snapshot, poll)
             self._apply_agencies(diff, baseline, now)
-            numbered = self._append_changes(poll_id, changes, now)
+            numbered = self._append_changes(poll_id, poll, changes, now)
             self.outbox.queue(poll_id, plan(poll_id, numbered))
         return poll_id, numbered
 
@@ -386,9 +484,15 @@ class Store:
         )
 
     def _append_changes(
-        self, poll_id: int, changes: list[Change], now: str
+        self, poll_id: int, poll: dict[str, Any], changes: list[Change], now: str
     ) -> list[tuple[int, Change]]:
         start = (self.db.execute("select max(id) from changes").fetchone()[0] or 0) + 1
+        # The document the stored agencies were last read from: where a "before" is found.
+        previous = self.db.execute(
+            f"select snapshot from polls where id < ? and outcome in {GOOD_OUTCOMES!r} "
+            "and snapshot is not null order by id desc limit 1",
+            [poll_id],
+        ).fetchone()
         numbered = list(enumerate(changes, start))
         _insert_rows(
             self.db,
@@ -408,6 +512,9 @@ class Store:
                     "before": _json(change.before),
                     "after": _json(change.after),
                     "alert": int(change.alert),
+                    "snapshot": poll.get("snapshot"),
+                    "before_snapshot": previous[0] if previous else None,
+                    "origin": poll.get("origin", "live"),
                 }
                 for change_id, change in numbered
             ),
@@ -480,9 +587,17 @@ class Store:
             )
 
 
+# Rows for the same channel and recipient as the row whose id is the parameter.
+_SAME_RECIPIENT = "(channel, recipient) = (select channel, recipient from outbox where id = ?)"
+
+
 class Outbox:
-    """Deliveries waiting, in flight, done or given up. Claimed before sending, so a
-    crash repeats at most the messages that were in flight."""
+    """Deliveries waiting, in flight, done or given up. A row is claimed right before its
+    request, so a crash repeats at most the messages that were on the wire.
+
+    Every text written here (messages, errors, reasons) goes through logs.redact: no
+    caller can store a channel's secret by forgetting to scrub an error first.
+    """
 
     def __init__(self, db: sqlite_utils.Database) -> None:
         self.db = db
@@ -504,7 +619,7 @@ class Outbox:
                     "part": m.part,
                     "dedupe_key": m.dedupe_key,
                     "change_ids": _json(list(m.change_ids)),
-                    "text": m.text,
+                    "text": redact(m.text),
                     "attachment": m.attachment,
                     "meta": _json(m.meta) if m.meta else None,
                     "status": "pending",
@@ -539,7 +654,8 @@ class Outbox:
         return dict(self.db.execute(sql, [channel, now]).fetchall())
 
     def claim(self, row_id: int) -> bool:
-        """Mark one row in flight; False if another worker already has it."""
+        """Mark one row in flight, right before its request; False if another worker
+        already has it."""
         with self.db.atomic():
             cursor = self.db.execute(
                 "update outbox set status = 'sending', attempts = attempts + 1 "
@@ -549,35 +665,91 @@ class Outbox:
         return cursor.rowcount == 1
 
     def mark_sent(self, row_id: int, external_id: str | None, note: str | None = None) -> None:
+        """Sent; and the recipient's failure streak, if any, is over."""
         with self.db.atomic():
             self.db.execute(
                 "update outbox set status = 'sent', sent_at = ?, external_id = ?, last_error = ? "
                 "where id = ?",
-                [utc_now(), external_id, note, row_id],
+                [utc_now(), external_id, note and redact(note), row_id],
+            )
+            self.db.execute(
+                f"update outbox set failing_since = null where {_SAME_RECIPIENT} "
+                "and status = 'pending' and failing_since is not null",
+                [row_id],
             )
 
-    def mark_retry(self, row_id: int, at: float, error: str, *, count_attempt: bool = True):
+    def mark_retry(
+        self,
+        row_id: int,
+        at: float,
+        error: str,
+        *,
+        count_attempt: bool = True,
+        failing_at: float | None = None,
+    ) -> None:
+        """Pending again from `at`. `failing_at`: this was a transient failure at that time.
+        It starts the give-up clock (unless a failure streak already did) of this row and
+        of the recipient's later rows, which wait behind it: they give up together."""
         with self.db.atomic():
             self.db.execute(
                 "update outbox set status = 'pending', next_attempt_at = ?, last_error = ?, "
                 "attempts = attempts - ? where id = ?",
-                [at, error, 0 if count_attempt else 1, row_id],
+                [at, redact(error), 0 if count_attempt else 1, row_id],
             )
+            if failing_at is not None:
+                self.db.execute(
+                    f"update outbox set failing_since = ? where {_SAME_RECIPIENT} "
+                    "and status = 'pending' and failing_since is null",
+                    [failing_at, row_id],
+                )
+
+    def failing_since(self, row_id: int) -> float | None:
+        """When the row's current failure streak began (None: it is not failing)."""
+        sql = "select failing_since from outbox where id = ?"
+        return self.db.execute(sql, [row_id]).fetchone()[0]
 
     def mark_failed(self, row_id: int, error: str, status: str = "failed") -> None:
         with self.db.atomic():
             self.db.execute(
                 "update outbox set status = ?, last_error = ? where id = ?",
-                [status, error, row_id],
+                [status, redact(error), row_id],
             )
 
-    def defer_channel(self, channel: str, until: float) -> None:
-        """Nothing pending for `channel` is due before `until` (a flood wait, a budget)."""
+    def requeue_failed(self, channel: str | None = None, since: str | None = None) -> int:
+        """Failed rows (of `channel`, queued since `since`) are pending again with a fresh
+        give-up clock. Rows are updated in place, never copied: what was sent stays sent."""
+        with self.db.atomic():
+            cursor = self.db.execute(
+                "update outbox set status = 'pending', attempts = 0, next_attempt_at = 0, "
+                "failing_since = null where status = 'failed' "
+                "and (? is null or channel = ?) and (? is null or created_at >= ?)",
+                [channel, channel, since, since],
+            )
+        return cursor.rowcount
+
+    def last_sent_id(self, channel: str) -> int:
+        """The newest sent row of a channel (0: none), warnings aside: where a failure
+        streak began, so that the streak's own warning does not start a new one."""
+        sql = """select coalesce(max(id), 0) from outbox
+            where channel = ? and status = 'sent' and kind != 'warning'"""
+        return self.db.execute(sql, [channel]).fetchone()[0]
+
+    def oldest_waiting(self) -> dict[str, str]:
+        """channel → created_at of its oldest row not yet sent (pending or in flight)."""
+        sql = """select channel, min(created_at) from outbox
+            where status in ('pending', 'sending') group by channel"""
+        return dict(self.db.execute(sql).fetchall())
+
+    def defer_channel(self, channel: str, until: float, failing_at: float | None = None) -> None:
+        """Nothing pending for `channel` is due before `until` (a flood wait, a budget).
+        With `failing_at` the whole channel is failing (unreachable): every pending row's
+        give-up clock runs from then, not only the one row that was tried."""
         with self.db.atomic():
             self.db.execute(
-                "update outbox set next_attempt_at = max(next_attempt_at, ?) "
+                "update outbox set next_attempt_at = max(next_attempt_at, ?), "
+                "failing_since = coalesce(failing_since, ?) "
                 "where channel = ? and status = 'pending'",
-                [until, channel],
+                [until, failing_at, channel],
             )
 
     def skip_recipient(self, channel: str, recipient: str, reason: str) -> int:
@@ -586,7 +758,7 @@ class Outbox:
             cursor = self.db.execute(
                 "update outbox set status = 'skipped', last_error = ? "
                 "where channel = ? and recipient = ? and status = 'pending'",
-                [reason, channel, recipient],
+                [redact(reason), channel, recipient],
             )
         return cursor.rowcount
 
