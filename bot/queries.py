@@ -76,6 +76,21 @@ def change_object(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+GOOD_OUTCOMES = ("baseline", "ok", "unchanged")
+
+
+def first_good_poll_time(db: sqlite_utils.Database) -> str | None:
+    """When the first poll that was believed finished: when ringwatch began watching."""
+    marks = ",".join("?" * len(GOOD_OUTCOMES))
+    sql = f"select min(finished_at) from polls where outcome in ({marks})"
+    return db.execute(sql, GOOD_OUTCOMES).fetchone()[0]
+
+
+def last_change_time(db: sqlite_utils.Database) -> str | None:
+    """When ringwatch last recorded a change to the list (the baseline counts as one)."""
+    return db.execute("select max(detected_at) from changes").fetchone()[0]
+
+
 def install_id(db: sqlite_utils.Database) -> str:
-    """The id created once for this database (migration 3): the feed's ids start with it."""
+    """The id created once for this database (migration 5): the feed's ids start with it."""
     return db.execute("select value from meta where key = 'install_id'").fetchone()[0]
