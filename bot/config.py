@@ -25,6 +25,14 @@ DEFAULT_SOURCE_URL = (
     "https://www.google.com/maps/d/kml?mid=1eYVDPh5itXq5acDT9b0BVeQwmESBa4cB&forcekml=1"
 )
 CONFIG_ENV = "RINGWATCH_CONFIG"
+# Where the real map's redirects and `&nl=1` NetworkLinks lead (source.allow_hosts).
+GOOGLE_MY_MAPS_HOSTS = (
+    "www.google.com",
+    "google.com",
+    "maps.google.com",
+    "mymaps.google.com",
+    "mymaps.usercontent.google.com",
+)
 
 
 class ConfigError(Exception):
@@ -70,7 +78,8 @@ class BotConfig:
 class SourceConfig:
     url: str = DEFAULT_SOURCE_URL
     format: str | None = None
-    timeout: Duration = Duration(30)
+    timeout: Duration = Duration(30)  # one request, body included
+    deadline: Duration = Duration(120)  # every attempt, backoff and NetworkLink together
     retries: int = 3
     backoff: Duration = Duration(2)
     max_bytes: int = 50 * 1024 * 1024
@@ -79,6 +88,8 @@ class SourceConfig:
     records_path: str = ""
     # json/csv: our field name → the source's column or key
     fields: dict[str, str] = field(default_factory=dict)
+    # Hosts besides source.url's own that a redirect or NetworkLink may lead to.
+    allow_hosts: list[str] = field(default_factory=lambda: list(GOOGLE_MY_MAPS_HOSTS))
 
 
 @dataclass(frozen=True)
@@ -291,6 +302,7 @@ def _check_values(config: Config) -> None:
         ("bot.interval", config.bot.interval),
         ("bot.deliver_every", config.bot.deliver_every),
         ("source.timeout", config.source.timeout),
+        ("source.deadline", config.source.deadline),
     ):
         if seconds <= 0:
             raise ConfigError(f"{file}: {key}: a duration must be positive")
@@ -300,6 +312,10 @@ def _check_values(config: Config) -> None:
                 f"source.fields.{ours}",
                 f"is not a field ringwatch knows{_suggest(ours, list(SOURCE_FIELDS))}",
             )
+    for host in config.source.allow_hosts:
+        if not re.fullmatch(r"[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]", host):
+            fail("source.allow_hosts", f"lists {host!r}: write a bare host name such as "
+                 '"www.google.com", without scheme, port or path')  # fmt: skip
     if config.templates_path is not None and not config.templates_path.is_dir():
         fail("alerts.templates_dir", f"names no directory: {config.templates_path}")
     if config.source.format is not None and config.source.format not in FORMATS:

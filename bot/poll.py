@@ -7,6 +7,7 @@ outcome is recorded as a poll row; only a good fetch changes agencies.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -22,7 +23,7 @@ from bot.models import Agency, Change
 from bot.normalise import disambiguate, normalise_record
 from bot.notify import Audience, plan_alerts, plan_maintainer_message
 from bot.render import make_environment
-from bot.source import ScanMismatch, SourceError, Validators, fetch, parse
+from bot.source import Abandoned, ScanMismatch, SourceError, Validators, fetch, parse
 from bot.store import OutboxMessage, Store, utc_now
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ EXIT_LOCKED = 5
 
 @dataclass
 class PollResult:
-    outcome: str  # baseline | ok | unchanged | failed | suspect
+    outcome: str  # baseline | ok | unchanged | failed | suspect | abandoned (nothing written)
     summary: str
     changes: list[Change] = field(default_factory=list)
     messages: list[OutboxMessage] = field(default_factory=list)
@@ -90,6 +91,7 @@ class Poller:
         dry_run: bool = False,
         force: bool = False,
         env: jinja2.Environment | None = None,
+        stop: threading.Event | None = None,
     ) -> None:
         self.config = config
         self.store = store
@@ -97,6 +99,7 @@ class Poller:
         self.dry_run = dry_run
         self.force = force
         self.env = env or make_environment(config.templates_path)
+        self.stop = stop  # set by `ringwatch run` to abandon the fetch in progress
 
     def run(self) -> PollResult:
         started = time.perf_counter()
@@ -104,11 +107,15 @@ class Poller:
         timings: dict[str, float] = {}
         last_good = self.store.last_poll(good=True)
         validators = Validators(
-            etag=(last_good or {}).get("etag"), last_modified=(last_good or {}).get("last_modified")
+            etag=(last_good or {}).get("etag"),
+            last_modified=(last_good or {}).get("last_modified"),
+            url=(last_good or {}).get("url"),
         )
         mark = time.perf_counter()
         try:
-            fetched = fetch(self.config.source, validators)
+            fetched = fetch(self.config.source, validators, self.stop)
+        except Abandoned as exc:  # we are stopping: no failure to record or warn about
+            return PollResult("abandoned", str(exc), timings=timings)
         except SourceError as exc:
             poll["http_status"] = getattr(exc, "status", None)
             return self._bad(poll, "failed", str(exc), started, timings)

@@ -18,12 +18,14 @@ class Reply:
     etag: bool = True  # answer If-None-Match with 304 when the body is unchanged
     declared_length: int | None = None  # lie about Content-Length (truncation)
     chunked: bool = False  # no Content-Length: Transfer-Encoding: chunked
+    drip: float = 0.0  # seconds between body bytes: headers at once, then one byte at a time
 
 
 class SourceServer:
     """Serves `path → Reply`; a list of replies is consumed one per request, the last sticks."""
 
-    def __init__(self) -> None:
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        self.stopping = threading.Event()
         self.routes: dict[str, list[Reply]] = {}
         self.requests: list[dict[str, str]] = []
         # Requests being answered right now, and the most there ever were at once.
@@ -64,6 +66,9 @@ class SourceServer:
                 if reply.chunked:
                     self._send_chunked(reply.status, reply.body, headers)
                     return
+                if reply.drip:
+                    self._send_dripping(reply.status, reply.body, headers, reply.drip)
+                    return
                 self._send(reply.status, reply.body, headers, reply.declared_length)
 
             def _send(self, status, body, headers, declared=None) -> None:
@@ -95,10 +100,26 @@ class SourceServer:
                 except (BrokenPipeError, ConnectionResetError):
                     self.close_connection = True
 
+            def _send_dripping(self, status, body, headers, interval: float) -> None:
+                self.send_response(status)
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                try:
+                    for byte in body:
+                        self.wfile.write(bytes([byte]))
+                        self.wfile.flush()
+                        if server.stopping.wait(interval):
+                            break
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up, as it should
+                self.close_connection = True
+
             def log_message(self, *args) -> None:
                 pass
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = ThreadingHTTPServer((host, 0), Handler)
         self.httpd.daemon_threads = True
         # A short poll interval makes stop() (shutdown) quick.
         self.thread = threading.Thread(
@@ -122,5 +143,6 @@ class SourceServer:
         return self
 
     def stop(self) -> None:
+        self.stopping.set()
         self.httpd.shutdown()
         self.httpd.server_close()

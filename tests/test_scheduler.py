@@ -13,9 +13,10 @@ from bot.channels.base import Channel, Recipient, Style
 from bot.scheduler import Runner
 from bot.store import Store
 from bot.synthetic import mutate
-from tests.conftest import start_cli
+from tests.conftest import run_cli, start_cli
 from tests.helpers import Bot, agencies, kml
 from tests.source_server import Reply
+from tests.telegram_stub import TelegramStub
 
 PATH = "/map.kml"
 # Each answer takes longer than the interval: overlapping polls would show as two requests
@@ -110,3 +111,74 @@ def test_a_long_broadcast_does_not_hold_up_the_next_poll(tmp_path, source_server
     assert asyncio.run(two_polls_then_release()) == 2
     runner.store.close()
     assert channel.sent[0].startswith("ringwatch is now tracking 10")
+
+
+# --- SIGTERM ends `run` whatever is in flight -------------------------------------------------
+
+# SIGTERM must end `run` within 10 s (Docker's grace period); a wait this long only fails
+# when something hangs.
+STOP_WAIT = 20
+
+
+def stop_run(process: subprocess.Popen) -> str:
+    """SIGTERM, then what `run` logged."""
+    process.send_signal(signal.SIGTERM)
+    started = time.monotonic()
+    _, err = process.communicate(timeout=STOP_WAIT)
+    print(f"run ended {time.monotonic() - started:.1f}s after SIGTERM")  # for the report
+    return err
+
+
+def test_sigterm_abandons_a_dripping_fetch_and_records_nothing(tmp_path, source_server):
+    # Headers at once, then a byte every 0.2 s: a fetch that never ends on its own.
+    url = source_server.serve(PATH, Reply(kml(agencies(10)), drip=0.2))
+    bot = Bot.create(
+        tmp_path, url, RUN_CONFIG.format(state=tmp_path / "state"), timeout="10m", deadline="1h"
+    )
+    process = start_cli(
+        "run", "--config", str(bot.config_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        wait_for(lambda: source_server.in_flight == 1)
+    finally:
+        err = stop_run(process)
+
+    assert process.returncode == 0, err
+    assert "Traceback" not in err, err
+    assert bot.polls() == []  # an abandoned fetch is no failed poll and warns nobody
+    assert bot.outbox() == []
+
+
+def test_sigterm_leaves_a_send_in_flight_to_be_sent_once_later(tmp_path, source_server):
+    stub = TelegramStub().start()
+    try:
+        stub.send_delay = 600  # the Bot API holds every send: one stays on the wire
+        telegram = f'[telegram]\nenabled = true\nadmins = [42]\napi_base_url = "{stub.base_url}"\n'
+        bot = Bot.create(
+            tmp_path,
+            source_server.serve(PATH, kml(agencies(10))),
+            RUN_CONFIG.format(state=tmp_path / "state") + telegram,
+        )
+        env = {"TELEGRAM_BOT_TOKEN": stub.token}
+        process = start_cli(
+            "run", "--config", str(bot.config_path), env=env, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            wait_for(lambda: [row["status"] for row in bot.outbox()] == ["sending"])
+        finally:
+            err = stop_run(process)
+        assert process.returncode == 0, err
+        assert "Traceback" not in err, err
+        assert stub.texts(42) == []
+
+        stub.send_delay = 0
+        later = run_cli("deliver", "--config", str(bot.config_path), env=env)
+
+        assert later.returncode == 0, later.stderr
+        (notice,) = stub.texts(42)
+        assert notice.startswith("ringwatch is now tracking <b>10</b>")
+        assert {row["status"] for row in bot.outbox()} == {"sent"}
+    finally:
+        stub.stop()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -21,6 +23,7 @@ from bot.source import (
     placemark_digests,
 )
 from bot.synthetic import networklink_kml
+from tests.conftest import run_cli
 from tests.helpers import Bot, agencies, kml
 from tests.source_server import Reply, SourceServer
 
@@ -228,6 +231,62 @@ def test_a_slow_server_times_out(source_server):
 
     with pytest.raises(FetchError, match="Timeout"):
         fetch(source(url, timeout=Duration(0.2), retries=0))
+
+
+# A server that sends its headers at once and then one byte now and then: every read
+# succeeds well within a per-read timeout, so only a deadline on the whole request ends it.
+DRIP = 0.2
+
+
+def test_a_dripping_source_ends_the_poll_as_a_failed_fetch(tmp_path, source_server):
+    url = source_server.serve("/map.kml", Reply(kml(agencies(3)), drip=DRIP))
+    bot = Bot.create(tmp_path, url, timeout="1s", retries=1)
+
+    result = run_cli("poll", "--config", str(bot.config_path), timeout=60)
+
+    assert result.returncode == 3, result.stderr
+    (poll,) = bot.polls()
+    assert poll["outcome"] == "failed"
+    assert "source.timeout" in poll["error"] and url in poll["error"]
+    assert len(source_server.requests) == 2  # a slow answer is worth one more try
+
+
+def test_the_deadline_bounds_every_attempt_and_backoff_together(source_server):
+    url = source_server.serve("/map.kml", Reply(kml(agencies(3)), drip=DRIP))
+
+    with pytest.raises(FetchError, match=r"source\.deadline \(2s"):
+        fetch(source(url, timeout=Duration(1), retries=50, deadline=Duration(2)))
+
+    assert len(source_server.requests) <= 3
+
+
+def test_a_stop_abandons_the_fetch_in_progress(source_server):
+    url = source_server.serve("/map.kml", Reply(kml(agencies(3)), drip=DRIP))
+    stop = threading.Event()
+    errors: list[Exception] = []
+
+    def fetch_until_stopped() -> None:
+        try:
+            fetch(source(url, timeout=Duration(600), deadline=Duration(600)), stop=stop)
+        except FetchError as exc:
+            errors.append(exc)
+
+    worker = threading.Thread(target=fetch_until_stopped, daemon=True)
+    worker.start()
+    source_server_wait(source_server)
+    stop.set()
+    worker.join(timeout=30)
+
+    assert not worker.is_alive()
+    assert "stopping" in str(errors[0])
+
+
+def source_server_wait(server: SourceServer) -> None:
+    """Until the server is answering a request."""
+    deadline = time.monotonic() + 30
+    while server.in_flight == 0:
+        assert time.monotonic() < deadline, "the request never arrived"
+        time.sleep(0.02)
 
 
 def test_a_refused_connection_is_a_fetch_error():
