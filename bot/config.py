@@ -123,6 +123,9 @@ class TelegramConfig:
     api_base_url: str = "https://api.telegram.org/bot"
     link_previews: bool = False
     messages_per_second: float = 30.0
+    # Commands one user may send per command_window; the rest are dropped (one "slow down").
+    commands_per_user: int = 5
+    command_window: Duration = Duration(10)
 
 
 @dataclass(frozen=True)
@@ -344,6 +347,10 @@ def _check_values(config: Config) -> None:
         fail("x.max_posts_per_day/max_posts_per_poll", "must be at least 1")
     if config.telegram.messages_per_second <= 0:
         fail("telegram.messages_per_second", "must be positive")
+    if config.telegram.commands_per_user < 1:
+        fail("telegram.commands_per_user", "must be at least 1")
+    if config.telegram.command_window <= 0:
+        fail("telegram.command_window", "must be a positive duration such as '10s'")
     if config.feed.entries < 1:
         fail("feed.entries", "must be at least 1")
     if config.summary.days < 1:

@@ -209,6 +209,104 @@ def test_state_names_parse_to_codes():
     assert parse_states(["MN", "Atlantis"]) == (["MN"], ["Atlantis"])
 
 
+# --- one user cannot silence the bot ---------------------------------------------------------
+
+FLOODER, OTHER = 7001, 7002
+
+
+async def answered(stub: TelegramStub, chat: int, count: int = 1, timeout: float = 60) -> None:
+    """Wait (without blocking the listener's loop) until `chat` has `count` answers."""
+    deadline = time.monotonic() + timeout
+    while len(stub.texts(chat)) < count:
+        assert time.monotonic() < deadline, f"chat {chat} got no answer"
+        await asyncio.sleep(0.02)
+
+
+def listen_during(config_path: Path, script: Callable[[], Awaitable[None]]) -> None:
+    """Run the command listener while `script` runs; stopping it must not take long."""
+    config = load_config(config_path)
+
+    async def main() -> None:
+        store = Store.open(config.db_path)
+        stop = asyncio.Event()
+        channel = TelegramChannel(config)
+        tasks = [asyncio.create_task(t) for t in channel.background_tasks(store, stop)]
+        try:
+            await script()
+        finally:
+            stop.set()
+            await asyncio.wait_for(asyncio.gather(*tasks), timeout=60)
+            store.close()
+
+    asyncio.run(main())
+
+
+def test_a_flooding_user_gets_a_few_answers_and_one_slow_down_while_others_get_theirs(
+    tmp_path: Path, source_server: SourceServer, stub: TelegramStub
+):
+    # A window longer than the test: exactly the allowed answers, however slow the machine.
+    extra = 'command_window = "1h"\n'
+    bot = start_bot(tmp_path, source_server, telegram_section(stub, channel=None, extra=extra))
+
+    async def script() -> None:
+        for _ in range(500):
+            stub.user_says(FLOODER, "/help")
+        stub.user_says(OTHER, "/help")
+        await answered(stub, OTHER)
+
+    listen_during(bot.config_path, script)
+
+    assert "/subscribe" in plain(stub.texts(OTHER)[0])
+    flooder = [plain(text) for text in stub.texts(FLOODER)]
+    assert len(flooder) == 5 + 1  # telegram.commands_per_user, then one "slow down"
+    assert flooder[-1].startswith("Slow down: I answer 5 commands every 3600 seconds")
+    assert sum("/subscribe" in text for text in flooder) == 5
+
+
+def test_a_subscribe_with_thousands_of_junk_words_gets_one_reply_under_the_limit(
+    bot: Bot, stub: TelegramStub
+):
+    junk = [f"<junk{i}>" for i in range(5000)]
+
+    async def script() -> None:
+        stub.user_says(OTHER, "/subscribe " + " ".join(junk))
+        await answered(stub, OTHER)
+
+    listen_during(bot.config_path, script)
+
+    (reply,) = stub.texts(OTHER)
+    assert visible_length(reply) <= 4096
+    assert plain(reply).startswith("Not a US state: <junk0>, <junk1>, ")
+    shown = plain(reply).count("<junk")
+    assert f" and {5000 - shown:,} more." in plain(reply)
+    assert store_subscriber(bot, OTHER) is None
+
+
+def store_subscriber(bot: Bot, chat: int) -> dict | None:
+    store = Store.open(bot.config.db_path, readonly=True)
+    try:
+        return store.subscriber("telegram", str(chat))
+    finally:
+        store.close()
+
+
+def test_stopping_drops_queued_commands_instead_of_answering_them_all(
+    tmp_path: Path, source_server: SourceServer, stub: TelegramStub
+):
+    extra = "commands_per_user = 1000\n"
+    bot = start_bot(tmp_path, source_server, telegram_section(stub, channel=None, extra=extra))
+    stub.send_delay = 0.2  # 300 answers would take a minute
+
+    async def script() -> None:
+        for _ in range(300):
+            stub.user_says(FLOODER, "/help")
+        await answered(stub, FLOODER)
+
+    listen_during(bot.config_path, script)  # its stop waits at most 60 s
+
+    assert len(stub.texts(FLOODER)) < 100
+
+
 # --- fan-out ------------------------------------------------------------------------------
 
 

@@ -5,37 +5,49 @@ as the scheduler: the Application is driven step by step (initialize, start,
 updater.start_polling … updater.stop, stop, shutdown), never with run_polling, which
 would take over the loop and the signals. Handlers use the runner's Store on the loop
 thread; every database call is short and never spans an await.
+
+Updates are handled one at a time, so one user must not be able to fill the queue:
+each user gets telegram.commands_per_user commands per telegram.command_window, and
+the rest are dropped before any handler runs (with one "slow down" a minute). Every
+reply stays under Telegram's 4096 characters, and stopping drops what is still queued.
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import html
 import json
 import logging
+import re
+import time
+from collections import deque
 from collections.abc import Sequence
 from contextlib import suppress
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from telegram import BotCommand, LinkPreviewOptions, Update
-from telegram.constants import ChatMemberStatus, ChatType
+from telegram.constants import ChatMemberStatus, ChatType, MessageLimit
 from telegram.error import InvalidToken
 from telegram.ext import (
     Application,
     ApplicationBuilder,
+    ApplicationHandlerStop,
     CommandHandler,
     ContextTypes,
     ExtBot,
     MessageHandler,
+    TypeHandler,
     filters,
 )
 
-from bot.channels.telegram import CHANNEL, TOKEN_ENV, TelegramChannel
+from bot.channels.telegram import CHANNEL, TOKEN_ENV, TelegramChannel, visible_length
 from bot.models import Agency, Change
 from bot.normalise import state_code
 from bot.queries import ChangeFilter, query_changes
-from bot.render import make_environment, render_change, split_text
+from bot.render import ELLIPSIS, make_environment, render_change, split_text, truncate
 from bot.store import Store
 
 if TYPE_CHECKING:
@@ -59,6 +71,12 @@ LONG_POLL_SECONDS = 10
 RETRY_FIRST, RETRY_MAX = 5.0, 300.0
 ADMIN_STATUSES = (ChatMemberStatus.ADMINISTRATOR, ChatMemberStatus.OWNER)
 NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
+MAX_REPLY = MessageLimit.MAX_TEXT_LENGTH
+SLOW_DOWN_EVERY = 60.0  # seconds between two "slow down" replies to one user
+SLOW_DOWN = "Slow down: I answer {limit} commands every {window}; the rest are ignored."
+# How much of a reply may quote the user's own words back ("Not a US state: …").
+QUOTE_BUDGET = 300
+QUOTED_WORD_MAX = 40
 
 HELP = (
     "I post every change to Ring's map of police partnerships: new partners, ended "
@@ -93,6 +111,65 @@ def parse_states(args: Sequence[str]) -> tuple[list[str], list[str]]:
     return sorted(set(codes)), unknown
 
 
+def summarise(items: Sequence[str], budget: int = QUOTE_BUDGET) -> str:
+    """Items for a reply, HTML-escaped: as many as fit in `budget` characters, then
+    "and 4,998 more" ("foo, bar and 4,998 more"), so quoting input never overflows."""
+    shown: list[str] = []
+    used = 0
+    for item in items:
+        text = html.escape(truncate(item, QUOTED_WORD_MAX))
+        if shown and used + len(text) + 2 > budget:
+            break
+        shown.append(text)
+        used += len(text) + 2
+    more = len(items) - len(shown)
+    return ", ".join(shown) + (f" and {more:,} more" if more else "")
+
+
+class Verdict(enum.Enum):
+    ANSWER = "answer"
+    SLOW_DOWN = "slow down"  # drop it, and tell the user why
+    DROP = "drop"  # drop it silently: they were told a moment ago
+
+
+def command_verdict(
+    recent: Sequence[float], last_warned: float | None, now: float, limit: int, window: float
+) -> Verdict:
+    """Whether to answer a user's command, given when their recent answered ones came."""
+    if sum(1 for at in recent if now - at < window) < limit:
+        return Verdict.ANSWER
+    if last_warned is None or now - last_warned >= SLOW_DOWN_EVERY:
+        return Verdict.SLOW_DOWN
+    return Verdict.DROP
+
+
+@dataclass
+class _UserLimit:
+    answered: deque[float] = field(default_factory=deque)
+    warned: float | None = None
+
+
+class CommandLimiter:
+    """Per-user command budget (command_verdict), remembering only what can still matter."""
+
+    def __init__(self, limit: int, window: float) -> None:
+        self.limit, self.window = limit, window
+        self.users: dict[int, _UserLimit] = {}
+
+    def verdict(self, user: int, now: float) -> Verdict:
+        state = self.users.setdefault(user, _UserLimit())
+        while state.answered and now - state.answered[0] >= self.window:
+            state.answered.popleft()
+        verdict = command_verdict(state.answered, state.warned, now, self.limit, self.window)
+        if verdict is Verdict.ANSWER:
+            state.answered.append(now)
+        elif verdict is Verdict.SLOW_DOWN:
+            state.warned = now
+        if len(self.users) > 10_000:  # forget users with nothing left to remember
+            self.users = {uid: s for uid, s in self.users.items() if s.answered or uid == user}
+        return verdict
+
+
 def describe_filter(states_json: str | None) -> str:
     if not states_json:
         return "every state"
@@ -122,8 +199,13 @@ class Commands:
         self.env = make_environment(config.templates_path)
         self.style = TelegramChannel(config).style()
         self.admins = set(config.telegram.admins)
+        self.limiter = CommandLimiter(
+            config.telegram.commands_per_user, config.telegram.command_window
+        )
 
     def register(self, application: Application) -> None:
+        # Group -1 runs before every handler and can stop the update there.
+        application.add_handler(TypeHandler(Update, self.throttle), group=-1)
         for name in ("start", "subscribe", "unsubscribe", "states", "latest", "stats", "help"):
             application.add_handler(CommandHandler(name, getattr(self, name)))
         application.add_handler(CommandHandler("status", self.status))
@@ -136,8 +218,34 @@ class Commands:
 
     @staticmethod
     async def reply(update: Update, text: str) -> None:
-        assert update.effective_message is not None
-        await update.effective_message.reply_html(text, link_preview_options=NO_PREVIEW)
+        message = update.effective_message
+        assert message is not None
+        if visible_length(text) <= MAX_REPLY:
+            await message.reply_html(text, link_preview_options=NO_PREVIEW)
+            return
+        # Telegram refuses the whole reply, and cutting HTML could leave a tag open: send
+        # the readable text, cut to fit. Replies that quote input summarise it before this.
+        log.warning("telegram: a reply of %d characters was cut to fit", visible_length(text))
+        plain = html.unescape(re.sub(r"<[^>]+>", "", text))
+        await message.reply_text(
+            plain[: MAX_REPLY - len(ELLIPSIS)] + ELLIPSIS, link_preview_options=NO_PREVIEW
+        )
+
+    async def throttle(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """Drop a user's commands beyond their budget before any handler (or query) runs."""
+        if not isinstance(update, Update) or update.effective_message is None:
+            return
+        sender = update.effective_user or update.effective_chat
+        if sender is None:
+            return
+        verdict = self.limiter.verdict(sender.id, time.monotonic())
+        if verdict is Verdict.ANSWER:
+            return
+        if verdict is Verdict.SLOW_DOWN:
+            log.info("telegram: user %s is over the command limit; dropping", sender.id)
+            window = f"{self.limiter.window:g} seconds"
+            await self.reply(update, SLOW_DOWN.format(limit=self.limiter.limit, window=window))
+        raise ApplicationHandlerStop
 
     @staticmethod
     async def may_change(update: Update, context: ContextTypes.DEFAULT_TYPE) -> bool:
@@ -193,7 +301,7 @@ class Commands:
         if unknown:
             await self.reply(
                 update,
-                f"Not a US state: {html.escape(', '.join(unknown))}. "
+                f"Not a US state: {summarise(unknown)}. "
                 "Use codes or names, e.g. <code>/subscribe MN WI</code>.",
             )
             return
@@ -312,6 +420,15 @@ async def _start(application: Application) -> None:
 async def _stop(application: Application) -> None:
     if application.updater is not None and application.updater.running:
         await application.updater.stop()
+    # Application.stop() handles every queued update first: a flood would hold the
+    # shutdown for minutes. What is still queued is dropped; only the update in hand ends.
+    dropped = 0
+    while not application.update_queue.empty():
+        application.update_queue.get_nowait()
+        application.update_queue.task_done()
+        dropped += 1
+    if dropped:
+        log.info("telegram: %d queued commands dropped at shutdown", dropped)
     if application.running:
         await application.stop()
     await application.shutdown()
