@@ -182,14 +182,21 @@ def follow_problem(
         )
     host = (parsed.hostname or "").lower()
     source_host = (urlparse(source_url).hostname or "").lower()
-    if host != source_host and host not in {h.lower() for h in allow_hosts}:
+    if host != source_host and host not in {h.lower().strip("[]") for h in allow_hosts}:
         return (
             f"refusing to follow a {what} to host {host or '(none)'}: it is neither the "
             f"source's host ({source_host}) nor listed in source.allow_hosts; add it there "
             "if you trust it"
         )
-    internal = [a for a in addresses(host) if _internal(a)]
-    if internal and not any(_internal(a) for a in addresses(source_host)):
+
+    def resolved(name: str) -> list[Address]:
+        try:
+            return [ipaddress.ip_address(name)]  # an address already
+        except ValueError:
+            return addresses(name)
+
+    internal = [a for a in resolved(host) if _internal(a)]
+    if internal and not any(_internal(a) for a in resolved(source_host)):
         return (
             f"refusing to follow a {what} to host {host}: it resolves to {internal[0]}, a "
             "loopback, link-local or private address, which ringwatch only fetches when "
