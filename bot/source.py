@@ -53,8 +53,8 @@ class Abandoned(FetchError):
     """`ringwatch run` is stopping and gave up on the fetch in progress."""
 
 
-class TooSlow(FetchError):
-    """One request ran past source.timeout: worth another attempt, like any timeout."""
+class Transient(FetchError):
+    """A timeout or a dropped connection: worth another attempt."""
 
 
 class ParseError(SourceError):
@@ -134,7 +134,10 @@ def _origin(url: str) -> tuple[str, str, int | None]:
 # --- where following may lead ---------------------------------------------------------------
 
 
-def _internal(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def _internal(address: Address) -> bool:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
         address = address.ipv4_mapped
     return (
@@ -145,9 +148,6 @@ def _internal(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
         or address.is_multicast
         or address.is_unspecified
     )
-
-
-Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 def resolve(host: str) -> list[Address]:
@@ -234,7 +234,7 @@ def _read_capped(
         deadline.check(url)
         left = until - time.monotonic()
         if left <= 0:
-            raise TooSlow(f"{url} sent {size:,} bytes, then ran past source.timeout")
+            raise Transient(f"{url} sent {size:,} bytes, then ran past source.timeout")
         if sock is not None:
             sock.settimeout(left)  # no single read may outlast what is left of the budget
         chunk = response.raw.read1(READ_CHUNK, decode_content=True)  # at most one recv
@@ -262,7 +262,7 @@ def _get_once(
         headers.update(conditional)
         left = until - time.monotonic()
         if left <= 0:
-            raise TooSlow(f"no answer from {url} within source.timeout ({config.timeout:g}s)")
+            raise Transient(f"no answer from {url} within source.timeout ({config.timeout:g}s)")
         with session.get(
             url, headers=headers, timeout=left, stream=True, allow_redirects=False
         ) as response:
@@ -297,14 +297,25 @@ def _get_once(
     raise FetchError(f"more than {MAX_REDIRECTS} redirects from {config.url}")
 
 
-def _retryable(exc: Exception) -> bool:
-    if isinstance(exc, TooSlow):
-        return True
+def _as_fetch_error(exc: Exception, url: str, config: SourceConfig) -> FetchError:
+    """What went wrong, in our words; requests and urllib3 (read1) raise their own."""
     if isinstance(exc, FetchError):
-        return exc.status is not None and (exc.status >= 500 or exc.status in (408, 429))
-    return isinstance(
-        exc, requests.ConnectionError | requests.Timeout | urllib3.exceptions.HTTPError
+        return exc
+    if isinstance(exc, requests.Timeout | urllib3.exceptions.TimeoutError):
+        return Transient(
+            f"no complete answer from {url} within source.timeout ({config.timeout:g}s): "
+            f"{type(exc).__name__}"
+        )
+    dropped = isinstance(exc, requests.ConnectionError | urllib3.exceptions.ProtocolError)
+    return (Transient if dropped else FetchError)(
+        f"cannot fetch {url}: {type(exc).__name__}: {exc}"
     )
+
+
+def _retryable(error: FetchError) -> bool:
+    if isinstance(error, Transient):
+        return True
+    return error.status is not None and (error.status >= 500 or error.status in (408, 429))
 
 
 def _get(
@@ -321,31 +332,23 @@ def _get(
     for attempt in range(config.retries + 1):
         deadline.check(url)
         try:
-            try:
-                return _get_once(session, url, config, validators, deadline)
-            except (requests.Timeout, urllib3.exceptions.TimeoutError) as exc:
-                raise TooSlow(
-                    f"no complete answer from {url} within source.timeout "
-                    f"({config.timeout:g}s): {type(exc).__name__}"
-                ) from None
+            return _get_once(session, url, config, validators, deadline)
         except Abandoned:
             raise
         except (FetchError, requests.RequestException, urllib3.exceptions.HTTPError) as exc:
-            error = exc if isinstance(exc, FetchError) else None
-            if error is None:
-                error = FetchError(f"cannot fetch {url}: {type(exc).__name__}: {exc}")
-            deadline.check(url)  # a read cut short by a stop or the deadline says so
-            if attempt == config.retries or not _retryable(exc):
-                raise error from None
-            delay = config.backoff * 2**attempt
-            if delay >= deadline.left():
-                raise FetchError(
-                    f"{error}; no time left for another attempt within source.deadline "
-                    f"({deadline.seconds:g}s)",
-                    error.status,
-                ) from None
-            log.warning("fetch attempt %d failed (%s); retrying in %.1fs", attempt + 1, exc, delay)
-            deadline.sleep(delay)
+            error = _as_fetch_error(exc, url, config)
+        deadline.check(url)  # a read cut short by a stop or the deadline says so
+        if attempt == config.retries or not _retryable(error):
+            raise error
+        delay = config.backoff * 2**attempt
+        if delay >= deadline.left():
+            raise FetchError(
+                f"{error}; no time left for another attempt within source.deadline "
+                f"({deadline.seconds:g}s)",
+                error.status,
+            )
+        log.warning("fetch attempt %d failed (%s); retrying in %.1fs", attempt + 1, error, delay)
+        deadline.sleep(delay)
     raise AssertionError("unreachable")
 
 
@@ -371,7 +374,7 @@ def fetch(
     """Fetch the source once, following one Google My Maps NetworkLink if that is what we get.
 
     Everything together ends within source.deadline; setting `stop` abandons it at the next
-    read (FetchError)."""
+    read (Abandoned)."""
     path = _local_path(config.url)
     if path is not None:
         try:

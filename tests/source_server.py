@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import threading
-import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -54,8 +53,8 @@ class SourceServer:
                     self._send(404, b"not found", {})
                     return
                 reply = replies.pop(0) if len(replies) > 1 else replies[0]
-                if reply.delay:
-                    time.sleep(reply.delay)
+                if reply.delay and server.stopping.wait(reply.delay):
+                    return  # the server is stopping: never answer
                 headers = dict(reply.headers)
                 if reply.etag and reply.status == 200:
                     tag = '"' + hashlib.sha1(reply.body).hexdigest() + '"'

@@ -9,6 +9,8 @@ import subprocess
 import time
 from typing import Any, ClassVar
 
+import pytest
+
 from bot.channels.base import Channel, Recipient, Style
 from bot.scheduler import Runner
 from bot.store import Store
@@ -129,9 +131,14 @@ def stop_run(process: subprocess.Popen) -> str:
     return err
 
 
-def test_sigterm_abandons_a_dripping_fetch_and_records_nothing(tmp_path, source_server):
-    # Headers at once, then a byte every 0.2 s: a fetch that never ends on its own.
-    url = source_server.serve(PATH, Reply(kml(agencies(10)), drip=0.2))
+# Fetches that never end on their own: headers at once, then a byte every 0.2 s (the fetch
+# notices the stop between reads), or no answer at all (its thread is stuck in a read).
+STUCK_FETCHES = {"dripping": {"drip": 0.2}, "silent": {"delay": 3600}}
+
+
+@pytest.mark.parametrize("how", list(STUCK_FETCHES))
+def test_sigterm_abandons_a_stuck_fetch_and_records_nothing(tmp_path, source_server, how):
+    url = source_server.serve(PATH, Reply(kml(agencies(10)), **STUCK_FETCHES[how]))
     bot = Bot.create(
         tmp_path, url, RUN_CONFIG.format(state=tmp_path / "state"), timeout="10m", deadline="1h"
     )
