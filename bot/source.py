@@ -20,6 +20,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Container, Iterator, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from pathlib import Path
@@ -28,6 +29,8 @@ from urllib.parse import unquote, urljoin, urlparse
 import requests
 import urllib3
 from lxml import etree
+from requests.adapters import HTTPAdapter
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from bot.config import SourceConfig
 
@@ -100,14 +103,61 @@ class Validators:
         return headers
 
 
+WATCH_EVERY = 0.1  # seconds between two looks of the watchdog
+
+
 class Deadline:
     """The time one fetch may take, every attempt, backoff sleep and hop together
-    (source.deadline), and the stop signal with which `ringwatch run` abandons it."""
+    (source.deadline), and the stop signal with which `ringwatch run` abandons it.
+
+    Also its watchdog: a thread that shuts down the fetch's sockets once the request in
+    progress is out of time (source.timeout) or a stop comes. A read the code cannot
+    interrupt otherwise (a server that drips its headers, or never answers at all) then
+    returns at once instead of holding the poll for good."""
 
     def __init__(self, seconds: float, stop: threading.Event | None = None) -> None:
         self.seconds = seconds
         self.end = time.monotonic() + seconds
         self.stop = stop or threading.Event()
+        self.request_end = self.end  # see next_request
+        self.cut = False  # the watchdog shut the connections down
+        self._sockets: list[socket.socket] = []
+        self._done = threading.Event()
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> Deadline:
+        threading.Thread(target=self._watch, name="fetch-watchdog", daemon=True).start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._done.set()
+        with self._lock:
+            for handle in self._sockets:
+                handle.close()
+            self._sockets.clear()
+
+    def next_request(self, timeout: float) -> float:
+        """Start the clock for one attempt; it must be over by the time returned."""
+        self.request_end = min(time.monotonic() + timeout, self.end)
+        self.cut = False
+        return self.request_end
+
+    def watch(self, sock: socket.socket) -> None:
+        # A handle of our own on the same connection: wrapping it in TLS detaches `sock`,
+        # and shutting a connection down through any handle ends reads on all of them.
+        with self._lock:
+            self._sockets.append(sock.dup())
+
+    def _watch(self) -> None:
+        while not self._done.wait(WATCH_EVERY):
+            if self.stop.is_set() or time.monotonic() >= self.request_end:
+                with self._lock:
+                    self.cut = bool(self._sockets) or self.cut
+                    for handle in self._sockets:
+                        with suppress(OSError):  # the connection is gone already
+                            handle.shutdown(socket.SHUT_RDWR)
+                        handle.close()
+                    self._sockets.clear()
 
     def left(self) -> float:
         return self.end - time.monotonic()
@@ -123,6 +173,30 @@ class Deadline:
 
     def sleep(self, seconds: float) -> None:
         self.stop.wait(seconds)  # a stop ends the sleep; the next check() reports it
+
+
+def _session(deadline: Deadline) -> requests.Session:
+    """A session whose every new connection is watched by `deadline`."""
+
+    class Watched:
+        def _new_conn(self) -> socket.socket:
+            sock = super()._new_conn()  # type: ignore[misc]
+            deadline.watch(sock)  # before any TLS handshake, which could stall too
+            return sock
+
+    adapter = HTTPAdapter()
+    adapter.poolmanager.pool_classes_by_scheme = {
+        pool.scheme: type(pool.__name__, (pool,), {
+            "ConnectionCls": type("Watched" + pool.ConnectionCls.__name__,
+                                  (Watched, pool.ConnectionCls), {}),
+        })
+        for pool in (HTTPConnectionPool, HTTPSConnectionPool)
+    }  # fmt: skip
+    session = requests.Session()
+    session.trust_env = False  # no surprise proxies from the environment
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
 
 
 def _origin(url: str) -> tuple[str, str, int | None]:
@@ -255,7 +329,7 @@ def _get_once(
 ) -> Fetched:
     """One attempt: the request, every redirect hop (each checked) and the body, all within
     source.timeout (and what is left of source.deadline)."""
-    until = min(time.monotonic() + config.timeout, deadline.end)
+    until = deadline.next_request(config.timeout)
     for _hop in range(MAX_REDIRECTS + 1):
         headers = {"User-Agent": config.user_agent, "Accept-Encoding": "gzip"}
         conditional = validators.headers_for(url, config.url)
@@ -297,14 +371,17 @@ def _get_once(
     raise FetchError(f"more than {MAX_REDIRECTS} redirects from {config.url}")
 
 
-def _as_fetch_error(exc: Exception, url: str, config: SourceConfig) -> FetchError:
+def _as_fetch_error(
+    exc: Exception, url: str, config: SourceConfig, deadline: Deadline
+) -> FetchError:
     """What went wrong, in our words; requests and urllib3 (read1) raise their own."""
     if isinstance(exc, FetchError):
         return exc
-    if isinstance(exc, requests.Timeout | urllib3.exceptions.TimeoutError):
+    timed_out = isinstance(exc, requests.Timeout | urllib3.exceptions.TimeoutError)
+    if timed_out or deadline.cut:
+        how = f": {type(exc).__name__}" if timed_out else ""  # else the watchdog cut it
         return Transient(
-            f"no complete answer from {url} within source.timeout ({config.timeout:g}s): "
-            f"{type(exc).__name__}"
+            f"no complete answer from {url} within source.timeout ({config.timeout:g}s){how}"
         )
     dropped = isinstance(exc, requests.ConnectionError | urllib3.exceptions.ProtocolError)
     return (Transient if dropped else FetchError)(
@@ -336,7 +413,7 @@ def _get(
         except Abandoned:
             raise
         except (FetchError, requests.RequestException, urllib3.exceptions.HTTPError) as exc:
-            error = _as_fetch_error(exc, url, config)
+            error = _as_fetch_error(exc, url, config, deadline)
         deadline.check(url)  # a read cut short by a stop or the deadline says so
         if attempt == config.retries or not _retryable(error):
             raise error
@@ -384,9 +461,7 @@ def fetch(
         if len(data) > config.max_bytes:
             raise FetchError(f"{path} is {len(data):,} bytes, over the {config.max_bytes:,} cap")
         return Fetched(url=str(path), status=200, body=data)
-    deadline = Deadline(config.deadline, stop)
-    with requests.Session() as session:
-        session.trust_env = False  # no surprise proxies from the environment
+    with Deadline(config.deadline, stop) as deadline, _session(deadline) as session:
         fetched = _get(session, config.url, config, validators, deadline)
         href = network_link_href(fetched.body, fetched.url) if not fetched.not_modified else None
         if href:

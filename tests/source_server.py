@@ -18,6 +18,7 @@ class Reply:
     declared_length: int | None = None  # lie about Content-Length (truncation)
     chunked: bool = False  # no Content-Length: Transfer-Encoding: chunked
     drip: float = 0.0  # seconds between body bytes: headers at once, then one byte at a time
+    drip_head: bool = False  # with drip: the status line and headers drip too
 
 
 class SourceServer:
@@ -66,7 +67,7 @@ class SourceServer:
                     self._send_chunked(reply.status, reply.body, headers)
                     return
                 if reply.drip:
-                    self._send_dripping(reply.status, reply.body, headers, reply.drip)
+                    self._send_dripping(reply, headers)
                     return
                 self._send(reply.status, reply.body, headers, reply.declared_length)
 
@@ -99,17 +100,19 @@ class SourceServer:
                 except (BrokenPipeError, ConnectionResetError):
                     self.close_connection = True
 
-            def _send_dripping(self, status, body, headers, interval: float) -> None:
-                self.send_response(status)
-                for key, value in headers.items():
-                    self.send_header(key, value)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
+            def _send_dripping(self, reply: Reply, headers: dict[str, str]) -> None:
+                lines = [f"HTTP/1.1 {reply.status} Whatever"]
+                lines += [f"{key}: {value}" for key, value in headers.items()]
+                lines.append(f"Content-Length: {len(reply.body)}")
+                head = ("\r\n".join(lines) + "\r\n\r\n").encode()
+                if not reply.drip_head:
+                    self.wfile.write(head)
+                dripped = (head if reply.drip_head else b"") + reply.body
                 try:
-                    for byte in body:
+                    for byte in dripped:
                         self.wfile.write(bytes([byte]))
                         self.wfile.flush()
-                        if server.stopping.wait(interval):
+                        if server.stopping.wait(reply.drip):
                             break
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up, as it should
