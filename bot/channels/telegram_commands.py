@@ -6,10 +6,11 @@ updater.start_polling … updater.stop, stop, shutdown), never with run_polling,
 would take over the loop and the signals. Handlers use the runner's Store on the loop
 thread; every database call is short and never spans an await.
 
-Updates are handled one at a time, so one user must not be able to fill the queue:
-each user gets telegram.commands_per_user commands per telegram.command_window, and
-the rest are dropped before any handler runs (with one "slow down" a minute). Every
-reply stays under Telegram's 4096 characters, and stopping drops what is still queued.
+One user must not be able to silence the bot (FairUpdates): chats are handled side by
+side, each chat's updates in order, and each user gets telegram.commands_per_user
+commands per telegram.command_window; the rest are dropped before they wait for
+anything (with one "slow down" a minute). Every reply stays under Telegram's 4096
+characters, and stopping drops the updates still queued.
 """
 
 from __future__ import annotations
@@ -17,29 +18,29 @@ from __future__ import annotations
 import asyncio
 import enum
 import html
+import inspect
 import json
 import logging
 import re
 import time
-from collections import deque
-from collections.abc import Sequence
+from collections import Counter, deque
+from collections.abc import Awaitable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from telegram import BotCommand, LinkPreviewOptions, Update
 from telegram.constants import ChatMemberStatus, ChatType, MessageLimit
-from telegram.error import InvalidToken
+from telegram.error import InvalidToken, TelegramError
 from telegram.ext import (
     Application,
     ApplicationBuilder,
-    ApplicationHandlerStop,
+    BaseUpdateProcessor,
     CommandHandler,
     ContextTypes,
     ExtBot,
     MessageHandler,
-    TypeHandler,
     filters,
 )
 
@@ -74,6 +75,9 @@ NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
 MAX_REPLY = MessageLimit.MAX_TEXT_LENGTH
 SLOW_DOWN_EVERY = 60.0  # seconds between two "slow down" replies to one user
 SLOW_DOWN = "Slow down: I answer {limit} commands every {window}; the rest are ignored."
+# Updates handled at once (different chats; one chat's wait in line). Dropped ones take no
+# time, so a flood holds at most commands_per_user + 1 of these per user.
+MAX_CONCURRENT_UPDATES = 256
 # How much of a reply may quote the user's own words back ("Not a US state: …").
 QUOTE_BUDGET = 300
 QUOTED_WORD_MAX = 40
@@ -170,6 +174,71 @@ class CommandLimiter:
         return verdict
 
 
+def _discard(coroutine: Awaitable[Any]) -> None:
+    """An update's handling that will never run: closed, so nobody warns it was not awaited."""
+    if inspect.iscoroutine(coroutine):
+        coroutine.close()
+
+
+class FairUpdates(BaseUpdateProcessor):
+    """How the Application handles updates: chats side by side, each chat's in order.
+
+    One at a time (PTB's default), a flooder's few allowed replies, paced at one a second
+    per chat, would hold everyone else up; here they only hold up that chat. A user's
+    commands beyond their budget (CommandLimiter) are dropped before they wait for a chat
+    or a slot, so a flood costs nothing but the check."""
+
+    def __init__(self, limiter: CommandLimiter) -> None:
+        super().__init__(MAX_CONCURRENT_UPDATES)
+        self.limiter = limiter
+        self.chat_locks: dict[int, asyncio.Lock] = {}
+        self.chat_users: Counter[int] = Counter()  # updates holding or awaiting a chat lock
+        self.stopping = False  # set by _stop: what still waits for its chat is dropped
+
+    async def do_process_update(self, update: object, coroutine: Awaitable[Any]) -> None:
+        verdict = Verdict.ANSWER
+        chat = 0
+        if isinstance(update, Update) and update.effective_message is not None:
+            sender = update.effective_user or update.effective_chat
+            chat = update.effective_chat.id if update.effective_chat else 0
+            if sender is not None:
+                verdict = self.limiter.verdict(sender.id, time.monotonic())
+        if verdict is Verdict.DROP:
+            _discard(coroutine)
+            return
+        lock = self.chat_locks.setdefault(chat, asyncio.Lock())
+        self.chat_users[chat] += 1
+        try:
+            async with lock:
+                if self.stopping or verdict is Verdict.SLOW_DOWN:
+                    _discard(coroutine)
+                if self.stopping:
+                    return
+                if verdict is Verdict.ANSWER:
+                    await coroutine
+                else:
+                    await self._slow_down(update)
+        finally:
+            self.chat_users[chat] -= 1
+            if not self.chat_users[chat]:
+                del self.chat_users[chat], self.chat_locks[chat]
+
+    async def _slow_down(self, update: Update) -> None:
+        assert update.effective_user is not None or update.effective_chat is not None
+        log.info("telegram: a user is over the command limit; dropping their commands")
+        window = f"{self.limiter.window:g} seconds"
+        try:
+            await Commands.reply(update, SLOW_DOWN.format(limit=self.limiter.limit, window=window))
+        except TelegramError as exc:
+            log.warning("telegram: could not ask a user to slow down: %s", exc)
+
+    async def initialize(self) -> None:
+        pass  # nothing to set up
+
+    async def shutdown(self) -> None:
+        pass  # nothing to release: the Application waits for the updates in progress
+
+
 def describe_filter(states_json: str | None) -> str:
     if not states_json:
         return "every state"
@@ -199,13 +268,8 @@ class Commands:
         self.env = make_environment(config.templates_path)
         self.style = TelegramChannel(config).style()
         self.admins = set(config.telegram.admins)
-        self.limiter = CommandLimiter(
-            config.telegram.commands_per_user, config.telegram.command_window
-        )
 
     def register(self, application: Application) -> None:
-        # Group -1 runs before every handler and can stop the update there.
-        application.add_handler(TypeHandler(Update, self.throttle), group=-1)
         for name in ("start", "subscribe", "unsubscribe", "states", "latest", "stats", "help"):
             application.add_handler(CommandHandler(name, getattr(self, name)))
         application.add_handler(CommandHandler("status", self.status))
@@ -230,22 +294,6 @@ class Commands:
         await message.reply_text(
             plain[: MAX_REPLY - len(ELLIPSIS)] + ELLIPSIS, link_preview_options=NO_PREVIEW
         )
-
-    async def throttle(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
-        """Drop a user's commands beyond their budget before any handler (or query) runs."""
-        if not isinstance(update, Update) or update.effective_message is None:
-            return
-        sender = update.effective_user or update.effective_chat
-        if sender is None:
-            return
-        verdict = self.limiter.verdict(sender.id, time.monotonic())
-        if verdict is Verdict.ANSWER:
-            return
-        if verdict is Verdict.SLOW_DOWN:
-            log.info("telegram: user %s is over the command limit; dropping", sender.id)
-            window = f"{self.limiter.window:g} seconds"
-            await self.reply(update, SLOW_DOWN.format(limit=self.limiter.limit, window=window))
-        raise ApplicationHandlerStop
 
     @staticmethod
     async def may_change(update: Update, context: ContextTypes.DEFAULT_TYPE) -> bool:
@@ -402,7 +450,8 @@ class Commands:
 
 
 def build_application(config: Config, store: Store, bot: ExtBot[None]) -> Application:
-    application = ApplicationBuilder().bot(bot).build()
+    limiter = CommandLimiter(config.telegram.commands_per_user, config.telegram.command_window)
+    application = ApplicationBuilder().bot(bot).concurrent_updates(FairUpdates(limiter)).build()
     Commands(config, store).register(application)
     return application
 
@@ -418,17 +467,12 @@ async def _start(application: Application) -> None:
 
 
 async def _stop(application: Application) -> None:
+    # Application.stop() waits for every update taken in: a queue of commands would hold
+    # the shutdown for minutes. Those still waiting for their chat are dropped instead.
+    if isinstance(application.update_processor, FairUpdates):
+        application.update_processor.stopping = True
     if application.updater is not None and application.updater.running:
         await application.updater.stop()
-    # Application.stop() handles every queued update first: a flood would hold the
-    # shutdown for minutes. What is still queued is dropped; only the update in hand ends.
-    dropped = 0
-    while not application.update_queue.empty():
-        application.update_queue.get_nowait()
-        application.update_queue.task_done()
-        dropped += 1
-    if dropped:
-        log.info("telegram: %d queued commands dropped at shutdown", dropped)
     if application.running:
         await application.stop()
     await application.shutdown()
