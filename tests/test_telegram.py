@@ -20,13 +20,13 @@ from pathlib import Path
 import pytest
 
 from bot.channels.telegram import TelegramChannel, visible_length
-from bot.channels.telegram_commands import parse_states
+from bot.channels.telegram_commands import Verdict, command_verdict, parse_states, summarise
 from bot.config import load_config
 from bot.store import OutboxMessage, Store
 from bot.synthetic import SyntheticAgency
 from tests.conftest import run_cli, start_cli, write_config
 from tests.helpers import Bot, config_text, kml
-from tests.source_server import SourceServer
+from tests.source_server import Reply, SourceServer
 from tests.telegram_stub import CHAT_NOT_FOUND, DEFAULT_TOKEN, Fault, TelegramStub, flood
 
 PATH = "/map.kml"
@@ -285,6 +285,29 @@ def test_a_subscribe_with_thousands_of_junk_words_gets_one_reply_under_the_limit
     assert store_subscriber(bot, OTHER) is None
 
 
+def test_a_status_too_long_for_telegram_arrives_cut_as_plain_text(
+    tmp_path: Path, source_server: SourceServer, stub: TelegramStub
+):
+    long_url = source_server.url(PATH) + "?mid=" + "x" * 1500  # each error quotes it
+    source_server.serve(PATH, kml(BASE))
+    bot = Bot.create(tmp_path, long_url, telegram_section(stub, channel=None))
+    assert bot.poll().outcome == "baseline"
+    source_server.serve(PATH, Reply(b"gone", status=404))
+    for _ in range(3):
+        assert bot.poll().outcome == "failed"
+
+    async def script() -> None:
+        stub.user_says(ADMIN, "/status")
+        await answered(stub, ADMIN, len(stub.texts(ADMIN)) + 1)
+
+    listen_during(bot.config_path, script)
+
+    status = stub.texts(ADMIN)[-1]
+    assert len(status) <= 4096 and status.endswith("…")
+    assert status.startswith("Agencies tracked: 10\nFailed or suspect polls in a row: 3")
+    assert "parse_mode" not in stub.calls_to("sendMessage")[-1].params
+
+
 def store_subscriber(bot: Bot, chat: int) -> dict | None:
     store = Store.open(bot.config.db_path, readonly=True)
     try:
@@ -308,6 +331,29 @@ def test_stopping_drops_queued_commands_instead_of_answering_them_all(
     listen_during(bot.config_path, script)  # its stop waits at most 60 s
 
     assert len(stub.texts(FLOODER)) < 100
+
+
+# (answered at, warned at, now, verdict) with 5 commands per 10 s: the rule as a table.
+VERDICTS = [
+    ([], None, 100.0, Verdict.ANSWER),
+    ([91, 92, 93, 94], None, 100.0, Verdict.ANSWER),  # the 5th in the window
+    ([91, 92, 93, 94, 95], None, 100.0, Verdict.SLOW_DOWN),  # the 6th: told once
+    ([91, 92, 93, 94, 95], 99.0, 100.0, Verdict.DROP),  # then silence
+    ([91, 92, 93, 94, 95], 40.0, 100.0, Verdict.SLOW_DOWN),  # a minute later, told again
+    ([89, 92, 93, 94, 95], 99.0, 100.0, Verdict.ANSWER),  # the oldest left the window
+]
+
+
+@pytest.mark.parametrize(("answered_at", "warned", "now", "verdict"), VERDICTS)
+def test_when_a_users_command_is_answered(answered_at, warned, now, verdict):
+    assert command_verdict(answered_at, warned, now, limit=5, window=10) is verdict
+
+
+def test_quoted_input_is_summarised_and_escaped():
+    assert summarise(["foo", "bar"]) == "foo, bar"
+    assert summarise(["<b>", "x" * 100]) == "&lt;b&gt;, " + "x" * 39 + "…"
+    many = summarise([f"w{i}" for i in range(5000)], budget=20)
+    assert many == "w0, w1, w2, w3, w4 and 4,995 more"
 
 
 # --- fan-out ------------------------------------------------------------------------------

@@ -21,7 +21,6 @@ import html
 import inspect
 import json
 import logging
-import re
 import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Sequence
@@ -44,7 +43,13 @@ from telegram.ext import (
     filters,
 )
 
-from bot.channels.telegram import CHANNEL, TOKEN_ENV, TelegramChannel, visible_length
+from bot.channels.telegram import (
+    CHANNEL,
+    TOKEN_ENV,
+    TelegramChannel,
+    visible_length,
+    visible_text,
+)
 from bot.models import Agency, Change
 from bot.normalise import state_code
 from bot.queries import ChangeFilter, query_changes
@@ -170,8 +175,12 @@ class CommandLimiter:
         elif verdict is Verdict.SLOW_DOWN:
             state.warned = now
         if len(self.users) > 10_000:  # forget users with nothing left to remember
-            self.users = {uid: s for uid, s in self.users.items() if s.answered or uid == user}
+            self.users = {uid: s for uid, s in self.users.items() if self._matters(s, now)}
         return verdict
+
+    def _matters(self, state: _UserLimit, now: float) -> bool:
+        recent = any(now - at < self.window for at in state.answered)
+        return recent or (state.warned is not None and now - state.warned < SLOW_DOWN_EVERY)
 
 
 def _discard(coroutine: Awaitable[Any]) -> None:
@@ -210,21 +219,19 @@ class FairUpdates(BaseUpdateProcessor):
         self.chat_users[chat] += 1
         try:
             async with lock:
-                if self.stopping or verdict is Verdict.SLOW_DOWN:
-                    _discard(coroutine)
                 if self.stopping:
-                    return
-                if verdict is Verdict.ANSWER:
-                    await coroutine
-                else:
+                    _discard(coroutine)
+                elif verdict is Verdict.SLOW_DOWN:
+                    _discard(coroutine)
                     await self._slow_down(update)
+                else:
+                    await coroutine
         finally:
             self.chat_users[chat] -= 1
             if not self.chat_users[chat]:
                 del self.chat_users[chat], self.chat_locks[chat]
 
     async def _slow_down(self, update: Update) -> None:
-        assert update.effective_user is not None or update.effective_chat is not None
         log.info("telegram: a user is over the command limit; dropping their commands")
         window = f"{self.limiter.window:g} seconds"
         try:
@@ -290,9 +297,9 @@ class Commands:
         # Telegram refuses the whole reply, and cutting HTML could leave a tag open: send
         # the readable text, cut to fit. Replies that quote input summarise it before this.
         log.warning("telegram: a reply of %d characters was cut to fit", visible_length(text))
-        plain = html.unescape(re.sub(r"<[^>]+>", "", text))
         await message.reply_text(
-            plain[: MAX_REPLY - len(ELLIPSIS)] + ELLIPSIS, link_preview_options=NO_PREVIEW
+            visible_text(text)[: MAX_REPLY - len(ELLIPSIS)] + ELLIPSIS,
+            link_preview_options=NO_PREVIEW,
         )
 
     @staticmethod
