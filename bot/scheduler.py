@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import logging
 import signal
 import threading
@@ -30,6 +31,7 @@ from bot.channels.base import Channel
 from bot.config import Config
 from bot.deliver import deliver_pending
 from bot.poll import run_poll
+from bot.source import fetch
 from bot.store import Store
 
 log = logging.getLogger(__name__)
@@ -80,7 +82,8 @@ class Runner:
     def _poll_in_thread(self) -> str:
         store = Store.open(self.config.db_path)
         try:
-            return run_poll(self.config, store, self.channels, stop=self.abandon).summary
+            fetcher = functools.partial(fetch, stop=self.abandon)
+            return run_poll(self.config, store, self.channels, fetcher=fetcher).summary
         finally:
             store.close()
 

@@ -11,7 +11,7 @@ import itertools
 import json
 import sqlite3
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,8 +22,9 @@ import sqlite_utils
 from bot.diff import Diff
 from bot.models import Agency, Change
 from bot.normalise import city_key
+from bot.snapshots import SnapshotFile
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 BAD_OUTCOMES = ("failed", "suspect")
 GOOD_OUTCOMES = ("baseline", "ok", "unchanged")
 
@@ -181,7 +182,34 @@ def _migration_2(db: sqlite_utils.Database) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migration_1, _migration_2]
+def _migration_3(db: sqlite_utils.Database) -> None:
+    """Snapshots: every distinct document fetched, referenced by the polls and changes it
+    produced; `origin` says whether a row was polled live or imported (file, git, wayback)."""
+    db["snapshots"].create(
+        {
+            "sha256": str,
+            "first_seen": str,
+            "last_seen": str,
+            "bytes": int,
+            "compressed_bytes": int,
+            "polls": int,
+        },
+        pk="sha256",
+    )
+    db["polls"].add_column("snapshot", str)
+    db["polls"].add_column("origin", str, not_null_default="live")
+    db["polls"].add_column("forced", int)  # --force: verify replays it as forced
+    db["polls"].create_index(["snapshot"])
+    db["changes"].add_column("snapshot", str)
+    db["changes"].add_column("before_snapshot", str)
+    db["changes"].add_column("origin", str, not_null_default="live")
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
+    _migration_1,
+    _migration_2,
+    _migration_3,
+]
 
 
 def _json(value: Any) -> str | None:
@@ -307,12 +335,72 @@ class Store:
     def recent_polls(self, limit: int = 5) -> list[dict[str, Any]]:
         return list(self.db.query("select * from polls order by id desc limit ?", [limit]))
 
-    def record_poll(self, poll: dict[str, Any], messages: Iterable[OutboxMessage] = ()) -> int:
+    def record_poll(
+        self,
+        poll: dict[str, Any],
+        messages: Iterable[OutboxMessage] = (),
+        *,
+        snapshot: SnapshotFile | None = None,
+    ) -> int:
         """A poll that changed no agencies (failed, suspect, unchanged) and its warnings."""
         with self.db.atomic():
             poll_id = self.db["polls"].insert(poll).last_pk
+            self._count_snapshot(snapshot, poll)
             self.outbox.queue(poll_id, list(messages))
         return poll_id
+
+    def _count_snapshot(self, snapshot: SnapshotFile | None, poll: dict[str, Any]) -> None:
+        if snapshot is None:
+            return
+        self.db.execute(
+            "insert into snapshots (sha256, first_seen, last_seen, bytes, compressed_bytes, polls) "
+            "values (?, ?, ?, ?, ?, 1) on conflict (sha256) do update set "
+            "last_seen = excluded.last_seen, polls = polls + 1",
+            [snapshot.sha256, poll["started_at"], poll["started_at"], snapshot.bytes,
+             snapshot.compressed_bytes],
+        )  # fmt: skip
+
+    # --- snapshots ----------------------------------------------------------------------
+
+    def snapshot_file(self, sha256: str) -> SnapshotFile | None:
+        rows = self.db.execute(
+            "select sha256, bytes, compressed_bytes from snapshots where sha256 = ?", [sha256]
+        ).fetchall()
+        return SnapshotFile(*rows[0]) if rows else None
+
+    def snapshots(self) -> list[dict[str, Any]]:
+        """Every snapshot row, first seen first."""
+        if "snapshots" not in self.db.table_names():  # a read-only look at an old database
+            return []
+        return list(self.db.query("select * from snapshots order by first_seen, rowid"))
+
+    def snapshots_starting(self, prefix: str) -> list[str]:
+        sql = "select sha256 from snapshots where sha256 >= ? and sha256 < ? order by sha256"
+        return [row[0] for row in self.db.execute(sql, [prefix, prefix + "g"])]
+
+    def polls_in_order(self) -> list[dict[str, Any]]:
+        return list(self.db.query("select * from polls order by id"))
+
+    def poll(self, poll_id: int) -> dict[str, Any] | None:
+        rows = list(self.db.query("select * from polls where id = ?", [poll_id]))
+        return rows[0] if rows else None
+
+    def change_row(self, change_id: int) -> dict[str, Any] | None:
+        rows = list(self.db.query("select * from changes where id = ?", [change_id]))
+        return rows[0] if rows else None
+
+    def polled_urls(self, origin: str) -> set[tuple[str, str]]:
+        """(url, started_at) of every poll of this origin: what an import already brought in."""
+        sql = "select url, started_at from polls where origin = ?"
+        return {(url, at) for url, at in self.db.execute(sql, [origin])}
+
+    def good_polls_back(self, poll_id: int) -> Iterator[dict[str, Any]]:
+        """Good polls up to and including `poll_id`, newest first."""
+        sql = f"select * from polls where id <= ? and outcome in {GOOD_OUTCOMES!r} order by id desc"
+        yield from self.db.query(sql, [poll_id])
+
+    def changes_in_order(self) -> list[dict[str, Any]]:
+        return list(self.db.query("select * from changes order by id"))
 
     def commit_poll(
         self,
@@ -322,6 +410,7 @@ class Store:
         plan: Callable[[int, list[tuple[int, Change]]], list[OutboxMessage]],
         *,
         baseline: Iterable[Agency] = (),
+        snapshot: SnapshotFile | None = None,
     ) -> tuple[int, list[tuple[int, Change]]]:
         """Apply a diff: agencies, change log and outbox in one transaction.
 
@@ -331,8 +420,9 @@ class Store:
         now = poll.get("finished_at") or utc_now()
         with self.db.atomic():
             poll_id = self.db["polls"].insert(poll).last_pk
+            self._count_snapshot(snapshot, poll)
             self._apply_agencies(diff, baseline, now)
-            numbered = self._append_changes(poll_id, changes, now)
+            numbered = self._append_changes(poll_id, poll, changes, now)
             self.outbox.queue(poll_id, plan(poll_id, numbered))
         return poll_id, numbered
 
@@ -386,9 +476,15 @@ class Store:
         )
 
     def _append_changes(
-        self, poll_id: int, changes: list[Change], now: str
+        self, poll_id: int, poll: dict[str, Any], changes: list[Change], now: str
     ) -> list[tuple[int, Change]]:
         start = (self.db.execute("select max(id) from changes").fetchone()[0] or 0) + 1
+        # The document the stored agencies were last read from: where a "before" is found.
+        previous = self.db.execute(
+            f"select snapshot from polls where id < ? and outcome in {GOOD_OUTCOMES!r} "
+            "and snapshot is not null order by id desc limit 1",
+            [poll_id],
+        ).fetchone()
         numbered = list(enumerate(changes, start))
         _insert_rows(
             self.db,
@@ -408,6 +504,9 @@ class Store:
                     "before": _json(change.before),
                     "after": _json(change.after),
                     "alert": int(change.alert),
+                    "snapshot": poll.get("snapshot"),
+                    "before_snapshot": previous[0] if previous else None,
+                    "origin": poll.get("origin", "live"),
                 }
                 for change_id, change in numbered
             ),

@@ -164,16 +164,22 @@ def test_dry_run_of_a_first_poll_creates_no_database(tmp_path, source_server):
     assert not fresh.config.state_dir.exists() or not any(fresh.config.state_dir.iterdir())
 
 
+def _files(directory: Path) -> dict[str, bytes]:
+    """Every file under `directory` (snapshots included) by relative path → bytes."""
+    return {str(p.relative_to(directory)): p.read_bytes() for p in directory.rglob("*")
+            if p.is_file()}  # fmt: skip
+
+
 def test_dry_run_prints_the_alerts_and_leaves_the_database_byte_for_byte(bot, source_server):
     source_server.serve(PATH, kml(mutate(agencies(20), seed=2, add=2)))
     state = bot.config.state_dir
-    before = {p.name: p.read_bytes() for p in state.iterdir()}
+    before = _files(state)
 
     result = ringwatch(bot, "poll", "--dry-run")
 
     assert_clean_exit(result, 0)
     assert result.stdout.count("New partnership: ") == 2
-    after = {p.name: p.read_bytes() for p in state.iterdir()}
+    after = _files(state)
     assert {name: after[name] for name in before} == before
     # A read-only SQLite connection may leave its (empty) write-ahead log beside the file.
     assert set(after) - set(before) <= {"ringwatch.db-wal", "ringwatch.db-shm"}
