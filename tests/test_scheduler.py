@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 import pytest
 
 from bot.channels.base import Channel, Recipient, Style
+from bot.channels.x import CREDENTIAL_ENV_VARS
 from bot.scheduler import Runner
 from bot.store import Store
 from bot.synthetic import mutate
@@ -19,6 +20,7 @@ from tests.conftest import run_cli, start_cli
 from tests.helpers import Bot, agencies, kml
 from tests.source_server import Reply
 from tests.telegram_stub import TelegramStub
+from tests.x_stub import XStub
 
 PATH = "/map.kml"
 # Each answer takes longer than the interval: overlapping polls would show as two requests
@@ -187,5 +189,43 @@ def test_sigterm_leaves_a_send_in_flight_to_be_sent_once_later(tmp_path, source_
         (notice,) = stub.texts(42)
         assert notice.startswith("ringwatch is now tracking <b>10</b>")
         assert {row["status"] for row in bot.outbox()} == {"sent"}
+    finally:
+        stub.stop()
+
+
+def test_sigterm_leaves_a_blocking_x_post_behind_and_it_is_not_posted_twice(
+    tmp_path, source_server
+):
+    # tweepy blocks in a worker thread; a thread asyncio would wait for at exit (its
+    # read timeout is 30 s) must not keep the process alive.
+    stub = XStub().start()
+    try:
+        stub.hold_post = 1  # X creates the post, but its answer never arrives
+        first = agencies(10)
+        url = source_server.serve(PATH, kml(first))
+        x = f'[x]\nenabled = true\napi_base_url = "{stub.base_url}"\n'
+        bot = Bot.create(tmp_path, url, RUN_CONFIG.format(state=tmp_path / "state") + x)
+        env = {name: f"test-{name.lower()}" for name in CREDENTIAL_ENV_VARS}
+        process = start_cli(
+            "run", "--config", str(bot.config_path), env=env, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            wait_for(lambda: len(bot.polls()) >= 1)
+            source_server.serve(PATH, kml(mutate(first, seed=4, add=1)))
+            assert stub.held.wait(timeout=60)
+        finally:
+            err = stop_run(process)
+        assert process.returncode == 0, err
+        assert "Traceback" not in err, err
+
+        stub.hold_post = None
+        stub.release.set()
+        later = run_cli("deliver", "--config", str(bot.config_path), env=env)
+
+        assert later.returncode == 0, later.stderr
+        (post,) = stub.posts
+        assert post.text.startswith("New partnership: ")
+        assert [row["status"] for row in bot.outbox()] == ["sent"]
     finally:
         stub.stop()
