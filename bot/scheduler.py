@@ -146,7 +146,8 @@ class Runner:
                 report = await deliver_pending(
                     self.store,
                     self.channels,
-                    max_attempts=self.config.alerts.max_attempts,
+                    alerts=self.config.alerts,
+                    templates=self.config.templates_path,
                     stop=self.stop_event,
                 )
                 if any(report.sent.values()) or any(report.failed.values()):
