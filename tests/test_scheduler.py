@@ -9,7 +9,7 @@ import subprocess
 import time
 from typing import Any, ClassVar
 
-from bot.channels.base import Channel, Recipient, Style
+from bot.channels.base import Channel, Delivery, Recipient, Style
 from bot.scheduler import Runner
 from bot.store import Store
 from bot.synthetic import mutate
@@ -85,9 +85,9 @@ class HeldChannel(Channel):
     def recipients(self, store: Store) -> list[Recipient]:
         return [Recipient("subscriber", maintainer=True)]
 
-    async def send(self, row: dict[str, Any], reply_to: str | None) -> str | None:
+    async def send(self, delivery: Delivery) -> str | None:
         await self.release.wait()
-        self.sent.append(row["text"])
+        self.sent.append(delivery.text)
         return None
 
 

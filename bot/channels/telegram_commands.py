@@ -121,7 +121,7 @@ class Commands:
         self.store = store
         self.env = make_environment(config.templates_path)
         self.style = TelegramChannel(config).style()
-        self.admins = set(config.telegram.admins)
+        self.admins = set(config.channel_settings("telegram").admins)
 
     def register(self, application: Application) -> None:
         for name in ("start", "subscribe", "unsubscribe", "states", "latest", "stats", "help"):
