@@ -17,12 +17,14 @@ See docs/channels.md, "Writing a channel".
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 if TYPE_CHECKING:
     from bot.config import Config
@@ -137,6 +139,39 @@ class RecipientGone(PermanentFailure):
     """The recipient blocked us or no longer exists; stop sending to them."""
 
 
+T = TypeVar("T")
+
+
+async def in_own_thread(call: Callable[..., T], /, **kwargs: Any) -> T:
+    """Run a blocking call (tweepy's, requests') in a daemon thread of its own.
+
+    deliver.py abandons a send that outlives alerts.send_timeout; asyncio.to_thread's
+    executor thread would then keep `asyncio.run` (and the process) waiting at exit for
+    a request that drips its answer. A daemon thread is simply left behind.
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def settle(result: T | None, error: BaseException | None) -> None:
+        if future.done():  # abandoned: the deadline passed
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)  # type: ignore[arg-type]
+
+    def run() -> None:
+        try:
+            result, error = call(**kwargs), None
+        except BaseException as exc:  # handed to the awaiting coroutine
+            result, error = None, exc
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
+            loop.call_soon_threadsafe(settle, result, error)
+
+    threading.Thread(target=run, name="channel-request", daemon=True).start()
+    return await future
+
+
 class Channel(ABC):
     name: ClassVar[str]
     # The dataclass of the channel's `[name]` config section (unknown keys are errors).
@@ -204,6 +239,24 @@ class Channel(ABC):
 
     def recipient_gone(self, store: Store, recipient: str, reason: str) -> None:  # noqa: B027
         """Forget a recipient that can no longer be reached."""
+
+    def warn_maintainers(self, store: Store, message: str, group: str) -> None:
+        """Queue a warning for the maintainers of every other enabled channel (a public
+        account is no place for it). `group` makes it one warning: queued twice, stored once."""
+        from bot.channels import enabled_channels
+        from bot.notify import plan_maintainer_message
+        from bot.poll import audiences
+        from bot.render import make_environment
+
+        others = [ch for ch in enabled_channels(self.config) if ch.name != self.name]
+        messages = plan_maintainer_message(
+            make_environment(self.config.templates_path),
+            audiences(others, store),
+            kind="warning",
+            group=group,
+            message=message,
+        )
+        store.outbox.queue(None, messages)
 
     def background_tasks(
         self, store: Store, stop: asyncio.Event

@@ -14,18 +14,14 @@ what tweepy addresses to api.twitter.com to `x.api_base_url` instead (a stub, a 
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import html
 import logging
 import os
-import threading
 import time
 import unicodedata
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NoReturn
 
 import requests
 import tweepy
@@ -39,6 +35,7 @@ from bot.channels.base import (
     Recipient,
     RetryLater,
     Style,
+    in_own_thread,
 )
 from bot.store import Store
 
@@ -121,39 +118,6 @@ def make_client(api_base_url: str) -> tweepy.Client:
     client.session.trust_env = False  # no proxy or netrc from the environment
     client.session.mount(X_HOST + "/", _RedirectAdapter(api_base_url))
     return client
-
-
-T = TypeVar("T")
-
-
-async def in_own_thread(call: Callable[..., T], /, **kwargs: Any) -> T:
-    """Run a blocking call (tweepy's) in a daemon thread of its own.
-
-    deliver.py abandons a send that outlives alerts.send_timeout; asyncio.to_thread's
-    executor thread would then keep `asyncio.run` (and the process) waiting at exit for
-    a request that drips its answer. A daemon thread is simply left behind.
-    """
-    loop = asyncio.get_running_loop()
-    future: asyncio.Future[T] = loop.create_future()
-
-    def settle(result: T | None, error: BaseException | None) -> None:
-        if future.done():  # abandoned: the deadline passed
-            return
-        if error is not None:
-            future.set_exception(error)
-        else:
-            future.set_result(result)  # type: ignore[arg-type]
-
-    def run() -> None:
-        try:
-            result, error = call(**kwargs), None
-        except BaseException as exc:  # handed to the awaiting coroutine
-            result, error = None, exc
-        with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
-            loop.call_soon_threadsafe(settle, result, error)
-
-    threading.Thread(target=run, name="x-request", daemon=True).start()
-    return await future
 
 
 def _header_int(headers: Any, name: str) -> int | None:
@@ -322,25 +286,11 @@ class XChannel(Channel):
         raise PermanentFailure(reason) from None
 
     def _warn_maintainers(self, message: str) -> None:
-        """One warning per failure streak (since the last post that went out), on the
-        other channels: maintainer warnings never go to the public X account."""
-        from bot.channels import enabled_channels
-        from bot.notify import plan_maintainer_message
-        from bot.poll import audiences
-        from bot.render import make_environment
-
+        """One warning per failure streak (since the last post that went out)."""
         assert self._store is not None
         log.error("x: %s", message)
-        others = [ch for ch in enabled_channels(self.config) if ch.name != self.name]
         last_sent = self._store.outbox.last_sent_id(self.name)
-        messages = plan_maintainer_message(
-            make_environment(self.config.templates_path),
-            audiences(others, self._store),
-            kind="warning",
-            group=f"warning:x-refused:{last_sent}",  # queued twice, stored once
-            message=message,
-        )
-        self._store.outbox.queue(None, messages)
+        self.warn_maintainers(self._store, message, f"warning:x-refused:{last_sent}")
 
     # --- status -------------------------------------------------------------------------
 
