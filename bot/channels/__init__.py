@@ -22,6 +22,7 @@ REGISTRY = {
     "console": "bot.channels.console:ConsoleChannel",
     "telegram": "bot.channels.telegram:TelegramChannel",
     "x": "bot.channels.x:XChannel",
+    "mastodon": "bot.channels.mastodon:MastodonChannel",
     "webhook": "bot.channels.webhook:WebhookChannel",
 }
 
