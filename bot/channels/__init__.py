@@ -23,6 +23,7 @@ REGISTRY = {
     "telegram": "bot.channels.telegram:TelegramChannel",
     "x": "bot.channels.x:XChannel",
     "mastodon": "bot.channels.mastodon:MastodonChannel",
+    "bluesky": "bot.channels.bluesky:BlueskyChannel",
     "webhook": "bot.channels.webhook:WebhookChannel",
 }
 
