@@ -350,7 +350,8 @@ async def send_test(
                 outcome = classify(exc, alerts.send_timeout)
                 results.append(TestResult(recipient.id, outcome.reason, ok=False))
             else:
-                results.append(TestResult(recipient.id, f"sent (id {answer})", ok=True))
+                said = f"sent (id {answer})" if answer else "sent"
+                results.append(TestResult(recipient.id, said, ok=True))
     finally:
         await channel.close()
     return results

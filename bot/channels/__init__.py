@@ -25,6 +25,7 @@ REGISTRY = {
     "mastodon": "bot.channels.mastodon:MastodonChannel",
     "bluesky": "bot.channels.bluesky:BlueskyChannel",
     "webhook": "bot.channels.webhook:WebhookChannel",
+    "apprise": "bot.channels.apprise:AppriseChannel",
 }
 
 
