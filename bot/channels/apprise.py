@@ -14,8 +14,6 @@ import logging
 import os
 import re
 
-import apprise
-
 from bot.channels.base import Channel, Delivery, Recipient, Style, in_own_thread
 from bot.store import Store
 
@@ -54,6 +52,8 @@ class AppriseChannel(Channel):
         missing = super().problems()
         if missing:
             return missing
+        import apprise
+
         unknown = [
             recipient
             for recipient, url in self._targets().items()
@@ -74,6 +74,8 @@ class AppriseChannel(Channel):
         url = self._targets().get(delivery.recipient)
         if url is None:  # APPRISE_URLS changed since the message was queued
             raise AppriseFailed(f"no target {delivery.recipient} in {URLS_ENV} any more")
+        import apprise  # a config naming [apprise] loads this module: import when sending
+
         notifier = apprise.Apprise()
         notifier.add(url)
         delivered = await in_own_thread(

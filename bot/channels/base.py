@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import os
 import threading
 from abc import ABC, abstractmethod
@@ -81,8 +82,6 @@ class Delivery:
 
     @classmethod
     def from_row(cls, row: dict[str, Any], reply_to: str | None = None) -> Delivery:
-        import json
-
         return cls(
             id=row["id"],
             channel=row["channel"],

@@ -27,18 +27,9 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import grapheme
-from atproto import Client, models
-from atproto_client.client.session import Session, SessionEvent
-from atproto_client.exceptions import (
-    BadRequestError,
-    LoginRequiredError,
-    RateLimitExceededError,
-    UnauthorizedError,
-)
-from atproto_client.request import Request
 
 from bot.channels.base import (
     Channel,
@@ -51,6 +42,10 @@ from bot.channels.base import (
 )
 from bot.safe import http_url
 from bot.store import Store
+
+if TYPE_CHECKING:  # atproto takes seconds to import: only a process that posts pays it
+    from atproto import Client, models
+    from atproto_client.client.session import Session, SessionEvent
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +90,8 @@ def record_key(delivery: Delivery) -> str:
 
 def link_facets(text: str) -> list[models.AppBskyRichtextFacet.Main]:
     """A link facet for every line that is nothing but an http(s) URL, in UTF-8 bytes."""
+    from atproto import models
+
     facets = []
     for match in _URL_LINE.finditer(text):
         url = http_url(match.group())
@@ -129,6 +126,8 @@ class PostRef:
         return cls(*json.loads(external_id))
 
     def reply(self) -> models.AppBskyFeedPost.ReplyRef:
+        from atproto import models
+
         strong = models.ComAtprotoRepoStrongRef.Main
         return models.AppBskyFeedPost.ReplyRef(
             root=strong(uri=self.root_uri, cid=self.root_cid),
@@ -215,6 +214,10 @@ class BlueskyChannel(Channel):
 
     def _connect(self) -> Client:
         """A logged-in client: the stored session if there is one, else the app password."""
+        from atproto import Client
+        from atproto_client.client.session import Session
+        from atproto_client.request import Request
+
         # httpx: no request waits forever, no proxy or netrc from the environment.
         request = Request(timeout=REQUEST_TIMEOUT, trust_env=False)
         client = Client(base_url=self.settings.service, request=request)
@@ -240,6 +243,13 @@ class BlueskyChannel(Channel):
             self._store = None
 
     async def send(self, delivery: Delivery) -> str | None:
+        from atproto_client.exceptions import (
+            BadRequestError,
+            LoginRequiredError,
+            RateLimitExceededError,
+            UnauthorizedError,
+        )
+
         if self.problems():
             raise RetryLater(
                 REFUSED_PAUSE, "; ".join(self.problems()), whole_channel=True, counts=False
@@ -261,6 +271,8 @@ class BlueskyChannel(Channel):
 
     def _post(self, delivery: Delivery) -> str:
         """(In a thread.) Log in if needed; then the post, unless it is there already."""
+        from atproto_client.exceptions import UnauthorizedError
+
         if self._client is None:
             self._client = self._connect()
         try:
@@ -274,6 +286,8 @@ class BlueskyChannel(Channel):
             return self._create_once(delivery)
 
     def _create_once(self, delivery: Delivery) -> str:
+        from atproto import models
+
         assert self._client is not None and self._did is not None
         rkey = record_key(delivery)
         parent = PostRef.decode(delivery.reply_to) if delivery.reply_to else None
@@ -304,6 +318,9 @@ class BlueskyChannel(Channel):
         return PostRef(uri, cid, parent.root_uri, parent.root_cid)
 
     def _existing(self, rkey: str) -> tuple[str, str] | None:
+        from atproto import models
+        from atproto_client.exceptions import BadRequestError
+
         assert self._client is not None and self._did is not None
         try:
             found = self._client.com.atproto.repo.get_record(
@@ -316,7 +333,7 @@ class BlueskyChannel(Channel):
             raise
         return found.uri, found.cid
 
-    def _refuse(self, exc: Exception) -> None:
+    def _refuse(self, exc: Exception) -> NoReturn:
         """The app password itself was refused: pause, warn the maintainers once."""
         assert self._store is not None
         self._client = None

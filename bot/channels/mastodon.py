@@ -24,17 +24,9 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import requests
-from mastodon import (
-    Mastodon,
-    MastodonAPIError,
-    MastodonNotFoundError,
-    MastodonRatelimitError,
-    MastodonServerError,
-    MastodonUnauthorizedError,
-)
 
 from bot.channels.base import (
     Channel,
@@ -46,6 +38,9 @@ from bot.channels.base import (
     in_own_thread,
 )
 from bot.store import Store
+
+if TYPE_CHECKING:  # imported where used: a config naming [mastodon] loads this module
+    from mastodon import Mastodon, MastodonAPIError
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +90,8 @@ class InstanceLimits:
 
 
 def make_client(api_base_url: str, token: str | None, timeout: float = REQUEST_TIMEOUT) -> Mastodon:
+    from mastodon import Mastodon
+
     session = requests.Session()
     session.trust_env = False  # no proxy or netrc from the environment
     return Mastodon(
@@ -108,6 +105,8 @@ def make_client(api_base_url: str, token: str | None, timeout: float = REQUEST_T
 
 
 def fetch_limits(client: Mastodon) -> InstanceLimits:
+    from mastodon import MastodonNotFoundError
+
     try:
         instance = client.instance_v2()
     except MastodonNotFoundError:  # before Mastodon 4.0
@@ -231,6 +230,13 @@ class MastodonChannel(Channel):
             self._store = None
 
     async def send(self, delivery: Delivery) -> str | None:
+        from mastodon import (
+            MastodonAPIError,
+            MastodonRatelimitError,
+            MastodonServerError,
+            MastodonUnauthorizedError,
+        )
+
         if self._client is None:
             raise RetryLater(
                 REFUSED_PAUSE, "; ".join(self.problems()), whole_channel=True, counts=False
@@ -263,7 +269,7 @@ class MastodonChannel(Channel):
             raise PermanentFailure(_describe(exc)) from None  # 422 and other refusals
         return str(status["id"])
 
-    def _refuse(self, exc: MastodonAPIError) -> None:
+    def _refuse(self, exc: MastodonAPIError) -> NoReturn:
         """401/403: pause Mastodon, warn the maintainers once per failure streak."""
         assert self._store is not None
         reason = _describe(exc)
