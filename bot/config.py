@@ -17,6 +17,7 @@ import tomllib
 import types
 import typing
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -27,6 +28,14 @@ DEFAULT_SOURCE_URL = (
     "https://www.google.com/maps/d/kml?mid=1eYVDPh5itXq5acDT9b0BVeQwmESBa4cB&forcekml=1"
 )
 CONFIG_ENV = "RINGWATCH_CONFIG"
+# Where the real map's redirects and `&nl=1` NetworkLinks lead (source.allow_hosts).
+GOOGLE_MY_MAPS_HOSTS = (
+    "www.google.com",
+    "google.com",
+    "maps.google.com",
+    "mymaps.google.com",
+    "mymaps.usercontent.google.com",
+)
 
 
 class ConfigError(Exception):
@@ -72,7 +81,8 @@ class BotConfig:
 class SourceConfig:
     url: str = DEFAULT_SOURCE_URL
     format: str | None = None
-    timeout: Duration = Duration(30)
+    timeout: Duration = Duration(30)  # one request, body included
+    deadline: Duration = Duration(120)  # every attempt, backoff and NetworkLink together
     retries: int = 3
     backoff: Duration = Duration(2)
     max_bytes: int = 50 * 1024 * 1024
@@ -81,6 +91,8 @@ class SourceConfig:
     records_path: str = ""
     # json/csv: our field name → the source's column or key
     fields: dict[str, str] = field(default_factory=dict)
+    # Hosts besides source.url's own that a redirect or NetworkLink may lead to.
+    allow_hosts: list[str] = field(default_factory=lambda: list(GOOGLE_MY_MAPS_HOSTS))
 
 
 @dataclass(frozen=True)
@@ -122,6 +134,17 @@ class SummaryConfig:
 
 
 @dataclass(frozen=True)
+class SiteConfig:
+    enabled: bool = False  # rebuild after every poll that changed something
+    out: str = "site"  # relative to the config file's folder
+    url: str = ""  # public base URL, for canonical links; empty: none
+    title: str = "Ring police partnerships"
+    tiles: str = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
+    attribution: str = "© OpenStreetMap contributors"
+    since: str = ""  # YYYY-MM-DD for the headline; empty: the day of the first poll
+
+
+@dataclass(frozen=True)
 class ImportConfig:
     """`ringwatch import --wayback`: where the Internet Archive is, and how politely to ask."""
 
@@ -139,6 +162,7 @@ class Config:
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     feed: FeedConfig = field(default_factory=FeedConfig)
     summary: SummaryConfig = field(default_factory=SummaryConfig)
+    site: SiteConfig = field(default_factory=SiteConfig)
     import_: ImportConfig = field(default_factory=ImportConfig)  # [import]: a Python keyword
     # Each configured channel's section ([telegram], [mastodon], a plug-in's), validated by
     # the dataclass its class declares (Channel.Settings); see bot.channels.
@@ -151,6 +175,11 @@ class Config:
         from bot.channels import channel_class
 
         return channel_class(name).Settings()
+
+    @property
+    def site_path(self) -> Path:
+        path = Path(self.site.out)
+        return path if path.is_absolute() else self.path.parent / path
 
     @property
     def feed_path(self) -> Path | None:
@@ -312,6 +341,7 @@ def _check_values(config: Config) -> None:
         ("bot.interval", config.bot.interval),
         ("bot.deliver_every", config.bot.deliver_every),
         ("source.timeout", config.source.timeout),
+        ("source.deadline", config.source.deadline),
         ("alerts.send_timeout", config.alerts.send_timeout),
         ("alerts.give_up_after", config.alerts.give_up_after),
     ):
@@ -323,6 +353,10 @@ def _check_values(config: Config) -> None:
                 f"source.fields.{ours}",
                 f"is not a field ringwatch knows{_suggest(ours, list(SOURCE_FIELDS))}",
             )
+    for host in config.source.allow_hosts:
+        if not re.fullmatch(r"[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]", host):
+            fail("source.allow_hosts", f"lists {host!r}: write a bare host name such as "
+                 '"www.google.com", without scheme, port or path')  # fmt: skip
     if config.templates_path is not None and not config.templates_path.is_dir():
         fail("alerts.templates_dir", f"names no directory: {config.templates_path}")
     if config.source.format is not None and config.source.format not in FORMATS:
@@ -363,6 +397,37 @@ def _check_values(config: Config) -> None:
     problem = cron_problem(config.summary.cron)
     if problem:
         fail("summary.cron", problem)
+    problem = site_problem(config.site)
+    if problem:
+        fail(*problem)
+
+
+def site_problem(site: SiteConfig) -> tuple[str, str] | None:
+    """(key, what is wrong) for a [site] value the site cannot be built with, or None."""
+    if site.url and not http_url(site.url):
+        return (
+            "site.url",
+            f"must be an http(s) URL such as https://example.org/ring/, got {site.url!r}",
+        )
+    tiles_host = urlparse(site.tiles.replace("{s}", "a")).netloc
+    # The host goes into the Content-Security-Policy: nothing but a host name and a port.
+    if (
+        not http_url(site.tiles)
+        or not all(p in site.tiles for p in ("{z}", "{x}", "{y}"))
+        or not re.fullmatch(r"[A-Za-z0-9.-]+(:\d+)?", tiles_host)
+    ):
+        return "site.tiles", (
+            "must be an http(s) tile URL with {z}, {x} and {y}, "
+            f"e.g. https://tile.openstreetmap.org/{{z}}/{{x}}/{{y}}.png, got {site.tiles!r}"
+        )
+    if site.since:
+        try:
+            date.fromisoformat(site.since)
+        except ValueError:
+            return "site.since", f"must be a date like 2020-05-25 (or empty), got {site.since!r}"
+    if not site.out.strip():
+        return "site.out", 'must name a folder, e.g. "site"'
+    return None
 
 
 def cron_problem(expression: str) -> str | None:

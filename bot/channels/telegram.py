@@ -39,6 +39,7 @@ from bot.channels.base import (
     RetryLater,
     Style,
 )
+from bot.config import Duration
 from bot.store import Store
 
 if TYPE_CHECKING:
@@ -61,9 +62,14 @@ _GONE = re.compile(r"chat not found|user is deactivated|bot was kicked|not a mem
 _TAG = re.compile(r"<[^>]+>")
 
 
+def visible_text(text: str) -> str:
+    """What a reader sees of an HTML message: tags gone, entities decoded."""
+    return html.unescape(_TAG.sub("", text))
+
+
 def visible_length(text: str) -> int:
     """What Telegram counts against 4096: the text after HTML parsing (tags do not count)."""
-    return len(html.unescape(_TAG.sub("", text)))
+    return len(visible_text(text))
 
 
 def chat_id_param(recipient: str) -> int | str:
@@ -88,6 +94,9 @@ class TelegramSettings:
     api_base_url: str = "https://api.telegram.org/bot"
     link_previews: bool = False
     messages_per_second: float = 30.0
+    # Commands one user may send per command_window; the rest are dropped (one "slow down").
+    commands_per_user: int = 5
+    command_window: Duration = Duration(10)
 
 
 class TelegramPacer(BaseRateLimiter[None]):
@@ -187,9 +196,14 @@ class TelegramChannel(Channel):
 
     @classmethod
     def check_settings(cls, settings: TelegramSettings) -> list[tuple[str, str]]:
+        problems = []
         if settings.messages_per_second <= 0:
-            return [("messages_per_second", "must be positive")]
-        return []
+            problems.append(("messages_per_second", "must be positive"))
+        if settings.commands_per_user < 1:
+            problems.append(("commands_per_user", "must be at least 1"))
+        if settings.command_window <= 0:
+            problems.append(("command_window", "must be a positive duration such as '10s'"))
+        return problems
 
     def style(self) -> Style:
         return Style(
