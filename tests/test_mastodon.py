@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from bot.channels.mastodon import MastodonChannel
+from bot.config import load_config
 from tests.channel_helpers import (
     HOSTILE_NAMES,
     NO_DIGEST,
@@ -90,6 +92,18 @@ def test_a_digest_is_a_thread_within_the_instances_limit_of_300(
     counts = additions([s.text for s in stub.statuses])
     assert len(counts) == SAMPLE_ADDITIONS and set(counts.values()) == {1}  # no line split
     assert {s.visibility for s in stub.statuses} == {"unlisted"}
+
+
+def test_an_instance_that_states_no_limit_gets_500_characters(tmp_path: Path):
+    stub = MastodonStub(max_characters=None).start()
+    try:
+        config = load_config(write_config(tmp_path, section(stub)))
+        style = MastodonChannel(config).style()
+    finally:
+        stub.stop()
+
+    assert style.max_length == 500
+    assert style.measure("x " + "https://example.org/" + "a" * 100) == 2 + 23
 
 
 def test_a_kill_mid_broadcast_posts_nothing_twice(

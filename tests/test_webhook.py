@@ -104,6 +104,29 @@ def test_retries_keep_the_delivery_id_and_honour_retry_after(
     assert len(receiver.accepted("/hook")) == len(outbox(config))
 
 
+def test_a_receiver_that_does_not_answer_in_time_is_retried(
+    tmp_path: Path, source_server: SourceServer, receiver: WebhookReceiver
+):
+    items = agencies(20)
+    url = source_server.serve("/a.kml", kml(items[:19]), kml(items))
+    bot = Bot.create(
+        tmp_path, url, webhook_section(receiver.url("/hook"), extra='timeout = "1s"\n')
+    )
+    bot.poll()
+    receiver.answer("/hook", Answer(204, delay=5))
+    bot.poll()
+
+    (row,) = [r for r in bot.outbox() if r["channel"] == "webhook"]
+    assert (row["status"], row["attempts"]) == ("pending", 1)
+    assert "timed out" in row["last_error"].lower()
+    make_due(bot.config_path)
+    bot.deliver()
+    first, again = receiver.received
+    assert first.delivery == again.delivery and again.status == 204
+    (row,) = [r for r in bot.outbox() if r["channel"] == "webhook"]
+    assert row["status"] == "sent"
+
+
 # What the webhook does with each answer: the row's status, whether the attempt counted,
 # whether the URL is disabled.
 ANSWERS = [

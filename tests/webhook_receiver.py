@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import json
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -20,6 +21,7 @@ from typing import Any
 class Answer:
     status: int
     headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0  # seconds before answering (a receiver that hangs)
 
 
 @dataclass
@@ -60,6 +62,7 @@ class WebhookReceiver:
                     receiver.received.append(
                         Received(self.path, headers, body, answer.status, verified)
                     )
+                time.sleep(answer.delay)
                 self.send_response(answer.status)
                 for name, value in answer.headers.items():
                     self.send_header(name, value)
