@@ -88,6 +88,21 @@ def test_a_refusing_target_is_retried_and_then_gets_each_message_once(
     assert len(counts) == SAMPLE_ADDITIONS and set(counts.values()) == {1}
 
 
+def test_each_target_url_is_redacted_on_its_own(monkeypatch: pytest.MonkeyPatch):
+    """An error quoting one target (not the whole variable) still shows no credential."""
+    from bot.channels.apprise import AppriseChannel
+    from bot.logs import redact
+
+    first, second = f"json://ringwatch:{PASSWORD}@127.0.0.1:9/x", "ntfys://tk_0123456789@ntfy.sh/t"
+    monkeypatch.setenv("APPRISE_URLS", f"{first}, {second}")
+
+    text = redact(f"ConnectionError: {first} failed; then {second.upper()}")
+
+    assert AppriseChannel.secrets == ("APPRISE_URLS",)
+    assert PASSWORD not in text and "tk_0123456789" not in text.lower()
+    assert text == "ConnectionError: <APPRISE_URLS> failed; then <APPRISE_URLS>"
+
+
 @pytest.mark.parametrize(
     ("urls", "message"),
     [
