@@ -84,6 +84,9 @@ class SourceConfig:
 @dataclass(frozen=True)
 class GuardConfig:
     max_missing_share: float = 0.10
+    # More new agencies than this share of the known ones in one poll is a broken fetch
+    # (duplicated records, a changed key field), not a wave of new partnerships.
+    max_added_share: float = 0.10
     removal_confirmations: int = 2
 
 
@@ -306,6 +309,8 @@ def _check_values(config: Config) -> None:
         fail("source.format", f"must be one of {', '.join(FORMATS)}, got {config.source.format!r}")
     if not 0 <= config.guard.max_missing_share <= 1:
         fail("guard.max_missing_share", "must be between 0 and 1 (a share, e.g. 0.10)")
+    if not 0 <= config.guard.max_added_share < math.inf:  # a small map may more than double
+        fail("guard.max_added_share", "must be 0 or more (a share of known agencies, e.g. 0.10)")
     if config.guard.removal_confirmations < 1:
         fail("guard.removal_confirmations", "must be at least 1")
     if config.source.max_bytes < 1024:

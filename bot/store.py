@@ -23,7 +23,7 @@ from bot.diff import Diff
 from bot.models import Agency, Change
 from bot.normalise import city_key
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 BAD_OUTCOMES = ("failed", "suspect")
 GOOD_OUTCOMES = ("baseline", "ok", "unchanged")
 
@@ -181,7 +181,16 @@ def _migration_2(db: sqlite_utils.Database) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migration_1, _migration_2]
+def _migration_3(db: sqlite_utils.Database) -> None:
+    # A note for the maintainers about a poll that was believed (records listed twice).
+    db["polls"].add_column("warning", str)
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
+    _migration_1,
+    _migration_2,
+    _migration_3,
+]
 
 
 def _json(value: Any) -> str | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 from pathlib import Path
@@ -94,9 +95,17 @@ def test_poll_exits_3_when_the_body_is_cut_short(bot, source_server):
     assert bot.kinds() == []
 
 
-@pytest.mark.parametrize("kept", [0, 14], ids=["empty list", "missing 30%"])
-def test_poll_exits_4_when_a_guard_trips(bot, source_server, kept):
-    source_server.serve(PATH, kml(agencies(20)[:kept]))
+# What the source lists instead of the 20 agencies it listed before.
+SUSPECT_LISTS = {
+    "empty list": lambda first: [],
+    "missing 30%": lambda first: first[:14],
+    "30% new": lambda first: mutate(first, seed=2, add=6),
+}
+
+
+@pytest.mark.parametrize("case", SUSPECT_LISTS, ids=list(SUSPECT_LISTS))
+def test_poll_exits_4_when_a_guard_trips(bot, source_server, case):
+    source_server.serve(PATH, kml(SUSPECT_LISTS[case](agencies(20))))
 
     result = ringwatch(bot, "poll")
 
@@ -118,6 +127,31 @@ def test_poll_force_believes_a_fetch_a_share_guard_refused(bot, source_server):
 
     assert len(bot.agencies()) == 14
     assert [kind for kind, _ in bot.kinds()] == ["removed"] * 6
+
+
+def test_poll_force_believes_many_additions_once(bot, source_server):
+    source_server.serve(PATH, kml(mutate(agencies(20), seed=2, add=6)))
+    result = ringwatch(bot, "poll")
+    assert_clean_exit(result, 4)
+    assert "guard.max_added_share" in result.stdout
+
+    result = ringwatch(bot, "poll", "--force")
+
+    assert_clean_exit(result, 0)
+    assert "6 new partnerships" in result.stdout
+    assert len(bot.agencies()) == 26
+
+
+def test_poll_refuses_a_first_document_without_states_with_exit_4(tmp_path, source_server):
+    broken = [dataclasses.replace(a, city="", state="") for a in agencies(20)]
+    made = Bot.create(tmp_path, source_server.serve(PATH, kml(broken)))
+
+    result = ringwatch(made, "poll")
+
+    assert_clean_exit(result, 4)
+    assert "20 of 20 records (100%) have no state or no name" in result.stdout
+    assert "now tracking" not in result.stdout
+    assert made.agencies() == {}
 
 
 def test_poll_force_never_believes_an_empty_list(bot, source_server):
@@ -184,15 +218,15 @@ def test_dry_run_prints_the_alerts_and_leaves_the_database_byte_for_byte(bot, so
 
 
 def test_deliver_sends_what_a_poll_recorded_once(bot, source_server):
-    source_server.serve(PATH, kml(mutate(agencies(20), seed=2, add=3)))
+    source_server.serve(PATH, kml(mutate(agencies(20), seed=2, add=2)))
     bot.poll(deliver=False)  # as if the process died right after the commit
 
     first = ringwatch(bot, "deliver")
     second = ringwatch(bot, "deliver")
 
     assert_clean_exit(first, 0)
-    assert first.stdout.count("New partnership: ") == 3
-    assert "console: 3 sent" in first.stdout
+    assert first.stdout.count("New partnership: ") == 2
+    assert "console: 2 sent" in first.stdout
     assert_clean_exit(second, 0)
     assert "New partnership" not in second.stdout
     assert "nothing to deliver" in second.stdout
@@ -352,6 +386,7 @@ def test_demo_shows_the_alerts_offline(tmp_path):
     assert "New partnership: Crystal PD, MN" in result.stdout
     assert "Partnership ended: Ridgeland PD, MS" in result.stdout
     assert "Renamed: Mesa PD is now City of Mesa PD, AZ" in result.stdout
+    assert "demo setting: guard.max_added_share = 0.25" in result.stdout
     assert (tmp_path / "demo" / "ringwatch.db").exists()
 
 
