@@ -1,7 +1,9 @@
 """The `ringwatch` command line. Heavy imports happen inside commands, so --help is instant.
 
-Exit codes: 0 success; 2 usage or configuration error; 3 fetch or parse failed;
-4 a guard tripped (the fetch was not believed); 5 another ringwatch holds the state dir.
+Exit codes: 0 success; 2 usage or configuration error, or a database that cannot be used
+(corrupt, read-only); 3 fetch or parse failed, or the database was busy or its disk full
+(try again); 4 a guard tripped (the fetch was not believed); 5 another ringwatch holds the
+state dir.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ if TYPE_CHECKING:
     from bot.config import Config
 
 EXIT_USAGE = 2
+EXIT_TRANSIENT = 3
 EXIT_LOCKED = 5
 
 
@@ -49,9 +52,28 @@ def with_config(command: Callable[..., Any]) -> Callable[..., Any]:
         except ConfigError as exc:
             _fail(str(exc))
         setup_logging(config.bot.log_level)
-        return command(config, **kwargs)
+        with _database_problems(config.db_path):
+            return command(config, **kwargs)
 
     return wrapper
+
+
+@contextmanager
+def _database_problems(path: Path) -> Iterator[None]:
+    """A database that cannot be used ends the command with one line saying what to do:
+    exit 2 when it needs a person (corrupt, read-only), 3 when it may pass (busy, disk full).
+    Every write is one transaction, so nothing was half-written."""
+    import sqlite3
+
+    from bot.store import database_problem
+
+    try:
+        yield
+    except sqlite3.Error as exc:
+        problem = database_problem(path, exc)
+        if problem is None:
+            raise
+        _fail(str(problem), EXIT_TRANSIENT if problem.transient else EXIT_USAGE)
 
 
 def _channels(config: Config) -> list[Any]:
@@ -136,7 +158,7 @@ def poll(config: Config, dry_run: bool, force: bool) -> None:
         click.echo(f"dry run, nothing written: {result.summary}")
         sys.exit(result.exit_code)
     with _locked(config):
-        store = Store.open(config.db_path)
+        store = Store.open(config.db_path, busy_timeout=config.bot.busy_timeout)
         try:
             store.outbox.release_stale()
             result = run_poll(config, store, channels, force=force)
@@ -155,13 +177,15 @@ def run(config: Config) -> None:
 
     channels = _channels(config)
     with _locked(config):
-        asyncio.run(_run(config, channels))
+        sys.exit(asyncio.run(_run(config, channels)))
 
 
-async def _run(config: Config, channels: list[Any]) -> None:
+async def _run(config: Config, channels: list[Any]) -> int:
     from bot.scheduler import Runner
 
-    await Runner(config, channels).run()
+    runner = Runner(config, channels)
+    await runner.run()
+    return runner.exit_code
 
 
 @cli.command()
@@ -172,7 +196,7 @@ def deliver(config: Config) -> None:
 
     channels = _channels(config)
     with _locked(config):
-        store = Store.open(config.db_path)
+        store = Store.open(config.db_path, busy_timeout=config.bot.busy_timeout)
         try:
             store.outbox.release_stale()
             click.echo(_deliver(config, store, channels))

@@ -64,6 +64,8 @@ class BotConfig:
     jitter: Duration = Duration(30)
     deliver_every: Duration = Duration(10)
     log_level: str = "INFO"
+    # How long a write waits for another process's lock on the database before giving up.
+    busy_timeout: Duration = Duration(30)
 
 
 @dataclass(frozen=True)
@@ -293,6 +295,7 @@ def _check_values(config: Config) -> None:
     for key, seconds in (
         ("bot.interval", config.bot.interval),
         ("bot.deliver_every", config.bot.deliver_every),
+        ("bot.busy_timeout", config.bot.busy_timeout),
         ("source.timeout", config.source.timeout),
     ):
         if seconds <= 0:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sqlite3
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
@@ -22,8 +24,10 @@ from bot.channels import enabled_channels
 from bot.channels.base import Channel
 from bot.config import Config
 from bot.deliver import deliver_pending
-from bot.poll import run_poll
-from bot.store import Store
+from bot.notify import plan_maintainer_message
+from bot.poll import EXIT_USAGE, audiences, run_poll
+from bot.render import make_environment
+from bot.store import DatabaseProblem, Store, database_problem
 
 log = logging.getLogger(__name__)
 
@@ -36,10 +40,12 @@ class Runner:
         self.deliver_lock = asyncio.Lock()
         self.poll_lock = asyncio.Lock()
         self.background: set[asyncio.Task[None]] = set()
-        self.store = Store.open(config.db_path)
+        self.store = Store.open(config.db_path, busy_timeout=config.bot.busy_timeout)
+        # Non-zero once the database proved unusable: `ringwatch run` exits with it.
+        self.exit_code = 0
 
     def _poll_in_thread(self) -> str:
-        store = Store.open(self.config.db_path)
+        store = Store.open(self.config.db_path, busy_timeout=self.config.bot.busy_timeout)
         try:
             return run_poll(self.config, store, self.channels).summary
         finally:
@@ -52,9 +58,42 @@ class Runner:
             try:
                 summary = await asyncio.to_thread(self._poll_in_thread)
                 log.info("poll: %s", summary)
+            except sqlite3.Error as exc:
+                problem = database_problem(self.config.db_path, exc)
+                if problem is None:
+                    log.exception("poll crashed; the next one runs on schedule")
+                elif problem.transient:
+                    log.warning("poll not recorded, the next one runs on schedule: %s", problem)
+                else:
+                    await self._database_unusable(problem)
+                    return
             except Exception:
                 log.exception("poll crashed; the next one runs on schedule")
         self._deliver_soon()
+
+    async def _database_unusable(self, problem: DatabaseProblem) -> None:
+        """Polling on would fail the same way every time: tell the maintainers once and stop,
+        so a supervisor sees the failure. The outbox lives in that database, so the warning
+        goes out through an outbox in memory."""
+        log.error("stopping: %s", problem)
+        self.exit_code = EXIT_USAGE
+        self.stop_event.set()
+        memory = Store.empty()  # configured maintainers only: subscribers are in the database
+        try:
+            messages = plan_maintainer_message(
+                make_environment(self.config.templates_path),
+                audiences(self.channels, memory),
+                kind="warning",
+                group=f"warning:database:{time.time()}",
+                message=f"ringwatch stopped: {problem}",
+            )
+            memory.outbox.queue(None, messages)
+            async with self.deliver_lock:
+                await deliver_pending(memory, self.channels, max_attempts=1)
+        except Exception:
+            log.exception("could not warn the maintainers; the error above is why ringwatch stops")
+        finally:
+            memory.close()
 
     def _summary_in_thread(self) -> str:
         from bot.summary import queue_summary
@@ -95,6 +134,13 @@ class Runner:
                 )
                 if any(report.sent.values()) or any(report.failed.values()):
                     log.info("deliver: %s", report.summary())
+            except sqlite3.Error as exc:
+                # The next poll meets the same database and stops `run` if it is unusable.
+                problem = database_problem(self.config.db_path, exc)
+                if problem is None:
+                    log.exception("delivery round crashed; pending messages stay queued")
+                else:
+                    log.warning("delivery round stopped, pending messages stay queued: %s", problem)
             except Exception:
                 log.exception("delivery round crashed; pending messages stay queued")
 

@@ -28,6 +28,64 @@ BAD_OUTCOMES = ("failed", "suspect")
 GOOD_OUTCOMES = ("baseline", "ok", "unchanged")
 
 
+@dataclass(frozen=True)
+class DatabaseProblem:
+    """The database cannot be used now, said for a person: the file, what is wrong, what to do.
+
+    `transient` problems (locked by another process, disk full) may pass on their own: try
+    again later. The others (corrupt, read-only, cannot be opened) need a person.
+    """
+
+    path: Path
+    what: str
+    todo: str
+    transient: bool
+
+    def __str__(self) -> str:
+        return f"database {self.path} {self.what}: {self.todo}"
+
+
+_RESTORE = "restore it from a backup, or move it aside to record a new baseline on the next poll"
+_PERMISSIONS = "make the file, its directory and its -wal and -shm files writable by this user"
+# SQLite primary result code → (what is wrong, what to do, transient). Extended codes
+# (SQLITE_IOERR_WRITE, SQLITE_READONLY_DBMOVED, SQLITE_BUSY_SNAPSHOT) share the low byte.
+_PROBLEMS: dict[int, tuple[str, str, bool]] = {
+    sqlite3.SQLITE_CORRUPT: ("is corrupt", _RESTORE, False),
+    sqlite3.SQLITE_NOTADB: ("is not a SQLite database (corrupt or overwritten)", _RESTORE, False),
+    sqlite3.SQLITE_READONLY: ("is read-only", _PERMISSIONS, False),
+    sqlite3.SQLITE_CANTOPEN: ("cannot be opened", f"check it exists, and {_PERMISSIONS}", False),
+    sqlite3.SQLITE_PERM: ("may not be written", _PERMISSIONS, False),
+    sqlite3.SQLITE_BUSY: (
+        "stayed locked by another process for longer than bot.busy_timeout",
+        "nothing was written; try again later, and look for a process holding a write "
+        "transaction (a sqlite3 shell, a backup script)",
+        True,
+    ),
+    sqlite3.SQLITE_LOCKED: ("is locked", "nothing was written; try again later", True),
+    sqlite3.SQLITE_FULL: (
+        "cannot grow: its disk is full",
+        "nothing was written; free some space on it, then try again",
+        True,
+    ),
+    sqlite3.SQLITE_IOERR: (
+        "could not be read or written (disk I/O error)",
+        "nothing was written; check the disk (full? removed?), then try again",
+        True,
+    ),
+}
+
+
+def database_problem(path: Path, error: sqlite3.Error) -> DatabaseProblem | None:
+    """What a SQLite error means for the person running ringwatch; None for errors that
+    are bugs, not a state of the database or its disk (let those raise)."""
+    code = getattr(error, "sqlite_errorcode", None)
+    known = _PROBLEMS.get(code & 0xFF) if code is not None else None
+    if known is None:
+        return None
+    what, todo, transient = known
+    return DatabaseProblem(path, f"{what} ({error})", todo, transient)
+
+
 def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
@@ -222,21 +280,33 @@ class Store:
         self.outbox = Outbox(db)
 
     @classmethod
-    def open(cls, path: Path, *, readonly: bool = False) -> Store:
+    def open(cls, path: Path, *, readonly: bool = False, busy_timeout: float = 30) -> Store:
+        """Open (creating and migrating) the database; sqlite3.Error when it cannot be used
+        (database_problem says why). `busy_timeout` is how long a write waits for another
+        process's write lock."""
         if readonly:
             if not path.exists():
-                store = cls(sqlite_utils.Database(memory=True))
-                store.migrate()
-                return store
-            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+                return cls.empty()
+            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=busy_timeout)
             return cls(sqlite_utils.Database(conn))
         path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(str(path), timeout=30)
-        db = sqlite_utils.Database(conn)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")
-        db.execute("PRAGMA busy_timeout=30000")
-        store = cls(db)
+        conn = sqlite3.connect(str(path), timeout=busy_timeout)
+        try:
+            db = sqlite_utils.Database(conn)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute(f"PRAGMA busy_timeout={round(busy_timeout * 1000)}")
+            store = cls(db)
+            store.migrate()
+        except BaseException:
+            conn.close()
+            raise
+        return store
+
+    @classmethod
+    def empty(cls) -> Store:
+        """A new database in memory: nothing stored, nothing kept."""
+        store = cls(sqlite_utils.Database(memory=True))
         store.migrate()
         return store
 

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import io
 import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -15,7 +24,7 @@ from bot.cli import cli
 from bot.lock import state_lock
 from bot.store import Store
 from bot.synthetic import mutate
-from tests.conftest import REPO, run_cli, write_config
+from tests.conftest import REPO, run_cli, start_cli, write_config
 from tests.helpers import Bot, agencies, config_text, kml
 from tests.source_server import Reply
 
@@ -468,3 +477,232 @@ def test_help_needs_no_config(tmp_path: Path):
     assert_clean_exit(result, 0)
     for name in ("poll", "run", "deliver", "changes", "status", "check-config", "demo"):
         assert name in result.stdout
+
+
+# --- a database that cannot be used -------------------------------------------------------
+
+
+def db_path(bot: Bot) -> Path:
+    return bot.config.db_path
+
+
+def content(path: Path) -> list[str]:
+    """Everything the database holds, as SQL: equal lists mean nothing was written."""
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return list(conn.iterdump())
+    finally:
+        conn.close()
+
+
+def assert_one_line_error(result, code: int, *phrases: str) -> None:
+    assert_clean_exit(result, code)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ringwatch: "), result.stderr
+    for phrase in phrases:
+        assert phrase in lines[0], lines[0]
+
+
+@contextmanager
+def tmpfs(directory: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of `size` at `directory`, or the test is skipped where mounting is not allowed."""
+    directory.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(directory)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root or CAP_SYS_ADMIN): {mounted.stderr}")
+    try:
+        yield directory
+    finally:
+        subprocess.run(["umount", "-l", str(directory)], check=True)
+
+
+@contextmanager
+def read_only_file(path: Path) -> Iterator[None]:
+    """`path` read-only even for root: a read-only bind mount of the file onto itself."""
+    steps = (["mount", "--bind", str(path), str(path)],
+             ["mount", "-o", "remount,bind,ro", str(path)])  # fmt: skip
+    for step in steps:
+        done = subprocess.run(step, capture_output=True, text=True)
+        if done.returncode != 0:
+            subprocess.run(["umount", str(path)], capture_output=True)
+            pytest.skip(f"cannot bind-mount a file read-only here: {done.stderr}")
+    try:
+        yield
+    finally:
+        subprocess.run(["umount", str(path)], check=True)
+
+
+CORRUPTIONS = {
+    "overwritten": lambda data: b"this is not a database " * (len(data) // 23 + 1),
+    "damaged pages": lambda data: data[:4096] + b"\xff" * (len(data) - 4096),
+}
+
+
+@pytest.mark.parametrize("command", ["poll", "deliver", "status", "changes"])
+@pytest.mark.parametrize("damage", CORRUPTIONS, ids=list(CORRUPTIONS))
+def test_a_corrupt_database_exits_2_with_one_line(bot, source_server, command, damage):
+    source_server.serve(PATH, kml(mutate(agencies(20), seed=2, add=1)))
+    path = db_path(bot)
+    assert not path.with_name(path.name + "-wal").exists()  # all of it is in the file
+    path.write_bytes(CORRUPTIONS[damage](path.read_bytes()))
+    before = path.read_bytes()
+
+    result = ringwatch(bot, command)
+
+    assert_one_line_error(result, 2, f"database {path} is ", "restore it from a backup")
+    assert path.read_bytes() == before
+
+
+def test_a_read_only_database_file_exits_2_and_is_unchanged(bot, source_server):
+    source_server.serve(PATH, kml(mutate(agencies(20), seed=2, add=1)))
+    path = db_path(bot)
+    before = content(path)
+
+    with read_only_file(path):
+        result = ringwatch(bot, "poll")
+
+    assert_one_line_error(result, 2, f"database {path} is read-only", "writable by this user")
+    assert content(path) == before
+
+
+def test_a_read_only_state_directory_exits_2_and_is_unchanged(tmp_path, source_server):
+    state = tmp_path / "state"
+    with tmpfs(state, "2m"):
+        made = Bot.create(tmp_path, source_server.serve(PATH, kml(agencies(20))))
+        made.poll()
+        before = content(db_path(made))
+        subprocess.run(["mount", "-o", "remount,ro", str(state)], check=True)
+        source_server.serve(PATH, kml(mutate(agencies(20), seed=2, add=1)))
+
+        result = ringwatch(made, "poll")
+
+        assert_one_line_error(result, 2, str(state), "Read-only file system")
+        assert content(db_path(made)) == before
+
+
+def hold_write_lock(path: Path) -> subprocess.Popen:
+    """Another process in a write transaction on `path` until the test ends it."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sqlite3, sys; c = sqlite3.connect(sys.argv[1], isolation_level=None); "
+         "c.execute('begin exclusive'); print('holding', flush=True); sys.stdin.read()",
+         str(path)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert holder.stdout.readline() == "holding\n"
+    return holder
+
+
+def release(holder: subprocess.Popen) -> None:
+    holder.stdin.close()
+    holder.wait(timeout=30)
+
+
+def test_a_database_locked_too_long_exits_3_and_is_unchanged(tmp_path, source_server):
+    made = Bot.create(
+        tmp_path, source_server.serve(PATH, kml(agencies(20))), '[bot]\nbusy_timeout = "0.3s"\n'
+    )
+    made.poll()
+    source_server.serve(PATH, kml(mutate(agencies(20), seed=2, add=1)))
+    path = db_path(made)
+    before = content(path)
+    holder = hold_write_lock(path)
+    try:
+        result = ringwatch(made, "poll")
+    finally:
+        release(holder)
+
+    assert_one_line_error(result, 3, f"database {path} stayed locked", "bot.busy_timeout")
+    assert content(path) == before
+    assert_clean_exit(ringwatch(made, "poll"), 0)  # once the lock is gone, all is well
+
+
+def test_a_full_disk_exits_3_and_leaves_the_database_unchanged(tmp_path, source_server):
+    state = tmp_path / "state"
+    with tmpfs(state, "300k"):
+        made = Bot.create(tmp_path, source_server.serve(PATH, kml(agencies(20))))
+        assert_clean_exit(ringwatch(made, "poll"), 0)
+        path = db_path(made)
+        before = content(path)
+        filler = os.open(state / "filler", os.O_WRONLY | os.O_CREAT)
+        with contextlib.suppress(OSError):  # take every block that is left
+            while os.write(filler, b"\0" * 4096):
+                pass
+        os.close(filler)
+        source_server.serve(PATH, kml(mutate(agencies(20), seed=2, add=1)))
+
+        result = ringwatch(made, "poll")
+
+        assert_one_line_error(result, 3, f"database {path} cannot grow: its disk is full")
+        assert content(path) == before
+
+
+RUN = '[bot]\ninterval = "0.5s"\njitter = "0.01s"\ndeliver_every = "0.2s"\nbusy_timeout = "0.3s"\n'
+
+
+def wait_for(predicate, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not _holds(predicate):
+        assert time.monotonic() < deadline, "gave up waiting"
+        time.sleep(0.05)
+
+
+def _holds(predicate) -> bool:
+    try:
+        return bool(predicate())
+    except sqlite3.OperationalError:  # the database is still being created
+        return False
+
+
+def test_run_stops_with_exit_2_and_warns_once_when_the_database_turns_corrupt(
+    tmp_path, source_server
+):
+    made = Bot.create(tmp_path, source_server.serve(PATH, kml(agencies(20))), RUN)
+    log = tmp_path / "run.log"
+    with log.open("w") as err:
+        process = start_cli("run", "--config", str(made.config_path), stdout=subprocess.PIPE,
+                            stderr=err, text=True)  # fmt: skip
+        try:
+            wait_for(made.polls)
+            path = db_path(made)
+            # Garbage over the file and its write-ahead log (which holds the latest pages),
+            # written into the same files, so the connections ringwatch holds see it too.
+            for damaged in (path, path.with_name(path.name + "-wal")):
+                with damaged.open("r+b") as file:
+                    file.write(b"this is not a database " * (damaged.stat().st_size // 23))
+            out, _ = process.communicate(timeout=60)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+
+    assert process.returncode == 2
+    assert out.count("ringwatch warning:") == 1
+    assert f"ringwatch stopped: database {path} is " in out
+    assert "restore it from a backup" in out
+    assert "ERROR" in log.read_text() and "Traceback" not in log.read_text()
+
+
+def test_run_keeps_polling_through_a_locked_database(tmp_path, source_server):
+    made = Bot.create(tmp_path, source_server.serve(PATH, kml(agencies(20))), RUN)
+    log = tmp_path / "run.log"
+    with log.open("w") as err:
+        process = start_cli("run", "--config", str(made.config_path), stderr=err)
+        try:
+            wait_for(lambda: len(made.polls()) >= 2)
+            holder = hold_write_lock(db_path(made))
+            source_server.serve(PATH, kml(mutate(agencies(20), seed=2, add=1)))
+            try:
+                wait_for(lambda: log.read_text().count("stayed locked") >= 2)
+            finally:
+                release(holder)
+            wait_for(lambda: len(made.agencies()) == 21)
+        finally:
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=60)
+
+    assert process.returncode == 0
+    assert "poll not recorded, the next one runs on schedule" in log.read_text()

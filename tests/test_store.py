@@ -9,7 +9,7 @@ import sqlite_utils
 
 from bot.diff import Diff
 from bot.models import Agency, Change
-from bot.store import MIGRATIONS, SCHEMA_VERSION, OutboxMessage, Store
+from bot.store import MIGRATIONS, SCHEMA_VERSION, OutboxMessage, Store, database_problem
 
 CRYSTAL = Agency("mn/crystal-police-department", "Crystal Police Department", "Crystal", "MN")
 
@@ -132,3 +132,12 @@ def test_readonly_open_of_a_missing_database_creates_nothing(tmp_path):
 
     assert store.active_count() == 0
     assert not (tmp_path / "state").exists()
+
+
+def test_a_bug_is_no_database_problem(tmp_path):
+    """Only a state of the file or its disk becomes a one-line message; a bug still raises."""
+    path = tmp_path / "ringwatch.db"
+    with pytest.raises(sqlite3.OperationalError) as bug:
+        Store.open(path).db.execute("select nothing from nowhere")
+
+    assert database_problem(path, bug.value) is None
