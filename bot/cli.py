@@ -171,6 +171,41 @@ def poll(config: Config, dry_run: bool, force: bool) -> None:
 
 @cli.command()
 @with_config
+@click.option(
+    "--keep",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Days to keep (default: bot.retention from the config).",
+)
+def prune(config: Config, keep: int | None) -> None:
+    """Remove sent messages and polls nothing refers to, older than the retention; the
+    change log stays. Then give the freed space back to the disk.
+
+    Example: ringwatch prune --keep 30
+    """
+    from bot.store import Store, prune_before
+
+    seconds = config.bot.retention if keep is None else keep * 86400
+    if keep is None and not seconds:
+        click.echo("nothing pruned: bot.retention is 0 (keep everything); use --keep DAYS")
+        return
+    with _locked(config):
+        store = Store.open(config.db_path, busy_timeout=config.bot.busy_timeout)
+        try:
+            before = prune_before(seconds)
+            pruned = store.prune(before)
+        finally:
+            store.close()
+    messages = f"{pruned.messages:,} sent message{'' if pruned.messages == 1 else 's'}"
+    polls = f"{pruned.polls:,} poll{'' if pruned.polls == 1 else 's'}"
+    click.echo(
+        f"pruned {messages} and {polls} from before {before}; "
+        f"database {pruned.size_before / 1e6:.1f} MB -> {pruned.size_after / 1e6:.1f} MB"
+    )
+
+
+@cli.command()
+@with_config
 def run(config: Config) -> None:
     """Poll on the configured interval and deliver, until SIGINT/SIGTERM."""
     import asyncio

@@ -66,6 +66,9 @@ class BotConfig:
     log_level: str = "INFO"
     # How long a write waits for another process's lock on the database before giving up.
     busy_timeout: Duration = Duration(30)
+    # Sent messages and unreferenced polls older than this are pruned by `run` once a day
+    # (0 keeps everything).
+    retention: Duration = Duration(90 * 86400)
 
 
 @dataclass(frozen=True)

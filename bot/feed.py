@@ -127,7 +127,8 @@ def write_feed(
     source_url: str | None = None,
 ) -> int:
     """Write the last `entries` changes to path; return how many entries it holds."""
-    rows = query_changes(db, ChangeFilter(limit=entries))
+    # Field changes that do not alert (video-request counts) are not news: not in the feed.
+    rows = query_changes(db, ChangeFilter(limit=entries, churn=False))
     data = build_feed(rows, title=title, env=env or make_environment(), source_url=source_url)
     write_atomically(path, data)
     return len(rows)

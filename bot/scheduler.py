@@ -15,7 +15,7 @@ import signal
 import sqlite3
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
@@ -27,7 +27,7 @@ from bot.deliver import deliver_pending
 from bot.notify import plan_maintainer_message
 from bot.poll import EXIT_USAGE, audiences, run_poll
 from bot.render import make_environment
-from bot.store import DatabaseProblem, Store, database_problem
+from bot.store import DatabaseProblem, Store, database_problem, prune_before
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +115,23 @@ class Runner:
                 log.exception("summary crashed; the next one runs on schedule")
         self._deliver_soon()
 
+    def _prune_in_thread(self) -> str:
+        store = Store.open(self.config.db_path, busy_timeout=self.config.bot.busy_timeout)
+        try:
+            pruned = store.prune(prune_before(self.config.bot.retention))
+            return f"{pruned.messages} sent messages, {pruned.polls} polls removed"
+        finally:
+            store.close()
+
+    async def prune_job(self) -> None:
+        if self.stop_event.is_set():
+            return
+        async with self.poll_lock:  # VACUUM wants the database to itself
+            try:
+                log.info("prune: %s", await asyncio.to_thread(self._prune_in_thread))
+            except Exception:
+                log.exception("prune failed; it runs again tomorrow")
+
     def _deliver_soon(self) -> None:
         """Deliver in the background: a long broadcast must not hold up the next poll."""
         task = asyncio.create_task(self.deliver_job())
@@ -169,6 +186,16 @@ class Runner:
             coalesce=True,
             id="deliver",
         )
+        if bot.retention:
+            scheduler.add_job(
+                self.prune_job,
+                "interval",
+                days=1,
+                coalesce=True,
+                max_instances=1,
+                next_run_time=datetime.now(UTC) + timedelta(minutes=1),
+                id="prune",
+            )
         if self.config.summary.enabled:
             scheduler.add_job(
                 self.summary_job,

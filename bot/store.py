@@ -11,9 +11,10 @@ import itertools
 import json
 import sqlite3
 import time
+import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +89,12 @@ def database_problem(path: Path, error: sqlite3.Error) -> DatabaseProblem | None
 
 def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def prune_before(retention: float) -> str:
+    """The ISO time before which rows are pruned, keeping `retention` seconds."""
+    cutoff = datetime.now(UTC) - timedelta(seconds=retention)
+    return cutoff.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)
@@ -242,6 +249,21 @@ def _migration_2(db: sqlite_utils.Database) -> None:
 def _migration_3(db: sqlite_utils.Database) -> None:
     # A note for the maintainers about a poll that was believed (records listed twice).
     db["polls"].add_column("warning", str)
+    # Field changes that do not alert (Ring updating every agency's video-request count),
+    # one row per poll per field instead of one `changes` row per agency: see Store.churn.
+    db["churn"].create(
+        {
+            "id": int,
+            "poll_id": int,
+            "detected_at": str,
+            "field": str,
+            "agencies": int,
+            "data": bytes,  # zlib-compressed JSON {agency key: [before, after]}
+        },
+        pk="id",
+        foreign_keys=[("poll_id", "polls", "id")],
+    )
+    db["churn"].create_index(["detected_at"])
 
 
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
@@ -249,6 +271,27 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _migration_2,
     _migration_3,
 ]
+
+
+def churn_by_field(changes: Iterable[Change]) -> dict[str, dict[str, list[Any]]]:
+    """field → agency key → [before, after], for field changes that do not alert."""
+    by_field: dict[str, dict[str, list[Any]]] = {}
+    for change in changes:
+        for name in change.fields:
+            values = [(change.before or {}).get(name), (change.after or {}).get(name)]
+            by_field.setdefault(name, {})[change.key] = values
+    return by_field
+
+
+def pack_churn(values: dict[str, list[Any]]) -> bytes:
+    # Sorted keys share long prefixes ("mn/", "-police-department") that zlib folds away:
+    # 2,000 video counts take about 20 KB instead of 640 KB of change rows.
+    text = json.dumps(values, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return zlib.compress(text.encode("utf-8"), 9)
+
+
+def unpack_churn(data: bytes) -> dict[str, list[Any]]:
+    return json.loads(zlib.decompress(data))
 
 
 def _json(value: Any) -> str | None:
@@ -272,6 +315,20 @@ def _insert_rows(db: sqlite_utils.Database, table: str, rows: Iterable[dict[str,
     )
 
 
+@dataclass(frozen=True)
+class Pruned:
+    """What a prune removed, and the database's size before and after (bytes)."""
+
+    messages: int
+    polls: int
+    size_before: int
+    size_after: int
+
+
+# PRAGMA auto_vacuum mode: freed pages are kept until `pragma incremental_vacuum`.
+INCREMENTAL = 2
+
+
 class Store:
     """The ringwatch database. One instance per thread (sqlite3 connections are not shared)."""
 
@@ -290,9 +347,12 @@ class Store:
             conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=busy_timeout)
             return cls(sqlite_utils.Database(conn))
         path.parent.mkdir(parents=True, exist_ok=True)
+        new = not path.exists() or path.stat().st_size == 0
         conn = sqlite3.connect(str(path), timeout=busy_timeout)
         try:
             db = sqlite_utils.Database(conn)
+            if new:  # an older database switches on its first prune (see Store.prune)
+                db.execute(f"PRAGMA auto_vacuum={INCREMENTAL}")
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
             db.execute(f"PRAGMA busy_timeout={round(busy_timeout * 1000)}")
@@ -467,6 +527,19 @@ class Store:
     def _append_changes(
         self, poll_id: int, changes: list[Change], now: str
     ) -> list[tuple[int, Change]]:
+        """Log `changes`: one `changes` row each, except field changes that do not alert,
+        which go to `churn` compactly; returns the logged rows, numbered."""
+        churn = [c for c in changes if c.kind == "changed" and not c.alert]
+        changes = [c for c in changes if c.kind != "changed" or c.alert]
+        _insert_rows(
+            self.db,
+            "churn",
+            (
+                {"poll_id": poll_id, "detected_at": now, "field": name,
+                 "agencies": len(values), "data": pack_churn(values)}
+                for name, values in sorted(churn_by_field(churn).items())
+            ),
+        )  # fmt: skip
         start = (self.db.execute("select max(id) from changes").fetchone()[0] or 0) + 1
         numbered = list(enumerate(changes, start))
         _insert_rows(
@@ -492,6 +565,46 @@ class Store:
             ),
         )
         return numbered
+
+    # --- retention ----------------------------------------------------------------------
+
+    def prune(self, before: str) -> Pruned:
+        """Forget what is older than `before` (ISO time) and only costs space: sent messages,
+        and polls that nothing refers to. The change log (every alerting change, the baseline,
+        the churn) is history and stays, and so do the last good poll (its validators make
+        the next fetch conditional) and every poll after it. Then the freed pages go back to
+        the file system."""
+        size = self.size()
+        with self.db.atomic():
+            sent = self.db.execute(
+                "delete from outbox where status = 'sent' and coalesce(sent_at, created_at) < ?",
+                [before],
+            ).rowcount
+            polls = self.db.execute(
+                f"""delete from polls where started_at < ?
+                and id < coalesce((select max(id) from polls where outcome in {GOOD_OUTCOMES!r}), 0)
+                and id not in (select poll_id from changes where poll_id is not null)
+                and id not in (select poll_id from churn)
+                and id not in (select poll_id from outbox where poll_id is not null)""",
+                [before],
+            ).rowcount
+        self._give_back_free_pages()
+        return Pruned(sent, polls, size, self.size())
+
+    def size(self) -> int:
+        """Bytes the database takes: its pages (the write-ahead log apart)."""
+        pages = self.db.execute("pragma page_count").fetchone()[0]
+        return pages * self.db.execute("pragma page_size").fetchone()[0]
+
+    def _give_back_free_pages(self) -> None:
+        # A database made before auto_vacuum was set needs one VACUUM to switch; after that,
+        # incremental_vacuum frees pages without rewriting the whole file.
+        if self.db.execute("pragma auto_vacuum").fetchone()[0] == INCREMENTAL:
+            self.db.execute("pragma incremental_vacuum")
+        else:
+            self.db.execute(f"pragma auto_vacuum = {INCREMENTAL}")
+            self.db.execute("vacuum")
+        self.db.execute("pragma wal_checkpoint(truncate)")
 
     # --- subscribers --------------------------------------------------------------------
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import csv
 import dataclasses
@@ -706,3 +707,71 @@ def test_run_keeps_polling_through_a_locked_database(tmp_path, source_server):
 
     assert process.returncode == 0
     assert "poll not recorded, the next one runs on schedule" in log.read_text()
+
+
+# --- prune ------------------------------------------------------------------------------------
+
+
+def backdate(bot: Bot, when: str = "2020-01-01T00:00:00Z") -> None:
+    """Everything recorded so far happened long ago."""
+    with contextlib.closing(sqlite3.connect(db_path(bot))) as conn, conn:
+        conn.execute("update polls set started_at = ?, finished_at = ?", [when, when])
+        conn.execute("update outbox set created_at = ?, sent_at = ?", [when, when])
+        conn.execute("update changes set detected_at = ?", [when])
+
+
+def test_prune_forgets_old_sent_messages_and_idle_polls_never_the_change_log(bot, source_server):
+    source_server.serve(PATH, kml(mutate(agencies(20), seed=2, add=1)))
+    bot.poll()  # one addition, alerted
+    for _ in range(3):
+        bot.poll()  # 304: nothing but a poll row each
+    backdate(bot)
+    assert bot.poll().outcome == "unchanged"  # today's poll
+    logged = bot.rows("select * from changes order by id")
+    polls = bot.polls()
+
+    result = ringwatch(bot, "prune", "--keep", "30")
+
+    assert_clean_exit(result, 0)
+    assert "pruned 2 sent messages and 3 polls from before " in result.stdout
+    assert bot.rows("select * from changes order by id") == logged
+    # The baseline's and the addition's polls are kept (the change log refers to them).
+    assert [p["id"] for p in bot.polls()] == [polls[0]["id"], polls[1]["id"], polls[-1]["id"]]
+    assert bot.outbox() == []
+    assert bot.rows("pragma auto_vacuum") == [{"auto_vacuum": 2}]  # incremental from now on
+    assert bot.poll().outcome == "unchanged"  # the validators of the last good poll are kept
+    assert source_server.requests[-1]["If-None-Match"]
+
+
+def test_prune_keeps_what_is_recent_and_what_is_not_sent(bot, source_server):
+    source_server.serve(PATH, Reply(b"", status=502))
+    bot.poll(deliver=False)  # a warning waits in the outbox
+    backdate(bot)
+    polls, waiting = bot.polls(), bot.outbox()[1:]
+
+    result = ringwatch(bot, "prune")  # bot.retention: 90 days by default
+
+    assert_clean_exit(result, 0)
+    assert "pruned 1 sent message and 0 polls" in result.stdout  # the baseline's notice
+    assert bot.polls() == polls  # the baseline's and the failure streak's
+    assert bot.outbox() == waiting and waiting[0]["status"] == "pending"
+
+
+def test_run_prunes_with_the_configured_retention(tmp_path, source_server):
+    made = Bot.create(tmp_path, source_server.serve(PATH, kml(agencies(20))),
+                      '[bot]\nretention = "1d"\n')  # fmt: skip
+    made.poll()
+    made.poll()
+    backdate(made)
+    made.poll()
+
+    from bot.scheduler import Runner
+
+    async def prune_once() -> None:
+        runner = Runner(made.config)
+        await runner.prune_job()
+        runner.store.close()
+
+    asyncio.run(prune_once())
+
+    assert len(made.polls()) == 2 and made.outbox() == []  # the baseline's poll and today's

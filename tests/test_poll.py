@@ -611,3 +611,38 @@ def test_a_first_document_with_a_few_incomplete_records_is_a_baseline(tmp_path, 
     bot = Bot.create(tmp_path, source_server.serve(PATH, kml(broken)))
 
     assert bot.poll().outcome == "baseline"
+
+
+# --- churn: field changes that do not alert ------------------------------------------------
+
+
+def test_every_video_count_changing_is_one_compact_row_and_still_in_the_change_log(
+    start, source_server, capsys
+):
+    first = agencies(40)
+    bot = start(first)
+    counts = [renamed(a, video_requests=a.video_requests + 1) for a in first]
+    moved = renamed(counts[3], lat=first[3].lat + 0.02)  # an alerting change stays a row
+    serve(source_server, [*counts[:3], moved, *counts[4:]])
+    capsys.readouterr()
+
+    assert bot.poll().outcome == "ok"
+
+    churn = bot.rows("select field, agencies, length(data) as bytes from churn")
+    assert [(c["field"], c["agencies"]) for c in churn] == [("video_requests", 39)]
+    logged = bot.rows("select kind, fields from changes where kind != 'baseline'")
+    assert logged == [{"kind": "changed", "fields": '["coordinates", "video_requests"]'}]
+    listed = bot.changes(kinds=("changed",))
+    assert len(listed) == 40
+    by_name = {row["name"]: row for row in listed}
+    for agency in first:
+        row = by_name[agency.name]
+        assert row["before"]["video_requests"] == agency.video_requests
+        assert row["after"]["video_requests"] == agency.video_requests + 1
+        assert (row["city"], row["state"]) == (agency.city, agency.state)
+    assert by_name[first[3].name]["id"] is not None  # a change-log row
+    assert by_name[first[0].name]["id"] is None  # churn, read back per agency
+    assert "New partnership" not in capsys.readouterr().out
+    state = first[0].state
+    in_state = bot.changes(kinds=("changed",), states=(state,))
+    assert {row["name"] for row in in_state} == {a.name for a in first if a.state == state}
