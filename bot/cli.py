@@ -376,6 +376,8 @@ def status(config: Config) -> None:
             f"{poll['records'] or 0} listed, +{poll['added'] or 0} -{poll['removed'] or 0} "
             f"~{poll['renamed'] or 0} *{poll['changed'] or 0}"
         )
+        if poll.get("warning"):
+            detail += f"; {poll['warning']}"
         click.echo(f"  {poll['started_at']}  {poll['outcome']:9}  {detail}")
     counts = store.outbox.counts()
     click.echo("deliveries:")
@@ -410,7 +412,8 @@ def check_config(config: Config) -> None:
     click.echo(f"interval: every {config.bot.interval:g}s (jitter {config.bot.jitter:g}s)")
     click.echo(
         f"guard: removal after {config.guard.removal_confirmations} polls missing; a fetch "
-        f"missing more than {config.guard.max_missing_share:.0%} of agencies is not believed"
+        f"missing more than {config.guard.max_missing_share:.0%} of agencies, or adding more "
+        f"than {config.guard.max_added_share:.0%}, is not believed"
     )
     click.echo(f"channels: {', '.join(enabled_names(config)) or 'none'}")
     feed = config.feed_path

@@ -775,3 +775,16 @@ def test_run_prunes_with_the_configured_retention(tmp_path, source_server):
     asyncio.run(prune_once())
 
     assert len(made.polls()) == 2 and made.outbox() == []  # the baseline's poll and today's
+
+
+def test_poll_and_status_name_agencies_listed_twice(bot, source_server):
+    listed = agencies(20)
+    source_server.serve(PATH, kml([*listed, listed[4]]))
+
+    result = ringwatch(bot, "poll")
+
+    assert_clean_exit(result, 0)
+    warning = f"1 agency listed twice, kept once: {listed[4].name} ({listed[4].city}, "
+    assert warning in result.stdout and "0 added" in result.stdout
+    assert "New partnership" not in result.stdout
+    assert warning in ringwatch(bot, "status").stdout
