@@ -58,8 +58,8 @@ class Runner:
             try:
                 summary = await asyncio.to_thread(self._poll_in_thread)
                 log.info("poll: %s", summary)
-            except sqlite3.Error as exc:
-                problem = database_problem(self.config.db_path, exc)
+            except Exception as exc:
+                problem = self._database_problem(exc)
                 if problem is None:
                     log.exception("poll crashed; the next one runs on schedule")
                 elif problem.transient:
@@ -67,9 +67,13 @@ class Runner:
                 else:
                     await self._database_unusable(problem)
                     return
-            except Exception:
-                log.exception("poll crashed; the next one runs on schedule")
         self._deliver_soon()
+
+    def _database_problem(self, error: Exception) -> DatabaseProblem | None:
+        """The database state behind a failed step (said in one line), or None for a bug."""
+        if isinstance(error, sqlite3.Error):
+            return database_problem(self.config.db_path, error)
+        return None
 
     async def _database_unusable(self, problem: DatabaseProblem) -> None:
         """Polling on would fail the same way every time: tell the maintainers once and stop,
@@ -129,8 +133,12 @@ class Runner:
         async with self.poll_lock:  # VACUUM wants the database to itself
             try:
                 log.info("prune: %s", await asyncio.to_thread(self._prune_in_thread))
-            except Exception:
-                log.exception("prune failed; it runs again tomorrow")
+            except Exception as exc:
+                problem = self._database_problem(exc)
+                if problem is None:
+                    log.exception("prune failed; it runs again tomorrow")
+                else:
+                    log.warning("prune failed, it runs again tomorrow: %s", problem)
 
     def _deliver_soon(self) -> None:
         """Deliver in the background: a long broadcast must not hold up the next poll."""
@@ -151,15 +159,13 @@ class Runner:
                 )
                 if any(report.sent.values()) or any(report.failed.values()):
                     log.info("deliver: %s", report.summary())
-            except sqlite3.Error as exc:
+            except Exception as exc:
                 # The next poll meets the same database and stops `run` if it is unusable.
-                problem = database_problem(self.config.db_path, exc)
+                problem = self._database_problem(exc)
                 if problem is None:
                     log.exception("delivery round crashed; pending messages stay queued")
                 else:
                     log.warning("delivery round stopped, pending messages stay queued: %s", problem)
-            except Exception:
-                log.exception("delivery round crashed; pending messages stay queued")
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
