@@ -184,21 +184,22 @@ def guard_problem(
         return "the source listed no agencies at all"
     if force or not stored_total:
         return None
-    known = f"of {stored_total} known agencies"
-    for count, what, share, key in (
-        (missing, f"{known} ({{:.0%}}) are missing from this fetch", max_missing_share,
-         "guard.max_missing_share"),
-        (renamed, f"{known} ({{:.0%}}) have a new name", max_missing_share,
-         "guard.max_missing_share"),
-        (changed, f"{known} ({{:.0%}}) changed a field that alerts", max_missing_share,
-         "guard.max_missing_share"),
-        (added, f"new agencies in this fetch, {{:.0%}} of the {stored_total} known",
-         max_added_share, "guard.max_added_share"),
+    def known(count: int) -> str:
+        return f"{count} of {stored_total} known agencies ({count / stored_total:.0%})"
+
+    for count, what, key, share in (
+        (missing, f"{known(missing)} are missing from this fetch", "max_missing_share",
+         max_missing_share),
+        (renamed, f"{known(renamed)} have a new name", "max_missing_share", max_missing_share),
+        (changed, f"{known(changed)} changed a field that alerts", "max_missing_share",
+         max_missing_share),
+        (added, f"{added} new agencies in this fetch, {added / stored_total:.0%} of the "
+         f"{stored_total} known", "max_added_share", max_added_share),
     ):  # fmt: skip
         if count / stored_total > share:
             return (
-                f"{count} {what.format(count / stored_total)}, more than {key} ({share:.0%}); "
-                "not believing it (ringwatch poll --force accepts it once)"
+                f"{what}, more than guard.{key} ({share:.0%}); not believing it "
+                "(ringwatch poll --force accepts it once)"
             )
     return None
 
