@@ -105,6 +105,11 @@ def _locked(config: Config) -> Iterator[None]:
 
 
 def _state_dir_unusable(directory: Path, exc: OSError) -> None:
+    import errno
+
+    if exc.errno == errno.ENOSPC:  # passes once space is freed: transient, like a full database
+        _fail(f"cannot use the state directory {directory}: its disk is full; free some space, "
+              "then try again", EXIT_TRANSIENT)  # fmt: skip
     _fail(f"cannot use the state directory {directory}: {exc.strerror or exc}")
 
 
@@ -420,6 +425,9 @@ def check_config(config: Config) -> None:
     click.echo(f"feed: {feed} ({config.feed.entries} entries)" if feed else "feed: off")
     summary = config.summary
     click.echo(f"summary: {summary.cron} (UTC)" if summary.enabled else "summary: off")
+    history = config.import_
+    click.echo(f"import: Wayback Machine at {history.wayback_url} "
+               f"(pause {history.pause:g}s, timeout {history.timeout:g}s)")  # fmt: skip
     for channel in channels:
         click.echo(f"  {channel.name}: {len(channel.style().templates)} template folders, ok")
     click.echo("config ok")
@@ -607,6 +615,223 @@ def summary(config: Config, dry_run: bool) -> None:
         click.echo(f"{period}: {queued} ({chart_note}); delivered: {delivered}")
     finally:
         store.close()
+
+
+# --- proof and history (bot/snapshots.py, evidence.py, verify.py, importer.py) -------------
+
+
+@cli.command()
+@with_config
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True
+)
+def snapshots(config: Config, fmt: str) -> None:
+    """List every distinct document fetched: SHA-256, first and last seen, size, polls.
+
+    \b
+    Example:
+      ringwatch snapshots --format json
+    """
+    from bot.store import Store
+
+    rows = Store.open(config.db_path, readonly=True).snapshots()
+    if fmt == "json":
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        click.echo(
+            f"{row['sha256']}  {row['first_seen']}  {row['last_seen']}  "
+            f"{row['bytes']:>11,} B  {row['compressed_bytes']:>10,} B stored  "
+            f"{row['polls']:>6} poll{'' if row['polls'] == 1 else 's'}"
+        )
+    stored = sum(row["compressed_bytes"] for row in rows)
+    click.echo(f"{len(rows)} snapshot{'' if len(rows) == 1 else 's'}, {stored:,} bytes stored")
+
+
+@cli.command()
+@with_config
+@click.argument("sha256")
+def snapshot(config: Config, sha256: str) -> None:
+    """Write a stored document's original bytes to stdout (SHA-256, or 8+ of its hex digits).
+
+    \b
+    Example:
+      ringwatch snapshot 3f2a9c01 > map-2020-06-05.kml
+    """
+    from bot.snapshots import SnapshotError, SnapshotStore, check_prefix
+    from bot.store import Store
+
+    try:
+        prefix = check_prefix(sha256)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="SHA256") from None
+    matches = Store.open(config.db_path, readonly=True).snapshots_starting(prefix)
+    if len(matches) != 1:
+        what = "no snapshot" if not matches else f"{len(matches)} snapshots"
+        _fail(f"{what} match {prefix} (ringwatch snapshots lists them; give more digits)")
+    try:
+        body = SnapshotStore(config.snapshots_dir).read(matches[0])
+    except SnapshotError as exc:
+        _fail(f"{exc} (ringwatch verify checks every snapshot)", 1)
+    sys.stdout.buffer.write(body)
+    sys.stdout.buffer.flush()
+
+
+@cli.command()
+@with_config
+@click.argument("change_id", type=int)
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
+def evidence(config: Config, change_id: int, fmt: str) -> None:
+    """Why a change was recorded: its polls and the source's own record before and after.
+
+    \b
+    Example:
+      ringwatch evidence 31 --format json
+    """
+    from bot.evidence import EvidenceError, evidence_text, gather_evidence
+    from bot.snapshots import SnapshotError
+    from bot.store import Store
+
+    store = Store.open(config.db_path, readonly=True)
+    try:
+        found = gather_evidence(store, config, change_id)
+    except EvidenceError as exc:
+        _fail(str(exc))
+    except SnapshotError as exc:
+        _fail(f"{exc} (ringwatch verify checks every snapshot)", 1)
+    if fmt == "json":
+        click.echo(json.dumps(found.as_json(), indent=2, ensure_ascii=False))
+    else:
+        click.echo(evidence_text(found), nl=False)
+
+
+@cli.command()
+@with_config
+def verify(config: Config) -> None:
+    """Check every snapshot's hash, replay them all and compare with the change log (exit 1
+    naming each difference).
+
+    \b
+    Example:
+      ringwatch verify
+    """
+    from bot.store import Store
+    from bot.verify import verify as run_verify
+
+    store = Store.open(config.db_path, readonly=True)
+    try:
+        result = run_verify(config, store)
+    finally:
+        store.close()
+    for difference in result.differences:
+        click.echo(f"DIFFERENCE: {difference}")
+    summary = f"{result.snapshots} snapshots, {result.changes} changes"
+    if result.ok:
+        click.echo(f"{summary} verified")
+        return
+    click.echo(f"{summary}: {len(result.differences)} differences", err=True)
+    sys.exit(1)
+
+
+@cli.command("import")
+@with_config
+@click.argument("files", nargs=-1, type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--at",
+    metavar="TIME",
+    help="The time of the one FILE given (2020-06-05 or 2020-06-05T12:00:00Z).",
+)
+@click.option(
+    "--git",
+    "git_repo",
+    metavar="REPO",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="A git repository whose history of --path to import, commit by commit.",
+)
+@click.option(
+    "--path", "git_path", metavar="FILE", help="With --git: the file inside the repository."
+)
+@click.option(
+    "--wayback", "wayback_url", metavar="URL", help="Import the Internet Archive's captures of URL."
+)
+@click.option(
+    "--from",
+    "since",
+    metavar="DATE",
+    callback=_iso_date,
+    help="With --wayback: captures on or after this date.",
+)
+@click.option(
+    "--until", metavar="DATE", callback=_iso_date, help="With --wayback: captures up to this date."
+)
+def import_command(
+    config: Config,
+    files: tuple[Path, ...],
+    at: str | None,
+    git_repo: Path | None,
+    git_path: str | None,
+    wayback_url: str | None,
+    since: str | None,
+    until: str | None,
+) -> None:
+    """Poll past documents as if at their own time (files, git history, Wayback captures).
+
+    History is imported into an empty database or after its latest poll; guards apply as
+    for live polls; no alert is sent. An interrupted --wayback import resumes when run again.
+
+    \b
+    Examples:
+      ringwatch import 2020-05-24.kml 2020-06-05T120000Z.kml
+      ringwatch import map.kml --at 2020-06-05T12:00:00Z
+      ringwatch import --git ../ring-map-scraper --path map.kml
+      ringwatch import --wayback 'https://www.google.com/maps/d/kml?mid=…' --from 2020-01-01
+    """
+    from bot.importer import (
+        ImportInterrupted,
+        ImportRefused,
+        Wayback,
+        file_captures,
+        git_captures,
+        import_captures,
+    )
+    from bot.models import Origin
+    from bot.source import SourceError
+    from bot.store import Store
+
+    modes = [bool(files), git_repo is not None, wayback_url is not None]
+    if sum(modes) != 1:
+        raise click.UsageError("give FILE..., or --git REPO --path FILE, or --wayback URL")
+    if (git_repo is None) != (git_path is None):
+        raise click.UsageError("--git and --path go together")
+    if (since or until) and wayback_url is None:
+        raise click.UsageError("--from and --until select Wayback captures: use with --wayback")
+    if at is not None and not files:
+        raise click.UsageError("--at gives the time of one FILE")
+    _make_state_dir(config.state_dir)
+    wayback = Wayback(config) if wayback_url else None
+    with _locked(config):
+        store = Store.open(config.db_path)
+        try:
+            if wayback is not None and wayback_url is not None:
+                origin, captures = Origin.WAYBACK, wayback.captures(wayback_url, since, until)
+            elif git_repo is not None and git_path is not None:
+                origin, captures = Origin.GIT, git_captures(git_repo, git_path)
+            else:
+                origin, captures = Origin.FILE, file_captures(files, at)
+            report = import_captures(config, store, captures, origin)
+        except ImportRefused as exc:
+            _fail(str(exc))
+        except (ImportInterrupted, SourceError) as exc:
+            _fail(f"{exc}; what was imported is kept: run the same command again to resume", 3)
+        finally:
+            store.close()
+            if wayback is not None:
+                wayback.close()
+    for failure in report.failures:
+        click.echo(f"not believed: {failure}")
+    click.echo(report.summary())
 
 
 def main() -> None:

@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from bot.safe import http_url
+
 DEFAULT_SOURCE_URL = (
     "https://www.google.com/maps/d/kml?mid=1eYVDPh5itXq5acDT9b0BVeQwmESBa4cB&forcekml=1"
 )
@@ -148,6 +150,15 @@ class SummaryConfig:
 
 
 @dataclass(frozen=True)
+class ImportConfig:
+    """`ringwatch import --wayback`: where the Internet Archive is, and how politely to ask."""
+
+    wayback_url: str = "https://web.archive.org"
+    pause: Duration = Duration(2)  # between two requests to the archive
+    timeout: Duration = Duration(120)  # total deadline of one request, body included
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     bot: BotConfig = field(default_factory=BotConfig)
@@ -159,6 +170,7 @@ class Config:
     x: XConfig = field(default_factory=XConfig)
     feed: FeedConfig = field(default_factory=FeedConfig)
     summary: SummaryConfig = field(default_factory=SummaryConfig)
+    import_: ImportConfig = field(default_factory=ImportConfig)  # [import]: a Python keyword
 
     @property
     def feed_path(self) -> Path | None:
@@ -171,6 +183,10 @@ class Config:
     def state_dir(self) -> Path:
         directory = Path(self.bot.state_dir)
         return directory if directory.is_absolute() else self.path.parent / directory
+
+    @property
+    def snapshots_dir(self) -> Path:
+        return self.state_dir / "snapshots"
 
     @property
     def templates_path(self) -> Path | None:
@@ -191,10 +207,12 @@ class Config:
         return not (self.telegram.enabled or self.x.enabled)
 
 
+# TOML section → Config field ([import] is the field import_).
+SECTION_FIELDS: dict[str, str] = {
+    f.name.removesuffix("_"): f.name for f in dataclasses.fields(Config) if f.name != "path"
+}
 SECTIONS: dict[str, type] = {
-    f.name: typing.get_type_hints(Config)[f.name]
-    for f in dataclasses.fields(Config)
-    if f.name != "path"
+    section: typing.get_type_hints(Config)[name] for section, name in SECTION_FIELDS.items()
 }
 
 FORMATS = ("kml", "json", "csv")
@@ -343,6 +361,10 @@ def _check_values(config: Config) -> None:
         fail("feed.entries", "must be at least 1")
     if config.summary.days < 1:
         fail("summary.days", "must be at least 1")
+    if http_url(config.import_.wayback_url) is None:
+        fail("import.wayback_url", f"must be an http(s) URL, got {config.import_.wayback_url!r}")
+    if config.import_.timeout <= 0:
+        fail("import.timeout", "must be positive")
     problem = cron_problem(config.summary.cron)
     if problem:
         fail("summary.cron", problem)
@@ -379,7 +401,7 @@ def parse_config(data: dict[str, Any], path: Path) -> Config:
     for name, table in data.items():
         if name not in SECTIONS:
             raise ConfigError(f"{path}: unknown section [{name}]{_suggest(name, list(SECTIONS))}")
-        sections[name] = _build_section(SECTIONS[name], table, name, path)
+        sections[SECTION_FIELDS[name]] = _build_section(SECTIONS[name], table, name, path)
     if "source" in sections:
         source = sections["source"]
         sections["source"] = dataclasses.replace(source, url=_relative_to(path.parent, source.url))

@@ -184,6 +184,7 @@ def guard_problem(
         return "the source listed no agencies at all"
     if force or not stored_total:
         return None
+
     def known(count: int) -> str:
         return f"{count} of {stored_total} known agencies ({count / stored_total:.0%})"
 

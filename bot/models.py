@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 
@@ -78,3 +79,12 @@ class Change:
     @property
     def key(self) -> str:
         return self.agency.key
+
+
+class Origin(StrEnum):
+    """Where a poll's document came from: fetched live, or imported from the past."""
+
+    LIVE = "live"
+    FILE = "file"
+    GIT = "git"
+    WAYBACK = "wayback"

@@ -9,14 +9,14 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import jinja2
 
 from bot.channels.base import Channel
-from bot.config import Config
+from bot.config import Config, SourceConfig
 from bot.diff import (
     Diff,
     advance_missing,
@@ -26,11 +26,12 @@ from bot.diff import (
     guard_problem,
     split_duplicates,
 )
-from bot.models import Agency, Change
+from bot.models import Agency, Change, Origin
 from bot.normalise import disambiguate, normalise_record
 from bot.notify import Audience, plan_alerts, plan_maintainer_message
 from bot.render import make_environment
-from bot.source import ScanMismatch, SourceError, Validators, fetch, parse
+from bot.snapshots import SnapshotFile, SnapshotStore
+from bot.source import Fetched, ScanMismatch, SourceError, Validators, fetch, parse
 from bot.store import OutboxMessage, Store, utc_now
 
 log = logging.getLogger(__name__)
@@ -113,7 +114,12 @@ def _read_records(raw_records, hash_index: dict[str, str], store: Store) -> _Rea
 
 class Poller:
     """Runs poll cycles against one store; `dry_run` computes everything and writes nothing,
-    `force` believes a fetch that a share guard would refuse (see diff.guard_problem)."""
+    `force` believes a fetch that a share guard would refuse (see diff.guard_problem).
+
+    Import and verify replay the past through the same code: `fetcher` hands over a stored
+    document, `now` is the time it was published, `origin` marks the rows, `snapshots` is
+    where documents are kept (default the state dir's).
+    """
 
     def __init__(
         self,
@@ -124,6 +130,10 @@ class Poller:
         dry_run: bool = False,
         force: bool = False,
         env: jinja2.Environment | None = None,
+        fetcher: Callable[[SourceConfig, Validators], Fetched] = fetch,
+        now: Callable[[], str] = utc_now,
+        origin: Origin = Origin.LIVE,
+        snapshots: SnapshotStore | None = None,
     ) -> None:
         self.config = config
         self.store = store
@@ -131,10 +141,15 @@ class Poller:
         self.dry_run = dry_run
         self.force = force
         self.env = env or make_environment(config.templates_path)
+        self.fetcher, self.now, self.origin = fetcher, now, origin
+        self.snapshots = snapshots or SnapshotStore(config.snapshots_dir)
+        self._snapshot: SnapshotFile | None = None  # the document of the poll under way
 
     def run(self) -> PollResult:
         started = time.perf_counter()
-        poll: dict[str, Any] = {"started_at": utc_now(), "url": self.config.source.url}
+        poll: dict[str, Any] = {"started_at": self.now(), "url": self.config.source.url}
+        poll.update(origin=self.origin, forced=int(self.force))
+        self._snapshot = None
         timings: dict[str, float] = {}
         last_good = self.store.last_poll(good=True)
         validators = Validators(
@@ -142,7 +157,7 @@ class Poller:
         )
         mark = time.perf_counter()
         try:
-            fetched = fetch(self.config.source, validators)
+            fetched = self.fetcher(self.config.source, validators)
         except SourceError as exc:
             poll["http_status"] = getattr(exc, "status", None)
             return self._bad(poll, "failed", str(exc), started, timings)
@@ -154,6 +169,12 @@ class Poller:
             etag=fetched.etag,
             last_modified=fetched.last_modified,
         )
+        try:
+            self._snapshot = self._keep(fetched, last_good)
+        except OSError as exc:  # a poll must not cite a document it could not keep
+            error = f"cannot store the snapshot in {self.snapshots.directory}: {exc}"
+            return self._bad(poll, "failed", error, started, timings)
+        poll["snapshot"] = self._snapshot.sha256 if self._snapshot else None
         if fetched.not_modified or (
             last_good is not None and fetched.content_hash == last_good.get("content_hash")
         ):
@@ -214,10 +235,21 @@ class Poller:
             return self._bad(poll, "suspect", problem, started, timings)
         return self._commit(poll, diff, baseline, read, started, timings)
 
+    def _keep(self, fetched: Fetched, last_good: dict[str, Any] | None) -> SnapshotFile | None:
+        """Store the document (once per distinct bytes); a 304 refers to the last good one's.
+
+        Written before the poll commits, so a committed poll never cites a missing file."""
+        if fetched.not_modified:
+            sha256 = (last_good or {}).get("snapshot")
+            return self.store.snapshot_file(sha256) if sha256 else None
+        if self.dry_run:
+            return None
+        return self.snapshots.put(fetched.body, fetched.content_hash)
+
     # --- outcomes -----------------------------------------------------------------------
 
     def _finish(self, poll: dict[str, Any], started: float, outcome: str, **counts: int) -> None:
-        poll.update(outcome=outcome, finished_at=utc_now(), **counts)
+        poll.update(outcome=outcome, finished_at=self.now(), **counts)
         poll["duration_ms"] = round((time.perf_counter() - started) * 1000)
 
     def _last_poll_id(self) -> int:
@@ -258,7 +290,7 @@ class Poller:
         summary = f"{outcome}: {error}" + (f"; {poll['warning']}" if poll.get("warning") else "")
         if self.dry_run:
             return PollResult(outcome, summary, messages=messages, timings=timings)
-        poll_id = self.store.record_poll(poll, messages)
+        poll_id = self.store.record_poll(poll, messages, snapshot=self._snapshot)
         return PollResult(outcome, summary, messages=messages, poll_id=poll_id, timings=timings)
 
     def _unchanged(self, poll: dict[str, Any], started: float, timings) -> PollResult:
@@ -268,12 +300,12 @@ class Poller:
             stored = self.store.agencies(streak)
             diff = advance_missing(streak, stored, self.config.guard.removal_confirmations)
             return self._commit(poll, diff, False, None, started, timings, outcome="unchanged")
-        self._finish(poll, started, "unchanged")
+        self._finish(poll, started, "unchanged", missing=0)
         messages = self._recovery_warning()
         summary = "unchanged" + (" (304 Not Modified)" if poll.get("http_status") == 304 else "")
         if self.dry_run:
             return PollResult("unchanged", summary, messages=messages, timings=timings)
-        poll_id = self.store.record_poll(poll, messages)
+        poll_id = self.store.record_poll(poll, messages, snapshot=self._snapshot)
         return PollResult("unchanged", summary, messages=messages, poll_id=poll_id, timings=timings)
 
     def _commit(
@@ -302,7 +334,7 @@ class Poller:
             "renamed": len(diff.renamed),
             "changed": len(diff.changed),
         }
-        self._finish(poll, started, outcome, **counts)
+        self._finish(poll, started, outcome, missing=len(diff.missing), **counts)
         audience_list = audiences(self.channels, self.store)
         recovery = self._recovery_warning()
         since = self.store.last_poll(good=True)
@@ -331,7 +363,9 @@ class Poller:
         if self.dry_run:
             messages = plan(0, list(enumerate(changes, 1)))
             return PollResult(outcome, summary, changes, messages, timings=timings)
-        poll_id, _ = self.store.commit_poll(poll, diff, changes, plan, baseline=agencies)
+        poll_id, _ = self.store.commit_poll(
+            poll, diff, changes, plan, baseline=agencies, snapshot=self._snapshot
+        )
         timings["commit"] = time.perf_counter() - mark
         self._write_feed(changed=bool(changes))
         messages_queued = self.store.db.execute(

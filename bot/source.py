@@ -262,15 +262,15 @@ class ScanMismatch(ParseError):
 _PLACEMARK_OPEN, _PLACEMARK_CLOSE = b"<Placemark", b"</Placemark>"
 
 
-def placemark_digests(body: bytes) -> list[str] | None:
-    """The hash of each `<Placemark>…</Placemark>` byte range, in document order.
+def placemark_spans(body: bytes) -> list[tuple[int, int]] | None:
+    """(start of `<Placemark`, start of `</Placemark>`) of each record, in document order.
 
     A plain byte scan, several times faster than serialising every parsed element.
     None unless every "Placemark" in the document is one of the tags it paired: a
     mention inside CDATA, a comment or text could cut a record short. parse_kml also
     checks the count against the parser's (a prefixed tag) and starts over without it.
     """
-    digests: list[str] = []
+    spans: list[tuple[int, int]] = []
     find, start = body.find, 0
     while (begin := find(_PLACEMARK_OPEN, start)) >= 0:
         start = begin + len(_PLACEMARK_OPEN)
@@ -279,9 +279,15 @@ def placemark_digests(body: bytes) -> list[str] | None:
         end = find(_PLACEMARK_CLOSE, start)
         if end < 0:
             break
-        digests.append(_digest(body[begin:end]))
+        spans.append((begin, end))
         start = end + len(_PLACEMARK_CLOSE)
-    return digests if body.count(b"Placemark") == 2 * len(digests) else None
+    return spans if body.count(b"Placemark") == 2 * len(spans) else None
+
+
+def placemark_digests(body: bytes) -> list[str] | None:
+    """The hash of each Placemark's bytes (see placemark_spans), in document order."""
+    spans = placemark_spans(body)
+    return None if spans is None else [_digest(body[begin:end]) for begin, end in spans]
 
 
 def parse_kml(
@@ -359,7 +365,8 @@ def _rename_fields(fields: dict[str, str], mapping: dict[str, str]) -> dict[str,
     return {source_to_ours.get(k, k): v for k, v in fields.items()}
 
 
-def parse_json(body: bytes, records_path: str = "", mapping: dict[str, str] | None = None):
+def json_records(body: bytes, records_path: str = "") -> list[object]:
+    """The list of agency objects in a JSON document, as the source wrote them."""
     try:
         document = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -369,7 +376,11 @@ def parse_json(body: bytes, records_path: str = "", mapping: dict[str, str] | No
         records = records["features"]
     if not isinstance(records, list):
         raise ParseError("the JSON document holds no list of agencies (set source.records_path)")
-    for item in records:
+    return records
+
+
+def parse_json(body: bytes, records_path: str = "", mapping: dict[str, str] | None = None):
+    for item in json_records(body, records_path):
         fields = _rename_fields(_flatten_json_record(item), mapping or {})
         yield _digest(json.dumps(fields, sort_keys=True).encode()), fields
 

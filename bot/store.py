@@ -12,7 +12,7 @@ import json
 import sqlite3
 import time
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,8 +23,9 @@ import sqlite_utils
 from bot.diff import Diff
 from bot.models import Agency, Change
 from bot.normalise import city_key
+from bot.snapshots import SnapshotFile
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 BAD_OUTCOMES = ("failed", "suspect")
 GOOD_OUTCOMES = ("baseline", "ok", "unchanged")
 
@@ -247,8 +248,34 @@ def _migration_2(db: sqlite_utils.Database) -> None:
 
 
 def _migration_3(db: sqlite_utils.Database) -> None:
+    """Snapshots: every distinct document fetched, referenced by the polls and changes it
+    produced; `origin` says whether a row was polled live or imported (file, git, wayback)."""
+    db["snapshots"].create(
+        {
+            "sha256": str,
+            "first_seen": str,
+            "last_seen": str,
+            "bytes": int,
+            "compressed_bytes": int,
+            "polls": int,
+        },
+        pk="sha256",
+    )
+    db["polls"].add_column("snapshot", str)
+    db["polls"].add_column("origin", str, not_null_default="live")
+    db["polls"].add_column("forced", int)  # --force: verify replays it as forced
+    db["polls"].create_index(["snapshot"])
+    db["changes"].add_column("snapshot", str)
+    db["changes"].add_column("before_snapshot", str)
+    db["changes"].add_column("origin", str, not_null_default="live")
+
+
+def _migration_4(db: sqlite_utils.Database) -> None:
     # A note for the maintainers about a poll that was believed (records listed twice).
     db["polls"].add_column("warning", str)
+    # Agencies missing but not yet confirmed as ended after a good poll: a poll that
+    # counted a confirmation is history that `prune` keeps (verify replays it).
+    db["polls"].add_column("missing", int)
     # Field changes that do not alert (Ring updating every agency's video-request count),
     # one row per poll per field instead of one `changes` row per agency (_append_changes).
     db["churn"].create(
@@ -270,6 +297,7 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _migration_1,
     _migration_2,
     _migration_3,
+    _migration_4,
 ]
 
 
@@ -446,12 +474,87 @@ class Store:
     def recent_polls(self, limit: int = 5) -> list[dict[str, Any]]:
         return list(self.db.query("select * from polls order by id desc limit ?", [limit]))
 
-    def record_poll(self, poll: dict[str, Any], messages: Iterable[OutboxMessage] = ()) -> int:
+    def record_poll(
+        self,
+        poll: dict[str, Any],
+        messages: Iterable[OutboxMessage] = (),
+        *,
+        snapshot: SnapshotFile | None = None,
+    ) -> int:
         """A poll that changed no agencies (failed, suspect, unchanged) and its warnings."""
         with self.db.atomic():
             poll_id = self.db["polls"].insert(poll).last_pk
+            self._count_snapshot(snapshot, poll)
             self.outbox.queue(poll_id, list(messages))
         return poll_id
+
+    def _count_snapshot(self, snapshot: SnapshotFile | None, poll: dict[str, Any]) -> None:
+        if snapshot is None:
+            return
+        self.db.execute(
+            "insert into snapshots (sha256, first_seen, last_seen, bytes, compressed_bytes, polls) "
+            "values (?, ?, ?, ?, ?, 1) on conflict (sha256) do update set "
+            "last_seen = excluded.last_seen, polls = polls + 1",
+            [snapshot.sha256, poll["started_at"], poll["started_at"], snapshot.bytes,
+             snapshot.compressed_bytes],
+        )  # fmt: skip
+
+    # --- snapshots ----------------------------------------------------------------------
+
+    def snapshot_file(self, sha256: str) -> SnapshotFile | None:
+        rows = self.db.execute(
+            "select sha256, bytes, compressed_bytes from snapshots where sha256 = ?", [sha256]
+        ).fetchall()
+        return SnapshotFile(*rows[0]) if rows else None
+
+    def snapshots(self) -> list[dict[str, Any]]:
+        """Every snapshot row, first seen first."""
+        if "snapshots" not in self.db.table_names():  # a read-only look at an old database
+            return []
+        return list(self.db.query("select * from snapshots order by first_seen, rowid"))
+
+    def snapshots_starting(self, prefix: str) -> list[str]:
+        sql = "select sha256 from snapshots where sha256 >= ? and sha256 < ? order by sha256"
+        return [row[0] for row in self.db.execute(sql, [prefix, prefix + "g"])]
+
+    def polls_in_order(self) -> list[dict[str, Any]]:
+        return list(self.db.query("select * from polls order by id"))
+
+    def poll(self, poll_id: int) -> dict[str, Any] | None:
+        rows = list(self.db.query("select * from polls where id = ?", [poll_id]))
+        return rows[0] if rows else None
+
+    def change_row(self, change_id: int) -> dict[str, Any] | None:
+        rows = list(self.db.query("select * from changes where id = ?", [change_id]))
+        return rows[0] if rows else None
+
+    def polled_urls(self, origin: str) -> set[tuple[str, str]]:
+        """(url, started_at) of every poll of this origin: what an import already brought in."""
+        sql = "select url, started_at from polls where origin = ?"
+        return {(url, at) for url, at in self.db.execute(sql, [origin])}
+
+    def good_polls_back(self, poll_id: int) -> Iterator[dict[str, Any]]:
+        """Good polls up to and including `poll_id`, newest first."""
+        sql = f"select * from polls where id <= ? and outcome in {GOOD_OUTCOMES!r} order by id desc"
+        yield from self.db.query(sql, [poll_id])
+
+    def changes_in_order(self) -> list[dict[str, Any]]:
+        """Every change-log row in order, then every churn entry as a row of its own (kind
+        `changed`, one field, `before`/`after` as JSON; its id names the churn row): what
+        `ringwatch verify` compares with a replay."""
+        rows = list(self.db.query("select * from changes order by id"))
+        names = dict(self.db.execute("select key, name from agencies"))
+        for entry in self.db.query("select * from churn order by id"):
+            name = entry["field"]
+            for key, (before, after) in sorted(unpack_churn(entry["data"]).items()):
+                rows.append({
+                    "id": f"{entry['id']} (churn)", "poll_id": entry["poll_id"],
+                    "detected_at": entry["detected_at"], "kind": "changed", "key": key,
+                    "name": names.get(key, key), "city": None, "state": None,
+                    "fields": _json([name]), "before": _json({name: before}),
+                    "after": _json({name: after}),
+                })  # fmt: skip
+        return rows
 
     def commit_poll(
         self,
@@ -461,6 +564,7 @@ class Store:
         plan: Callable[[int, list[tuple[int, Change]]], list[OutboxMessage]],
         *,
         baseline: Iterable[Agency] = (),
+        snapshot: SnapshotFile | None = None,
     ) -> tuple[int, list[tuple[int, Change]]]:
         """Apply a diff: agencies, change log and outbox in one transaction.
 
@@ -470,8 +574,9 @@ class Store:
         now = poll.get("finished_at") or utc_now()
         with self.db.atomic():
             poll_id = self.db["polls"].insert(poll).last_pk
+            self._count_snapshot(snapshot, poll)
             self._apply_agencies(diff, baseline, now)
-            numbered = self._append_changes(poll_id, changes, now)
+            numbered = self._append_changes(poll_id, poll, changes, now)
             self.outbox.queue(poll_id, plan(poll_id, numbered))
         return poll_id, numbered
 
@@ -525,7 +630,7 @@ class Store:
         )
 
     def _append_changes(
-        self, poll_id: int, changes: list[Change], now: str
+        self, poll_id: int, poll: dict[str, Any], changes: list[Change], now: str
     ) -> list[tuple[int, Change]]:
         """Log `changes`: one `changes` row each, except field changes that do not alert,
         which go to `churn` compactly; returns the logged rows, numbered."""
@@ -541,6 +646,12 @@ class Store:
             ),
         )  # fmt: skip
         start = (self.db.execute("select max(id) from changes").fetchone()[0] or 0) + 1
+        # The document the stored agencies were last read from: where a "before" is found.
+        previous = self.db.execute(
+            f"select snapshot from polls where id < ? and outcome in {GOOD_OUTCOMES!r} "
+            "and snapshot is not null order by id desc limit 1",
+            [poll_id],
+        ).fetchone()
         numbered = list(enumerate(changes, start))
         _insert_rows(
             self.db,
@@ -560,6 +671,9 @@ class Store:
                     "before": _json(change.before),
                     "after": _json(change.after),
                     "alert": int(change.alert),
+                    "snapshot": poll.get("snapshot"),
+                    "before_snapshot": previous[0] if previous else None,
+                    "origin": poll.get("origin", "live"),
                 }
                 for change_id, change in numbered
             ),
@@ -570,26 +684,41 @@ class Store:
 
     def prune(self, before: str) -> Pruned:
         """Forget what is older than `before` (ISO time) and only costs space: sent messages,
-        and polls that nothing refers to. The change log (every alerting change, the baseline,
-        the churn) is history and stays, and so do the last good poll (its validators make
-        the next fetch conditional) and every poll after it. Then the freed pages go back to
-        the file system."""
+        and polls that changed nothing and confirmed nothing (failed, suspect, or unchanged
+        with no agency missing). The change log (every alerting change, the baseline, the
+        churn) is history and stays, and so does every poll a replay needs to rebuild it
+        (`ringwatch verify`): the good polls that read a new document or counted a missing
+        agency, those the change log or the outbox refers to, the last good poll (its
+        validators make the next fetch conditional) and every poll after it. Then the freed
+        pages go back to the file system."""
         size = self.size()
+        idle = f"""select id from polls where started_at < ?
+            and id < coalesce((select max(id) from polls where outcome in {GOOD_OUTCOMES!r}), 0)
+            and (outcome in {BAD_OUTCOMES!r}
+                 or (outcome = 'unchanged' and coalesce(missing, added is not null) = 0))
+            and id not in (select poll_id from changes where poll_id is not null)
+            and id not in (select poll_id from churn)
+            and id not in (select poll_id from outbox where poll_id is not null)"""
+        # (`missing` is null in polls recorded before it existed: an unchanged poll then had
+        # counts only when it confirmed a missing agency.)
         with self.db.atomic():
             sent = self.db.execute(
                 "delete from outbox where status = 'sent' and coalesce(sent_at, created_at) < ?",
                 [before],
             ).rowcount
-            polls = self.db.execute(
-                f"""delete from polls where started_at < ?
-                and id < coalesce((select max(id) from polls where outcome in {GOOD_OUTCOMES!r}), 0)
-                and id not in (select poll_id from changes where poll_id is not null)
-                and id not in (select poll_id from churn)
-                and id not in (select poll_id from outbox where poll_id is not null)""",
-                [before],
-            ).rowcount
+            doomed = [row[0] for row in self.db.execute(idle, [before])]
+            for start in range(0, len(doomed), 500):
+                chunk = doomed[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                self.db.execute(
+                    "update snapshots set polls = polls - (select count(*) from polls "
+                    f"where snapshot = snapshots.sha256 and id in ({marks})) "
+                    f"where sha256 in (select snapshot from polls where id in ({marks}))",
+                    chunk + chunk,
+                )
+                self.db.execute(f"delete from polls where id in ({marks})", chunk)
         self._give_back_free_pages()
-        return Pruned(sent, polls, size, self.size())
+        return Pruned(sent, len(doomed), size, self.size())
 
     def size(self) -> int:
         """Bytes the database takes: its pages (the write-ahead log apart)."""

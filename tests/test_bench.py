@@ -57,7 +57,8 @@ def test_every_poll_kind_is_measured_against_the_floor(report: dict) -> None:
 def test_unchanged_polls_skip_the_parse_unless_the_bytes_differ(report: dict) -> None:
     polls = report["sizes"]["200"]["polls"]
     assert polls["unchanged_304"]["parsed"] is False
-    assert polls["unchanged_304"]["rows_written_max"] == 1  # the poll row, nothing else
+    # The poll row and its snapshot's poll count, nothing else.
+    assert polls["unchanged_304"]["rows_written_max"] == 2
     assert polls["unchanged_200_same_bytes"]["parsed"] is False
     assert polls["unchanged_200_reordered"]["parsed"] is True
     assert "0 added, 0 removed, 0 renamed, 0 changed" in polls["unchanged_200_reordered"]["summary"]
@@ -97,3 +98,13 @@ def test_bad_sizes_are_a_usage_error() -> None:
     done = run_bench("--sizes", "many")
     assert done.returncode == 2
     assert "--sizes must be comma-separated integers" in done.stderr
+
+
+def test_a_year_of_snapshots_is_measured_against_its_budget(report: dict) -> None:
+    snapshots = report["snapshots"]
+    assert snapshots["days"] == 2 and snapshots["files"] == 2
+    assert snapshots["polls"] == 2 * 96  # identical polls of a day store nothing more
+    assert 1_400_000 < snapshots["document_bytes"] < 1_700_000
+    chosen = next(name for name in snapshots["compressors"] if name.endswith("(chosen)"))
+    assert 0 < snapshots["year_mb"] == snapshots["compressors"][chosen]["year_mb"]
+    assert any(t["target"].startswith("snapshots: a year") for t in report["targets"])

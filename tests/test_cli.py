@@ -9,6 +9,7 @@ import dataclasses
 import io
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -23,10 +24,10 @@ import pytest
 
 from bot.cli import cli
 from bot.lock import state_lock
-from bot.store import Store
+from bot.store import Store, pack_churn, unpack_churn
 from bot.synthetic import mutate
 from tests.conftest import REPO, run_cli, start_cli, write_config
-from tests.helpers import Bot, agencies, config_text, kml
+from tests.helpers import Bot, agencies, config_text, kml, renamed
 from tests.source_server import Reply
 
 PATH = "/map.kml"
@@ -208,16 +209,22 @@ def test_dry_run_of_a_first_poll_creates_no_database(tmp_path, source_server):
     assert not fresh.config.state_dir.exists() or not any(fresh.config.state_dir.iterdir())
 
 
+def _files(directory: Path) -> dict[str, bytes]:
+    """Every file under `directory` (snapshots included) by relative path → bytes."""
+    return {str(p.relative_to(directory)): p.read_bytes() for p in directory.rglob("*")
+            if p.is_file()}  # fmt: skip
+
+
 def test_dry_run_prints_the_alerts_and_leaves_the_database_byte_for_byte(bot, source_server):
     source_server.serve(PATH, kml(mutate(agencies(20), seed=2, add=2)))
     state = bot.config.state_dir
-    before = {p.name: p.read_bytes() for p in state.iterdir()}
+    before = _files(state)
 
     result = ringwatch(bot, "poll", "--dry-run")
 
     assert_clean_exit(result, 0)
     assert result.stdout.count("New partnership: ") == 2
-    after = {p.name: p.read_bytes() for p in state.iterdir()}
+    after = _files(state)
     assert {name: after[name] for name in before} == before
     # A read-only SQLite connection may leave its (empty) write-ahead log beside the file.
     assert set(after) - set(before) <= {"ringwatch.db-wal", "ringwatch.db-shm"}
@@ -497,9 +504,9 @@ def content(path: Path) -> list[str]:
 
 
 def assert_one_line_error(result, code: int, *phrases: str) -> None:
-    assert_clean_exit(result, code)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("ringwatch: "), result.stderr
+    assert_clean_exit(result, code)  # and no traceback; log lines may come before it
+    lines = [line for line in result.stderr.splitlines() if line.startswith("ringwatch: ")]
+    assert len(lines) == 1 and result.stderr.rstrip().endswith(lines[0]), result.stderr
     for phrase in phrases:
         assert phrase in lines[0], lines[0]
 
@@ -628,23 +635,35 @@ def test_a_database_locked_too_long_exits_3_and_is_unchanged(tmp_path, source_se
 
 
 def test_a_full_disk_exits_3_and_leaves_the_database_unchanged(tmp_path, source_server):
-    state = tmp_path / "state"
+    made = Bot.create(tmp_path, source_server.serve(PATH, kml(agencies(20))))
+    made.poll()  # the baseline, on an ordinary disk: then onto a 300 KB one
+    state, path = made.config.state_dir, db_path(made)
+    kept = state.rename(tmp_path / "kept")
     with tmpfs(state, "300k"):
-        made = Bot.create(tmp_path, source_server.serve(PATH, kml(agencies(20))))
-        assert_clean_exit(ringwatch(made, "poll"), 0)
-        path = db_path(made)
+        shutil.copytree(kept, state, dirs_exist_ok=True)
         before = content(path)
-        filler = os.open(state / "filler", os.O_WRONLY | os.O_CREAT)
-        with contextlib.suppress(OSError):  # take every block that is left
-            while os.write(filler, b"\0" * 4096):
-                pass
-        os.close(filler)
+        (state / "ringwatch.lock").write_text("0\n")  # the lock file has its block already
+        fill(state / "filler")
         source_server.serve(PATH, kml(mutate(agencies(20), seed=2, add=1)))
 
         result = ringwatch(made, "poll")
+        (state / "ringwatch.lock").unlink()
+        fill(state / "filler")
+        no_lock = ringwatch(made, "poll")  # not even the lock file fits now
 
         assert_one_line_error(result, 3, f"database {path} cannot grow: its disk is full")
+        assert_one_line_error(no_lock, 3, f"state directory {state}: its disk is full")
+        (state / "filler").unlink()  # a reader needs a little space too
         assert content(path) == before
+
+
+def fill(path: Path) -> None:
+    """Take every block left on path's file system."""
+    filler = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    with contextlib.suppress(OSError):
+        while os.write(filler, b"\0" * 4096):
+            pass
+    os.close(filler)
 
 
 RUN = '[bot]\ninterval = "0.5s"\njitter = "0.01s"\ndeliver_every = "0.2s"\nbusy_timeout = "0.3s"\n'
@@ -794,3 +813,51 @@ def test_poll_and_status_name_agencies_listed_twice(bot, source_server):
     assert warning in result.stdout and "0 added" in result.stdout
     assert "New partnership" not in result.stdout
     assert warning in ringwatch(bot, "status").stdout
+
+
+def test_prune_keeps_every_poll_verify_replays(tmp_path, source_server):
+    listed = agencies(20)
+    made = Bot.create(tmp_path, source_server.serve(PATH, kml(listed)),
+                      "[guard]\nremoval_confirmations = 3\n")  # fmt: skip
+    made.poll()
+    source_server.serve(PATH, kml(listed[1:]))
+    made.poll()  # missing once: a new document
+    made.poll()  # 304, missing twice: a confirmation the replay needs
+    made.poll()  # 304, missing three times: ended
+    made.poll()  # 304, nothing missing: idle
+    source_server.serve(PATH, Reply(b"down", status=503))
+    made.poll()  # failed: idle
+    source_server.serve(PATH, kml(listed[1:]))
+    made.poll()  # 200, same document: idle
+    backdate(made)
+    made.poll()  # today's
+    ids = [p["id"] for p in made.polls()]
+    kept = [*ids[:4], ids[-1]]
+
+    result = ringwatch(made, "prune", "--keep", "1")
+
+    assert_clean_exit(result, 0)
+    assert "and 3 polls from before" in result.stdout
+    assert [p["id"] for p in made.polls()] == kept
+    assert made.kinds() == [("removed", listed[0].name)]
+    assert_clean_exit(ringwatch(made, "verify"), 0)
+
+
+def test_verify_replays_churn_and_catches_an_edited_entry(bot, source_server):
+    counted = [renamed(a, video_requests=a.video_requests + 3) for a in agencies(20)]
+    source_server.serve(PATH, kml(counted))
+    bot.poll()
+    assert_clean_exit(ringwatch(bot, "verify"), 0)
+
+    (entry,) = bot.rows("select id, data from churn")
+    values = unpack_churn(entry["data"])
+    key = sorted(values)[0]
+    values[key][1] = 999_999  # a forged count
+    with contextlib.closing(sqlite3.connect(db_path(bot))) as conn, conn:
+        conn.execute("update churn set data = ? where id = ?", [pack_churn(values), entry["id"]])
+
+    result = ringwatch(bot, "verify")
+
+    assert result.returncode == 1
+    assert f"change #{entry['id']} (churn) (changed " in result.stdout
+    assert "the snapshots produce a change missing from the log: changed" in result.stdout
