@@ -13,6 +13,7 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -125,7 +126,9 @@ def _deliver(config: Config, store: Any, channels: list[Any]) -> str:
 
     from bot.deliver import deliver_pending
 
-    report = asyncio.run(deliver_pending(store, channels, max_attempts=config.alerts.max_attempts))
+    report = asyncio.run(
+        deliver_pending(store, channels, alerts=config.alerts, templates=config.templates_path)
+    )
     return report.summary()
 
 
@@ -230,15 +233,45 @@ async def _run(config: Config, channels: list[Any]) -> int:
 
 @cli.command()
 @with_config
-def deliver(config: Config) -> None:
-    """Send whatever is due in the outbox, then exit."""
+@click.option(
+    "--retry-failed",
+    is_flag=True,
+    help="First put failed messages back in the queue (those given up after an outage).",
+)
+@click.option(
+    "--channel",
+    "channel_name",
+    metavar="NAME",
+    help="With --retry-failed: only this channel's messages (telegram, x, console).",
+)
+@click.option(
+    "--since",
+    type=click.DateTime(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"]),
+    help="With --retry-failed: only messages queued on or after this UTC date.",
+)
+def deliver(
+    config: Config, retry_failed: bool, channel_name: str | None, since: datetime | None
+) -> None:
+    """Send whatever is due in the outbox, then exit.
+
+    Example: ringwatch deliver --retry-failed --channel telegram --since 2026-11-20
+    """
+    from bot.channels import REGISTRY
     from bot.store import Store
 
+    if (channel_name or since) and not retry_failed:
+        _fail("--channel and --since only apply to --retry-failed")
+    if channel_name is not None and channel_name not in REGISTRY:
+        _fail(f"--channel: no channel {channel_name!r} (known: {', '.join(REGISTRY)})")
     channels = _channels(config)
     with _locked(config):
         store = Store.open(config.db_path, busy_timeout=config.bot.busy_timeout)
         try:
             store.outbox.release_stale()
+            if retry_failed:
+                since_text = since.strftime("%Y-%m-%dT%H:%M:%S") if since else None
+                requeued = store.outbox.requeue_failed(channel_name, since_text)
+                click.echo(f"{requeued} failed messages queued again")
             click.echo(_deliver(config, store, channels))
         finally:
             store.close()
@@ -368,6 +401,7 @@ def _print_table(rows: list[dict[str, Any]]) -> None:
 def status(config: Config) -> None:
     """Last polls, failures in a row, pending and failed deliveries."""
     from bot.channels import enabled_channels
+    from bot.logs import redact
     from bot.store import Store
 
     store = Store.open(config.db_path, readonly=True)
@@ -384,12 +418,16 @@ def status(config: Config) -> None:
         if poll.get("warning"):
             detail += f"; {poll['warning']}"
         click.echo(f"  {poll['started_at']}  {poll['outcome']:9}  {detail}")
+    channels = enabled_channels(config)  # loaded first: their secrets are redacted below
     counts = store.outbox.counts()
+    oldest = store.outbox.oldest_waiting()
     click.echo("deliveries:")
     if not counts:
         click.echo("  none yet")
     for channel, by_status in sorted(counts.items()):
         text = ", ".join(f"{n} {s}" for s, n in sorted(by_status.items()))
+        if channel in oldest:
+            text += f"; oldest waiting {_age(oldest[channel])} (queued {oldest[channel]})"
         click.echo(f"  {channel}: {text}")
     failed = list(
         store.db.query(
@@ -398,10 +436,20 @@ def status(config: Config) -> None:
         )
     )
     for row in failed:
-        click.echo(f"  last failure: {row['channel']}:{row['recipient']}: {row['last_error']}")
-    for channel in enabled_channels(config):
+        line = f"  last failure: {row['channel']}:{row['recipient']}: {row['last_error']}"
+        click.echo(redact(line))  # rows stored before redaction covered every error
+    for channel in channels:
         for line in channel.status_lines(store):
-            click.echo(f"{channel.name}: {line}")
+            click.echo(redact(f"{channel.name}: {line}"))
+
+
+def _age(iso: str) -> str:
+    """'2h 5m' since an ISO time in UTC."""
+    seconds = max(0, int((datetime.now(UTC) - datetime.fromisoformat(iso)).total_seconds()))
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    parts = [f"{days}d"] * bool(days) + [f"{hours}h"] * bool(hours) + [f"{rest // 60}m"]
+    return " ".join(parts)
 
 
 @cli.command("check-config")

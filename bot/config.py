@@ -106,7 +106,13 @@ class AlertsConfig:
         default_factory=lambda: ["name", "city", "state", "coordinates", "profile_url"]
     )
     templates_dir: str | None = None
-    max_attempts: int = 8
+    # Total time one send may take, answer included; then it counts as a failed attempt.
+    send_timeout: Duration = Duration(30)
+    # How long transient failures (5xx, 429, timeouts, no connection) are retried before
+    # a message is marked failed and the maintainers are warned.
+    give_up_after: Duration = Duration(3 * 86400)
+    # Sends on the wire at once per channel: what a crash can repeat at most.
+    max_in_flight: int = 8
 
 
 @dataclass(frozen=True)
@@ -286,9 +292,20 @@ def _coerce(value: Any, tp: Any) -> Any:
     return value
 
 
+# Keys an earlier release knew: what to write instead.
+REMOVED_KEYS = {
+    "alerts.max_attempts": "transient failures are now retried for a time, not a number of "
+    "attempts: set alerts.give_up_after (default '3d') instead",
+}
+
+
 def _build_section(cls: type, table: Any, where: str, file: Path) -> Any:
     if not isinstance(table, dict):
         raise ConfigError(f"{file}: [{where}] must be a table")
+    for key in table:
+        instead = REMOVED_KEYS.get(f"{where}.{key}")
+        if instead:
+            raise ConfigError(f"{file}: {where}.{key} was removed: {instead}")
     hints = typing.get_type_hints(cls)
     known = [f.name for f in dataclasses.fields(cls)]
     values: dict[str, Any] = {}
@@ -318,6 +335,8 @@ def _check_values(config: Config) -> None:
         ("bot.deliver_every", config.bot.deliver_every),
         ("bot.busy_timeout", config.bot.busy_timeout),
         ("source.timeout", config.source.timeout),
+        ("alerts.send_timeout", config.alerts.send_timeout),
+        ("alerts.give_up_after", config.alerts.give_up_after),
     ):
         if seconds <= 0:
             raise ConfigError(f"{file}: {key}: a duration must be positive")
@@ -343,8 +362,8 @@ def _check_values(config: Config) -> None:
         fail("source.retries", "must be 0 or more")
     if config.alerts.digest_threshold < 1:
         fail("alerts.digest_threshold", "must be at least 1")
-    if config.alerts.max_attempts < 1:
-        fail("alerts.max_attempts", "must be at least 1")
+    if config.alerts.max_in_flight < 1:
+        fail("alerts.max_in_flight", "must be at least 1")
     for name in config.alerts.alert_fields:
         if name not in KNOWN_ALERT_FIELDS:
             fail(

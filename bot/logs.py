@@ -1,25 +1,50 @@
-"""Logging to stderr, with secrets scrubbed from every record."""
+"""Logging to stderr, and the one place secrets are scrubbed from text.
+
+Every error that is stored (the outbox), printed (`ringwatch status`), logged or
+rendered into a message passes through `redact` first. Which environment variables
+are secret is not listed here: each Channel class declares its own (`secrets`), so a
+channel added later is covered without anyone remembering this file.
+"""
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
+import re
+from urllib.parse import quote, quote_plus
 
-SECRET_ENV_VARS = (
-    "TELEGRAM_BOT_TOKEN",
-    "X_CONSUMER_KEY",
-    "X_CONSUMER_SECRET",
-    "X_ACCESS_TOKEN",
-    "X_ACCESS_TOKEN_SECRET",
-)
+MIN_SECRET_LENGTH = 4  # shorter values would redact ordinary words
+
+
+def _forms(value: str) -> set[str]:
+    """How a secret can appear in an echoed request: as is, percent-encoded (a URL
+    path, an OAuth header) or form-encoded. Case is ignored when matching, which also
+    covers a library that lower-cases its messages and %3a vs %3A."""
+    return {value, quote(value), quote(value, safe=""), quote_plus(value)}
+
+
+@functools.lru_cache(maxsize=8)
+def _pattern(secrets: tuple[tuple[str, str], ...]) -> tuple[re.Pattern[str], dict[str, str]]:
+    names = {form.lower(): name for name, value in secrets for form in _forms(value)}
+    alternatives = sorted(names, key=len, reverse=True)  # longest first: no partial leftovers
+    return re.compile("|".join(map(re.escape, alternatives)), re.IGNORECASE), names
+
+
+def _secrets() -> tuple[tuple[str, str], ...]:
+    from bot.channels import secret_env_vars
+
+    pairs = ((name, os.environ.get(name, "").strip()) for name in secret_env_vars())
+    return tuple(sorted((n, v) for n, v in pairs if len(v) >= MIN_SECRET_LENGTH))
 
 
 def redact(text: str) -> str:
-    for name in SECRET_ENV_VARS:
-        value = os.environ.get(name)
-        if value and len(value) >= 4:
-            text = text.replace(value, f"<{name}>")
-    return text
+    """`text` with every channel secret, in any case or URL encoding, replaced by <NAME>."""
+    secrets = _secrets()
+    if not secrets or not text:
+        return text
+    pattern, names = _pattern(secrets)
+    return pattern.sub(lambda m: f"<{names[m.group(0).lower()]}>", text)
 
 
 class RedactSecrets(logging.Filter):

@@ -93,7 +93,8 @@ class Runner:
             )
             memory.outbox.queue(None, messages)
             async with self.deliver_lock:
-                await deliver_pending(memory, self.channels, max_attempts=1)
+                await deliver_pending(memory, self.channels, alerts=self.config.alerts,
+                                      templates=self.config.templates_path)  # fmt: skip
         except Exception:
             log.exception("could not warn the maintainers; the error above is why ringwatch stops")
         finally:
@@ -154,7 +155,8 @@ class Runner:
                 report = await deliver_pending(
                     self.store,
                     self.channels,
-                    max_attempts=self.config.alerts.max_attempts,
+                    alerts=self.config.alerts,
+                    templates=self.config.templates_path,
                     stop=self.stop_event,
                 )
                 if any(report.sent.values()) or any(report.failed.values()):

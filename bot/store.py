@@ -21,11 +21,11 @@ from typing import Any
 import sqlite_utils
 
 from bot.diff import Diff
+from bot.logs import redact
 from bot.models import Agency, Change
 from bot.normalise import city_key
 from bot.snapshots import SnapshotFile
 
-SCHEMA_VERSION = 4
 BAD_OUTCOMES = ("failed", "suspect")
 GOOD_OUTCOMES = ("baseline", "ok", "unchanged")
 
@@ -271,6 +271,12 @@ def _migration_3(db: sqlite_utils.Database) -> None:
 
 
 def _migration_4(db: sqlite_utils.Database) -> None:
+    # When the current streak of transient failures began (epoch seconds, NULL while a
+    # message has not failed): alerts.give_up_after counts from there.
+    db["outbox"].add_column("failing_since", float)
+
+
+def _migration_5(db: sqlite_utils.Database) -> None:
     # A note for the maintainers about a poll that was believed (records listed twice).
     db["polls"].add_column("warning", str)
     # Agencies missing but not yet confirmed as ended after a good poll: a poll that
@@ -298,7 +304,9 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _migration_2,
     _migration_3,
     _migration_4,
+    _migration_5,
 ]
+SCHEMA_VERSION = len(MIGRATIONS)
 
 
 def churn_by_field(changes: Iterable[Change]) -> dict[str, dict[str, list[Any]]]:
@@ -801,9 +809,17 @@ class Store:
             )
 
 
+# Rows for the same channel and recipient as the row whose id is the parameter.
+_SAME_RECIPIENT = "(channel, recipient) = (select channel, recipient from outbox where id = ?)"
+
+
 class Outbox:
-    """Deliveries waiting, in flight, done or given up. Claimed before sending, so a
-    crash repeats at most the messages that were in flight."""
+    """Deliveries waiting, in flight, done or given up. A row is claimed right before its
+    request, so a crash repeats at most the messages that were on the wire.
+
+    Every text written here (messages, errors, reasons) goes through logs.redact: no
+    caller can store a channel's secret by forgetting to scrub an error first.
+    """
 
     def __init__(self, db: sqlite_utils.Database) -> None:
         self.db = db
@@ -825,7 +841,7 @@ class Outbox:
                     "part": m.part,
                     "dedupe_key": m.dedupe_key,
                     "change_ids": _json(list(m.change_ids)),
-                    "text": m.text,
+                    "text": redact(m.text),
                     "attachment": m.attachment,
                     "meta": _json(m.meta) if m.meta else None,
                     "status": "pending",
@@ -860,7 +876,8 @@ class Outbox:
         return dict(self.db.execute(sql, [channel, now]).fetchall())
 
     def claim(self, row_id: int) -> bool:
-        """Mark one row in flight; False if another worker already has it."""
+        """Mark one row in flight, right before its request; False if another worker
+        already has it."""
         with self.db.atomic():
             cursor = self.db.execute(
                 "update outbox set status = 'sending', attempts = attempts + 1 "
@@ -870,35 +887,91 @@ class Outbox:
         return cursor.rowcount == 1
 
     def mark_sent(self, row_id: int, external_id: str | None, note: str | None = None) -> None:
+        """Sent; and the recipient's failure streak, if any, is over."""
         with self.db.atomic():
             self.db.execute(
                 "update outbox set status = 'sent', sent_at = ?, external_id = ?, last_error = ? "
                 "where id = ?",
-                [utc_now(), external_id, note, row_id],
+                [utc_now(), external_id, note and redact(note), row_id],
+            )
+            self.db.execute(
+                f"update outbox set failing_since = null where {_SAME_RECIPIENT} "
+                "and status = 'pending' and failing_since is not null",
+                [row_id],
             )
 
-    def mark_retry(self, row_id: int, at: float, error: str, *, count_attempt: bool = True):
+    def mark_retry(
+        self,
+        row_id: int,
+        at: float,
+        error: str,
+        *,
+        count_attempt: bool = True,
+        failing_at: float | None = None,
+    ) -> None:
+        """Pending again from `at`. `failing_at`: this was a transient failure at that time.
+        It starts the give-up clock (unless a failure streak already did) of this row and
+        of the recipient's later rows, which wait behind it: they give up together."""
         with self.db.atomic():
             self.db.execute(
                 "update outbox set status = 'pending', next_attempt_at = ?, last_error = ?, "
                 "attempts = attempts - ? where id = ?",
-                [at, error, 0 if count_attempt else 1, row_id],
+                [at, redact(error), 0 if count_attempt else 1, row_id],
             )
+            if failing_at is not None:
+                self.db.execute(
+                    f"update outbox set failing_since = ? where {_SAME_RECIPIENT} "
+                    "and status = 'pending' and failing_since is null",
+                    [failing_at, row_id],
+                )
+
+    def failing_since(self, row_id: int) -> float | None:
+        """When the row's current failure streak began (None: it is not failing)."""
+        sql = "select failing_since from outbox where id = ?"
+        return self.db.execute(sql, [row_id]).fetchone()[0]
 
     def mark_failed(self, row_id: int, error: str, status: str = "failed") -> None:
         with self.db.atomic():
             self.db.execute(
                 "update outbox set status = ?, last_error = ? where id = ?",
-                [status, error, row_id],
+                [status, redact(error), row_id],
             )
 
-    def defer_channel(self, channel: str, until: float) -> None:
-        """Nothing pending for `channel` is due before `until` (a flood wait, a budget)."""
+    def requeue_failed(self, channel: str | None = None, since: str | None = None) -> int:
+        """Failed rows (of `channel`, queued since `since`) are pending again with a fresh
+        give-up clock. Rows are updated in place, never copied: what was sent stays sent."""
+        with self.db.atomic():
+            cursor = self.db.execute(
+                "update outbox set status = 'pending', attempts = 0, next_attempt_at = 0, "
+                "failing_since = null where status = 'failed' "
+                "and (? is null or channel = ?) and (? is null or created_at >= ?)",
+                [channel, channel, since, since],
+            )
+        return cursor.rowcount
+
+    def last_sent_id(self, channel: str) -> int:
+        """The newest sent row of a channel (0: none), warnings aside: where a failure
+        streak began, so that the streak's own warning does not start a new one."""
+        sql = """select coalesce(max(id), 0) from outbox
+            where channel = ? and status = 'sent' and kind != 'warning'"""
+        return self.db.execute(sql, [channel]).fetchone()[0]
+
+    def oldest_waiting(self) -> dict[str, str]:
+        """channel → created_at of its oldest row not yet sent (pending or in flight)."""
+        sql = """select channel, min(created_at) from outbox
+            where status in ('pending', 'sending') group by channel"""
+        return dict(self.db.execute(sql).fetchall())
+
+    def defer_channel(self, channel: str, until: float, failing_at: float | None = None) -> None:
+        """Nothing pending for `channel` is due before `until` (a flood wait, a budget).
+        With `failing_at` the whole channel is failing (unreachable): every pending row's
+        give-up clock runs from then, not only the one row that was tried."""
         with self.db.atomic():
             self.db.execute(
-                "update outbox set next_attempt_at = max(next_attempt_at, ?) "
+                "update outbox set next_attempt_at = max(next_attempt_at, ?), "
+                "failing_since = coalesce(failing_since, ?) "
                 "where channel = ? and status = 'pending'",
-                [until, channel],
+                [until, failing_at, channel],
             )
 
     def skip_recipient(self, channel: str, recipient: str, reason: str) -> int:
@@ -907,7 +980,7 @@ class Outbox:
             cursor = self.db.execute(
                 "update outbox set status = 'skipped', last_error = ? "
                 "where channel = ? and recipient = ? and status = 'pending'",
-                [reason, channel, recipient],
+                [redact(reason), channel, recipient],
             )
         return cursor.rowcount
 

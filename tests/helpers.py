@@ -10,9 +10,11 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 from bot.channels import enabled_channels
 from bot.config import Config, load_config
@@ -67,7 +69,7 @@ class Bot:
         try:
             result = run_poll(config, store, channels)
             if deliver:
-                asyncio.run(deliver_pending(store, channels))
+                asyncio.run(deliver_pending(store, channels, alerts=config.alerts))
         finally:
             store.close()
         return result
@@ -77,7 +79,9 @@ class Bot:
         store = Store.open(config.db_path)
         try:
             store.outbox.release_stale()
-            return asyncio.run(deliver_pending(store, enabled_channels(config)))
+            return asyncio.run(
+                deliver_pending(store, enabled_channels(config), alerts=config.alerts)
+            )
         finally:
             store.close()
 
@@ -113,3 +117,35 @@ class Bot:
 
     def sent_texts(self) -> list[str]:
         return [row["text"] for row in self.outbox() if row["status"] == "sent"]
+
+
+def secret_forms(secret: str) -> set[str]:
+    """A secret as an echoed request can carry it, lower-cased: compare with text.lower()."""
+    return {form.lower() for form in (secret, quote(secret, safe=""), quote_plus(secret))}
+
+
+def leaked(text: str, secrets: list[str]) -> list[str]:
+    """The forms of `secrets` found in `text`, in any case: [] when nothing leaked."""
+    lowered = text.lower()
+    return [form for secret in secrets for form in secret_forms(secret) if form in lowered]
+
+
+def database_text(path: Path) -> str:
+    """Every value of every row of every table, one per line: what a leak check reads."""
+    store = Store.open(path, readonly=True)
+    try:
+        return "\n".join(
+            str(value)
+            for table in store.db.table_names()
+            for row in store.db[table].rows
+            for value in row.values()
+        )
+    finally:
+        store.close()
+
+
+def closed_port_url() -> str:
+    """An address on 127.0.0.1 where nothing listens: connections are refused."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{sock.getsockname()[1]}"

@@ -4,7 +4,9 @@ python-telegram-bot talks to it unchanged (`base_url=stub.base_url`). It answers
 getMe, deleteWebhook, getUpdates (offsets, long-poll timeout), sendMessage,
 sendPhoto (multipart), setMyCommands/getMyCommands, getChatMember and
 getChatAdministrators; records every call; plays programmable faults (429 with
-parameters.retry_after, 403, 400 chat not found, migrate_to_chat_id); and, with
+parameters.retry_after, 403, 400 chat not found, migrate_to_chat_id); can quote each
+request in its error answers, as a careless proxy or self-hosted API does
+(`echo_requests`), or drip its answers to some chats a byte at a time (`drip_to`); and, with
 `enforce_limits`, answers 429 the way Telegram would when a bot sends faster than
 30 messages a second overall, 1 a second to a private chat or 20 a minute to a group,
 counting every 429 it had to give (`rate_limited`).
@@ -26,7 +28,7 @@ from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, quote, quote_plus
 
 BOT_ID = 999000111
 BOT_USERNAME = "ringwatch_test_bot"
@@ -80,6 +82,14 @@ BLOCKED = Fault(403, "Forbidden: bot was blocked by the user")
 CHAT_NOT_FOUND = Fault(400, "Bad Request: chat not found")
 
 
+def echo_request(method: str, path: str, headers: Any, body: bytes) -> str:
+    """The request as a careless upstream quotes it in an error: verbatim, lower-cased
+    (as python-telegram-bot re-cases descriptions), percent- and form-encoded."""
+    lines = "; ".join(f"{key}: {value}" for key, value in headers.items())
+    raw = f"{method} {path} {lines} {body.decode(errors='replace')}"
+    return f"(request: {raw} | {raw.lower()} | {quote(raw, safe='')} | {quote_plus(raw)})"
+
+
 @dataclass
 class Call:
     method: str  # as sent, e.g. "sendMessage"
@@ -111,6 +121,8 @@ class TelegramStub:
         self.enforce_limits = enforce_limits
         self.limits = limits
         self.send_delay = 0.0  # seconds before answering a send (in-flight messages)
+        self.echo_requests = False  # error answers quote the request (URL with the token)
+        self.drip_to: set[str] = set()  # chats whose sends are answered a byte a second
         self.calls: list[Call] = []
         self.sent: list[Sent] = []
         self.commands: list[dict[str, str]] = []
@@ -377,13 +389,21 @@ class TelegramStub:
                 call.status = status
                 with stub._lock:
                     stub.calls.append(call)
+                if status != 200 and stub.echo_requests:
+                    echo = echo_request(self.command, self.path, self.headers, body)
+                    answer["description"] += " " + echo
                 payload = json.dumps(answer).encode()
+                drip = call.params.get("chat_id") in stub.drip_to
                 try:
                     self.send_response(status)
                     self.send_header("Content-Type", "application/json")
                     self.send_header("Content-Length", str(len(payload)))
                     self.end_headers()
-                    self.wfile.write(payload)
+                    for start in range(0, len(payload), 1 if drip else len(payload)):
+                        self.wfile.write(payload[start : start + (1 if drip else len(payload))])
+                        if drip:
+                            self.wfile.flush()
+                            time.sleep(1.0)
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up (a cancelled long poll, a killed process)
 

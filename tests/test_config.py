@@ -151,10 +151,21 @@ def test_an_infinite_interval_is_refused(tmp_path, value):
     )
 
 
-def test_zero_delivery_attempts_are_refused(tmp_path):
-    assert "alerts.max_attempts must be at least 1" in error(
-        tmp_path, "[alerts]\nmax_attempts = 0\n"
-    )
+def test_the_removed_max_attempts_points_to_give_up_after(tmp_path):
+    message = error(tmp_path, "[alerts]\nmax_attempts = 8\n")
+    assert "alerts.max_attempts was removed" in message and "alerts.give_up_after" in message
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("max_in_flight = 0", "alerts.max_in_flight must be at least 1"),
+        ('send_timeout = "0s"', "alerts.send_timeout: a duration must be positive"),
+        ('give_up_after = "soon"', "alerts.give_up_after: 'soon' is not a duration"),
+    ],
+)
+def test_delivery_limits_are_checked(tmp_path, text, expected):
+    assert expected in error(tmp_path, f"[alerts]\n{text}\n")
 
 
 def test_a_bad_format_names_the_choices(tmp_path):

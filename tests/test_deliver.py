@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import signal
 import subprocess
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
+from urllib.parse import quote, quote_plus
 
 import pytest
+import sqlite_utils
 
+from bot.channels import REGISTRY, load_channel, secret_env_vars
 from bot.channels.base import Channel, PermanentFailure, Recipient, RecipientGone, RetryLater, Style
+from bot.config import AlertsConfig, Config, Duration
 from bot.deliver import backoff_delay, deliver_pending
-from bot.store import OutboxMessage, Store
+from bot.store import MIGRATIONS, OutboxMessage, Store
 from bot.synthetic import mutate
 from tests.conftest import run_cli, start_cli
 from tests.helpers import Bot, agencies, kml
@@ -90,6 +97,7 @@ class ScriptedChannel(Channel):
     """A channel whose sends follow a script: an exception to raise, or None to succeed."""
 
     name: ClassVar[str] = "scripted"
+    secrets: ClassVar[tuple[str, ...]] = ("SCRIPTED_TOKEN",)
 
     def __init__(self, config: Any, script: dict[str, list[Exception | None]]) -> None:
         super().__init__(config)
@@ -115,6 +123,16 @@ class ScriptedChannel(Channel):
         self.gone.append(recipient)
 
 
+@dataclass
+class Clock:
+    """A controllable clock for deliver_pending: time passes when a test says so."""
+
+    now: float = field(default_factory=time.time)
+
+    def __call__(self) -> float:
+        return self.now
+
+
 @pytest.fixture
 def store(tmp_path):
     opened = Store.open(tmp_path / "ringwatch.db")
@@ -129,8 +147,13 @@ def queue(store: Store, recipient: str, *texts: str) -> None:
     )
 
 
-def deliver(store: Store, channel: Channel, max_attempts: int = 8):
-    return asyncio.run(deliver_pending(store, [channel], max_attempts=max_attempts))
+def deliver(
+    store: Store,
+    channel: Channel,
+    alerts: AlertsConfig | None = None,
+    clock: Callable[[], float] = time.time,
+):
+    return asyncio.run(deliver_pending(store, [channel], alerts=alerts, clock=clock))
 
 
 def statuses(store: Store) -> list[tuple[str, str, int]]:
@@ -157,18 +180,33 @@ def test_each_message_is_sent_once_with_its_platform_id(store):
     assert ids == ["m1", "m2"]
 
 
-def test_a_secret_in_a_library_error_never_reaches_the_outbox(store, monkeypatch, caplog):
-    token = "123456:SECRET-token-value"
-    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", token)
-    url = f"https://api.telegram.org/bot{token}/sendMessage"
-    channel = ScriptedChannel(None, {"a": [ConnectionError(f"cannot reach {url}")]})
+def test_a_secret_declared_by_any_channel_class_never_reaches_the_outbox(store, monkeypatch):
+    """Declaring `secrets` is all a new channel does: every error writer redacts them,
+    in any case and URL encoding."""
+    token = "123456:SECRET-token/value"
+    monkeypatch.setenv("SCRIPTED_TOKEN", token)
+    url = f"https://api.example.test/bot{quote(token, safe='')}/send?t={quote_plus(token)}"
+    errors = [
+        ConnectionError(f"cannot reach {url}"),
+        RetryLater(0, f"proxy said: {token.lower()}"),
+        PermanentFailure(f"Unauthorized: {token.upper()}"),
+    ]
+    channel = ScriptedChannel(None, {"a": errors})
     queue(store, "a", "one")
+    message = OutboxMessage("scripted", "a", "warning", "w", f"echoed {token}")
+    store.outbox.queue(None, [message])
 
-    deliver(store, channel)
+    stored: list[str] = []
+    for _ in range(3):
+        deliver(store, channel)
+        make_due(store)
+        stored += [str(v) for row in store.db.query("select * from outbox") for v in row.values()]
 
-    (error,) = [row[0] for row in store.db.execute("select last_error from outbox")]
-    assert "cannot reach" in error and "<TELEGRAM_BOT_TOKEN>" in error
-    assert token not in error and token not in caplog.text
+    text = "\n".join(stored)
+    assert "ConnectionError: cannot reach https://api.example.test/bot<SCRIPTED_TOKEN>" in text
+    assert "proxy said: <SCRIPTED_TOKEN>" in text and "Unauthorized: <SCRIPTED_TOKEN>" in text
+    assert "secret" not in text.lower()
+    assert [text for _, text in channel.sent] == ["echoed <SCRIPTED_TOKEN>"]
 
 
 def test_queueing_the_same_message_twice_keeps_one_row(store):
@@ -197,16 +235,16 @@ def test_a_transient_error_is_retried_later_and_keeps_the_recipients_order(store
     assert channel.sent == [("b", "b1"), ("a", "a1"), ("a", "a2")]
 
 
-def test_a_message_that_keeps_failing_is_given_up_after_max_attempts(store):
-    channel = ScriptedChannel(None, {"a": [TimeoutError("slow")] * 10})
+def test_transient_failures_never_exhaust_a_message_before_give_up_after(store):
+    clock = Clock()
+    channel = ScriptedChannel(None, {"a": [TimeoutError("slow")] * 100})
     queue(store, "a", "one")
 
-    for _ in range(3):
-        deliver(store, channel, max_attempts=3)
-        make_due(store)
-    deliver(store, channel, max_attempts=3)
+    for _ in range(40):  # 40 attempts spread over about 6 hours: still pending
+        deliver(store, channel, clock=clock)
+        clock.now = store.db.execute("select next_attempt_at from outbox").fetchone()[0]
 
-    assert statuses(store) == [("one", "failed", 3)]
+    assert statuses(store) == [("one", "pending", 40)]
     assert channel.sent == []
 
 
@@ -254,7 +292,103 @@ def test_a_retry_that_does_not_count_keeps_the_attempts(store):
     assert statuses(store) == [("one", "pending", 0)]
 
 
-def test_backoff_grows_and_is_capped():
+def test_backoff_grows_and_is_capped_at_about_15_minutes():
     assert 4 <= backoff_delay(1) <= 6
     assert 32 <= backoff_delay(4) <= 48
-    assert backoff_delay(40) <= 3600 * 1.2
+    assert 15 * 60 * 0.8 <= backoff_delay(40) <= 15 * 60 * 1.2
+
+
+def test_an_outbox_written_by_the_previous_release_upgrades_and_delivers(tmp_path):
+    path = tmp_path / "ringwatch.db"
+    old = sqlite_utils.Database(path)
+    for migration in MIGRATIONS[:2]:  # schema version 2: the release before give_up_after
+        migration(old)
+    old["meta"].insert({"key": "schema_version", "value": "2"}, pk="key")
+    message = OutboxMessage("scripted", "a", "alert", "g:one", "one")
+    old["outbox"].insert(
+        {"created_at": "2026-11-01T00:00:00Z", "channel": "scripted", "recipient": "a",
+         "kind": "alert", "group_key": "g:one", "part": 0, "dedupe_key": message.dedupe_key,
+         "text": "one", "status": "pending", "attempts": 3, "next_attempt_at": 0.0,
+         "last_error": "ConnectionError: reset"}
+    )  # fmt: skip
+    old.close()
+
+    store = Store.open(path)
+    channel = ScriptedChannel(None, {"a": [ConnectionError("still down")]})
+    deliver(store, channel)
+
+    assert statuses(store) == [("one", "pending", 4)]  # kept, and not given up
+    assert store.db.execute("select failing_since from outbox").fetchone()[0] is not None
+    make_due(store)
+    deliver(store, channel)
+    assert channel.sent == [("a", "one")]
+    store.close()
+
+
+def test_retry_failed_requeues_only_the_chosen_failed_rows_in_place(store):
+    queue(store, "a", "old", "new", "sent")
+    store.outbox.queue(None, [OutboxMessage("other", "b", "alert", "g:x", "other channel")])
+    store.db.execute("update outbox set status = 'failed', attempts = 5, failing_since = 1")
+    store.db.execute("update outbox set created_at = '2026-10-01T00:00:00Z' where text = 'old'")
+    store.db.execute("update outbox set status = 'sent' where text = 'sent'")
+    store.db.conn.commit()
+
+    assert store.outbox.requeue_failed("scripted", "2026-11-01") == 1
+    assert store.outbox.requeue_failed("scripted", "2026-11-01") == 0
+
+    rows = store.db.query("select text, status, attempts, failing_since from outbox order by id")
+    assert [tuple(r.values()) for r in rows] == [
+        ("old", "failed", 5, 1.0),
+        ("new", "pending", 0, None),
+        ("sent", "sent", 5, 1.0),
+        ("other channel", "failed", 5, 1.0),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--channel", "telegram"], "--channel and --since only apply to --retry-failed"),
+        (["--since", "2026-11-01"], "--channel and --since only apply to --retry-failed"),
+        (["--retry-failed", "--channel", "telegarm"], "--channel: no channel 'telegarm'"),
+        (["--retry-failed", "--since", "yesterday"], "Invalid value for '--since'"),
+    ],
+)
+def test_retry_failed_options_are_checked(make_config, args, message):
+    result = run_cli("deliver", "--config", str(make_config("")), *args)
+
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_success_ends_the_failure_streak_and_its_give_up_clock(store):
+    clock = Clock()
+    alerts = AlertsConfig(give_up_after=Duration(3600))
+    down = TimeoutError("down")
+    channel = ScriptedChannel(None, {"a": [down, None, down, down]})
+    queue(store, "a", "one", "two")
+
+    deliver(store, channel, alerts, clock)  # "one" fails: the streak of "one" and "two" begins
+    clock.now += 2 * 3600
+    make_due(store)
+    deliver(store, channel, alerts, clock)  # "one" goes; "two" fails, a new streak
+    clock.now += 1800
+    make_due(store)
+    deliver(store, channel, alerts, clock)  # 2.5 hours after the first failure: not given up
+
+    assert statuses(store) == [("one", "sent", 2), ("two", "pending", 2)]
+    assert channel.sent == [("a", "one")]
+
+
+def test_every_registered_channel_declares_the_credentials_it_needs_as_secrets(
+    tmp_path, monkeypatch
+):
+    """What check-config asks for (an environment variable) is what redaction hides."""
+    config = Config(path=tmp_path / "config.toml")
+    for name in REGISTRY:
+        channel = load_channel(name, config)
+        for variable in channel.secrets:
+            monkeypatch.delenv(variable, raising=False)
+        asked_for = set(re.findall(r"\b[A-Z][A-Z0-9]*_[A-Z0-9_]+\b", " ".join(channel.problems())))
+        assert asked_for <= set(channel.secrets), name
+        assert set(channel.secrets) <= secret_env_vars()

@@ -12,6 +12,7 @@ import json
 import re
 import signal
 import subprocess
+import threading
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
@@ -22,10 +23,11 @@ import pytest
 from bot.channels.telegram import TelegramChannel, visible_length
 from bot.channels.telegram_commands import parse_states
 from bot.config import load_config
+from bot.deliver import deliver_pending
 from bot.store import OutboxMessage, Store
 from bot.synthetic import SyntheticAgency
 from tests.conftest import run_cli, start_cli, write_config
-from tests.helpers import Bot, config_text, kml
+from tests.helpers import Bot, closed_port_url, config_text, database_text, kml, leaked
 from tests.source_server import SourceServer
 from tests.telegram_stub import CHAT_NOT_FOUND, DEFAULT_TOKEN, Fault, TelegramStub, flood
 
@@ -315,6 +317,29 @@ def test_a_flood_wait_is_honoured_and_nothing_is_dropped(
     assert {r["status"] for r in bot.outbox()} == {"sent"}
 
 
+def test_a_long_flood_wait_ends_the_round_instead_of_holding_it(
+    tmp_path: Path, stub: TelegramStub, source_server: SourceServer
+):
+    # 5 a second: the first send's 429 is back long before the next send is due.
+    section = telegram_section(stub, channel=None, extra="messages_per_second = 5")
+    private_bot = start_bot(tmp_path, source_server, section)
+    for chat in range(201, 206):
+        subscribe(private_bot, chat, None)
+    source_server.serve(PATH, kml([*BASE, agency("Crystal Police Department", "MN", 50)]))
+    stub.fail_next("*", flood(3600))
+
+    round_ = threading.Thread(target=private_bot.poll, daemon=True)
+    round_.start()
+    round_.join(timeout=60)
+
+    assert not round_.is_alive()  # senders waiting for their turn did not wait out the hour
+    rows = private_bot.rows("select * from outbox where recipient != ?", [str(ADMIN)])
+    assert {r["status"] for r in rows} == {"pending"}
+    assert all(r["next_attempt_at"] >= time.time() + 3000 for r in rows)
+    # The admin's baseline notice, then the one send that was told to wait.
+    assert [c.status for c in stub.calls_to("sendMessage")] == [200, 429]
+
+
 def test_blocked_and_vanished_chats_are_deactivated_not_retried(
     private_bot: Bot, stub: TelegramStub, source_server: SourceServer
 ):
@@ -463,6 +488,193 @@ def test_a_missing_token_is_a_config_problem(tmp_path: Path, stub: TelegramStub)
     assert "TELEGRAM_BOT_TOKEN is not set" in result.stderr
 
 
+def test_a_dripping_bot_api_answer_is_a_failed_attempt_and_holds_up_nothing(
+    tmp_path: Path, stub: TelegramStub, source_server: SourceServer
+):
+    limits = 'send_timeout = "5s"\n'
+    bot = start_bot(tmp_path, source_server, telegram_section(stub, channel=None) + limits)
+    chats = [301, 302, 303]
+    for chat in chats:
+        subscribe(bot, chat, None)
+    source_server.serve(PATH, kml([*BASE, agency("Crystal Police Department", "MN", 50)]))
+    bot.poll(deliver=False)
+    stub.drip_to.add("301")  # headers, then a byte a second: minutes for the whole answer
+
+    bot.deliver()
+
+    rows = {r["recipient"]: r for r in bot.outbox() if r["recipient"] != str(ADMIN)}
+    assert rows["301"]["status"] == "pending" and rows["301"]["attempts"] == 1
+    assert "no answer within 5s" in rows["301"]["last_error"]
+    assert [len(texts(stub, chat)) for chat in (302, 303)] == [1, 1]  # not held up
+    status = run_cli("status", env={"RINGWATCH_CONFIG": str(bot.config_path)})
+    assert re.search(r"telegram: 1 pending, 3 sent; oldest waiting \d+m \(queued 2", status.stdout)
+    stub.drip_to.clear()
+    make_all_due(bot)
+    bot.deliver()
+    assert {r["status"] for r in bot.outbox()} == {"sent"}
+    assert texts(stub, 301)  # (twice, if the dripped answer's message was kept: at least once)
+
+
+# --- an outage, compressed with a controllable clock ---------------------------------------
+
+
+class Clock:
+    """deliver_pending's time, moved by the test: minutes pass in no time."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def deliver_until(bot: Bot, clock: Clock, until: float, step: float = 10.0) -> None:
+    """Delivery rounds every `step` seconds of clock time (as `run` does) until `until`."""
+    config = bot.config
+    store = Store.open(config.db_path)
+    try:
+        channels = [TelegramChannel(config)]
+        while clock.now < until:
+            asyncio.run(
+                deliver_pending(
+                    store,
+                    channels,
+                    alerts=config.alerts,
+                    clock=clock,
+                    templates=config.templates_path,
+                )
+            )
+            clock.now += step
+    finally:
+        store.close()
+
+
+def outage_bot(directory: Path, source_server: SourceServer, stub: TelegramStub, alerts: str):
+    """Three subscribers with two alerts each, queued; the admin (42) gets warnings."""
+    bot = start_bot(directory, source_server, telegram_section(stub, channel=None) + alerts)
+    for chat in (301, 302, 303):
+        subscribe(bot, chat, None)
+    two = [agency("Crystal Police Department", "MN", 50), agency("Eagan Police", "MN", 51)]
+    source_server.serve(PATH, kml(BASE + two))
+    bot.poll(deliver=False)
+    return bot
+
+
+def test_a_30_minute_outage_loses_no_alert_and_repeats_none(
+    tmp_path: Path, stub: TelegramStub, source_server: SourceServer
+):
+    bot = outage_bot(tmp_path, source_server, stub, "")
+    expected = {(r["recipient"], r["text"]) for r in bot.outbox() if r["status"] == "pending"}
+    assert len(expected) == 6
+    clock = Clock()
+    start = clock.now
+    stub.fail_next("*", Fault(502, "Bad Gateway"), times=10_000)  # a proxy in front, Telegram down
+
+    deliver_until(bot, clock, start + 30 * 60)
+    attempts = max(r["attempts"] for r in bot.outbox())
+    stub.faults.clear()  # Telegram is back
+    deliver_until(bot, clock, start + 60 * 60)
+
+    delivered = Counter((s.chat_id, s.text) for s in stub.sent if s.chat_id != str(ADMIN))
+    assert set(delivered) == expected and set(delivered.values()) == {1}  # each exactly once
+    assert {r["status"] for r in bot.outbox()} == {"sent"}
+    assert attempts >= 8  # what used to exhaust a message
+    assert not [t for t in texts(stub, ADMIN) if "could not be delivered" in t]
+
+
+def test_an_outage_longer_than_give_up_after_fails_warns_once_and_can_be_retried(
+    tmp_path: Path, stub: TelegramStub, source_server: SourceServer
+):
+    bot = outage_bot(tmp_path, source_server, stub, 'give_up_after = "1h"\n')
+    clock = Clock()
+    for chat in (301, 302, 303):  # their proxy is down; the admin's chat works
+        stub.fail_next(chat, Fault(502, "Bad Gateway"), times=10_000)
+
+    # About an hour and a quarter: the first row of each chat gives up at its first retry
+    # after an hour (backoff is capped at 15 minutes); the rows waiting behind it failed
+    # the same hour and give up with it.
+    deliver_until(bot, clock, clock.now + 1.5 * 3600)
+
+    rows = [r for r in bot.outbox() if r["recipient"] != str(ADMIN)]
+    assert {r["status"] for r in rows} == {"failed"}
+    assert all("undelivered for 1 hour" in r["last_error"] for r in rows)
+    (warning,) = [plain(t) for t in texts(stub, ADMIN) if "could not be delivered" in t]
+    assert "deliver --retry-failed --channel telegram" in warning
+
+    stub.faults.clear()
+    env = {"RINGWATCH_CONFIG": str(bot.config_path)}
+    first = run_cli("deliver", "--retry-failed", "--channel", "telegram", env=env)
+    second = run_cli("deliver", "--retry-failed", env=env)
+
+    assert first.returncode == 0 and "6 failed messages queued again" in first.stdout
+    assert second.returncode == 0 and "0 failed messages queued again" in second.stdout
+    delivered = Counter((s.chat_id, s.text) for s in stub.sent if s.chat_id != str(ADMIN))
+    assert len(delivered) == 6 and set(delivered.values()) == {1}
+    assert {r["status"] for r in bot.outbox()} == {"sent"}
+
+
+# --- no secret anywhere -------------------------------------------------------------------
+
+# Each failure class, from an upstream that quotes the request (whose URL carries the
+# token) in its error: the fault the stub answers, and whether the admin is warned
+# (transient failures are given up after give_up_after; the warning reaches the stub).
+ECHOED_FAILURES = {
+    "401 Unauthorized": (Fault(401, "Unauthorized"), True),
+    "400 Bad Request": (Fault(400, "Bad Request: can't parse entities"), False),
+    "403 Forbidden": (Fault(403, "Forbidden: bot was blocked by the user"), False),
+    "502 Bad Gateway": (Fault(502, "Bad Gateway"), True),
+    "connection refused": (None, False),  # nothing reaches the Bot API, not even a warning
+    "timeout": (None, True),  # the answer drips in a byte a second
+}
+
+
+@pytest.mark.parametrize("failure", ECHOED_FAILURES)
+def test_no_failure_puts_the_token_in_the_database_output_logs_or_messages(
+    tmp_path: Path, stub: TelegramStub, source_server: SourceServer, failure: str
+):
+    fault, warns = ECHOED_FAILURES[failure]
+    # Transient failures give up at once (and warn the admin): every path is taken.
+    limits = 'give_up_after = "1ms"\nsend_timeout = "5s"\n'
+    bot = start_bot(tmp_path, source_server, telegram_section(stub, channel=None) + limits)
+    subscribe(bot, 301, None)
+    source_server.serve(PATH, kml([*BASE, agency("Crystal Police Department", "MN", 50)]))
+    bot.poll(deliver=False)
+    stub.echo_requests = True
+    if fault is not None:
+        stub.fail_next(301, fault, times=2)
+    elif failure == "timeout":
+        stub.drip_to.add("301")
+    env = {"RINGWATCH_CONFIG": str(bot.config_path)}
+    if failure == "connection refused":
+        text = bot.config_path.read_text().replace(stub.base_url, f"{closed_port_url()}/bot")
+        bot.config_path.write_text(text)
+
+    output = ""
+    for _ in range(3):  # fail, fail again (give up, warn the admin), send the warning
+        result = run_cli("deliver", env=env)
+        output += result.stdout + result.stderr
+        make_all_due(bot)
+    status = run_cli("status", env=env)
+    output += status.stdout + status.stderr
+
+    (row,) = bot.rows("select * from outbox where recipient = '301'")
+    assert row["status"] == "failed", row["last_error"]
+    if fault is not None and fault.status != 401:  # PTB's 401 message is never stored
+        assert "<TELEGRAM_BOT_TOKEN>" in row["last_error"]  # the echo was there, redacted
+    sent = "\n".join(s.text for s in stub.sent)
+    assert ("could not be delivered" in sent) == warns
+    assert leaked(database_text(bot.config.db_path), [DEFAULT_TOKEN]) == []
+    assert leaked(output, [DEFAULT_TOKEN]) == []
+    assert leaked(sent, [DEFAULT_TOKEN]) == []
+
+
+def make_all_due(bot: Bot) -> None:
+    store = Store.open(bot.config.db_path)
+    store.db.execute("update outbox set next_attempt_at = 0")
+    store.db.conn.commit()
+    store.close()
+
+
 # --- crash and restart --------------------------------------------------------------------
 
 
@@ -553,3 +765,33 @@ def test_run_subscribes_users_and_delivers_the_right_alerts(
     (latest,) = [plain(t) for t in texts(stub, 504)]
     assert "Crystal PD, MN" in latest and "Madison PD, WI" in latest
     assert DEFAULT_TOKEN not in err + out
+
+
+def test_kill_during_a_broadcast_to_80_repeats_at_most_the_sends_on_the_wire(
+    private_bot: Bot, stub: TelegramStub, source_server: SourceServer
+):
+    """The README's promise: a crash repeats at most `alerts.max_in_flight` messages."""
+    bot = private_bot
+    chats = list(range(2001, 2081))
+    for chat in chats:
+        subscribe(bot, chat, None)
+    source_server.serve(PATH, kml([*BASE, agency("Crystal Police Department", "MN", 50)]))
+    bot.poll(deliver=False)
+    expected = {(r["recipient"], r["text"]) for r in bot.outbox() if r["status"] == "pending"}
+    assert len(expected) == len(chats)
+
+    stub.send_delay = 1.0  # a slow Bot API: many messages would be on the wire at once
+    process = start_cli("deliver", env={"RINGWATCH_CONFIG": str(bot.config_path)})
+    try:
+        assert stub.wait_until(lambda: len(stub.sent) >= 20, timeout=60)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    stub.send_delay = 0
+    bot.deliver()  # the restart
+
+    delivered = Counter((s.chat_id, s.text) for s in stub.sent if s.chat_id != str(ADMIN))
+    assert set(delivered) == expected  # nothing lost
+    repeats = sum(n - 1 for n in delivered.values())
+    print(f"repeated after SIGKILL: {repeats}")
+    assert repeats <= bot.config.alerts.max_in_flight

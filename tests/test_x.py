@@ -30,6 +30,8 @@ from bot.render import WORD_JOINER, make_environment
 from bot.store import Store
 from bot.synthetic import generate_agencies, mutate, to_kml
 from tests.conftest import run_cli, start_cli, write_config
+from tests.helpers import closed_port_url, database_text, leaked
+from tests.telegram_stub import DEFAULT_TOKEN, TelegramStub
 from tests.x_stub import XStub, duplicate, problem, rate_limited, refused, server_error
 
 # What X links as a mention, hashtag or cashtag (twitter-text's rules, simplified).
@@ -95,7 +97,7 @@ def deliver(config: Config) -> DeliveryReport:
     try:
         store.outbox.release_stale()
         channels = enabled_channels(config)
-        return asyncio.run(deliver_pending(store, channels, max_attempts=8))
+        return asyncio.run(deliver_pending(store, channels, alerts=config.alerts))
     finally:
         store.close()
 
@@ -435,6 +437,119 @@ def test_refused_credentials_fail_the_post_and_warn_maintainers_once(
     assert result.returncode == 0, result.stderr
     assert "x: posts this month: 2 (0 with a link), estimated spend $0.030" in result.stdout
     assert f"x: last failure: {status} " in result.stdout
+
+
+# What each answer from X does to a post: transient answers never fail it (they are
+# retried until alerts.give_up_after); refusals fail it at once. (status, attempts counted)
+ANSWERS = {
+    "500": (problem(500, "Internal Server Error"), "pending", 1),
+    "502": (problem(502, "Bad Gateway"), "pending", 1),
+    "503": (problem(503, "Service Unavailable"), "pending", 1),
+    "408": (problem(408, "Request Timeout"), "pending", 1),
+    "429": (rate_limited(int(time.time()) + 900), "pending", 0),
+    "400": (problem(400, "Invalid Request"), "failed", 1),
+    "401": (refused(401), "failed", 1),
+    "403": (refused(403), "failed", 1),
+    "404": (problem(404, "Not Found"), "failed", 1),
+}
+
+
+@pytest.mark.parametrize("status", ANSWERS)
+def test_transient_answers_are_retried_and_refusals_fail_at_once(tmp_path, x_stub, x_env, status):
+    answer, expected, attempts = ANSWERS[status]
+    config = x_config(tmp_path, x_stub)
+    x_stub.answers = [answer]
+    queue(config, [added("Crystal Police Department")])
+
+    deliver(config)
+
+    (row,) = outbox(config)
+    assert (row["status"], row["attempts"]) == (expected, attempts), row["last_error"]
+    assert status in row["last_error"]
+
+
+def test_a_dripping_answer_is_a_failed_attempt_and_holds_up_nothing(tmp_path, x_stub, x_env):
+    path = x_config_path(
+        tmp_path, x_stub, extra='[console]\nenabled = true\n[alerts]\nsend_timeout = "5s"\n'
+    )
+    config = load_config(path)
+    queue(config, [added("Crystal Police Department"), added("Hopkins PD", city="Hopkins")])
+    x_stub.drip = True  # headers, then a byte a second: minutes for the whole answer
+
+    result = run_cli("deliver", env={**x_env, "RINGWATCH_CONFIG": str(path)}, timeout=60)
+
+    assert result.returncode == 0, result.stderr  # the process did not wait for the drip
+    assert "Crystal PD, MN" in result.stdout and "Hopkins PD, MN" in result.stdout  # console
+    first, second = outbox(config)
+    assert first["status"] == "pending" and first["attempts"] == 1
+    assert "no answer within 5s" in first["last_error"]
+    assert second["status"] == "pending" and second["attempts"] == 0  # waits, in order
+    x_stub.drip = False
+    make_due(config)
+    deliver(config)
+    # X had created the dripped post: the retry is refused as a duplicate, recorded as sent.
+    assert [r["status"] for r in outbox(config)] == ["sent", "sent"]
+    assert len(x_stub.posts) == 2
+
+
+# --- no secret anywhere -------------------------------------------------------------------
+
+# Each failure class, from an upstream that quotes the request (its OAuth header carries
+# the consumer key and the access token) in its error: what X answers, and whether the
+# maintainers are warned on Telegram (refusals at once; transient failures after
+# give_up_after).
+ECHOED_FAILURES = {
+    "401 Unauthorized": (refused(401), True),
+    "400 Bad Request": (problem(400, "Invalid Request"), False),
+    "403 Forbidden": (refused(403), True),
+    "502 Bad Gateway": (problem(502, "Bad Gateway"), True),
+    "connection refused": (None, True),
+    "timeout": (None, True),  # the answer drips in a byte a second
+}
+
+
+@pytest.mark.parametrize("failure", ECHOED_FAILURES)
+def test_no_failure_puts_x_credentials_in_the_database_output_logs_or_messages(
+    tmp_path, x_stub, x_env, monkeypatch, failure
+):
+    answer, warns = ECHOED_FAILURES[failure]
+    telegram = TelegramStub().start()
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", DEFAULT_TOKEN)
+    base_url = closed_port_url() if failure == "connection refused" else x_stub.base_url
+    path = write_config(
+        tmp_path,
+        f'[x]\nenabled = true\napi_base_url = "{base_url}"\n'
+        f'[telegram]\nenabled = true\nadmins = [42]\napi_base_url = "{telegram.base_url}"\n'
+        '[alerts]\ngive_up_after = "1ms"\nsend_timeout = "5s"\n',
+    )
+    config = load_config(path)
+    queue(config, [added("Crystal Police Department")])
+    x_stub.echo_requests = True
+    x_stub.answers = [answer, answer] if answer else []
+    x_stub.drip = failure == "timeout"
+    env = {**x_env, "TELEGRAM_BOT_TOKEN": DEFAULT_TOKEN, "RINGWATCH_CONFIG": str(path)}
+
+    try:
+        output = ""
+        for _ in range(3):  # fail, fail again or give up (warn), send the warning
+            result = run_cli("deliver", env=env)
+            output += result.stdout + result.stderr
+            make_due(config)
+        status = run_cli("status", env=env)
+        output += status.stdout + status.stderr
+        sent = "\n".join(s.text for s in telegram.sent)
+    finally:
+        telegram.stop()
+
+    (row,) = outbox(config)
+    assert row["status"] == "failed", row["last_error"]
+    if answer is not None:
+        assert "<X_CONSUMER_KEY>" in row["last_error"]  # the echo was there, redacted
+    assert bool(sent) == warns  # the maintainers heard, without the credentials
+    secrets = list(x_env.values())
+    assert leaked(database_text(config.db_path), secrets) == []
+    assert leaked(output, secrets) == []
+    assert leaked(sent, secrets) == []
 
 
 # --- kill and restart -----------------------------------------------------------------------

@@ -4,6 +4,8 @@
 an answer is programmed; like X it refuses the same text twice (403 duplicate content),
 a text over 280 weighted characters and a reply to a post that does not exist (400).
 `GET /2/users/me` and `GET /2/users/<id>/tweets` let the channel find its own posts.
+It can quote each request (URL, OAuth header, body) in its error answers, as a careless
+proxy does (`echo_requests`), and drip its answers a byte a second (`drip`).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import html
 import json
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from itertools import pairwise
@@ -18,6 +21,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from twitter_text import parse_tweet
+
+from tests.telegram_stub import echo_request
 
 USER_ID = "1021786311011201024"
 FIRST_POST_ID = 1445880548472328192
@@ -80,6 +85,8 @@ class XStub:
         self.held = threading.Event()  # set when that post has been created
         self.release = threading.Event()  # lets the held answer go
         self.lock = threading.Lock()
+        self.echo_requests = False  # error answers quote the request, credentials and all
+        self.drip = False  # answers POSTs a byte a second
         stub = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -87,7 +94,8 @@ class XStub:
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
-                body = json.loads(self.rfile.read(length) or b"{}")
+                raw = self.rfile.read(length)
+                body = json.loads(raw or b"{}")
                 if urlsplit(self.path).path != "/2/tweets":
                     self._send(problem(404, "no such endpoint"))
                     return
@@ -97,7 +105,15 @@ class XStub:
                 if hold:
                     stub.held.set()
                     stub.release.wait(timeout=60)
-                self._send(answer)
+                if answer.status >= 400 and stub.echo_requests:
+                    echo = echo_request(self.command, self.path, self.headers, raw)
+                    if isinstance(answer.body, str):
+                        answer = Answer(answer.status, f"{answer.body} {echo}", answer.headers)
+                    else:
+                        detail = f"{answer.body.get('detail', '')} {echo}"
+                        answer = Answer(answer.status, {**answer.body, "detail": detail},
+                                        answer.headers)  # fmt: skip
+                self._send(answer, drip=stub.drip)
 
             def do_GET(self) -> None:
                 url = urlsplit(self.path)
@@ -121,7 +137,7 @@ class XStub:
                 else:
                     self._send(problem(404, "no such endpoint"))
 
-            def _send(self, answer: Answer) -> None:
+            def _send(self, answer: Answer, drip: bool = False) -> None:
                 if isinstance(answer.body, str):
                     payload, kind = answer.body.encode(), "text/plain"
                 else:
@@ -132,7 +148,12 @@ class XStub:
                         self.send_header(key, value)
                     self.send_header("Content-Length", str(len(payload)))
                     self.end_headers()
-                    self.wfile.write(payload)
+                    step = 1 if drip else len(payload)
+                    for start in range(0, len(payload), step):
+                        self.wfile.write(payload[start : start + step])
+                        if drip:
+                            self.wfile.flush()
+                            time.sleep(1.0)
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client was killed while we held its answer
 

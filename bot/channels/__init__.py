@@ -16,6 +16,19 @@ REGISTRY = {
 }
 
 
+def secret_env_vars() -> set[str]:
+    """The environment variables every channel class declares secret (`Channel.secrets`).
+
+    Taken from the classes defined in this process, the registered ones as they load
+    and any other (a plugin, a test double): a channel cannot send, and so cannot echo
+    a credential, before its class exists. Importing every registered module up front
+    instead would add a second to each CLI call (python-telegram-bot and tweepy).
+    """
+    from bot.channels.base import Channel
+
+    return {name for cls in Channel.defined for name in cls.secrets}
+
+
 def enabled_names(config: Config) -> list[str]:
     names = ["console"] if config.console_enabled else []
     names += [name for name in ("telegram", "x") if getattr(config, name).enabled]

@@ -3,7 +3,9 @@
 A channel says who its recipients are, how its messages are rendered (templates,
 length limit and how length is counted), and sends one outbox row at a time,
 raising the errors below so deliver.py can retry, defer or give up uniformly.
-A new channel (Mastodon, Bluesky, a webhook) is one file and one line in REGISTRY.
+A new channel (Mastodon, Bluesky, a webhook) is one file and one line in REGISTRY;
+the environment variables it declares in `secrets` are scrubbed from every stored,
+printed, logged or sent error text from the moment its class exists (bot/logs.py).
 """
 
 from __future__ import annotations
@@ -49,8 +51,9 @@ class DeliveryError(Exception):
 
 class RetryLater(DeliveryError):
     """Try again after `delay` seconds. With whole_channel, nothing else goes to this
-    channel until then (a flood wait, an exhausted budget); the attempt is not counted
-    against the message when `counts` is False."""
+    channel until then (a flood wait, an exhausted budget). With `counts` (the default)
+    this is a failed attempt, and a streak of them ends in failure after
+    alerts.give_up_after; without, it is only a wait (a flood wait, a spent budget)."""
 
     def __init__(
         self, delay: float, reason: str, *, whole_channel: bool = False, counts: bool = True
@@ -73,6 +76,15 @@ class Channel(ABC):
     name: ClassVar[str]
     # Recipients served at once; the channel's own limiter paces the actual sends.
     concurrency: ClassVar[int] = 1
+    # Environment variables holding this channel's credentials: never shown anywhere.
+    secrets: ClassVar[tuple[str, ...]] = ()
+    # Every channel class defined in this process, so that redaction knows its secrets
+    # before it can send anything (see bot.channels.secret_env_vars).
+    defined: ClassVar[list[type[Channel]]] = []
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        Channel.defined.append(cls)
 
     def __init__(self, config: Config) -> None:
         self.config = config
@@ -85,7 +97,15 @@ class Channel(ABC):
 
     @abstractmethod
     async def send(self, row: dict[str, Any], reply_to: str | None) -> str | None:
-        """Deliver one outbox row; return the platform's message id (or None)."""
+        """Deliver one outbox row; return the platform's message id (or None).
+
+        deliver.py bounds the call with `alerts.send_timeout` and cancels it after that,
+        so whatever it awaits must be cancellable (run blocking clients in a thread that
+        is allowed to outlive the call)."""
+
+    async def admit(self, row: dict[str, Any]) -> None:  # noqa: B027 - optional hook
+        """Wait until the channel's pacing lets this row go out. deliver.py claims the row
+        only afterwards, so a row waiting here is never "in flight"."""
 
     def problems(self) -> list[str]:
         """What keeps this channel from working (a missing secret), for check-config."""

@@ -3,7 +3,9 @@ warnings to the maintainers' chats, through python-telegram-bot against the Bot 
 
 Telegram's limits are respected before it has to say so: `TelegramPacer` spaces sends
 to about 30 a second overall, 1 a second per private chat and 20 a minute per group or
-channel (AIORateLimiter has no per-private-chat limit). A 429 still pauses the whole
+channel (AIORateLimiter has no per-private-chat limit). Outbox sends take their turn in
+`admit`, before deliver.py claims the row, so a row waiting for its turn is never "in
+flight"; the bot that sends them has no rate limiter of its own. A 429 still pauses the whole
 channel for `retry_after`; a chat that blocked the bot or is gone is deactivated;
 network trouble is raised as is, so deliver.py retries it with backoff.
 """
@@ -140,8 +142,9 @@ class TelegramPacer(BaseRateLimiter[None]):
         return await callback(*args, **kwargs)
 
 
-def make_bot(config: Config, token: str, pacer: TelegramPacer) -> ExtBot[None]:
-    """A Bot for `config.telegram.api_base_url` whose connection pool fits the concurrency."""
+def make_bot(config: Config, token: str, pacer: TelegramPacer | None) -> ExtBot[None]:
+    """A Bot for `config.telegram.api_base_url` whose connection pool fits the concurrency.
+    Without a pacer the caller paces its sends itself (TelegramChannel.admit)."""
     pool = TelegramChannel.concurrency + 8
     return ExtBot(
         token,
@@ -153,7 +156,9 @@ def make_bot(config: Config, token: str, pacer: TelegramPacer) -> ExtBot[None]:
 
 class TelegramChannel(Channel):
     name = CHANNEL
-    # Enough senders in flight to keep the pacer's 30/s busy while some wait on their chat.
+    secrets = (TOKEN_ENV,)
+    # Recipients served at once, so the pacer's 30/s stays busy while some wait for their
+    # chat's turn; alerts.max_in_flight bounds the requests actually on the wire.
     concurrency: ClassVar[int] = 64
 
     def __init__(self, config: Config) -> None:
@@ -204,7 +209,7 @@ class TelegramChannel(Channel):
         return list(found.values())
 
     async def open(self) -> None:
-        self._bot = make_bot(self.config, self.token, self.pacer)
+        self._bot = make_bot(self.config, self.token, None)
         try:
             await self._bot.initialize()
             self._open_error = None
@@ -215,6 +220,10 @@ class TelegramChannel(Channel):
         if self._bot is not None:
             await self._bot.shutdown()
             self._bot = None
+
+    async def admit(self, row: dict[str, Any]) -> None:
+        recipient = self._migrated.get(row["recipient"], row["recipient"])
+        await self.pacer.wait_turn(chat_id_param(recipient))
 
     async def send(self, row: dict[str, Any], reply_to: str | None) -> str | None:
         if self._bot is None or self._open_error is not None:
@@ -230,6 +239,7 @@ class TelegramChannel(Channel):
             except ChatMigrated as exc:
                 new_chat = str(exc.new_chat_id)
                 self._follow_migration(row["recipient"], new_chat)
+                await self.pacer.wait_turn(chat_id_param(new_chat))
                 message = await self._send(new_chat, row)
         except Exception as exc:
             error = self._translate(exc)
@@ -259,6 +269,7 @@ class TelegramChannel(Channel):
                 )
             if caption_fits:
                 return sent
+            await self.pacer.wait_turn(chat_id)  # the text is a second message to pace
         return await self._bot.send_message(
             chat_id,
             text,

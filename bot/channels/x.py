@@ -15,13 +15,16 @@ what tweepy addresses to api.twitter.com to `x.api_base_url` instead (a stub, a 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import html
 import logging
 import os
+import threading
 import time
 import unicodedata
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import requests
 import tweepy
@@ -101,6 +104,39 @@ def make_client(api_base_url: str) -> tweepy.Client:
     return client
 
 
+T = TypeVar("T")
+
+
+async def in_own_thread(call: Callable[..., T], /, **kwargs: Any) -> T:
+    """Run a blocking call (tweepy's) in a daemon thread of its own.
+
+    deliver.py abandons a send that outlives alerts.send_timeout; asyncio.to_thread's
+    executor thread would then keep `asyncio.run` (and the process) waiting at exit for
+    a request that drips its answer. A daemon thread is simply left behind.
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def settle(result: T | None, error: BaseException | None) -> None:
+        if future.done():  # abandoned: the deadline passed
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)  # type: ignore[arg-type]
+
+    def run() -> None:
+        try:
+            result, error = call(**kwargs), None
+        except BaseException as exc:  # handed to the awaiting coroutine
+            result, error = None, exc
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
+            loop.call_soon_threadsafe(settle, result, error)
+
+    threading.Thread(target=run, name="x-request", daemon=True).start()
+    return await future
+
+
 def _header_int(headers: Any, name: str) -> int | None:
     try:
         return int(headers[name])
@@ -128,6 +164,7 @@ def _is_duplicate(exc: tweepy.Forbidden) -> bool:
 
 class XChannel(Channel):
     name = "x"
+    secrets = CREDENTIAL_ENV_VARS
 
     def __init__(self, config: Any) -> None:
         super().__init__(config)
@@ -184,7 +221,7 @@ class XChannel(Channel):
             )
         self._check_budget()
         try:
-            response = await asyncio.to_thread(
+            response = await in_own_thread(
                 self._client.create_tweet,
                 text=row["text"],
                 in_reply_to_tweet_id=reply_to or None,
@@ -234,7 +271,7 @@ class XChannel(Channel):
             "x: message %d is already on X (duplicate content): recorded as sent", row["id"]
         )
         try:
-            found = await asyncio.to_thread(self._find_recent_post, row["text"])
+            found = await in_own_thread(self._find_recent_post, text=row["text"])
         except (tweepy.TweepyException, requests.RequestException) as exc:
             log.warning("x: could not look the earlier post up: %s", exc)
             found = None
@@ -275,10 +312,7 @@ class XChannel(Channel):
         assert self._store is not None
         log.error("x: %s", message)
         others = [ch for ch in enabled_channels(self.config) if ch.name != self.name]
-        last_sent = self._store.db.execute(
-            "select coalesce(max(id), 0) from outbox where channel = ? and status = 'sent'",
-            [self.name],
-        ).fetchone()[0]
+        last_sent = self._store.outbox.last_sent_id(self.name)
         messages = plan_maintainer_message(
             make_environment(self.config.templates_path),
             audiences(others, self._store),
