@@ -249,10 +249,11 @@ def chart(db: sqlite_utils.Database, kind: str) -> Figure:
     raise ValueError(f"unknown chart {kind!r}; one of {', '.join(KINDS)}")
 
 
-def save_figure(figure: Figure, path: str | os.PathLike[str]) -> Path:
-    """Write the PNG atomically (a reader never sees half a file); return its path."""
-    png = io.BytesIO()
-    figure.savefig(png, format="png", dpi=DPI, facecolor="white")
+def save_figure(figure: Figure, path: str | os.PathLike[str], fmt: str = "png") -> Path:
+    """Write the PNG (or `fmt`: "svg") atomically, so a reader never sees half a file; return
+    its path."""
+    data = io.BytesIO()
+    figure.savefig(data, format=fmt, dpi=DPI, facecolor="white")
     target = Path(path)
-    write_atomically(target, png.getvalue())
+    write_atomically(target, data.getvalue())
     return target

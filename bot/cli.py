@@ -473,6 +473,8 @@ def check_config(config: Config) -> None:
     click.echo(f"feed: {feed} ({config.feed.entries} entries)" if feed else "feed: off")
     summary = config.summary
     click.echo(f"summary: {summary.cron} (UTC)" if summary.enabled else "summary: off")
+    site = f"{config.site_path}, rebuilt after every poll that changes something"
+    click.echo(f"site: {site}" if config.site.enabled else "site: built by `ringwatch site` only")
     history = config.import_
     click.echo(f"import: Wayback Machine at {history.wayback_url} "
                f"(pause {history.pause:g}s, timeout {history.timeout:g}s)")  # fmt: skip
@@ -880,6 +882,38 @@ def import_command(
     for failure in report.failures:
         click.echo(f"not believed: {failure}")
     click.echo(report.summary())
+
+
+@cli.command()
+@with_config
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help='Folder to build the site in (default: site.out in the config, "site").',
+)
+def site(config: Config, out: Path | None) -> None:
+    """Build the static public site (map, changes, state and agency pages, data) now.
+
+    \b
+    Example:
+      ringwatch site --out public && rsync -a --delete public/ host:/var/www/ring/
+    """
+    from bot.site import SiteError, build_site
+    from bot.store import Store
+
+    store = Store.open(config.db_path, readonly=True)
+    try:
+        result = build_site(config, store.db, out)
+    except SiteError as exc:
+        _fail(str(exc))
+    finally:
+        store.close()
+    charts = "" if result.charts else " (no charts: pip install 'ringwatch[charts]')"
+    click.echo(
+        f"built {result.pages:,} pages ({result.agencies:,} agencies, {result.changes:,} "
+        f"changes) in {result.path}{charts}"
+    )
 
 
 def main() -> None:

@@ -17,6 +17,7 @@ import tomllib
 import types
 import typing
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -156,6 +157,17 @@ class SummaryConfig:
 
 
 @dataclass(frozen=True)
+class SiteConfig:
+    enabled: bool = False  # rebuild after every poll that changed something
+    out: str = "site"  # relative to the config file's folder
+    url: str = ""  # public base URL, for canonical links; empty: none
+    title: str = "Ring police partnerships"
+    tiles: str = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
+    attribution: str = "© OpenStreetMap contributors"
+    since: str = ""  # YYYY-MM-DD for the headline; empty: the day of the first poll
+
+
+@dataclass(frozen=True)
 class ImportConfig:
     """`ringwatch import --wayback`: where the Internet Archive is, and how politely to ask."""
 
@@ -176,7 +188,13 @@ class Config:
     x: XConfig = field(default_factory=XConfig)
     feed: FeedConfig = field(default_factory=FeedConfig)
     summary: SummaryConfig = field(default_factory=SummaryConfig)
+    site: SiteConfig = field(default_factory=SiteConfig)
     import_: ImportConfig = field(default_factory=ImportConfig)  # [import]: a Python keyword
+
+    @property
+    def site_path(self) -> Path:
+        path = Path(self.site.out)
+        return path if path.is_absolute() else self.path.parent / path
 
     @property
     def feed_path(self) -> Path | None:
@@ -387,6 +405,37 @@ def _check_values(config: Config) -> None:
     problem = cron_problem(config.summary.cron)
     if problem:
         fail("summary.cron", problem)
+    problem = site_problem(config.site)
+    if problem:
+        fail(*problem)
+
+
+def site_problem(site: SiteConfig) -> tuple[str, str] | None:
+    """(key, what is wrong) for a [site] value the site cannot be built with, or None."""
+    if site.url and not http_url(site.url):
+        return (
+            "site.url",
+            f"must be an http(s) URL such as https://example.org/ring/, got {site.url!r}",
+        )
+    tiles_host = urlparse(site.tiles.replace("{s}", "a")).netloc
+    # The host goes into the Content-Security-Policy: nothing but a host name and a port.
+    if (
+        not http_url(site.tiles)
+        or not all(p in site.tiles for p in ("{z}", "{x}", "{y}"))
+        or not re.fullmatch(r"[A-Za-z0-9.-]+(:\d+)?", tiles_host)
+    ):
+        return "site.tiles", (
+            "must be an http(s) tile URL with {z}, {x} and {y}, "
+            f"e.g. https://tile.openstreetmap.org/{{z}}/{{x}}/{{y}}.png, got {site.tiles!r}"
+        )
+    if site.since:
+        try:
+            date.fromisoformat(site.since)
+        except ValueError:
+            return "site.since", f"must be a date like 2020-05-25 (or empty), got {site.since!r}"
+    if not site.out.strip():
+        return "site.out", 'must name a folder, e.g. "site"'
+    return None
 
 
 def cron_problem(expression: str) -> str | None:

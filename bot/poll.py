@@ -368,6 +368,10 @@ class Poller:
         )
         timings["commit"] = time.perf_counter() - mark
         self._write_feed(changed=bool(changes))
+        if self.config.site.enabled and (changes or not self.config.site_path.exists()):
+            from bot.site import rebuild_after_poll
+
+            rebuild_after_poll(self.config, self.store.db, self.env)
         messages_queued = self.store.db.execute(
             "select count(*) from outbox where poll_id = ?", [poll_id]
         ).fetchone()[0]

@@ -121,3 +121,18 @@ def change_object(row: dict[str, Any]) -> dict[str, Any]:
         "before": json.loads(row["before"]) if row["before"] else None,
         "after": json.loads(row["after"]) if row["after"] else None,
     }
+
+
+GOOD_OUTCOMES = ("baseline", "ok", "unchanged")
+
+
+def first_good_poll_time(db: sqlite_utils.Database) -> str | None:
+    """When the first poll that was believed finished: when ringwatch began watching."""
+    marks = ",".join("?" * len(GOOD_OUTCOMES))
+    sql = f"select min(finished_at) from polls where outcome in ({marks})"
+    return db.execute(sql, GOOD_OUTCOMES).fetchone()[0]
+
+
+def last_change_time(db: sqlite_utils.Database) -> str | None:
+    """When ringwatch last recorded a change to the list (the baseline counts as one)."""
+    return db.execute("select max(detected_at) from changes").fetchone()[0]
