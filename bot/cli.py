@@ -365,7 +365,7 @@ def changes(
             param_hint="--by",
         )
     store = Store.open(config.db_path, readonly=True)
-    rows = query_changes(store.db, ChangeFilter(since, until, kinds, states, by, limit))
+    rows = query_changes(store.db, ChangeFilter(since, until, kinds, states, by, limit, churn=True))
     if fmt == "json":
         click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
     elif fmt == "csv":
@@ -611,7 +611,7 @@ def export(
     if what == "agencies":
         rows = agency_rows(db, states)
     else:
-        rows = query_changes(db, ChangeFilter(since=since, states=states))
+        rows = query_changes(db, ChangeFilter(since=since, states=states, churn=True))
     if out is None:
         write_export(rows, what, fmt, sys.stdout)
         return

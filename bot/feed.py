@@ -127,8 +127,7 @@ def write_feed(
     source_url: str | None = None,
 ) -> int:
     """Write the last `entries` changes to path; return how many entries it holds."""
-    # Field changes that do not alert (video-request counts) are not news: not in the feed.
-    rows = query_changes(db, ChangeFilter(limit=entries, churn=False))
+    rows = query_changes(db, ChangeFilter(limit=entries))
     data = build_feed(rows, title=title, env=env or make_environment(), source_url=source_url)
     write_atomically(path, data)
     return len(rows)

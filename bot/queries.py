@@ -22,8 +22,10 @@ class ChangeFilter:
     states: Sequence[str] = ()
     by: str = "detected"  # detected | active-date
     limit: int | None = None
-    # Field changes that do not alert (stored compactly in `churn`), one object per agency.
-    churn: bool = True
+    # Also field changes that do not alert (stored compactly in `churn`), one object per
+    # agency, without an id: for readers of the whole log (`changes`, exports, reports), not
+    # for news (feed, site, bot commands).
+    churn: bool = False
 
 
 def query_changes(db: sqlite_utils.Database, flt: ChangeFilter) -> list[dict[str, Any]]:
