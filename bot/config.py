@@ -28,6 +28,14 @@ DEFAULT_SOURCE_URL = (
     "https://www.google.com/maps/d/kml?mid=1eYVDPh5itXq5acDT9b0BVeQwmESBa4cB&forcekml=1"
 )
 CONFIG_ENV = "RINGWATCH_CONFIG"
+# Where the real map's redirects and `&nl=1` NetworkLinks lead (source.allow_hosts).
+GOOGLE_MY_MAPS_HOSTS = (
+    "www.google.com",
+    "google.com",
+    "maps.google.com",
+    "mymaps.google.com",
+    "mymaps.usercontent.google.com",
+)
 
 
 class ConfigError(Exception):
@@ -78,7 +86,8 @@ class BotConfig:
 class SourceConfig:
     url: str = DEFAULT_SOURCE_URL
     format: str | None = None
-    timeout: Duration = Duration(30)
+    timeout: Duration = Duration(30)  # one request, body included
+    deadline: Duration = Duration(120)  # every attempt, backoff and NetworkLink together
     retries: int = 3
     backoff: Duration = Duration(2)
     max_bytes: int = 50 * 1024 * 1024
@@ -87,6 +96,8 @@ class SourceConfig:
     records_path: str = ""
     # json/csv: our field name → the source's column or key
     fields: dict[str, str] = field(default_factory=dict)
+    # Hosts besides source.url's own that a redirect or NetworkLink may lead to.
+    allow_hosts: list[str] = field(default_factory=lambda: list(GOOGLE_MY_MAPS_HOSTS))
 
 
 @dataclass(frozen=True)
@@ -129,6 +140,9 @@ class TelegramConfig:
     api_base_url: str = "https://api.telegram.org/bot"
     link_previews: bool = False
     messages_per_second: float = 30.0
+    # Commands one user may send per command_window; the rest are dropped (one "slow down").
+    commands_per_user: int = 5
+    command_window: Duration = Duration(10)
 
 
 @dataclass(frozen=True)
@@ -353,6 +367,7 @@ def _check_values(config: Config) -> None:
         ("bot.deliver_every", config.bot.deliver_every),
         ("bot.busy_timeout", config.bot.busy_timeout),
         ("source.timeout", config.source.timeout),
+        ("source.deadline", config.source.deadline),
         ("alerts.send_timeout", config.alerts.send_timeout),
         ("alerts.give_up_after", config.alerts.give_up_after),
     ):
@@ -364,6 +379,10 @@ def _check_values(config: Config) -> None:
                 f"source.fields.{ours}",
                 f"is not a field ringwatch knows{_suggest(ours, list(SOURCE_FIELDS))}",
             )
+    for host in config.source.allow_hosts:
+        if not re.fullmatch(r"[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]", host):
+            fail("source.allow_hosts", f"lists {host!r}: write a bare host name such as "
+                 '"www.google.com", without scheme, port or path')  # fmt: skip
     if config.templates_path is not None and not config.templates_path.is_dir():
         fail("alerts.templates_dir", f"names no directory: {config.templates_path}")
     if config.source.format is not None and config.source.format not in FORMATS:
@@ -394,6 +413,10 @@ def _check_values(config: Config) -> None:
         fail("x.max_posts_per_day/max_posts_per_poll", "must be at least 1")
     if config.telegram.messages_per_second <= 0:
         fail("telegram.messages_per_second", "must be positive")
+    if config.telegram.commands_per_user < 1:
+        fail("telegram.commands_per_user", "must be at least 1")
+    if config.telegram.command_window <= 0:
+        fail("telegram.command_window", "must be a positive duration such as '10s'")
     if config.feed.entries < 1:
         fail("feed.entries", "must be at least 1")
     if config.summary.days < 1:

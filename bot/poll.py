@@ -31,7 +31,7 @@ from bot.normalise import disambiguate, normalise_record
 from bot.notify import Audience, plan_alerts, plan_maintainer_message
 from bot.render import make_environment
 from bot.snapshots import SnapshotFile, SnapshotStore
-from bot.source import Fetched, ScanMismatch, SourceError, Validators, fetch, parse
+from bot.source import Abandoned, Fetched, ScanMismatch, SourceError, Validators, fetch, parse
 from bot.store import OutboxMessage, Store, utc_now
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ EXIT_LOCKED = 5
 
 @dataclass
 class PollResult:
-    outcome: str  # baseline | ok | unchanged | failed | suspect
+    outcome: str  # baseline | ok | unchanged | failed | suspect | abandoned (nothing written)
     summary: str
     changes: list[Change] = field(default_factory=list)
     messages: list[OutboxMessage] = field(default_factory=list)
@@ -153,11 +153,15 @@ class Poller:
         timings: dict[str, float] = {}
         last_good = self.store.last_poll(good=True)
         validators = Validators(
-            etag=(last_good or {}).get("etag"), last_modified=(last_good or {}).get("last_modified")
+            etag=(last_good or {}).get("etag"),
+            last_modified=(last_good or {}).get("last_modified"),
+            url=(last_good or {}).get("url"),
         )
         mark = time.perf_counter()
         try:
             fetched = self.fetcher(self.config.source, validators)
+        except Abandoned as exc:  # `run` is stopping: no failure to record or warn about
+            return PollResult("abandoned", str(exc), timings=timings)
         except SourceError as exc:
             poll["http_status"] = getattr(exc, "status", None)
             return self._bad(poll, "failed", str(exc), started, timings)

@@ -2,17 +2,25 @@
 
 Polls run in a worker thread (HTTP and parsing block) with their own SQLite
 connection, one at a time, coalescing missed runs, with jitter. Deliveries run on
-the loop every few seconds and right after a poll. SIGINT/SIGTERM stop the
-scheduler after the step in progress. Channels may add their own loop tasks
-(Telegram listens for commands) through `background_tasks`.
+the loop every few seconds and right after a poll. Channels may add their own loop
+tasks (Telegram listens for commands) through `background_tasks`.
+
+SIGINT/SIGTERM end the process within 10 seconds whatever is in flight, so Docker's
+and systemd's grace periods are enough: the step in progress gets SHUTDOWN_GRACE to
+finish; then the fetch is abandoned (the poll records nothing) and sends still on the
+wire are cancelled. Their rows stay 'sending' and release_stale makes them pending
+again at the next start: a message the platform did receive may repeat once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import functools
 import logging
 import signal
 import sqlite3
+import threading
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -27,9 +35,39 @@ from bot.deliver import deliver_pending
 from bot.notify import plan_maintainer_message
 from bot.poll import EXIT_USAGE, audiences, run_poll
 from bot.render import make_environment
+from bot.source import fetch
 from bot.store import DatabaseProblem, Store, database_problem, prune_before
 
 log = logging.getLogger(__name__)
+
+# After SIGTERM: how long sends on the wire may take to finish, how long a poll may, and
+# how long what was then cancelled may take to unwind. Together well under Docker's 10 s.
+SEND_GRACE = 2.0
+SHUTDOWN_GRACE = 5.0
+CANCEL_GRACE = 2.0
+
+
+class DaemonThreads(concurrent.futures.ThreadPoolExecutor):
+    """The loop's default executor (asyncio.to_thread): one daemon thread per call.
+
+    The standard executor's threads are joined when asyncio.run and the interpreter end,
+    so a poll or a channel's blocking send stuck in a read would keep the process alive
+    after SIGTERM; a daemon thread is simply left behind. (asyncio insists on a
+    ThreadPoolExecutor; its own pool is never used.)"""
+
+    def submit(self, fn, /, *args, **kwargs):  # type: ignore[no-untyped-def]
+        future: concurrent.futures.Future = concurrent.futures.Future()
+
+        def work() -> None:
+            if not future.set_running_or_notify_cancel():
+                return
+            try:
+                future.set_result(fn(*args, **kwargs))
+            except BaseException as exc:  # handed to whoever awaits the future
+                future.set_exception(exc)
+
+        threading.Thread(target=work, name=getattr(fn, "__name__", "worker"), daemon=True).start()
+        return future
 
 
 class Runner:
@@ -37,6 +75,9 @@ class Runner:
         self.config = config
         self.channels = list(channels) if channels is not None else enabled_channels(config)
         self.stop_event = asyncio.Event()
+        self.abandon = threading.Event()  # tells a fetch in a worker thread to give up
+        self.steps: set[asyncio.Task[None]] = set()  # polls, summaries, deliveries under way
+        self.deliveries: set[asyncio.Task[None]] = set()  # the delivery rounds among them
         self.deliver_lock = asyncio.Lock()
         self.poll_lock = asyncio.Lock()
         self.background: set[asyncio.Task[None]] = set()
@@ -47,17 +88,30 @@ class Runner:
     def _poll_in_thread(self) -> str:
         store = Store.open(self.config.db_path, busy_timeout=self.config.bot.busy_timeout)
         try:
-            return run_poll(self.config, store, self.channels).summary
+            fetcher = functools.partial(fetch, stop=self.abandon)
+            return run_poll(self.config, store, self.channels, fetcher=fetcher).summary
         finally:
             store.close()
+
+    def _track(self, *more: set[asyncio.Task[None]]) -> None:
+        """Count the calling task as a step that shutdown waits for (and then cancels)."""
+        task = asyncio.current_task()
+        assert task is not None
+        for tasks in (self.steps, *more):
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
 
     async def poll_job(self) -> None:
         if self.stop_event.is_set():
             return
+        self._track()
         async with self.poll_lock:
             try:
                 summary = await asyncio.to_thread(self._poll_in_thread)
                 log.info("poll: %s", summary)
+            except asyncio.CancelledError:  # stopping; the thread stops at its next read
+                log.warning("poll abandoned: ringwatch is stopping")
+                return
             except Exception as exc:
                 problem = self._database_problem(exc)
                 if problem is None:
@@ -81,7 +135,6 @@ class Runner:
         goes out through an outbox in memory."""
         log.error("stopping: %s", problem)
         self.exit_code = EXIT_USAGE
-        self.stop_event.set()
         memory = Store.empty()  # configured maintainers only: subscribers are in the database
         try:
             messages = plan_maintainer_message(
@@ -99,6 +152,7 @@ class Runner:
             log.exception("could not warn the maintainers; the error above is why ringwatch stops")
         finally:
             memory.close()
+            self.stop_event.set()  # after the warning: stopping abandons what is in flight
 
     def _summary_in_thread(self) -> str:
         from bot.summary import queue_summary
@@ -113,6 +167,7 @@ class Runner:
     async def summary_job(self) -> None:
         if self.stop_event.is_set():
             return
+        self._track()
         async with self.poll_lock:  # the summary reads what a poll in progress is writing
             try:
                 log.info("summary: %s", await asyncio.to_thread(self._summary_in_thread))
@@ -150,6 +205,7 @@ class Runner:
     async def deliver_job(self) -> None:
         if self.deliver_lock.locked():
             return  # a round is already under way; it will pick the new rows up
+        self._track(self.deliveries)
         async with self.deliver_lock:
             try:
                 report = await deliver_pending(
@@ -161,6 +217,8 @@ class Runner:
                 )
                 if any(report.sent.values()) or any(report.failed.values()):
                     log.info("deliver: %s", report.summary())
+            except asyncio.CancelledError:  # stopping: rows left 'sending' go out after restart
+                log.warning("delivery round cancelled: ringwatch is stopping")
             except Exception as exc:
                 # The next poll meets the same database and stops `run` if it is unusable.
                 problem = self._database_problem(exc)
@@ -171,6 +229,7 @@ class Runner:
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
+        loop.set_default_executor(DaemonThreads())
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self.stop_event.set)
         self.store.outbox.release_stale()
@@ -221,12 +280,29 @@ class Runner:
         scheduler.start()
         log.info("ringwatch running: polling %s every %ss", self.config.source.url, bot.interval)
         await self.stop_event.wait()
-        log.info("stopping after the current step")
-        # No new runs; a poll or delivery round in progress finishes before the shutdown,
-        # which would cancel it mid-step.
-        scheduler.pause()
-        async with self.poll_lock, self.deliver_lock:
-            scheduler.shutdown(wait=False)
-        for task in extra:
-            await task
+        log.info("stopping: the step in progress has %.0fs to finish", SHUTDOWN_GRACE)
+        scheduler.pause()  # no new runs
+        await self._wind_down({*self.steps, *self.background, *extra})
+        scheduler.shutdown(wait=False)
         self.store.close()
+
+    async def _wind_down(self, tasks: set[asyncio.Task[None]]) -> None:
+        """Let what is in flight finish for a while, then abandon it (see the module doc)."""
+        if not tasks:
+            return
+        _, late = await asyncio.wait(tasks, timeout=SEND_GRACE)
+        for task in late & self.deliveries:
+            task.cancel()  # a send still on the wire stays 'sending': retried after restart
+        if late:
+            _, late = await asyncio.wait(late, timeout=SHUTDOWN_GRACE - SEND_GRACE)
+        if not late:
+            return
+        log.warning("stopping: abandoning %d unfinished steps (a fetch, sends on the wire, "
+                    "the command listener); unsent messages go out after the restart",
+                    len(late))  # fmt: skip
+        self.abandon.set()
+        for task in late:
+            task.cancel()
+        _, stuck = await asyncio.wait(late, timeout=CANCEL_GRACE)
+        if stuck:
+            log.warning("stopping: %d steps did not unwind; exiting anyway", len(stuck))

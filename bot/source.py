@@ -1,7 +1,9 @@
 """Fetch the agency list (HTTP or a local file) and parse it into raw records.
 
-Fetching: timeouts, retries with backoff on 5xx and connection errors, conditional GET
-(ETag / Last-Modified; 304 means unchanged), a size cap and an honest User-Agent.
+Fetching: a deadline for each request (body included) and for the whole fetch, retries
+with backoff on 5xx and connection errors, conditional GET (ETag / Last-Modified; 304
+means unchanged), a size cap and an honest User-Agent. Redirects and NetworkLinks are
+followed only over http(s) and only to hosts we trust (see follow_problem).
 Parsing: KML is streamed with lxml (no DTD, no entities, no network) so a 100,000
 agency export stays small in memory; JSON and CSV map columns through the config.
 """
@@ -11,23 +13,33 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import ipaddress
 import json
 import logging
+import socket
+import threading
 import time
-from collections.abc import Container, Iterator
+from collections.abc import Callable, Container, Iterator, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from pathlib import Path
 from urllib.parse import unquote, urljoin, urlparse
 
 import requests
+import urllib3
 from lxml import etree
+from requests.adapters import HTTPAdapter
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from bot.config import SourceConfig
 
 log = logging.getLogger(__name__)
 
 NETWORK_LINK_MAX_BYTES = 64 * 1024
+MAX_REDIRECTS = 5
+REDIRECT_STATUSES = (301, 302, 303, 307, 308)
+READ_CHUNK = 256 * 1024
 
 
 class SourceError(Exception):
@@ -38,6 +50,14 @@ class FetchError(SourceError):
     def __init__(self, message: str, status: int | None = None) -> None:
         super().__init__(message)
         self.status = status
+
+
+class Abandoned(FetchError):
+    """`ringwatch run` is stopping and gave up on the fetch in progress."""
+
+
+class Transient(FetchError):
+    """A timeout or a dropped connection: worth another attempt."""
 
 
 class ParseError(SourceError):
@@ -68,6 +88,195 @@ class Validators:
 
     etag: str | None = None
     last_modified: str | None = None
+    # The URL whose answer carried them: they go back to that host only, never to wherever
+    # a redirect or a NetworkLink points (None: the configured source's host).
+    url: str | None = None
+
+    def headers_for(self, url: str, source_url: str) -> dict[str, str]:
+        if _origin(url) != _origin(self.url or source_url):
+            return {}
+        headers = {}
+        if self.etag:
+            headers["If-None-Match"] = self.etag
+        if self.last_modified:
+            headers["If-Modified-Since"] = self.last_modified
+        return headers
+
+
+WATCH_EVERY = 0.1  # seconds between two looks of the watchdog
+
+
+class Deadline:
+    """The time one fetch may take, every attempt, backoff sleep and hop together
+    (source.deadline), and the stop signal with which `ringwatch run` abandons it.
+
+    Also its watchdog: a thread that shuts down the fetch's sockets once the request in
+    progress is out of time (source.timeout) or a stop comes. A read the code cannot
+    interrupt otherwise (a server that drips its headers, or never answers at all) then
+    returns at once instead of holding the poll for good."""
+
+    def __init__(self, seconds: float, stop: threading.Event | None = None) -> None:
+        self.seconds = seconds
+        self.end = time.monotonic() + seconds
+        self.stop = stop or threading.Event()
+        self.request_end = self.end  # see next_request
+        self.cut = False  # the watchdog shut the connections down
+        self._sockets: list[socket.socket] = []
+        self._done = threading.Event()
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> Deadline:
+        threading.Thread(target=self._watch, name="fetch-watchdog", daemon=True).start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._done.set()
+        with self._lock:
+            for handle in self._sockets:
+                handle.close()
+            self._sockets.clear()
+
+    def next_request(self, timeout: float) -> float:
+        """Start the clock for one attempt; it must be over by the time returned."""
+        self.request_end = min(time.monotonic() + timeout, self.end)
+        self.cut = False
+        return self.request_end
+
+    def watch(self, sock: socket.socket) -> None:
+        # A handle of our own on the same connection: wrapping it in TLS detaches `sock`,
+        # and shutting a connection down through any handle ends reads on all of them.
+        with self._lock:
+            self._sockets.append(sock.dup())
+
+    def _watch(self) -> None:
+        while not self._done.wait(WATCH_EVERY):
+            if self.stop.is_set() or time.monotonic() >= self.request_end:
+                with self._lock:
+                    self.cut = bool(self._sockets) or self.cut
+                    for handle in self._sockets:
+                        with suppress(OSError):  # the connection is gone already
+                            handle.shutdown(socket.SHUT_RDWR)
+                        handle.close()
+                    self._sockets.clear()
+
+    def left(self) -> float:
+        return self.end - time.monotonic()
+
+    def check(self, url: str) -> None:
+        if self.stop.is_set():
+            raise Abandoned(f"abandoned fetching {url}: ringwatch is stopping")
+        if self.left() <= 0:
+            raise FetchError(
+                f"gave up on {url}: no answer within source.deadline ({self.seconds:g}s, "
+                "every attempt together); raise it if the source is just slow"
+            )
+
+    def sleep(self, seconds: float) -> None:
+        self.stop.wait(seconds)  # a stop ends the sleep; the next check() reports it
+
+
+def _session(deadline: Deadline) -> requests.Session:
+    """A session whose every new connection is watched by `deadline`."""
+
+    class Watched:
+        def _new_conn(self) -> socket.socket:
+            sock = super()._new_conn()  # type: ignore[misc]
+            deadline.watch(sock)  # before any TLS handshake, which could stall too
+            return sock
+
+    adapter = HTTPAdapter()
+    adapter.poolmanager.pool_classes_by_scheme = {
+        pool.scheme: type(pool.__name__, (pool,), {
+            "ConnectionCls": type("Watched" + pool.ConnectionCls.__name__,
+                                  (Watched, pool.ConnectionCls), {}),
+        })
+        for pool in (HTTPConnectionPool, HTTPSConnectionPool)
+    }  # fmt: skip
+    session = requests.Session()
+    session.trust_env = False  # no surprise proxies from the environment
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parsed = urlparse(url)
+    default_port = {"http": 80, "https": 443}.get(parsed.scheme)
+    return parsed.scheme, (parsed.hostname or "").lower(), parsed.port or default_port
+
+
+# --- where following may lead ---------------------------------------------------------------
+
+
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def _internal(address: Address) -> bool:
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        address = address.ipv4_mapped
+    return (
+        address.is_private
+        or address.is_loopback
+        or address.is_link_local
+        or address.is_reserved
+        or address.is_multicast
+        or address.is_unspecified
+    )
+
+
+def resolve(host: str) -> list[Address]:
+    """Every address `host` resolves to (none when it does not resolve: the fetch will say)."""
+    try:
+        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except (OSError, UnicodeError):
+        return []
+    return [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
+
+
+def follow_problem(
+    what: str,
+    target: str,
+    source_url: str,
+    allow_hosts: Sequence[str],
+    addresses: Callable[[str], list[Address]] = resolve,
+) -> str | None:
+    """Why a redirect or NetworkLink (`what`) to `target` must not be followed, or None.
+
+    A document someone else can edit, or plain HTTP tampered with on the way, must not
+    make ringwatch fetch (and store) whatever an internal address answers: only http(s),
+    only the source's own host or source.allow_hosts, and never a loopback, link-local or
+    private address unless the configured source is one itself (a test or a LAN mirror).
+    `addresses` resolves a host name; DNS may still answer differently a moment later.
+    """
+    parsed = urlparse(target)
+    if parsed.scheme not in ("http", "https"):
+        return (
+            f"refusing to follow a {what} to {target[:200]}: only http(s) links are followed "
+            "(source.url)"
+        )
+    host = (parsed.hostname or "").lower()
+    source_host = (urlparse(source_url).hostname or "").lower()
+    if host != source_host and host not in {h.lower().strip("[]") for h in allow_hosts}:
+        return (
+            f"refusing to follow a {what} to host {host or '(none)'}: it is neither the "
+            f"source's host ({source_host}) nor listed in source.allow_hosts; add it there "
+            "if you trust it"
+        )
+
+    def resolved(name: str) -> list[Address]:
+        try:
+            return [ipaddress.ip_address(name)]  # an address already
+        except ValueError:
+            return addresses(name)
+
+    internal = [a for a in resolved(host) if _internal(a)]
+    if internal and not any(_internal(a) for a in resolved(source_host)):
+        return (
+            f"refusing to follow a {what} to host {host}: it resolves to {internal[0]}, a "
+            "loopback, link-local or private address, which ringwatch only fetches when "
+            "source.url is one itself"
+        )
+    return None
 
 
 def _local_path(url: str) -> Path | None:
@@ -79,70 +288,144 @@ def _local_path(url: str) -> Path | None:
     return None
 
 
-def _read_capped(response: requests.Response, max_bytes: int) -> bytes:
+def _socket(response: requests.Response) -> socket.socket | None:
+    connection = getattr(response.raw, "connection", None)
+    return getattr(connection, "sock", None)
+
+
+def _read_capped(
+    response: requests.Response, max_bytes: int, url: str, until: float, deadline: Deadline
+) -> bytes:
+    """The body, read one socket read at a time so that neither a server that drips a byte
+    every few seconds (each read resets requests' per-read timeout) nor a stop waits."""
     declared = response.headers.get("Content-Length")
     if declared and declared.isdigit() and int(declared) > max_bytes:
         raise FetchError(f"the source is {int(declared):,} bytes, over the {max_bytes:,} cap")
+    sock = _socket(response)
     chunks: list[bytes] = []
     size = 0
-    for chunk in response.iter_content(chunk_size=256 * 1024):
+    while True:
+        deadline.check(url)
+        left = until - time.monotonic()
+        if left <= 0:
+            raise Transient(f"{url} sent {size:,} bytes, then ran past source.timeout")
+        if sock is not None:
+            sock.settimeout(left)  # no single read may outlast what is left of the budget
+        chunk = response.raw.read1(READ_CHUNK, decode_content=True)  # at most one recv
+        if not chunk:
+            return b"".join(chunks)
         size += len(chunk)
         if size > max_bytes:
             raise FetchError(f"the source sent more than the {max_bytes:,} byte cap")
         chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _get_once(
-    session: requests.Session, url: str, config: SourceConfig, validators: Validators
+    session: requests.Session,
+    url: str,
+    config: SourceConfig,
+    validators: Validators,
+    deadline: Deadline,
 ) -> Fetched:
-    headers = {"User-Agent": config.user_agent, "Accept-Encoding": "gzip"}
-    if validators.etag:
-        headers["If-None-Match"] = validators.etag
-    if validators.last_modified:
-        headers["If-Modified-Since"] = validators.last_modified
-    with session.get(url, headers=headers, timeout=config.timeout, stream=True) as response:
-        if response.status_code == 304:
-            if not (validators.etag or validators.last_modified):
-                # "Unchanged" since nothing: believing it would let the next real answer
-                # skip the baseline and announce every agency as new.
-                raise FetchError(f"HTTP 304 from {url} to a request that was not conditional", 304)
-            return Fetched(url, 304, b"", validators.etag, validators.last_modified)
-        if response.status_code >= 400:
-            reason = response.reason or "error"
-            raise FetchError(f"HTTP {response.status_code} {reason} from {url}",
-                             response.status_code)  # fmt: skip
-        body = _read_capped(response, config.max_bytes)
-        return Fetched(
-            url=response.url,
-            status=response.status_code,
-            body=body,
-            etag=response.headers.get("ETag"),
-            last_modified=response.headers.get("Last-Modified"),
-            content_type=response.headers.get("Content-Type", ""),
-        )
+    """One attempt: the request, every redirect hop (each checked) and the body, all within
+    source.timeout (and what is left of source.deadline)."""
+    until = deadline.next_request(config.timeout)
+    for _hop in range(MAX_REDIRECTS + 1):
+        headers = {"User-Agent": config.user_agent, "Accept-Encoding": "gzip"}
+        conditional = validators.headers_for(url, config.url)
+        headers.update(conditional)
+        left = until - time.monotonic()
+        if left <= 0:
+            raise Transient(f"no answer from {url} within source.timeout ({config.timeout:g}s)")
+        with session.get(
+            url, headers=headers, timeout=left, stream=True, allow_redirects=False
+        ) as response:
+            if response.status_code in REDIRECT_STATUSES and "Location" in response.headers:
+                target = urljoin(url, response.headers["Location"])
+                problem = follow_problem("redirect", target, config.url, config.allow_hosts)
+                if problem:
+                    raise FetchError(problem)
+                url = target
+                continue
+            if response.status_code == 304:
+                if not conditional:
+                    # "Unchanged" since nothing: believing it would let the next real answer
+                    # skip the baseline and announce every agency as new.
+                    raise FetchError(
+                        f"HTTP 304 from {url} to a request that was not conditional", 304
+                    )
+                return Fetched(url, 304, b"", validators.etag, validators.last_modified)
+            if response.status_code >= 400:
+                reason = response.reason or "error"
+                raise FetchError(f"HTTP {response.status_code} {reason} from {url}",
+                                 response.status_code)  # fmt: skip
+            body = _read_capped(response, config.max_bytes, url, until, deadline)
+            return Fetched(
+                url=url,
+                status=response.status_code,
+                body=body,
+                etag=response.headers.get("ETag"),
+                last_modified=response.headers.get("Last-Modified"),
+                content_type=response.headers.get("Content-Type", ""),
+            )
+    raise FetchError(f"more than {MAX_REDIRECTS} redirects from {config.url}")
 
 
-def _retryable(exc: Exception) -> bool:
+def _as_fetch_error(
+    exc: Exception, url: str, config: SourceConfig, deadline: Deadline
+) -> FetchError:
+    """What went wrong, in our words; requests and urllib3 (read1) raise their own."""
     if isinstance(exc, FetchError):
-        return exc.status is not None and (exc.status >= 500 or exc.status in (408, 429))
-    return isinstance(exc, requests.ConnectionError | requests.Timeout)
+        return exc
+    timed_out = isinstance(exc, requests.Timeout | urllib3.exceptions.TimeoutError)
+    if timed_out or deadline.cut:
+        how = f": {type(exc).__name__}" if timed_out else ""  # else the watchdog cut it
+        return Transient(
+            f"no complete answer from {url} within source.timeout ({config.timeout:g}s){how}"
+        )
+    dropped = isinstance(exc, requests.ConnectionError | urllib3.exceptions.ProtocolError)
+    return (Transient if dropped else FetchError)(
+        f"cannot fetch {url}: {type(exc).__name__}: {exc}"
+    )
+
+
+def _retryable(error: FetchError) -> bool:
+    if isinstance(error, Transient):
+        return True
+    return error.status is not None and (error.status >= 500 or error.status in (408, 429))
 
 
 def _get(
-    session: requests.Session, url: str, config: SourceConfig, validators: Validators
+    session: requests.Session,
+    url: str,
+    config: SourceConfig,
+    validators: Validators,
+    deadline: Deadline,
 ) -> Fetched:
+    # Our own retry loop rather than urllib3's Retry on the adapter: Retry counts attempts
+    # and sleeps on its own, but cannot stop at a total deadline shared by the body reads,
+    # the backoff sleeps and the NetworkLink hop (source.deadline), nor be abandoned at once
+    # when `ringwatch run` stops.
     for attempt in range(config.retries + 1):
+        deadline.check(url)
         try:
-            return _get_once(session, url, config, validators)
-        except (FetchError, requests.RequestException) as exc:
-            if attempt == config.retries or not _retryable(exc):
-                if isinstance(exc, FetchError):
-                    raise
-                raise FetchError(f"cannot fetch {url}: {type(exc).__name__}: {exc}") from None
-            delay = config.backoff * 2**attempt
-            log.warning("fetch attempt %d failed (%s); retrying in %.1fs", attempt + 1, exc, delay)
-            time.sleep(delay)
+            return _get_once(session, url, config, validators, deadline)
+        except Abandoned:
+            raise
+        except (FetchError, requests.RequestException, urllib3.exceptions.HTTPError) as exc:
+            error = _as_fetch_error(exc, url, config, deadline)
+        deadline.check(url)  # a read cut short by a stop or the deadline says so
+        if attempt == config.retries or not _retryable(error):
+            raise error
+        delay = config.backoff * 2**attempt
+        if delay >= deadline.left():
+            raise FetchError(
+                f"{error}; no time left for another attempt within source.deadline "
+                f"({deadline.seconds:g}s)",
+                error.status,
+            )
+        log.warning("fetch attempt %d failed (%s); retrying in %.1fs", attempt + 1, error, delay)
+        deadline.sleep(delay)
     raise AssertionError("unreachable")
 
 
@@ -160,8 +443,15 @@ def network_link_href(body: bytes, base_url: str) -> str | None:
     return urljoin(base_url, href.strip()) if href and href.strip() else None
 
 
-def fetch(config: SourceConfig, validators: Validators = Validators()) -> Fetched:
-    """Fetch the source once, following one Google My Maps NetworkLink if that is what we get."""
+def fetch(
+    config: SourceConfig,
+    validators: Validators = Validators(),
+    stop: threading.Event | None = None,
+) -> Fetched:
+    """Fetch the source once, following one Google My Maps NetworkLink if that is what we get.
+
+    Everything together ends within source.deadline; setting `stop` abandons it at the next
+    read (Abandoned)."""
     path = _local_path(config.url)
     if path is not None:
         try:
@@ -171,13 +461,15 @@ def fetch(config: SourceConfig, validators: Validators = Validators()) -> Fetche
         if len(data) > config.max_bytes:
             raise FetchError(f"{path} is {len(data):,} bytes, over the {config.max_bytes:,} cap")
         return Fetched(url=str(path), status=200, body=data)
-    with requests.Session() as session:
-        session.trust_env = False  # no surprise proxies from the environment
-        fetched = _get(session, config.url, config, validators)
+    with Deadline(config.deadline, stop) as deadline, _session(deadline) as session:
+        fetched = _get(session, config.url, config, validators, deadline)
         href = network_link_href(fetched.body, fetched.url) if not fetched.not_modified else None
         if href:
+            problem = follow_problem("NetworkLink", href, config.url, config.allow_hosts)
+            if problem:
+                raise FetchError(problem)
             log.info("following NetworkLink to %s", href)
-            fetched = _get(session, href, config, validators)
+            fetched = _get(session, href, config, validators, deadline)
         return fetched
 
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import sys
 import threading
-import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -18,12 +18,23 @@ class Reply:
     etag: bool = True  # answer If-None-Match with 304 when the body is unchanged
     declared_length: int | None = None  # lie about Content-Length (truncation)
     chunked: bool = False  # no Content-Length: Transfer-Encoding: chunked
+    drip: float = 0.0  # seconds between body bytes: headers at once, then one byte at a time
+    drip_head: bool = False  # with drip: the status line and headers drip too
+
+
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request, client_address) -> None:
+        # A client that gives up (a cap, a deadline) resets its connection: that is the
+        # behaviour under test, not a server error worth a traceback in the test output.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 class SourceServer:
     """Serves `path → Reply`; a list of replies is consumed one per request, the last sticks."""
 
-    def __init__(self) -> None:
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        self.stopping = threading.Event()
         self.routes: dict[str, list[Reply]] = {}
         self.requests: list[dict[str, str]] = []
         # Requests being answered right now, and the most there ever were at once.
@@ -52,8 +63,8 @@ class SourceServer:
                     self._send(404, b"not found", {})
                     return
                 reply = replies.pop(0) if len(replies) > 1 else replies[0]
-                if reply.delay:
-                    time.sleep(reply.delay)
+                if reply.delay and server.stopping.wait(reply.delay):
+                    return  # the server is stopping: never answer
                 headers = dict(reply.headers)
                 if reply.etag and reply.status == 200:
                     tag = '"' + hashlib.sha1(reply.body).hexdigest() + '"'
@@ -63,6 +74,9 @@ class SourceServer:
                         return
                 if reply.chunked:
                     self._send_chunked(reply.status, reply.body, headers)
+                    return
+                if reply.drip:
+                    self._send_dripping(reply, headers)
                     return
                 self._send(reply.status, reply.body, headers, reply.declared_length)
 
@@ -95,10 +109,28 @@ class SourceServer:
                 except (BrokenPipeError, ConnectionResetError):
                     self.close_connection = True
 
+            def _send_dripping(self, reply: Reply, headers: dict[str, str]) -> None:
+                lines = [f"HTTP/1.1 {reply.status} Whatever"]
+                lines += [f"{key}: {value}" for key, value in headers.items()]
+                lines.append(f"Content-Length: {len(reply.body)}")
+                head = ("\r\n".join(lines) + "\r\n\r\n").encode()
+                if not reply.drip_head:
+                    self.wfile.write(head)
+                dripped = (head if reply.drip_head else b"") + reply.body
+                try:
+                    for byte in dripped:
+                        self.wfile.write(bytes([byte]))
+                        self.wfile.flush()
+                        if server.stopping.wait(reply.drip):
+                            break
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up, as it should
+                self.close_connection = True
+
             def log_message(self, *args) -> None:
                 pass
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = _QuietServer((host, 0), Handler)
         self.httpd.daemon_threads = True
         # A short poll interval makes stop() (shutdown) quick.
         self.thread = threading.Thread(
@@ -122,5 +154,6 @@ class SourceServer:
         return self
 
     def stop(self) -> None:
+        self.stopping.set()
         self.httpd.shutdown()
         self.httpd.server_close()

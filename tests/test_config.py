@@ -217,6 +217,9 @@ def test_the_config_file_can_come_from_the_environment(tmp_path, monkeypatch):
         ('[bot]\ninterval = "soon"\n', "bot.interval"),
         ('[source]\nformat = "xml"\n', "source.format"),
         ("[telegramm]\n", "unknown section [telegramm]"),
+        ('[source]\nallow_hosts = ["https://evil.example/"]\n', "source.allow_hosts lists"),
+        ('[source]\ndeadline = "0s"\n', "source.deadline: a duration must be positive"),
+        ("[telegram]\ncommands_per_user = 0\n", "telegram.commands_per_user must be at least 1"),
     ],
 )
 def test_the_cli_reports_config_errors_with_exit_2_and_no_traceback(tmp_path, text, expected):

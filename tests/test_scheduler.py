@@ -9,13 +9,18 @@ import subprocess
 import time
 from typing import Any, ClassVar
 
+import pytest
+
 from bot.channels.base import Channel, Recipient, Style
+from bot.channels.x import CREDENTIAL_ENV_VARS
 from bot.scheduler import Runner
 from bot.store import Store
 from bot.synthetic import mutate
-from tests.conftest import start_cli
+from tests.conftest import run_cli, start_cli
 from tests.helpers import Bot, agencies, kml
 from tests.source_server import Reply
+from tests.telegram_stub import TelegramStub
+from tests.x_stub import XStub
 
 PATH = "/map.kml"
 # Each answer takes longer than the interval: overlapping polls would show as two requests
@@ -110,3 +115,128 @@ def test_a_long_broadcast_does_not_hold_up_the_next_poll(tmp_path, source_server
     assert asyncio.run(two_polls_then_release()) == 2
     runner.store.close()
     assert channel.sent[0].startswith("ringwatch is now tracking 10")
+
+
+# --- SIGTERM ends `run` whatever is in flight -------------------------------------------------
+
+# SIGTERM must end `run` within 10 s (Docker's grace period); a wait this long only fails
+# when something hangs.
+STOP_WAIT = 20
+
+
+def stop_run(process: subprocess.Popen) -> str:
+    """SIGTERM, then what `run` logged."""
+    process.send_signal(signal.SIGTERM)
+    started = time.monotonic()
+    _, err = process.communicate(timeout=STOP_WAIT)
+    print(f"run ended {time.monotonic() - started:.1f}s after SIGTERM")  # for the report
+    return err
+
+
+# Fetches that never end on their own: headers at once, then a byte every 0.2 s (the fetch
+# notices the stop between reads), or no answer at all (its thread is stuck in a read).
+STUCK_FETCHES = {"dripping": {"drip": 0.2}, "silent": {"delay": 3600}}
+
+
+@pytest.mark.parametrize("how", list(STUCK_FETCHES))
+def test_sigterm_abandons_a_stuck_fetch_and_records_nothing(tmp_path, source_server, how):
+    url = source_server.serve(PATH, Reply(kml(agencies(10)), **STUCK_FETCHES[how]))
+    bot = Bot.create(
+        tmp_path, url, RUN_CONFIG.format(state=tmp_path / "state"), timeout="10m", deadline="1h"
+    )
+    process = start_cli(
+        "run", "--config", str(bot.config_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        wait_for(lambda: source_server.in_flight == 1)
+    finally:
+        err = stop_run(process)
+
+    assert process.returncode == 0, err
+    assert "Traceback" not in err, err
+    assert bot.polls() == []  # an abandoned fetch is no failed poll and warns nobody
+    assert bot.outbox() == []
+
+
+# How the Bot API keeps a send on the wire: holding the request (the message is not
+# accepted yet) or dripping its answer a byte a second (the message was accepted).
+STUCK_SENDS = ("held", "dripping")
+
+
+@pytest.mark.parametrize("how", STUCK_SENDS)
+def test_sigterm_leaves_a_send_in_flight_to_be_sent_once_later(tmp_path, source_server, how):
+    stub = TelegramStub().start()
+    try:
+        if how == "held":
+            stub.send_delay = 600
+        else:
+            stub.drip_to.add("42")
+        telegram = f'[telegram]\nenabled = true\nadmins = [42]\napi_base_url = "{stub.base_url}"\n'
+        bot = Bot.create(
+            tmp_path,
+            source_server.serve(PATH, kml(agencies(10))),
+            RUN_CONFIG.format(state=tmp_path / "state") + telegram,
+        )
+        env = {"TELEGRAM_BOT_TOKEN": stub.token}
+        process = start_cli(
+            "run", "--config", str(bot.config_path), env=env, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            wait_for(lambda: [row["status"] for row in bot.outbox()] == ["sending"])
+        finally:
+            err = stop_run(process)
+        assert process.returncode == 0, err
+        assert "Traceback" not in err, err
+        accepted = stub.texts(42)  # what the platform had before the cut
+        assert len(accepted) == (0 if how == "held" else 1)
+
+        stub.send_delay = 0
+        stub.drip_to.clear()
+        later = run_cli("deliver", "--config", str(bot.config_path), env=env)
+
+        assert later.returncode == 0, later.stderr
+        (notice,) = stub.texts(42)[len(accepted) :]  # the restart sends it exactly once
+        assert notice.startswith("ringwatch is now tracking <b>10</b>")
+        assert {row["status"] for row in bot.outbox()} == {"sent"}
+    finally:
+        stub.stop()
+
+
+def test_sigterm_leaves_a_blocking_x_post_behind_and_it_is_not_posted_twice(
+    tmp_path, source_server
+):
+    # tweepy blocks in a worker thread; a thread asyncio would wait for at exit (its
+    # read timeout is 30 s) must not keep the process alive.
+    stub = XStub().start()
+    try:
+        stub.hold_post = 1  # X creates the post, but its answer never arrives
+        first = agencies(10)
+        url = source_server.serve(PATH, kml(first))
+        x = f'[x]\nenabled = true\napi_base_url = "{stub.base_url}"\n'
+        bot = Bot.create(tmp_path, url, RUN_CONFIG.format(state=tmp_path / "state") + x)
+        env = {name: f"test-{name.lower()}" for name in CREDENTIAL_ENV_VARS}
+        process = start_cli(
+            "run", "--config", str(bot.config_path), env=env, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            wait_for(lambda: len(bot.polls()) >= 1)
+            source_server.serve(PATH, kml(mutate(first, seed=4, add=1)))
+            assert stub.held.wait(timeout=60)
+        finally:
+            err = stop_run(process)
+        assert process.returncode == 0, err
+        assert "Traceback" not in err, err
+
+        stub.hold_post = None
+        stub.release.set()
+        later = run_cli("deliver", "--config", str(bot.config_path), env=env)
+
+        assert later.returncode == 0, later.stderr
+        (post,) = stub.posts
+        assert post.text.startswith("New partnership: ")
+        assert [row["status"] for row in bot.outbox()] == ["sent"]
+    finally:
+        stub.stop()

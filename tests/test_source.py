@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import socket
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -16,11 +19,13 @@ from bot.source import (
     ScanMismatch,
     Validators,
     fetch,
+    follow_problem,
     parse,
     parse_kml,
     placemark_digests,
 )
 from bot.synthetic import networklink_kml
+from tests.conftest import run_cli
 from tests.helpers import Bot, agencies, kml
 from tests.source_server import Reply, SourceServer
 
@@ -86,6 +91,152 @@ def test_a_relative_network_link_is_resolved_against_the_link_url(source_server)
     link = source_server.serve("/maps/link.kml", networklink_kml("doc.kml"))
 
     assert len(records(source(link))) == 2
+
+
+# --- following stays on the source ----------------------------------------------------------
+
+GOOGLE = "https://www.google.com/maps/d/kml?mid=abc&forcekml=1"
+MAPS = "https://maps.example.org/agencies.kml"
+DNS = {
+    "www.google.com": ["142.250.74.36"],
+    "mymaps.usercontent.google.com": ["142.250.74.33"],
+    "maps.example.org": ["93.184.216.34"],
+    "evil.example": ["203.0.114.9"],
+    "intranet.example.org": ["10.0.0.5"],
+    "metadata.example.org": ["169.254.169.254"],
+    "mapped.example.org": ["::ffff:192.168.1.1"],
+    "lan-mirror": ["192.168.1.20"],
+    "127.0.0.1": ["127.0.0.1"],
+    "localhost": ["127.0.0.1"],
+}
+DEFAULT_HOSTS = SourceConfig().allow_hosts
+
+# (target, source, allow_hosts, why it is refused or None): the rule as a table.
+FOLLOWS = [
+    ("file:///etc/passwd", GOOGLE, DEFAULT_HOSTS, "only http(s)"),
+    ("ftp://www.google.com/map.kml", GOOGLE, DEFAULT_HOSTS, "only http(s)"),
+    ("gopher://127.0.0.1:6379/_FLUSHALL", "http://127.0.0.1:8000/", [], "only http(s)"),
+    ("https://evil.example/x.kml", GOOGLE, DEFAULT_HOSTS, "host evil.example: it is neither"),
+    ("https://evil.example/x.kml", MAPS, [], "source.allow_hosts"),
+    ("https://www.google.com/maps/d/kml?mid=abc&lid=z", GOOGLE, DEFAULT_HOSTS, None),
+    ("http://www.google.com/maps/d/kml?mid=abc", GOOGLE, DEFAULT_HOSTS, None),
+    ("https://mymaps.usercontent.google.com/x", GOOGLE, DEFAULT_HOSTS, None),
+    ("https://maps.example.org/moved.kml", MAPS, [], None),
+    ("https://MAPS.example.org/moved.kml", MAPS, [], None),
+    ("https://evil.example/x.kml", MAPS, ["Evil.Example"], None),
+    ("http://intranet.example.org/", MAPS, ["intranet.example.org"], "resolves to 10.0.0.5"),
+    ("http://metadata.example.org/", MAPS, ["metadata.example.org"], "link-local or private"),
+    ("http://169.254.169.254/latest/", MAPS, ["169.254.169.254"], "resolves to 169.254"),
+    ("http://mapped.example.org/", MAPS, ["mapped.example.org"], "resolves to ::ffff:c0a8:101"),
+    ("http://127.0.0.1:9/", MAPS, ["127.0.0.1"], "loopback"),
+    ("http://127.0.0.1:9/other.kml", "http://127.0.0.1:8000/map.kml", [], None),
+    ("http://localhost:9/", "http://127.0.0.1:8000/", ["localhost"], None),
+    ("http://lan-mirror/b.kml", "http://lan-mirror/a.kml", [], None),
+]
+
+
+@pytest.mark.parametrize(("target", "source_url", "allow", "refusal"), FOLLOWS)
+def test_what_a_redirect_or_network_link_may_lead_to(target, source_url, allow, refusal):
+    def addresses(host: str) -> list:
+        return [ipaddress.ip_address(a) for a in DNS.get(host.lower(), [])]
+
+    problem = follow_problem("redirect", target, source_url, allow, addresses)
+
+    if refusal is None:
+        assert problem is None
+    else:
+        assert problem is not None and refusal in problem
+        assert problem.startswith("refusing to follow a redirect to ")
+
+
+@pytest.fixture
+def other_host():
+    """A second server on another loopback address: a host the source never named."""
+    server = SourceServer(host="127.0.0.2").start()
+    yield server
+    server.stop()
+
+
+def redirect(to: str) -> Reply:
+    return Reply(b"", status=302, headers={"Location": to}, etag=False)
+
+
+def test_a_redirect_to_another_host_is_refused_and_never_fetched(
+    tmp_path, source_server, other_host
+):
+    other_host.serve("/internal", kml(agencies(3)))
+    url = source_server.serve("/map.kml", redirect(other_host.url("/internal")))
+    bot = Bot.create(tmp_path, url)
+
+    result = run_cli("poll", "--config", str(bot.config_path))
+
+    assert result.returncode == 3, result.stderr
+    assert "host 127.0.0.2" in result.stderr and "source.allow_hosts" in result.stderr
+    assert other_host.requests == []
+    (poll,) = bot.polls()
+    assert poll["outcome"] == "failed" and "source.allow_hosts" in poll["error"]
+    assert bot.agencies() == {}
+
+
+def test_a_network_link_to_another_host_is_refused_and_never_fetched(
+    tmp_path, source_server, other_host
+):
+    other_host.serve("/internal", kml(agencies(3)))
+    url = source_server.serve("/kml", networklink_kml(other_host.url("/internal")))
+    bot = Bot.create(tmp_path, url)
+
+    assert bot.poll().outcome == "failed"
+
+    assert other_host.requests == []
+    assert "refusing to follow a NetworkLink to host 127.0.0.2" in bot.polls()[0]["error"]
+
+
+@pytest.mark.parametrize("how", ["redirect", "NetworkLink"])
+@pytest.mark.parametrize("to", ["file:///etc/passwd", "ftp://127.0.0.1/map.kml"])
+def test_only_http_links_are_followed(tmp_path, source_server, how, to):
+    answer = redirect(to) if how == "redirect" else Reply(networklink_kml(to))
+    bot = Bot.create(tmp_path, source_server.serve("/kml", answer))
+
+    assert bot.poll().outcome == "failed"
+
+    assert f"refusing to follow a {how} to {to}: only http(s)" in bot.polls()[0]["error"]
+
+
+def test_a_redirect_on_the_same_host_or_to_an_allowed_one_is_followed(tmp_path, source_server):
+    items = agencies(4)
+    port = source_server.httpd.server_address[1]
+    source_server.serve("/final.kml", kml(items))
+    source_server.serve("/moved.kml", redirect(f"http://localhost:{port}/final.kml"))
+    bot = Bot.create(tmp_path, source_server.serve("/map.kml", redirect("/moved.kml")),
+                     allow_hosts=["localhost"])  # fmt: skip
+
+    assert bot.poll().outcome == "baseline"
+
+    assert [r["path"] for r in source_server.requests] == ["/map.kml", "/moved.kml", "/final.kml"]
+    assert names(bot) == {a.name for a in items}
+    assert bot.polls()[0]["url"] == f"http://localhost:{port}/final.kml"
+
+
+def test_validators_go_back_only_to_the_host_that_issued_them(tmp_path, source_server):
+    port = source_server.httpd.server_address[1]
+    url = source_server.serve("/map.kml", kml(agencies(4)))
+    bot = Bot.create(tmp_path, url, allow_hosts=["localhost"])
+    assert bot.poll().outcome == "baseline"  # 127.0.0.1 gave an ETag
+
+    # The source now sends us to another (allowed) host: the ETag stays home.
+    source_server.serve("/map.kml", redirect(f"http://localhost:{port}/elsewhere.kml"))
+    source_server.serve("/elsewhere.kml", kml(agencies(4)))
+    assert bot.poll().outcome == "unchanged"  # same bytes, read in full
+
+    first, redirected, elsewhere = source_server.requests[:3]
+    assert "If-None-Match" not in first  # nothing to validate yet
+    assert redirected["If-None-Match"]  # the issuing host gets it back
+    assert "If-None-Match" not in elsewhere
+    # The last good answer came from localhost: its ETag goes there, not to 127.0.0.1.
+    bot.poll()
+    again, again_elsewhere = source_server.requests[3:5]
+    assert "If-None-Match" not in again
+    assert again_elsewhere["If-None-Match"]
 
 
 # --- JSON and CSV -------------------------------------------------------------------------
@@ -226,8 +377,73 @@ def test_a_client_error_is_not_retried(source_server):
 def test_a_slow_server_times_out(source_server):
     url = source_server.serve("/map.kml", Reply(kml(agencies(1)), delay=1.0))
 
-    with pytest.raises(FetchError, match="Timeout"):
+    with pytest.raises(FetchError, match=r"within source\.timeout \(0\.2s\)"):
         fetch(source(url, timeout=Duration(0.2), retries=0))
+
+
+# A server that sends its headers at once and then one byte now and then: every read
+# succeeds well within a per-read timeout, so only a deadline on the whole request ends it.
+DRIP = 0.2
+
+
+DRIPPING = {
+    "body": {"drip": DRIP},
+    # Headers that would take minutes: each read still brings a byte well within a timeout.
+    "headers": {"drip": DRIP, "drip_head": True, "headers": {"X-Padding": "x" * 2000}},
+}
+
+
+@pytest.mark.parametrize("part", list(DRIPPING))
+def test_a_dripping_source_ends_the_poll_as_a_failed_fetch(tmp_path, source_server, part):
+    url = source_server.serve("/map.kml", Reply(kml(agencies(3)), **DRIPPING[part]))
+    bot = Bot.create(tmp_path, url, timeout="1s", retries=1)
+
+    result = run_cli("poll", "--config", str(bot.config_path), timeout=60)
+
+    assert result.returncode == 3, result.stderr
+    (poll,) = bot.polls()
+    assert poll["outcome"] == "failed"
+    assert "source.timeout" in poll["error"] and url in poll["error"]
+    assert len(source_server.requests) == 2  # a slow answer is worth one more try
+
+
+def test_the_deadline_bounds_every_attempt_and_backoff_together(source_server):
+    url = source_server.serve("/map.kml", Reply(kml(agencies(3)), drip=DRIP))
+
+    with pytest.raises(FetchError, match=r"source\.deadline \(2s"):
+        fetch(source(url, timeout=Duration(1), retries=50, deadline=Duration(2)))
+
+    assert len(source_server.requests) <= 3
+
+
+@pytest.mark.parametrize("answer", [{"drip": DRIP}, {"delay": 3600}], ids=["dripping", "silent"])
+def test_a_stop_abandons_the_fetch_in_progress(source_server, answer):
+    url = source_server.serve("/map.kml", Reply(kml(agencies(3)), **answer))
+    stop = threading.Event()
+    errors: list[Exception] = []
+
+    def fetch_until_stopped() -> None:
+        try:
+            fetch(source(url, timeout=Duration(600), deadline=Duration(600)), stop=stop)
+        except FetchError as exc:
+            errors.append(exc)
+
+    worker = threading.Thread(target=fetch_until_stopped, daemon=True)
+    worker.start()
+    source_server_wait(source_server)
+    stop.set()
+    worker.join(timeout=30)
+
+    assert not worker.is_alive()
+    assert "stopping" in str(errors[0])
+
+
+def source_server_wait(server: SourceServer) -> None:
+    """Until the server is answering a request."""
+    deadline = time.monotonic() + 30
+    while server.in_flight == 0:
+        assert time.monotonic() < deadline, "the request never arrived"
+        time.sleep(0.02)
 
 
 def test_a_refused_connection_is_a_fetch_error():

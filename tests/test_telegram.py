@@ -21,14 +21,14 @@ from pathlib import Path
 import pytest
 
 from bot.channels.telegram import TelegramChannel, visible_length
-from bot.channels.telegram_commands import parse_states
+from bot.channels.telegram_commands import Verdict, command_verdict, parse_states, summarise
 from bot.config import load_config
 from bot.deliver import deliver_pending
 from bot.store import OutboxMessage, Store
 from bot.synthetic import SyntheticAgency
 from tests.conftest import run_cli, start_cli, write_config
 from tests.helpers import Bot, closed_port_url, config_text, database_text, kml, leaked
-from tests.source_server import SourceServer
+from tests.source_server import Reply, SourceServer
 from tests.telegram_stub import CHAT_NOT_FOUND, DEFAULT_TOKEN, Fault, TelegramStub, flood
 
 PATH = "/map.kml"
@@ -213,6 +213,153 @@ def test_state_names_parse_to_codes():
         [],
     )
     assert parse_states(["MN", "Atlantis"]) == (["MN"], ["Atlantis"])
+
+
+# --- one user cannot silence the bot ---------------------------------------------------------
+
+FLOODER, OTHER = 7001, 7002
+
+
+async def answered(stub: TelegramStub, chat: int, count: int = 1, timeout: float = 60) -> None:
+    """Wait (without blocking the listener's loop) until `chat` has `count` answers."""
+    deadline = time.monotonic() + timeout
+    while len(stub.texts(chat)) < count:
+        assert time.monotonic() < deadline, f"chat {chat} got no answer"
+        await asyncio.sleep(0.02)
+
+
+def listen_during(config_path: Path, script: Callable[[], Awaitable[None]]) -> None:
+    """Run the command listener while `script` runs; stopping it must not take long."""
+    config = load_config(config_path)
+
+    async def main() -> None:
+        store = Store.open(config.db_path)
+        stop = asyncio.Event()
+        channel = TelegramChannel(config)
+        tasks = [asyncio.create_task(t) for t in channel.background_tasks(store, stop)]
+        try:
+            await script()
+        finally:
+            stop.set()
+            await asyncio.wait_for(asyncio.gather(*tasks), timeout=60)
+            store.close()
+
+    asyncio.run(main())
+
+
+def test_a_flooding_user_gets_a_few_answers_and_one_slow_down_while_others_get_theirs(
+    tmp_path: Path, source_server: SourceServer, stub: TelegramStub
+):
+    # A window longer than the test: exactly the allowed answers, however slow the machine.
+    extra = 'command_window = "1h"\n'
+    bot = start_bot(tmp_path, source_server, telegram_section(stub, channel=None, extra=extra))
+
+    async def script() -> None:
+        for _ in range(500):
+            stub.user_says(FLOODER, "/help")
+        asked = time.monotonic()
+        stub.user_says(OTHER, "/help")
+        await answered(stub, OTHER)
+        print(f"/help answered {time.monotonic() - asked:.2f}s into the flood")  # the report
+        await answered(stub, FLOODER, 5 + 1)  # paced at one a second: they come later
+
+    listen_during(bot.config_path, script)
+
+    assert "/subscribe" in plain(stub.texts(OTHER)[0])
+    flooder = [plain(text) for text in stub.texts(FLOODER)]
+    assert len(flooder) == 5 + 1  # telegram.commands_per_user, then one "slow down"
+    assert flooder[-1].startswith("Slow down: I answer 5 commands every 3600 seconds")
+    assert sum("/subscribe" in text for text in flooder) == 5
+
+
+def test_a_subscribe_with_thousands_of_junk_words_gets_one_reply_under_the_limit(
+    bot: Bot, stub: TelegramStub
+):
+    junk = [f"<junk{i}>" for i in range(5000)]
+
+    async def script() -> None:
+        stub.user_says(OTHER, "/subscribe " + " ".join(junk))
+        await answered(stub, OTHER)
+
+    listen_during(bot.config_path, script)
+
+    (reply,) = stub.texts(OTHER)
+    assert visible_length(reply) <= 4096
+    assert plain(reply).startswith("Not a US state: <junk0>, <junk1>, ")
+    shown = plain(reply).count("<junk")
+    assert f" and {5000 - shown:,} more." in plain(reply)
+    assert store_subscriber(bot, OTHER) is None
+
+
+def test_a_status_too_long_for_telegram_arrives_cut_as_plain_text(
+    tmp_path: Path, source_server: SourceServer, stub: TelegramStub
+):
+    long_url = source_server.url(PATH) + "?mid=" + "x" * 1500  # each error quotes it
+    source_server.serve(PATH, kml(BASE))
+    bot = Bot.create(tmp_path, long_url, telegram_section(stub, channel=None))
+    assert bot.poll().outcome == "baseline"
+    source_server.serve(PATH, Reply(b"gone", status=404))
+    for _ in range(3):
+        assert bot.poll().outcome == "failed"
+
+    async def script() -> None:
+        stub.user_says(ADMIN, "/status")
+        await answered(stub, ADMIN, len(stub.texts(ADMIN)) + 1)
+
+    listen_during(bot.config_path, script)
+
+    status = stub.texts(ADMIN)[-1]
+    assert len(status) <= 4096 and status.endswith("…")
+    assert status.startswith("Agencies tracked: 10\nFailed or suspect polls in a row: 3")
+    assert "parse_mode" not in stub.calls_to("sendMessage")[-1].params
+
+
+def store_subscriber(bot: Bot, chat: int) -> dict | None:
+    store = Store.open(bot.config.db_path, readonly=True)
+    try:
+        return store.subscriber("telegram", str(chat))
+    finally:
+        store.close()
+
+
+def test_stopping_drops_queued_commands_instead_of_answering_them_all(
+    tmp_path: Path, source_server: SourceServer, stub: TelegramStub
+):
+    extra = "commands_per_user = 1000\n"
+    bot = start_bot(tmp_path, source_server, telegram_section(stub, channel=None, extra=extra))
+    stub.send_delay = 0.2  # 300 answers would take a minute
+
+    async def script() -> None:
+        for _ in range(300):
+            stub.user_says(FLOODER, "/help")
+        await answered(stub, FLOODER)
+
+    listen_during(bot.config_path, script)  # its stop waits at most 60 s
+
+    assert len(stub.texts(FLOODER)) < 100
+
+
+# (answered at, warned at, now, verdict) with 5 commands per 10 s: the rule as a table.
+VERDICTS = [
+    ([], None, 100.0, Verdict.ANSWER),
+    ([91, 92, 93, 94], None, 100.0, Verdict.ANSWER),  # the 5th in the window
+    ([91, 92, 93, 94, 95], None, 100.0, Verdict.SLOW_DOWN),  # the 6th: told once
+    ([91, 92, 93, 94, 95], 99.0, 100.0, Verdict.DROP),  # then silence
+    ([91, 92, 93, 94, 95], 40.0, 100.0, Verdict.SLOW_DOWN),  # a minute later, told again
+    ([89, 92, 93, 94, 95], 99.0, 100.0, Verdict.ANSWER),  # the oldest left the window
+]
+
+
+@pytest.mark.parametrize(("answered_at", "warned", "now", "verdict"), VERDICTS)
+def test_when_a_users_command_is_answered(answered_at, warned, now, verdict):
+    assert command_verdict(answered_at, warned, now, limit=5, window=10) is verdict
+
+
+def test_quoted_input_is_summarised_and_escaped():
+    assert summarise(["foo", "bar"]) == "foo, bar"
+    assert summarise(["<b>", "x" * 100]) == "&lt;b&gt;, " + "x" * 39 + "…"
+    many = summarise([f"w{i}" for i in range(5000)], budget=20)
+    assert many == "w0, w1, w2, w3, w4 and 4,995 more"
 
 
 # --- fan-out ------------------------------------------------------------------------------

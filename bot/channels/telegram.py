@@ -59,9 +59,14 @@ _GONE = re.compile(r"chat not found|user is deactivated|bot was kicked|not a mem
 _TAG = re.compile(r"<[^>]+>")
 
 
+def visible_text(text: str) -> str:
+    """What a reader sees of an HTML message: tags gone, entities decoded."""
+    return html.unescape(_TAG.sub("", text))
+
+
 def visible_length(text: str) -> int:
     """What Telegram counts against 4096: the text after HTML parsing (tags do not count)."""
-    return len(html.unescape(_TAG.sub("", text)))
+    return len(visible_text(text))
 
 
 def chat_id_param(recipient: str) -> int | str:

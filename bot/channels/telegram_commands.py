@@ -5,25 +5,37 @@ as the scheduler: the Application is driven step by step (initialize, start,
 updater.start_polling … updater.stop, stop, shutdown), never with run_polling, which
 would take over the loop and the signals. Handlers use the runner's Store on the loop
 thread; every database call is short and never spans an await.
+
+One user must not be able to silence the bot (FairUpdates): chats are handled side by
+side, each chat's updates in order, and each user gets telegram.commands_per_user
+commands per telegram.command_window; the rest are dropped before they wait for
+anything (with one "slow down" a minute). Every reply stays under Telegram's 4096
+characters, and stopping drops the updates still queued.
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import html
+import inspect
 import json
 import logging
-from collections.abc import Sequence
+import time
+from collections import Counter, deque
+from collections.abc import Awaitable, Sequence
 from contextlib import suppress
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from telegram import BotCommand, LinkPreviewOptions, Update
-from telegram.constants import ChatMemberStatus, ChatType
-from telegram.error import InvalidToken
+from telegram.constants import ChatMemberStatus, ChatType, MessageLimit
+from telegram.error import InvalidToken, TelegramError
 from telegram.ext import (
     Application,
     ApplicationBuilder,
+    BaseUpdateProcessor,
     CommandHandler,
     ContextTypes,
     ExtBot,
@@ -31,11 +43,17 @@ from telegram.ext import (
     filters,
 )
 
-from bot.channels.telegram import CHANNEL, TOKEN_ENV, TelegramChannel
+from bot.channels.telegram import (
+    CHANNEL,
+    TOKEN_ENV,
+    TelegramChannel,
+    visible_length,
+    visible_text,
+)
 from bot.models import Agency, Change
 from bot.normalise import state_code
 from bot.queries import ChangeFilter, query_changes
-from bot.render import make_environment, render_change, split_text
+from bot.render import ELLIPSIS, make_environment, render_change, split_text, truncate
 from bot.store import Store
 
 if TYPE_CHECKING:
@@ -59,6 +77,15 @@ LONG_POLL_SECONDS = 10
 RETRY_FIRST, RETRY_MAX = 5.0, 300.0
 ADMIN_STATUSES = (ChatMemberStatus.ADMINISTRATOR, ChatMemberStatus.OWNER)
 NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
+MAX_REPLY = MessageLimit.MAX_TEXT_LENGTH
+SLOW_DOWN_EVERY = 60.0  # seconds between two "slow down" replies to one user
+SLOW_DOWN = "Slow down: I answer {limit} commands every {window}; the rest are ignored."
+# Updates handled at once (different chats; one chat's wait in line). Dropped ones take no
+# time, so a flood holds at most commands_per_user + 1 of these per user.
+MAX_CONCURRENT_UPDATES = 256
+# How much of a reply may quote the user's own words back ("Not a US state: …").
+QUOTE_BUDGET = 300
+QUOTED_WORD_MAX = 40
 
 HELP = (
     "I post every change to Ring's map of police partnerships: new partners, ended "
@@ -91,6 +118,132 @@ def parse_states(args: Sequence[str]) -> tuple[list[str], list[str]]:
             unknown.append(words[i])
             i += 1
     return sorted(set(codes)), unknown
+
+
+def summarise(items: Sequence[str], budget: int = QUOTE_BUDGET) -> str:
+    """Items for a reply, HTML-escaped: as many as fit in `budget` characters, then
+    "and 4,998 more" ("foo, bar and 4,998 more"), so quoting input never overflows."""
+    shown: list[str] = []
+    used = 0
+    for item in items:
+        text = html.escape(truncate(item, QUOTED_WORD_MAX))
+        if shown and used + len(text) + 2 > budget:
+            break
+        shown.append(text)
+        used += len(text) + 2
+    more = len(items) - len(shown)
+    return ", ".join(shown) + (f" and {more:,} more" if more else "")
+
+
+class Verdict(enum.Enum):
+    ANSWER = "answer"
+    SLOW_DOWN = "slow down"  # drop it, and tell the user why
+    DROP = "drop"  # drop it silently: they were told a moment ago
+
+
+def command_verdict(
+    recent: Sequence[float], last_warned: float | None, now: float, limit: int, window: float
+) -> Verdict:
+    """Whether to answer a user's command, given when their recent answered ones came."""
+    if sum(1 for at in recent if now - at < window) < limit:
+        return Verdict.ANSWER
+    if last_warned is None or now - last_warned >= SLOW_DOWN_EVERY:
+        return Verdict.SLOW_DOWN
+    return Verdict.DROP
+
+
+@dataclass
+class _UserLimit:
+    answered: deque[float] = field(default_factory=deque)
+    warned: float | None = None
+
+
+class CommandLimiter:
+    """Per-user command budget (command_verdict), remembering only what can still matter."""
+
+    def __init__(self, limit: int, window: float) -> None:
+        self.limit, self.window = limit, window
+        self.users: dict[int, _UserLimit] = {}
+
+    def verdict(self, user: int, now: float) -> Verdict:
+        state = self.users.setdefault(user, _UserLimit())
+        while state.answered and now - state.answered[0] >= self.window:
+            state.answered.popleft()
+        verdict = command_verdict(state.answered, state.warned, now, self.limit, self.window)
+        if verdict is Verdict.ANSWER:
+            state.answered.append(now)
+        elif verdict is Verdict.SLOW_DOWN:
+            state.warned = now
+        if len(self.users) > 10_000:  # forget users with nothing left to remember
+            self.users = {uid: s for uid, s in self.users.items() if self._matters(s, now)}
+        return verdict
+
+    def _matters(self, state: _UserLimit, now: float) -> bool:
+        recent = any(now - at < self.window for at in state.answered)
+        return recent or (state.warned is not None and now - state.warned < SLOW_DOWN_EVERY)
+
+
+def _discard(coroutine: Awaitable[Any]) -> None:
+    """An update's handling that will never run: closed, so nobody warns it was not awaited."""
+    if inspect.iscoroutine(coroutine):
+        coroutine.close()
+
+
+class FairUpdates(BaseUpdateProcessor):
+    """How the Application handles updates: chats side by side, each chat's in order.
+
+    One at a time (PTB's default), a flooder's few allowed replies, paced at one a second
+    per chat, would hold everyone else up; here they only hold up that chat. A user's
+    commands beyond their budget (CommandLimiter) are dropped before they wait for a chat
+    or a slot, so a flood costs nothing but the check."""
+
+    def __init__(self, limiter: CommandLimiter) -> None:
+        super().__init__(MAX_CONCURRENT_UPDATES)
+        self.limiter = limiter
+        self.chat_locks: dict[int, asyncio.Lock] = {}
+        self.chat_users: Counter[int] = Counter()  # updates holding or awaiting a chat lock
+        self.stopping = False  # set by _stop: what still waits for its chat is dropped
+
+    async def do_process_update(self, update: object, coroutine: Awaitable[Any]) -> None:
+        verdict = Verdict.ANSWER
+        chat = 0
+        if isinstance(update, Update) and update.effective_message is not None:
+            sender = update.effective_user or update.effective_chat
+            chat = update.effective_chat.id if update.effective_chat else 0
+            if sender is not None:
+                verdict = self.limiter.verdict(sender.id, time.monotonic())
+        if verdict is Verdict.DROP:
+            _discard(coroutine)
+            return
+        lock = self.chat_locks.setdefault(chat, asyncio.Lock())
+        self.chat_users[chat] += 1
+        try:
+            async with lock:
+                if self.stopping:
+                    _discard(coroutine)
+                elif verdict is Verdict.SLOW_DOWN:
+                    _discard(coroutine)
+                    await self._slow_down(update)
+                else:
+                    await coroutine
+        finally:
+            self.chat_users[chat] -= 1
+            if not self.chat_users[chat]:
+                del self.chat_users[chat], self.chat_locks[chat]
+
+    async def _slow_down(self, update: Update) -> None:
+        log.info("telegram: a user is over the command limit; dropping their commands")
+        window = f"{self.limiter.window:g} seconds"
+        try:
+            await Commands.reply(update, SLOW_DOWN.format(limit=self.limiter.limit, window=window))
+        except TelegramError as exc:
+            log.warning("telegram: could not ask a user to slow down: %s", exc)
+
+    async def initialize(self) -> None:
+        pass  # nothing to set up
+
+    async def shutdown(self) -> None:
+        pass  # nothing to release: the Application waits for the updates in progress
 
 
 def describe_filter(states_json: str | None) -> str:
@@ -136,8 +289,18 @@ class Commands:
 
     @staticmethod
     async def reply(update: Update, text: str) -> None:
-        assert update.effective_message is not None
-        await update.effective_message.reply_html(text, link_preview_options=NO_PREVIEW)
+        message = update.effective_message
+        assert message is not None
+        if visible_length(text) <= MAX_REPLY:
+            await message.reply_html(text, link_preview_options=NO_PREVIEW)
+            return
+        # Telegram refuses the whole reply, and cutting HTML could leave a tag open: send
+        # the readable text, cut to fit. Replies that quote input summarise it before this.
+        log.warning("telegram: a reply of %d characters was cut to fit", visible_length(text))
+        await message.reply_text(
+            visible_text(text)[: MAX_REPLY - len(ELLIPSIS)] + ELLIPSIS,
+            link_preview_options=NO_PREVIEW,
+        )
 
     @staticmethod
     async def may_change(update: Update, context: ContextTypes.DEFAULT_TYPE) -> bool:
@@ -193,7 +356,7 @@ class Commands:
         if unknown:
             await self.reply(
                 update,
-                f"Not a US state: {html.escape(', '.join(unknown))}. "
+                f"Not a US state: {summarise(unknown)}. "
                 "Use codes or names, e.g. <code>/subscribe MN WI</code>.",
             )
             return
@@ -294,7 +457,8 @@ class Commands:
 
 
 def build_application(config: Config, store: Store, bot: ExtBot[None]) -> Application:
-    application = ApplicationBuilder().bot(bot).build()
+    limiter = CommandLimiter(config.telegram.commands_per_user, config.telegram.command_window)
+    application = ApplicationBuilder().bot(bot).concurrent_updates(FairUpdates(limiter)).build()
     Commands(config, store).register(application)
     return application
 
@@ -310,6 +474,10 @@ async def _start(application: Application) -> None:
 
 
 async def _stop(application: Application) -> None:
+    # Application.stop() waits for every update taken in: a queue of commands would hold
+    # the shutdown for minutes. Those still waiting for their chat are dropped instead.
+    if isinstance(application.update_processor, FairUpdates):
+        application.update_processor.stopping = True
     if application.updater is not None and application.updater.running:
         await application.updater.stop()
     if application.running:
