@@ -76,7 +76,7 @@ def main() -> None:
                 "sent": sent,
                 "deliver_s": deliver_s,
                 "finished": finished,
-                "configured_rate": config.telegram.messages_per_second,
+                "configured_rate": config.channel_settings("telegram").messages_per_second,
             }
         )
     )

@@ -242,7 +242,7 @@ async def _run(config: Config, channels: list[Any]) -> int:
     "--channel",
     "channel_name",
     metavar="NAME",
-    help="With --retry-failed: only this channel's messages (telegram, x, console).",
+    help="With --retry-failed: only this channel's messages (telegram, x, mastodon, …).",
 )
 @click.option(
     "--since",
@@ -256,13 +256,13 @@ def deliver(
 
     Example: ringwatch deliver --retry-failed --channel telegram --since 2026-11-20
     """
-    from bot.channels import REGISTRY
+    from bot.channels import registry
     from bot.store import Store
 
     if (channel_name or since) and not retry_failed:
         _fail("--channel and --since only apply to --retry-failed")
-    if channel_name is not None and channel_name not in REGISTRY:
-        _fail(f"--channel: no channel {channel_name!r} (known: {', '.join(REGISTRY)})")
+    if channel_name is not None and channel_name not in registry():
+        _fail(f"--channel: no channel {channel_name!r} (known: {', '.join(registry())})")
     channels = _channels(config)
     with _locked(config):
         store = Store.open(config.db_path, busy_timeout=config.bot.busy_timeout)
@@ -455,10 +455,10 @@ def _age(iso: str) -> str:
 @cli.command("check-config")
 @with_config
 def check_config(config: Config) -> None:
-    """Validate the config and say what is enabled."""
-    from bot.channels import enabled_names
+    """Validate the config, say what is enabled and which secrets are missing."""
+    from bot.channels import enabled_channels
 
-    channels = _channels(config)
+    channels = enabled_channels(config)
     click.echo(f"config: {config.path}{'' if config.path.exists() else ' (not found: defaults)'}")
     click.echo(f"source: {config.source.url} ({config.source.format or 'format inferred'})")
     click.echo(f"state: {config.db_path}")
@@ -468,7 +468,7 @@ def check_config(config: Config) -> None:
         f"missing more than {config.guard.max_missing_share:.0%} of agencies, or adding more "
         f"than {config.guard.max_added_share:.0%}, is not believed"
     )
-    click.echo(f"channels: {', '.join(enabled_names(config)) or 'none'}")
+    click.echo(f"channels: {', '.join(ch.name for ch in channels) or 'none'}")
     feed = config.feed_path
     click.echo(f"feed: {feed} ({config.feed.entries} entries)" if feed else "feed: off")
     summary = config.summary
@@ -478,9 +478,57 @@ def check_config(config: Config) -> None:
     history = config.import_
     click.echo(f"import: Wayback Machine at {history.wayback_url} "
                f"(pause {history.pause:g}s, timeout {history.timeout:g}s)")  # fmt: skip
+    problems = []
     for channel in channels:
-        click.echo(f"  {channel.name}: {len(channel.style().templates)} template folders, ok")
+        missing = channel.problems()
+        secrets = ", ".join(channel.secrets) or "none needed"
+        verdict = "; ".join(missing) if missing else "ok"
+        click.echo(f"  {channel.name}: {len(channel.style().templates)} template folders, "
+                   f"secrets: {secrets}: {verdict}")  # fmt: skip
+        problems += missing
+    if problems:
+        _fail("; ".join(problems))
     click.echo("config ok")
+
+
+@cli.command("send-test")
+@with_config
+@click.argument("channel_name", metavar="CHANNEL")
+def send_test(config: Config, channel_name: str) -> None:
+    """Send one test message through an enabled channel and print what the platform
+    answered: exit 0 when it arrived, 3 when it did not.
+
+    It goes to the channel's configured recipients (its maintainers when it has any),
+    never to subscribers, and not through the outbox.
+
+    Example: ringwatch send-test mastodon
+    """
+    import asyncio
+
+    from bot.channels import enabled_names, load_channel, registry
+    from bot.deliver import send_test as send_test_message
+    from bot.store import Store, utc_now
+
+    if channel_name not in registry():
+        _fail(f"no channel {channel_name!r} (known: {', '.join(registry())})")
+    if channel_name not in enabled_names(config):
+        _fail(f"{channel_name} is not enabled: set enabled = true in [{channel_name}] "
+              f"of {config.path}")  # fmt: skip
+    channel = load_channel(channel_name, config)
+    if channel.problems():
+        _fail("; ".join(channel.problems()))
+    _make_state_dir(config.state_dir)
+    store = Store.open(config.db_path)
+    try:
+        results = asyncio.run(send_test_message(store, channel, config.alerts, utc_now()))
+    finally:
+        store.close()
+    if not results:
+        _fail(f"{channel_name} has no configured recipient to send a test message to", 3)
+    for result in results:
+        click.echo(f"{channel_name}:{result.recipient}: {result.answer}")
+    if not all(result.ok for result in results):
+        sys.exit(3)
 
 
 @cli.command()

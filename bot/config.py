@@ -128,35 +128,6 @@ class AlertsConfig:
 
 
 @dataclass(frozen=True)
-class ConsoleConfig:
-    enabled: bool | None = None  # None: on when no other channel is enabled
-
-
-@dataclass(frozen=True)
-class TelegramConfig:
-    enabled: bool = False
-    channel: str | None = None
-    admins: list[int] = field(default_factory=list)
-    api_base_url: str = "https://api.telegram.org/bot"
-    link_previews: bool = False
-    messages_per_second: float = 30.0
-    # Commands one user may send per command_window; the rest are dropped (one "slow down").
-    commands_per_user: int = 5
-    command_window: Duration = Duration(10)
-
-
-@dataclass(frozen=True)
-class XConfig:
-    enabled: bool = False
-    api_base_url: str = "https://api.twitter.com"
-    max_posts_per_day: int = 50
-    max_posts_per_poll: int = 10
-    include_links: bool = False
-    cost_per_post: float = 0.015
-    cost_per_post_with_link: float = 0.20
-
-
-@dataclass(frozen=True)
 class FeedConfig:
     path: str | None = None  # None: no feed; relative to the config file's folder
     entries: int = 50
@@ -197,13 +168,21 @@ class Config:
     source: SourceConfig = field(default_factory=SourceConfig)
     guard: GuardConfig = field(default_factory=GuardConfig)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
-    console: ConsoleConfig = field(default_factory=ConsoleConfig)
-    telegram: TelegramConfig = field(default_factory=TelegramConfig)
-    x: XConfig = field(default_factory=XConfig)
     feed: FeedConfig = field(default_factory=FeedConfig)
     summary: SummaryConfig = field(default_factory=SummaryConfig)
     site: SiteConfig = field(default_factory=SiteConfig)
     import_: ImportConfig = field(default_factory=ImportConfig)  # [import]: a Python keyword
+    # Each configured channel's section ([telegram], [mastodon], a plug-in's), validated by
+    # the dataclass its class declares (Channel.Settings); see bot.channels.
+    channels: dict[str, Any] = field(default_factory=dict)
+
+    def channel_settings(self, name: str) -> Any:
+        """A channel's section, or its defaults when the file has none."""
+        if name in self.channels:
+            return self.channels[name]
+        from bot.channels import channel_class
+
+        return channel_class(name).Settings()
 
     @property
     def site_path(self) -> Path:
@@ -240,14 +219,18 @@ class Config:
 
     @property
     def console_enabled(self) -> bool:
-        if self.console.enabled is not None:
-            return self.console.enabled
-        return not (self.telegram.enabled or self.x.enabled)
+        """[console] enabled, or by default: on when no other channel is."""
+        console = self.channels.get("console")
+        if console is not None and console.enabled is not None:
+            return console.enabled
+        return not any(s.enabled for name, s in self.channels.items() if name != "console")
 
 
 # TOML section → Config field ([import] is the field import_).
 SECTION_FIELDS: dict[str, str] = {
-    f.name.removesuffix("_"): f.name for f in dataclasses.fields(Config) if f.name != "path"
+    f.name.removesuffix("_"): f.name
+    for f in dataclasses.fields(Config)
+    if f.name not in ("path", "channels")
 }
 SECTIONS: dict[str, type] = {
     section: typing.get_type_hints(Config)[name] for section, name in SECTION_FIELDS.items()
@@ -409,14 +392,11 @@ def _check_values(config: Config) -> None:
             )
     if config.bot.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         fail("bot.log_level", "must be DEBUG, INFO, WARNING or ERROR")
-    if config.x.max_posts_per_day < 1 or config.x.max_posts_per_poll < 1:
-        fail("x.max_posts_per_day/max_posts_per_poll", "must be at least 1")
-    if config.telegram.messages_per_second <= 0:
-        fail("telegram.messages_per_second", "must be positive")
-    if config.telegram.commands_per_user < 1:
-        fail("telegram.commands_per_user", "must be at least 1")
-    if config.telegram.command_window <= 0:
-        fail("telegram.command_window", "must be a positive duration such as '10s'")
+    from bot.channels import channel_class
+
+    for name, settings in config.channels.items():
+        for key, channel_problem in channel_class(name).check_settings(settings):
+            fail(f"{name}.{key}", channel_problem)
     if config.feed.entries < 1:
         fail("feed.entries", "must be at least 1")
     if config.summary.days < 1:
@@ -488,15 +468,22 @@ def _relative_to(config_dir: Path, url: str) -> str:
 
 def parse_config(data: dict[str, Any], path: Path) -> Config:
     """Validate an already-decoded TOML document."""
+    from bot.channels import channel_class, registry
+
     sections: dict[str, Any] = {}
+    channels: dict[str, Any] = {}
     for name, table in data.items():
-        if name not in SECTIONS:
-            raise ConfigError(f"{path}: unknown section [{name}]{_suggest(name, list(SECTIONS))}")
-        sections[SECTION_FIELDS[name]] = _build_section(SECTIONS[name], table, name, path)
+        if name in SECTIONS:
+            sections[SECTION_FIELDS[name]] = _build_section(SECTIONS[name], table, name, path)
+        elif name in registry():
+            channels[name] = _build_section(channel_class(name).Settings, table, name, path)
+        else:
+            known = [*SECTIONS, *registry()]
+            raise ConfigError(f"{path}: unknown section [{name}]{_suggest(name, known)}")
     if "source" in sections:
         source = sections["source"]
         sections["source"] = dataclasses.replace(source, url=_relative_to(path.parent, source.url))
-    config = Config(path=path, **sections)
+    config = Config(path=path, channels=channels, **sections)
     _check_values(config)
     return config
 
@@ -520,6 +507,9 @@ def load_config(path: str | os.PathLike[str] | None = None, *, required: bool = 
 
 def with_overrides(config: Config, section: str, **values: Any) -> Config:
     """A copy of config with some keys of one section replaced (CLI flags, demo)."""
+    if section not in SECTIONS:  # a channel's
+        settings = dataclasses.replace(config.channel_settings(section), **values)
+        return dataclasses.replace(config, channels={**config.channels, section: settings})
     return dataclasses.replace(
         config, **{section: dataclasses.replace(getattr(config, section), **values)}
     )

@@ -26,7 +26,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from bot.channels.base import Channel, PermanentFailure, RecipientGone, RetryLater
+from bot.channels.base import Channel, Delivery, PermanentFailure, RecipientGone, RetryLater
 from bot.config import AlertsConfig
 from bot.logs import redact
 from bot.notify import Audience, plan_maintainer_message
@@ -150,10 +150,10 @@ class _ChannelRound:
     def _halted(self) -> bool:
         return self.paused.is_set() or self.stop.is_set()
 
-    async def _admitted(self, row: dict[str, Any]) -> bool:
+    async def _admitted(self, delivery: Delivery) -> bool:
         """Wait for the channel's turn; False when the round halts first, so neither a
         pause nor a shutdown waits out the pacer (a flood wait can last minutes)."""
-        turn = asyncio.ensure_future(self.channel.admit(row))
+        turn = asyncio.ensure_future(self.channel.admit(delivery))
         halts = [asyncio.ensure_future(event.wait()) for event in (self.stop, self.paused)]
         try:
             await asyncio.wait([turn, *halts], return_when=asyncio.FIRST_COMPLETED)
@@ -187,16 +187,17 @@ class _ChannelRound:
                 row["id"], self.clock() + THREAD_PART_WAIT, "waiting for the previous part"
             )
             return False
+        delivery = Delivery.from_row(row, reply_to)
         async with self.wire:
             # Claimed only once the channel's pacing lets it go: a row waiting for its
             # turn is not in flight, and a crash does not repeat it.
-            if not await self._admitted(row):
+            if not await self._admitted(delivery):
                 return False
             if not self.store.outbox.claim(row["id"]):
                 return True  # another worker has it
             try:
                 external_id = await asyncio.wait_for(
-                    self.channel.send(row, reply_to), self.alerts.send_timeout
+                    self.channel.send(delivery), self.alerts.send_timeout
                 )
             except Exception as exc:
                 return self._record(row, classify(exc, self.alerts.send_timeout))
@@ -309,3 +310,48 @@ async def deliver_pending(
     if report.gave_up:
         warn_gave_up(store, channels, report, alerts, templates)
     return report
+
+
+@dataclass(frozen=True)
+class TestResult:
+    recipient: str
+    answer: str  # the platform's message id, or what went wrong
+    ok: bool
+
+
+async def send_test(
+    store: Store, channel: Channel, alerts: AlertsConfig, now: str
+) -> list[TestResult]:
+    """One test message to each configured recipient of `channel` (its maintainers when it
+    has any, never its subscribers), straight to the platform: the outbox is untouched."""
+    subscribed = {row["chat_id"] for row in store.subscribers(channel.name)}
+    configured = [r for r in channel.recipients(store) if r.id not in subscribed]
+    targets = [r for r in configured if r.maintainer] or configured
+    text = (
+        f"ringwatch test message ({now}): if you can read this, the {channel.name} channel works."
+    )
+    results = []
+    await channel.open()
+    try:
+        for recipient in targets:
+            delivery = Delivery(
+                id=0,
+                channel=channel.name,
+                recipient=recipient.id,
+                kind="test",
+                group_key=f"send-test:{now}",
+                part=0,
+                text=text,
+                created_at=now,
+            )
+            try:
+                answer = await asyncio.wait_for(channel.send(delivery), alerts.send_timeout)
+            except Exception as exc:
+                outcome = classify(exc, alerts.send_timeout)
+                results.append(TestResult(recipient.id, outcome.reason, ok=False))
+            else:
+                said = f"sent (id {answer})" if answer else "sent"
+                results.append(TestResult(recipient.id, said, ok=True))
+    finally:
+        await channel.close()
+    return results

@@ -15,6 +15,7 @@ import re
 from urllib.parse import quote, quote_plus
 
 MIN_SECRET_LENGTH = 4  # shorter values would redact ordinary words
+_LIST_SEPARATORS = re.compile(r"[\s,]+")
 
 
 def _forms(value: str) -> set[str]:
@@ -32,9 +33,14 @@ def _pattern(secrets: tuple[tuple[str, str], ...]) -> tuple[re.Pattern[str], dic
 
 
 def _secrets() -> tuple[tuple[str, str], ...]:
+    """(variable, value) of every secret; a list of several (APPRISE_URLS: one URL per
+    target, space- or comma-separated) also has each of its items, which an error quotes."""
     from bot.channels import secret_env_vars
 
-    pairs = ((name, os.environ.get(name, "").strip()) for name in secret_env_vars())
+    pairs = set()
+    for name in secret_env_vars():
+        value = os.environ.get(name, "").strip()
+        pairs |= {(name, item) for item in {value, *_LIST_SEPARATORS.split(value)}}
     return tuple(sorted((n, v) for n, v in pairs if len(v) >= MIN_SECRET_LENGTH))
 
 

@@ -47,7 +47,8 @@ def plan_alerts(
     messages: list[OutboxMessage] = []
     for audience in audiences:
         style = audience.style
-        threshold = min(digest_threshold, style.digest_threshold or digest_threshold)
+        # A channel may set its own (X: its posts cost; a webhook: one POST per change).
+        threshold = digest_threshold if style.digest_threshold is None else style.digest_threshold
         rendered: dict[tuple[int, ...], list[list[str]]] = {}  # many subscribers share a filter
         for recipient in audience.recipients:
             if not recipient.alerts:

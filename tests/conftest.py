@@ -69,7 +69,12 @@ def start_cli(*args: str, env: dict[str, str] | None = None, **popen: Any) -> su
 SAMPLES = REPO / "bot" / "samples"
 
 
-def poll_samples(server: SourceServer, directory: Path, extra_config: str = "") -> Path:
+def poll_samples(
+    server: SourceServer,
+    directory: Path,
+    extra_config: str = "",
+    env: dict[str, str] | None = None,
+) -> Path:
     """Poll the bundled snapshots through the real CLI: baseline, later, later again (the
     repeat confirms the one removal). Returns the config path."""
     url = server.serve(
@@ -83,7 +88,7 @@ def poll_samples(server: SourceServer, directory: Path, extra_config: str = "") 
         directory, f'[source]\nurl = "{url}"\nformat = "kml"\n{guard}{extra_config}'
     )
     for _ in range(3):
-        result = run_cli("poll", "--config", str(config))
+        result = run_cli("poll", "--config", str(config), env=env)
         assert result.returncode == 0, result.stderr
     return config
 

@@ -16,7 +16,15 @@ import pytest
 import sqlite_utils
 
 from bot.channels import REGISTRY, load_channel, secret_env_vars
-from bot.channels.base import Channel, PermanentFailure, Recipient, RecipientGone, RetryLater, Style
+from bot.channels.base import (
+    Channel,
+    Delivery,
+    PermanentFailure,
+    Recipient,
+    RecipientGone,
+    RetryLater,
+    Style,
+)
 from bot.config import AlertsConfig, Config, Duration
 from bot.deliver import backoff_delay, deliver_pending
 from bot.store import MIGRATIONS, OutboxMessage, Store
@@ -111,12 +119,12 @@ class ScriptedChannel(Channel):
     def recipients(self, store: Store) -> list[Recipient]:
         return [Recipient(r) for r in self.script]
 
-    async def send(self, row: dict[str, Any], reply_to: str | None) -> str | None:
-        outcomes = self.script[row["recipient"]]
+    async def send(self, delivery: Delivery) -> str | None:
+        outcomes = self.script[delivery.recipient]
         outcome = outcomes.pop(0) if outcomes else None
         if outcome is not None:
             raise outcome
-        self.sent.append((row["recipient"], row["text"]))
+        self.sent.append((delivery.recipient, delivery.text))
         return f"m{len(self.sent)}"
 
     def recipient_gone(self, store: Store, recipient: str, reason: str) -> None:

@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-from bot.channels.base import Channel, Recipient, Style
+from bot.channels.base import Channel, Delivery, Recipient, Style
 from bot.channels.x import CREDENTIAL_ENV_VARS
 from bot.scheduler import Runner
 from bot.store import Store
@@ -90,9 +90,9 @@ class HeldChannel(Channel):
     def recipients(self, store: Store) -> list[Recipient]:
         return [Recipient("subscriber", maintainer=True)]
 
-    async def send(self, row: dict[str, Any], reply_to: str | None) -> str | None:
+    async def send(self, delivery: Delivery) -> str | None:
         await self.release.wait()
-        self.sent.append(row["text"])
+        self.sent.append(delivery.text)
         return None
 
 

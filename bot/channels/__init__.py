@@ -1,19 +1,48 @@
-"""Channel registry: name → "module:Class", imported only when enabled (keeps --help fast)."""
+"""Channel registry: name → "module:Class", imported only when configured (keeps --help fast).
+
+The built-in channels are listed here; any installed distribution can add one through
+the entry-point group `ringwatch.channels` (`name = "package.module:Class"`), and it
+then gets its own `[name]` config section, check-config line and secret redaction
+like the built-in ones (docs/channels.md, "Writing a channel").
+"""
 
 from __future__ import annotations
 
+import functools
 import importlib
+from importlib.metadata import entry_points
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from bot.channels.base import Channel
     from bot.config import Config
 
+ENTRY_POINT_GROUP = "ringwatch.channels"
 REGISTRY = {
     "console": "bot.channels.console:ConsoleChannel",
     "telegram": "bot.channels.telegram:TelegramChannel",
     "x": "bot.channels.x:XChannel",
+    "mastodon": "bot.channels.mastodon:MastodonChannel",
+    "bluesky": "bot.channels.bluesky:BlueskyChannel",
+    "webhook": "bot.channels.webhook:WebhookChannel",
+    "apprise": "bot.channels.apprise:AppriseChannel",
 }
+
+
+@functools.cache
+def registry() -> dict[str, str]:
+    """Every channel this installation knows: the built-in ones, then plug-ins (a plug-in
+    cannot replace a built-in channel)."""
+    found = dict(REGISTRY)
+    for entry in entry_points(group=ENTRY_POINT_GROUP):
+        found.setdefault(entry.name, entry.value)
+    return found
+
+
+@functools.cache
+def channel_class(name: str) -> type[Channel]:
+    module_name, class_name = registry()[name].split(":")
+    return getattr(importlib.import_module(module_name), class_name)
 
 
 def secret_env_vars() -> set[str]:
@@ -30,15 +59,17 @@ def secret_env_vars() -> set[str]:
 
 
 def enabled_names(config: Config) -> list[str]:
+    """Console first (when on), then the enabled channels in registry order."""
     names = ["console"] if config.console_enabled else []
-    names += [name for name in ("telegram", "x") if getattr(config, name).enabled]
-    return names
+    return names + [
+        name
+        for name in registry()
+        if name != "console" and name in config.channels and config.channels[name].enabled
+    ]
 
 
 def load_channel(name: str, config: Config) -> Channel:
-    module_name, class_name = REGISTRY[name].split(":")
-    cls = getattr(importlib.import_module(module_name), class_name)
-    return cls(config)
+    return channel_class(name)(config)
 
 
 def enabled_channels(config: Config) -> list[Channel]:

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
+from dataclasses import dataclass
 
-from bot.channels.base import Channel, Recipient, Style
+from bot.channels.base import Channel, Delivery, Recipient, Style
 from bot.store import Store
+
+
+@dataclass(frozen=True)
+class ConsoleSettings:
+    enabled: bool | None = None  # None: on when no other channel is enabled
 
 
 class ConsoleChannel(Channel):
     name = "console"
+    Settings = ConsoleSettings
 
     def style(self) -> Style:
         return Style(templates=("console", "text"), extension="txt", max_length=100_000)
@@ -18,6 +24,6 @@ class ConsoleChannel(Channel):
     def recipients(self, store: Store) -> list[Recipient]:
         return [Recipient("stdout", alerts=True, maintainer=True)]
 
-    async def send(self, row: dict[str, Any], reply_to: str | None) -> str | None:
-        print(row["text"], file=sys.stdout, flush=True)
+    async def send(self, delivery: Delivery) -> str | None:
+        print(delivery.text, file=sys.stdout, flush=True)
         return None

@@ -19,6 +19,7 @@ import logging
 import os
 import re
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -31,12 +32,14 @@ from telegram.request import HTTPXRequest
 
 from bot.channels.base import (
     Channel,
+    Delivery,
     PermanentFailure,
     Recipient,
     RecipientGone,
     RetryLater,
     Style,
 )
+from bot.config import Duration
 from bot.store import Store
 
 if TYPE_CHECKING:
@@ -81,6 +84,19 @@ def is_private_chat(chat_id: int | str) -> bool:
 
 def seconds(value: timedelta | float) -> float:
     return value.total_seconds() if isinstance(value, timedelta) else float(value)
+
+
+@dataclass(frozen=True)
+class TelegramSettings:
+    enabled: bool = False
+    channel: str | None = None
+    admins: list[int] = field(default_factory=list)
+    api_base_url: str = "https://api.telegram.org/bot"
+    link_previews: bool = False
+    messages_per_second: float = 30.0
+    # Commands one user may send per command_window; the rest are dropped (one "slow down").
+    commands_per_user: int = 5
+    command_window: Duration = Duration(10)
 
 
 class TelegramPacer(BaseRateLimiter[None]):
@@ -148,12 +164,12 @@ class TelegramPacer(BaseRateLimiter[None]):
 
 
 def make_bot(config: Config, token: str, pacer: TelegramPacer | None) -> ExtBot[None]:
-    """A Bot for `config.telegram.api_base_url` whose connection pool fits the concurrency.
+    """A Bot for `[telegram] api_base_url` whose connection pool fits the concurrency.
     Without a pacer the caller paces its sends itself (TelegramChannel.admit)."""
     pool = TelegramChannel.concurrency + 8
     return ExtBot(
         token,
-        base_url=config.telegram.api_base_url,
+        base_url=config.channel_settings(CHANNEL).api_base_url,
         request=HTTPXRequest(connection_pool_size=pool, pool_timeout=30.0),
         rate_limiter=pacer,
     )
@@ -161,6 +177,7 @@ def make_bot(config: Config, token: str, pacer: TelegramPacer | None) -> ExtBot[
 
 class TelegramChannel(Channel):
     name = CHANNEL
+    Settings = TelegramSettings
     secrets = (TOKEN_ENV,)
     # Recipients served at once, so the pacer's 30/s stays busy while some wait for their
     # chat's turn; alerts.max_in_flight bounds the requests actually on the wire.
@@ -168,7 +185,6 @@ class TelegramChannel(Channel):
 
     def __init__(self, config: Config) -> None:
         super().__init__(config)
-        self.settings = config.telegram
         self.pacer = TelegramPacer(self.settings.messages_per_second)
         self._bot: ExtBot[None] | None = None
         self._open_error: Exception | None = None
@@ -178,10 +194,16 @@ class TelegramChannel(Channel):
     def token(self) -> str:
         return os.environ.get(TOKEN_ENV, "").strip()
 
-    def problems(self) -> list[str]:
-        if not self.token:
-            return [f"telegram is enabled but {TOKEN_ENV} is not set in the environment"]
-        return []
+    @classmethod
+    def check_settings(cls, settings: TelegramSettings) -> list[tuple[str, str]]:
+        problems = []
+        if settings.messages_per_second <= 0:
+            problems.append(("messages_per_second", "must be positive"))
+        if settings.commands_per_user < 1:
+            problems.append(("commands_per_user", "must be at least 1"))
+        if settings.command_window <= 0:
+            problems.append(("command_window", "must be a positive duration such as '10s'"))
+        return problems
 
     def style(self) -> Style:
         return Style(
@@ -226,43 +248,43 @@ class TelegramChannel(Channel):
             await self._bot.shutdown()
             self._bot = None
 
-    async def admit(self, row: dict[str, Any]) -> None:
-        recipient = self._migrated.get(row["recipient"], row["recipient"])
+    async def admit(self, delivery: Delivery) -> None:
+        recipient = self._migrated.get(delivery.recipient, delivery.recipient)
         await self.pacer.wait_turn(chat_id_param(recipient))
 
-    async def send(self, row: dict[str, Any], reply_to: str | None) -> str | None:
+    async def send(self, delivery: Delivery) -> str | None:
         if self._bot is None or self._open_error is not None:
             error = self._translate(self._open_error or RuntimeError("the channel is not open"))
             if isinstance(error, RetryLater):
                 raise error
             # Unreachable: one message counts the attempt, the rest wait with it.
             raise RetryLater(UNREACHABLE_PAUSE, f"Bot API unreachable: {error}", whole_channel=True)
-        recipient = self._migrated.get(row["recipient"], row["recipient"])
+        recipient = self._migrated.get(delivery.recipient, delivery.recipient)
         try:
             try:
-                message = await self._send(recipient, row)
+                message = await self._send(recipient, delivery)
             except ChatMigrated as exc:
                 new_chat = str(exc.new_chat_id)
-                self._follow_migration(row["recipient"], new_chat)
+                self._follow_migration(delivery.recipient, new_chat)
                 await self.pacer.wait_turn(chat_id_param(new_chat))
-                message = await self._send(new_chat, row)
+                message = await self._send(new_chat, delivery)
         except Exception as exc:
             error = self._translate(exc)
-            if isinstance(error, RecipientGone) and self._configured(row["recipient"]):
+            if isinstance(error, RecipientGone) and self._configured(delivery.recipient):
                 # A chat named in the config is a maintainer's mistake to fix, not a
                 # subscriber leaving: fail this message, keep the rest queued for it.
-                error = PermanentFailure(f"configured chat {row['recipient']}: {error}")
+                error = PermanentFailure(f"configured chat {delivery.recipient}: {error}")
             raise error from exc
         return str(message.message_id)
 
     def _configured(self, recipient: str) -> bool:
         return recipient == self.settings.channel or recipient in map(str, self.settings.admins)
 
-    async def _send(self, recipient: str, row: dict[str, Any]) -> Message:
+    async def _send(self, recipient: str, delivery: Delivery) -> Message:
         assert self._bot is not None
         chat_id = chat_id_param(recipient)
-        text = row["text"]
-        attachment = row.get("attachment")
+        text = delivery.text
+        attachment = delivery.attachment
         if attachment:
             caption_fits = visible_length(text) <= MessageLimit.CAPTION_LENGTH
             with Path(attachment).open("rb") as photo:

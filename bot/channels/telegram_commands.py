@@ -274,7 +274,7 @@ class Commands:
         self.store = store
         self.env = make_environment(config.templates_path)
         self.style = TelegramChannel(config).style()
-        self.admins = set(config.telegram.admins)
+        self.admins = set(config.channel_settings("telegram").admins)
 
     def register(self, application: Application) -> None:
         for name in ("start", "subscribe", "unsubscribe", "states", "latest", "stats", "help"):
@@ -457,7 +457,8 @@ class Commands:
 
 
 def build_application(config: Config, store: Store, bot: ExtBot[None]) -> Application:
-    limiter = CommandLimiter(config.telegram.commands_per_user, config.telegram.command_window)
+    settings = config.channel_settings(CHANNEL)
+    limiter = CommandLimiter(settings.commands_per_user, settings.command_window)
     application = ApplicationBuilder().bot(bot).concurrent_updates(FairUpdates(limiter)).build()
     Commands(config, store).register(application)
     return application

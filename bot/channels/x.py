@@ -14,24 +14,29 @@ what tweepy addresses to api.twitter.com to `x.api_base_url` instead (a stub, a 
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import html
 import logging
 import os
-import threading
 import time
 import unicodedata
-from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NoReturn
 
 import requests
 import tweepy
 from requests.adapters import HTTPAdapter
 from twitter_text import extract_urls, parse_tweet
 
-from bot.channels.base import Channel, PermanentFailure, Recipient, RetryLater, Style
+from bot.channels.base import (
+    Channel,
+    Delivery,
+    PermanentFailure,
+    Recipient,
+    RetryLater,
+    Style,
+    in_own_thread,
+)
 from bot.store import Store
 
 log = logging.getLogger(__name__)
@@ -51,6 +56,17 @@ RATE_LIMIT_FALLBACK = 15 * 60.0  # a 429 without a reset header: X's windows are
 REFUSED_PAUSE = 3600.0  # after a 401/403 nothing is tried again until a restart
 DUPLICATE_MESSAGE = "duplicate content"
 RECENT_POSTS = 20  # where a post refused as a duplicate is looked for
+
+
+@dataclass(frozen=True)
+class XSettings:
+    enabled: bool = False
+    api_base_url: str = "https://api.twitter.com"
+    max_posts_per_day: int = 50
+    max_posts_per_poll: int = 10
+    include_links: bool = False
+    cost_per_post: float = 0.015
+    cost_per_post_with_link: float = 0.20
 
 
 def weighted_length(text: str) -> int:
@@ -104,39 +120,6 @@ def make_client(api_base_url: str) -> tweepy.Client:
     return client
 
 
-T = TypeVar("T")
-
-
-async def in_own_thread(call: Callable[..., T], /, **kwargs: Any) -> T:
-    """Run a blocking call (tweepy's) in a daemon thread of its own.
-
-    deliver.py abandons a send that outlives alerts.send_timeout; asyncio.to_thread's
-    executor thread would then keep `asyncio.run` (and the process) waiting at exit for
-    a request that drips its answer. A daemon thread is simply left behind.
-    """
-    loop = asyncio.get_running_loop()
-    future: asyncio.Future[T] = loop.create_future()
-
-    def settle(result: T | None, error: BaseException | None) -> None:
-        if future.done():  # abandoned: the deadline passed
-            return
-        if error is not None:
-            future.set_exception(error)
-        else:
-            future.set_result(result)  # type: ignore[arg-type]
-
-    def run() -> None:
-        try:
-            result, error = call(**kwargs), None
-        except BaseException as exc:  # handed to the awaiting coroutine
-            result, error = None, exc
-        with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
-            loop.call_soon_threadsafe(settle, result, error)
-
-    threading.Thread(target=run, name="x-request", daemon=True).start()
-    return await future
-
-
 def _header_int(headers: Any, name: str) -> int | None:
     try:
         return int(headers[name])
@@ -164,6 +147,7 @@ def _is_duplicate(exc: tweepy.Forbidden) -> bool:
 
 class XChannel(Channel):
     name = "x"
+    Settings = XSettings
     secrets = CREDENTIAL_ENV_VARS
 
     def __init__(self, config: Any) -> None:
@@ -174,7 +158,7 @@ class XChannel(Channel):
         self._refused: str | None = None  # why X refused us during this run
 
     def style(self) -> Style:
-        x = self.config.x
+        x = self.settings
         return Style(
             templates=("x", "text"),
             extension="txt",
@@ -189,15 +173,15 @@ class XChannel(Channel):
         # Maintainer warnings are not for a public timeline.
         return [Recipient(ACCOUNT, alerts=True, maintainer=False)]
 
-    def problems(self) -> list[str]:
-        missing = [name for name in CREDENTIAL_ENV_VARS if not os.environ.get(name)]
-        if not missing:
-            return []
-        return [f"x: set the environment variables {', '.join(missing)} (see README, X section)"]
+    @classmethod
+    def check_settings(cls, settings: XSettings) -> list[tuple[str, str]]:
+        if settings.max_posts_per_day < 1 or settings.max_posts_per_poll < 1:
+            return [("max_posts_per_day/max_posts_per_poll", "must be at least 1")]
+        return []
 
     async def open(self) -> None:
         if self._client is None and not self.problems():
-            self._client = make_client(self.config.x.api_base_url)
+            self._client = make_client(self.settings.api_base_url)
         self._store = Store.open(self.config.db_path)
 
     async def close(self) -> None:
@@ -207,7 +191,7 @@ class XChannel(Channel):
 
     # --- sending ------------------------------------------------------------------------
 
-    async def send(self, row: dict[str, Any], reply_to: str | None) -> str | None:
+    async def send(self, delivery: Delivery) -> str | None:
         if self._client is None:
             raise RetryLater(
                 REFUSED_PAUSE, "; ".join(self.problems()), whole_channel=True, counts=False
@@ -223,8 +207,8 @@ class XChannel(Channel):
         try:
             response = await in_own_thread(
                 self._client.create_tweet,
-                text=row["text"],
-                in_reply_to_tweet_id=reply_to or None,
+                text=delivery.text,
+                in_reply_to_tweet_id=delivery.reply_to or None,
                 user_auth=True,
             )
         except tweepy.TooManyRequests as exc:
@@ -234,7 +218,7 @@ class XChannel(Channel):
             ) from None
         except tweepy.Forbidden as exc:
             if _is_duplicate(exc):
-                return await self._already_posted(row, reply_to)
+                return await self._already_posted(delivery)
             self._refuse(exc)
         except tweepy.Unauthorized as exc:
             self._refuse(exc)
@@ -245,7 +229,7 @@ class XChannel(Channel):
     def _check_budget(self) -> None:
         """Raise RetryLater until the rolling 24-hour window has room for one more post."""
         assert self._store is not None
-        cap = self.config.x.max_posts_per_day
+        cap = self.settings.max_posts_per_day
         now = datetime.now(UTC)
         sent = sorted(
             row["sent_at"]
@@ -261,22 +245,22 @@ class XChannel(Channel):
             counts=False,
         )
 
-    async def _already_posted(self, row: dict[str, Any], reply_to: str | None) -> str:
+    async def _already_posted(self, delivery: Delivery) -> str:
         """X refused a post as a duplicate: it is there already (sent before a kill).
 
         A later part of a thread needs its id to reply to, so look for it among our
         recent posts; failing that, the parent's id keeps the thread together.
         """
         log.warning(
-            "x: message %d is already on X (duplicate content): recorded as sent", row["id"]
+            "x: message %d is already on X (duplicate content): recorded as sent", delivery.id
         )
         try:
-            found = await in_own_thread(self._find_recent_post, text=row["text"])
+            found = await in_own_thread(self._find_recent_post, text=delivery.text)
         except (tweepy.TweepyException, requests.RequestException) as exc:
             log.warning("x: could not look the earlier post up: %s", exc)
             found = None
         # "" (not None) lets a following part go out on its own rather than wait forever.
-        return found or reply_to or ""
+        return found or delivery.reply_to or ""
 
     def _find_recent_post(self, text: str) -> str | None:
         assert self._client is not None
@@ -302,30 +286,16 @@ class XChannel(Channel):
         raise PermanentFailure(reason) from None
 
     def _warn_maintainers(self, message: str) -> None:
-        """One warning per failure streak (since the last post that went out), on the
-        other channels: maintainer warnings never go to the public X account."""
-        from bot.channels import enabled_channels
-        from bot.notify import plan_maintainer_message
-        from bot.poll import audiences
-        from bot.render import make_environment
-
+        """One warning per failure streak (since the last post that went out)."""
         assert self._store is not None
         log.error("x: %s", message)
-        others = [ch for ch in enabled_channels(self.config) if ch.name != self.name]
         last_sent = self._store.outbox.last_sent_id(self.name)
-        messages = plan_maintainer_message(
-            make_environment(self.config.templates_path),
-            audiences(others, self._store),
-            kind="warning",
-            group=f"warning:x-refused:{last_sent}",  # queued twice, stored once
-            message=message,
-        )
-        self._store.outbox.queue(None, messages)
+        self.warn_maintainers(self._store, message, f"warning:x-refused:{last_sent}")
 
     # --- status -------------------------------------------------------------------------
 
     def status_lines(self, store: Store) -> list[str]:
-        x = self.config.x
+        x = self.settings
         now = datetime.now(UTC)
         month_start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
         month = store.outbox.sent_since(self.name, _iso(month_start))

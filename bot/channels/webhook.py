@@ -1,0 +1,233 @@
+"""The webhook channel: one signed JSON POST per change to each configured URL.
+
+The body follows the versioned schema `ringwatch.change/1` (docs/channels.md); fields
+may be added, never renamed or removed, without a new version. Headers follow GitHub's
+convention: `X-Ringwatch-Delivery` is the same on every retry of one delivery (receivers
+de-duplicate by it), and with `RINGWATCH_WEBHOOK_SECRET` set,
+`X-Ringwatch-Signature-256: sha256=<hex HMAC-SHA256 of the raw body>`.
+
+Each URL is a recipient: a 410 Gone disables that URL (remembered in the subscribers
+table) with one maintainer warning; 408, 429, 5xx and network errors are retried
+(a Retry-After is honoured); any other answer that is not 2xx fails the message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import requests
+
+from bot.channels.base import (
+    Channel,
+    Delivery,
+    PermanentFailure,
+    Recipient,
+    RecipientGone,
+    RetryLater,
+    Style,
+    in_own_thread,
+)
+from bot.config import Duration
+from bot.safe import http_url
+from bot.store import Store
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "webhook"
+SECRET_ENV = "RINGWATCH_WEBHOOK_SECRET"
+CHANGE_SCHEMA = "ringwatch.change/1"
+MESSAGE_SCHEMA = "ringwatch.message/1"  # anything that is not one change (a summary, a test)
+USER_AGENT = "ringwatch-webhook/1"
+RETRIED_STATUSES = frozenset({408, 429})
+AGENCY_FIELDS = ("key", "name", "city", "state", "active_date", "video_requests",
+                 "profile_url", "lat", "lon")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class WebhookSettings:
+    enabled: bool = False
+    urls: list[str] = field(default_factory=list)
+    timeout: Duration = Duration(10)  # connect and read, each; alerts.send_timeout bounds all
+
+
+class WebhookUnavailable(Exception):
+    """A transient failure (5xx, 408): deliver.py retries it with backoff."""
+
+
+def sign(secret: str, body: bytes) -> str:
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def retry_after(value: str | None, now: float) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or an HTTP date), or None."""
+    if not value:
+        return None
+    if value.strip().isdigit():
+        return float(value.strip())
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - now)
+    except (TypeError, ValueError):
+        return None
+
+
+def _agency(change: dict[str, Any]) -> dict[str, Any]:
+    record = json.loads(change["after"] or change["before"] or "{}")
+    agency = {name: record.get(name) for name in AGENCY_FIELDS}
+    agency.update({name: change[name] for name in ("key", "name", "city", "state")})
+    agency["profile_url"] = http_url(agency["profile_url"])  # only http(s) leaves us
+    return agency
+
+
+def change_body(change: dict[str, Any], text: str) -> dict[str, Any]:
+    """A change row of the log → the `ringwatch.change/1` document."""
+    return {
+        "schema": CHANGE_SCHEMA,
+        "id": str(change["id"]),
+        "kind": change["kind"],
+        "text": text,
+        "detected_at": change["detected_at"],
+        "agency": _agency(change),
+        "before": json.loads(change["before"]) if change["before"] else None,
+        "after": json.loads(change["after"]) if change["after"] else None,
+    }
+
+
+def message_body(delivery: Delivery) -> dict[str, Any]:
+    return {
+        "schema": MESSAGE_SCHEMA,
+        "id": delivery.key,
+        "kind": delivery.kind,
+        "text": delivery.text,
+    }
+
+
+class WebhookChannel(Channel):
+    name = CHANNEL
+    Settings = WebhookSettings
+    secrets = (SECRET_ENV,)
+    concurrency = 4  # URLs served at once
+
+    def __init__(self, config: Any) -> None:
+        super().__init__(config)
+        self._session: requests.Session | None = None
+        self._store: Store | None = None  # our own connection: the changes' rows
+
+    @classmethod
+    def check_settings(cls, settings: WebhookSettings) -> list[tuple[str, str]]:
+        problems = [
+            ("urls", f"must hold http(s) URLs only, got {url!r}")
+            for url in settings.urls
+            if http_url(url) is None
+        ]
+        if settings.enabled and not settings.urls:
+            problems.append(("urls", "must name at least one URL when the webhook is enabled"))
+        if settings.timeout <= 0:
+            problems.append(("timeout", "must be positive"))
+        return problems
+
+    def problems(self) -> list[str]:
+        return []  # the secret is optional: unsigned webhooks are allowed
+
+    def style(self) -> Style:
+        # One POST per change, however many there are: receivers want data, not digests.
+        return Style(
+            templates=("webhook", "text"),
+            extension="txt",
+            max_length=100_000,
+            digest_threshold=1_000_000_000,
+            include_links=False,  # the body carries agency.profile_url
+        )
+
+    def recipients(self, store: Store) -> list[Recipient]:
+        disabled = {url for url in self.settings.urls if store.subscriber(CHANNEL, url)}
+        return [Recipient(url) for url in self.settings.urls if url not in disabled]
+
+    async def open(self) -> None:
+        self._session = requests.Session()
+        self._session.trust_env = False  # no proxy or netrc from the environment
+        self._store = Store.open(self.config.db_path)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            self._session.close()
+            self._session = None
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    def body(self, delivery: Delivery) -> tuple[str, bytes]:
+        """(event, raw body) of one delivery."""
+        assert self._store is not None
+        change = None
+        if delivery.kind == "alert" and len(delivery.change_ids) == 1:
+            change = self._store.change_row(delivery.change_ids[0])
+        if change is None:
+            document, event = message_body(delivery), delivery.kind
+        else:
+            document, event = change_body(change, delivery.text), "change"
+        return event, json.dumps(document, ensure_ascii=False).encode()
+
+    async def send(self, delivery: Delivery) -> str | None:
+        assert self._session is not None
+        event, body = self.body(delivery)
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": USER_AGENT,
+            "X-Ringwatch-Event": event,
+            "X-Ringwatch-Delivery": delivery.key,
+        }
+        secret = os.environ.get(SECRET_ENV, "").strip()
+        if secret:
+            headers["X-Ringwatch-Signature-256"] = sign(secret, body)
+        timeout = self.settings.timeout
+        response = await in_own_thread(
+            self._session.post,
+            url=delivery.recipient,
+            data=body,
+            headers=headers,
+            timeout=(timeout, timeout),
+            allow_redirects=False,  # a moved receiver is fixed in the config, not followed
+        )
+        return self._outcome(response, delivery)
+
+    def _outcome(self, response: requests.Response, delivery: Delivery) -> str:
+        """The receiver's answer → the delivery key (sent) or the error that says what now."""
+        status = response.status_code
+        answer = f"HTTP {status} from {delivery.recipient}"
+        if 200 <= status < 300:
+            return delivery.key
+        if status == 410:
+            raise RecipientGone(f"{answer} (Gone): this URL is disabled")
+        if status in RETRIED_STATUSES or status >= 500:
+            delay = retry_after(response.headers.get("Retry-After"), time.time())
+            if delay is not None:
+                raise RetryLater(max(1.0, delay), f"{answer}, Retry-After {delay:.0f}s",
+                                 counts=status != 429)  # fmt: skip
+            raise WebhookUnavailable(answer)
+        raise PermanentFailure(answer)
+
+    def recipient_gone(self, store: Store, recipient: str, reason: str) -> None:
+        """Remember the URL as disabled and tell the maintainers once."""
+        store.subscribe(CHANNEL, recipient, states=None, title="webhook URL")
+        store.deactivate_subscriber(CHANNEL, recipient, reason)
+        log.error("webhook: %s", reason)
+        self.warn_maintainers(
+            store,
+            f"The webhook {recipient} answered 410 Gone: ringwatch sends nothing more to it. "
+            "Once it works again, re-enable it as docs/channels.md says (webhook, 410).",
+            f"warning:webhook-gone:{recipient}",
+        )
+
+    def status_lines(self, store: Store) -> list[str]:
+        disabled = [url for url in self.settings.urls if store.subscriber(CHANNEL, url)]
+        lines = [f"{len(self.settings.urls) - len(disabled)} URLs active"]
+        lines += [f"disabled (410 Gone): {url}" for url in disabled]
+        return lines

@@ -1,0 +1,75 @@
+"""What the channel tests (Mastodon, Bluesky, Apprise) share: the bundled samples polled
+through the real CLI, a kill -9 in the middle of a broadcast, the outbox read back, and
+time simulated by editing next_attempt_at (never by sleeping)."""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tests.conftest import SAMPLES, run_cli, start_cli, write_config
+from tests.source_server import SourceServer
+
+SAMPLE_ADDITIONS = 29
+# One alert per change, whatever a channel's own digest threshold says.
+NO_DIGEST = "[alerts]\ndigest_threshold = 1000\n"
+# Names from the map nobody checked: every one of them is text, never a mention, tag or link.
+HOSTILE_NAMES = [
+    "@admin Police Department",
+    "#BlackLivesMatter Sheriff's Office",
+    "Police https://evil.example/phish Department",
+    "＠everyone ＃tag PD",
+]
+
+
+def database(config: Path) -> Path:
+    return config.parent / "state" / "ringwatch.db"
+
+
+def query(config: Path, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
+    with sqlite3.connect(database(config)) as db:
+        db.row_factory = sqlite3.Row
+        return [dict(row) for row in db.execute(sql, params or [])]
+
+
+def outbox(config: Path, channel: str) -> list[dict[str, Any]]:
+    return query(config, "select * from outbox where channel = ? order by id", [channel])
+
+
+def make_due(config: Path) -> None:
+    with sqlite3.connect(database(config)) as db:
+        db.execute("update outbox set next_attempt_at = 0 where status = 'pending'")
+
+
+def samples_config(server: SourceServer, directory: Path, extra: str) -> Path:
+    """A config polling the bundled samples: baseline, later, later again."""
+    url = server.serve(
+        "/samples.kml",
+        (SAMPLES / "baseline.kml").read_bytes(),
+        (SAMPLES / "later.kml").read_bytes(),
+    )
+    # The samples add 29 agencies to 123 (24%) in one poll, as the demo does.
+    guard = "[guard]\nmax_added_share = 0.25\n"
+    return write_config(directory, f'[source]\nurl = "{url}"\nformat = "kml"\n{guard}{extra}')
+
+
+def cli(config: Path, command: str, env: dict[str, str]) -> None:
+    result = run_cli(command, "--config", str(config), env=env)
+    assert result.returncode == 0, result.stderr
+
+
+def kill_mid_broadcast(config: Path, env: dict[str, str], posted: Callable[[], int]) -> None:
+    """Baseline poll, then a poll whose broadcast is SIGKILLed once `posted()` reaches 3."""
+    cli(config, "poll", env)
+    process = start_cli("poll", "--config", str(config), env=env)
+    deadline = time.monotonic() + 120
+    while posted() < 3:
+        assert process.poll() is None, "the poll ended before it could be killed"
+        assert time.monotonic() < deadline, "nothing was posted"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)

@@ -1,0 +1,175 @@
+"""A fake Mastodon instance on 127.0.0.1 that answers the way Mastodon does
+(platform-facts.md, E and G).
+
+`GET /api/v1/instance` and `/api/v2/instance` give the version and the status length
+limits; `POST /api/v1/statuses` creates a status (Bearer token required) unless an
+answer is programmed, honours `Idempotency-Key` (the same key returns the original
+status instead of a second one), refuses a text over the limit (422, URLs counting
+`characters_reserved_per_url`) and a reply to a status that does not exist (404).
+Every answer carries the X-RateLimit-* headers. `delay` holds a created status's answer
+back (a kill lands after the server stored the post, before the client heard of it).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs
+
+from twitter_text import extract_urls
+
+TOKEN = "mastodon-test-token-0123456789"
+# Mastodon's own rule (app/models/account.rb MENTION_RE, tag.rb HASHTAG_RE), simplified.
+MENTION = re.compile(r"(?<![/\w])@[a-z0-9_]+(?:@[\w.-]+\w)?", re.I)
+HASHTAG = re.compile(r"(?<![=/)\w])#\w*[^\W\d]\w*", re.I)
+
+
+@dataclass
+class Answer:
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def rate_limited(seconds: int) -> Answer:
+    reset = datetime.now(UTC) + timedelta(seconds=seconds)
+    headers = {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": reset.isoformat()}
+    return Answer(429, {"error": "Too many requests"}, headers)
+
+
+def error(status: int, message: str = "error") -> Answer:
+    return Answer(status, {"error": message})
+
+
+@dataclass
+class Status:
+    id: str
+    text: str
+    in_reply_to_id: str | None
+    visibility: str
+    idempotency_key: str | None
+
+
+class MastodonStub:
+    def __init__(self, max_characters: int | None = 500, url_length: int = 23) -> None:
+        self.max_characters = max_characters  # None: the instance does not say
+        self.url_length = url_length
+        self.statuses: list[Status] = []
+        self.answers: list[Answer] = []  # programmed answers to the next POSTs
+        self.posts_tried = 0
+        self.instance_requests = 0
+        self.delay = 0.0
+        self._keys: dict[tuple[str, str], Status] = {}
+        self._lock = threading.Lock()
+        stub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def reply(self, answer: Answer) -> None:
+                data = json.dumps(answer.body).encode()
+                self.send_response(answer.status)
+                self.send_header("Content-Type", "application/json; charset=utf-8")
+                self.send_header("Content-Length", str(len(data)))
+                reset = (datetime.now(UTC) + timedelta(minutes=5)).isoformat()
+                headers = {"X-RateLimit-Limit": "300", "X-RateLimit-Remaining": "299",
+                           "X-RateLimit-Reset": reset, **answer.headers}  # fmt: skip
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self) -> None:
+                path = self.path.split("?")[0].rstrip("/")
+                if path in ("/api/v1/instance", "/api/v2/instance"):
+                    with stub._lock:
+                        stub.instance_requests += 1
+                    self.reply(Answer(200, stub.instance(path.endswith("v2/instance"))))
+                else:
+                    self.reply(error(404, "Record not found"))
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length)
+                if self.path.split("?")[0].rstrip("/") != "/api/v1/statuses":
+                    return self.reply(error(404, "Record not found"))
+                if self.headers.get("Authorization") != f"Bearer {TOKEN}":
+                    return self.reply(error(401, "The access token is invalid"))
+                if "json" in (self.headers.get("Content-Type") or ""):
+                    form = json.loads(raw or b"{}")
+                else:
+                    form = {k: v[0] for k, v in parse_qs(raw.decode()).items()}
+                answer, created = stub.create(form, self.headers.get("Idempotency-Key"))
+                if created and stub.delay:
+                    time.sleep(stub.delay)
+                self.reply(answer)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def instance(self, v2: bool) -> dict[str, Any]:
+        statuses = {}
+        if self.max_characters is not None:
+            statuses = {"max_characters": self.max_characters,
+                        "characters_reserved_per_url": self.url_length}  # fmt: skip
+        key = "domain" if v2 else "uri"
+        return {key: "stub.example", "version": "4.3.0", "configuration": {"statuses": statuses}}
+
+    def length(self, text: str) -> int:
+        urls = extract_urls(text)
+        return len(text) - sum(map(len, urls)) + len(urls) * self.url_length
+
+    def create(self, form: dict[str, Any], key: str | None) -> tuple[Answer, bool]:
+        with self._lock:
+            self.posts_tried += 1
+            if self.answers:
+                return self.answers.pop(0), False
+            if key and (TOKEN, key) in self._keys:
+                return Answer(200, self.render(self._keys[(TOKEN, key)])), False
+            text = form.get("status") or ""
+            if self.length(text) > (self.max_characters or 500):
+                return error(422, "Validation failed: Text character limit exceeded"), False
+            reply_to = form.get("in_reply_to_id") or None
+            if reply_to and reply_to not in {s.id for s in self.statuses}:
+                return error(404, "Record not found"), False
+            status = Status(str(109_000_000 + len(self.statuses)), text, reply_to,
+                            form.get("visibility") or "public", key)  # fmt: skip
+            self.statuses.append(status)
+            if key:
+                self._keys[(TOKEN, key)] = status
+            return Answer(200, self.render(status)), True
+
+    def render(self, status: Status) -> dict[str, Any]:
+        return {
+            "id": status.id,
+            "created_at": datetime.now(UTC).isoformat(),
+            "in_reply_to_id": status.in_reply_to_id,
+            "visibility": status.visibility,
+            "content": f"<p>{status.text}</p>",
+            "uri": f"{self.base_url}/statuses/{status.id}",
+            "url": f"{self.base_url}/@ringwatch/{status.id}",
+            "account": {"id": "1", "username": "ringwatch", "acct": "ringwatch"},
+            "mentions": [],
+            "tags": [],
+        }
+
+    def start(self) -> MastodonStub:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

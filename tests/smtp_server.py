@@ -1,0 +1,36 @@
+"""A local SMTP server (aiosmtpd) on 127.0.0.1 that keeps every message it accepts."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import socket
+from email.message import EmailMessage
+from typing import Any
+
+from aiosmtpd.controller import Controller
+
+
+class SmtpServer:
+    def __init__(self) -> None:
+        self.messages: list[EmailMessage] = []
+        with socket.socket() as sock:  # aiosmtpd cannot report the port it got for port 0
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        self.controller = Controller(self, hostname="127.0.0.1", port=self.port)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        self.messages.append(message)  # type: ignore[arg-type]
+        return "250 OK"
+
+    def url(self, to: str = "alerts@example.org") -> str:
+        """An Apprise mailto:// URL delivering to this server without TLS."""
+        return f"mailto://127.0.0.1:{self.port}?from=ringwatch@example.org&to={to}&mode=insecure"
+
+    def start(self) -> SmtpServer:
+        self.controller.start()
+        return self
+
+    def stop(self) -> None:
+        self.controller.stop()

@@ -1,0 +1,246 @@
+"""The Bluesky channel against a fake PDS on 127.0.0.1, through atproto, the real CLI
+and real SQLite files."""
+
+from __future__ import annotations
+
+import stat
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grapheme
+import pytest
+
+from tests.bluesky_stub import PASSWORD, BlueskyStub, error, rate_limited
+from tests.channel_helpers import (
+    HOSTILE_NAMES,
+    NO_DIGEST,
+    SAMPLE_ADDITIONS,
+    cli,
+    kill_mid_broadcast,
+    make_due,
+    outbox,
+    query,
+    samples_config,
+)
+from tests.conftest import run_cli, write_config
+from tests.helpers import agencies, database_text, kml, leaked, renamed
+from tests.source_server import SourceServer
+from tests.test_mastodon import additions
+
+ENV = {"BLUESKY_APP_PASSWORD": PASSWORD}
+SINGLE_POSTS = NO_DIGEST + "max_posts_per_poll = 1000\n"
+
+
+@pytest.fixture
+def stub() -> Iterator[BlueskyStub]:
+    server = BlueskyStub().start()
+    yield server
+    server.stop()
+
+
+def section(stub: BlueskyStub, extra: str = "") -> str:
+    return (
+        f'[bluesky]\nenabled = true\nhandle = "ringwatch.test"\nservice = "{stub.base_url}"\n'
+        f"{extra}"
+    )
+
+
+def singles(stub: BlueskyStub) -> str:
+    """One post per change (the alerts section must come before [bluesky])."""
+    return NO_DIGEST + section(stub, "max_posts_per_poll = 1000\n")
+
+
+def source_config(directory: Path, url: str, extra: str) -> Path:
+    # Small maps that gain several agencies at once: the additions guard must believe them.
+    guard = "[guard]\nmax_added_share = 100\n"
+    return write_config(directory, f'[source]\nurl = "{url}"\nformat = "kml"\n{guard}{extra}')
+
+
+def test_every_sample_addition_is_posted_once_with_one_login(
+    tmp_path: Path, source_server: SourceServer, stub: BlueskyStub
+):
+    config = samples_config(source_server, tmp_path, singles(stub))
+    for _ in range(3):
+        cli(config, "poll", ENV)
+
+    texts = [r.text for r in stub.posts()]
+    counts = additions(texts)
+    assert len(counts) == SAMPLE_ADDITIONS and set(counts.values()) == {1}
+    assert {r["status"] for r in outbox(config, "bluesky")} == {"sent"}
+    assert stub.count("com.atproto.server.createSession") == 1
+    session = tmp_path / "state" / "bluesky-session.json"
+    assert stat.S_IMODE(session.stat().st_mode) == 0o600
+    assert not leaked(session.read_text() + database_text(tmp_path / "state" / "ringwatch.db"),
+                      [PASSWORD])  # fmt: skip
+
+
+def test_twenty_processes_in_a_row_log_in_once(tmp_path: Path, source_server: SourceServer):
+    """Each process posts (and refreshes the short-lived access token); only the first
+    one uses the app password."""
+    stub = BlueskyStub(access_lifetime=600).start()  # < 15 minutes: atproto refreshes at once
+    try:
+        items = agencies(40)
+        url = source_server.serve("/a.kml", *[kml(items[: 10 + n]) for n in range(21)])
+        config = source_config(tmp_path, url, singles(stub))
+        for _ in range(21):
+            cli(config, "poll", ENV)
+    finally:
+        stub.stop()
+
+    assert len(stub.posts()) == 20
+    assert stub.count("com.atproto.server.createSession") == 1
+    assert stub.count("com.atproto.server.refreshSession") >= 19
+
+
+def test_a_refused_session_logs_in_again_once(
+    tmp_path: Path, source_server: SourceServer, stub: BlueskyStub
+):
+    items = agencies(20)
+    url = source_server.serve("/a.kml", kml(items[:18]), kml(items[:19]), kml(items))
+    config = source_config(tmp_path, url, singles(stub))
+    cli(config, "poll", ENV)
+    cli(config, "poll", ENV)
+    stub._access.clear()  # the PDS forgot every access token (a revoked session)
+    stub._refresh.clear()
+    cli(config, "poll", ENV)
+
+    assert len(stub.posts()) == 2
+    assert stub.count("com.atproto.server.createSession") == 2
+
+
+def test_a_digest_is_a_thread_of_posts_within_300_graphemes(
+    tmp_path: Path, source_server: SourceServer, stub: BlueskyStub
+):
+    config = samples_config(source_server, tmp_path, section(stub))
+    for _ in range(3):
+        cli(config, "poll", ENV)
+
+    posts = stub.posts()
+    replies = [p for p in posts if p.value.get("reply")]
+    assert replies  # the stub checked every root and parent (uri + cid) exists
+    root = replies[0].value["reply"]["root"]
+    assert all(p.value["reply"]["root"] == root for p in replies)
+    assert all(grapheme.length(p.text) <= 300 for p in posts)
+    counts = additions([p.text for p in posts])
+    assert len(counts) == SAMPLE_ADDITIONS and set(counts.values()) == {1}
+
+
+def test_a_kill_mid_broadcast_posts_nothing_twice(
+    tmp_path: Path, source_server: SourceServer, stub: BlueskyStub
+):
+    config = samples_config(source_server, tmp_path, singles(stub))
+    stub.delay = 0.5  # the record is stored, the answer is late: the kill lands in between
+    kill_mid_broadcast(config, ENV, lambda: len(stub.records))
+    stub.delay = 0
+    cli(config, "deliver", ENV)
+    cli(config, "poll", ENV)
+
+    texts = [r.text for r in stub.posts()]
+    assert len(texts) == len(set(texts))  # 0 duplicate records
+    counts = additions(texts)
+    assert len(counts) == SAMPLE_ADDITIONS and set(counts.values()) == {1}
+    assert stub.count("com.atproto.repo.getRecord") >= 1  # the killed post was looked up
+    assert {r["status"] for r in outbox(config, "bluesky")} == {"sent"}
+
+
+@pytest.mark.parametrize(
+    ("answer", "attempts"),
+    [(lambda: rate_limited(120), 0), (lambda: error(502, "UpstreamFailure"), 1)],
+)
+def test_a_429_or_5xx_is_waited_out_then_everything_goes_once(
+    tmp_path: Path, source_server: SourceServer, stub: BlueskyStub, answer, attempts: int
+):
+    config = samples_config(source_server, tmp_path, singles(stub))
+    cli(config, "poll", ENV)
+    stub.answers = [answer()]  # made now: a 429's reset is a time
+    cli(config, "poll", ENV)
+    first = outbox(config, "bluesky")[0]
+    assert first["status"] == "pending" and first["attempts"] == attempts
+    if attempts == 0:  # the reset time, for the whole channel
+        assert 60 < first["next_attempt_at"] - time.time() <= 125
+
+    make_due(config)
+    cli(config, "deliver", ENV)
+
+    texts = [r.text for r in stub.posts()]
+    assert len(texts) == len(set(texts)) == len(outbox(config, "bluesky"))
+
+
+def test_emoji_and_combining_marks_count_as_graphemes_and_facets_are_exact(
+    tmp_path: Path, source_server: SourceServer, stub: BlueskyStub
+):
+    items = agencies(30)
+    marked = [
+        renamed(items[0], name="Cañon City Police Department", state="CO"),
+        *(
+            renamed(a, name=f"Z\u0336a\u0336l\u0336g\u0336o\u0336 {n} 👩‍👩‍👧‍👦 Police Department")
+            for n, a in enumerate(items[1:12])
+        ),
+    ]
+    url = source_server.serve("/a.kml", kml(items[12:]), kml(items[12:] + marked))
+    config = source_config(tmp_path, url, section(stub, "max_posts_per_poll = 5\n"))
+    cli(config, "poll", ENV)
+    cli(config, "poll", ENV)
+
+    posts = stub.posts()
+    assert {r["status"] for r in outbox(config, "bluesky")} == {"sent"}
+    assert all(grapheme.length(p.text) <= 300 for p in posts)
+    assert any(len(p.text) > 300 for p in posts)  # code points would have split sooner
+    counts = additions([p.text for p in posts])
+    assert len(counts) == len(marked) and set(counts.values()) == {1}
+
+
+def test_the_profile_link_is_a_facet_with_exact_utf8_offsets_and_nothing_else_is(
+    tmp_path: Path, source_server: SourceServer, stub: BlueskyStub
+):
+    items = agencies(20)
+    names = ["Cañon City Police Department", *HOSTILE_NAMES]
+    hostile = [renamed(a, name=n) for a, n in zip(items, names, strict=False)]
+    url = source_server.serve("/a.kml", kml(items[5:]), kml(items[5:] + hostile))
+    config = source_config(tmp_path, url, singles(stub))
+    cli(config, "poll", ENV)
+    cli(config, "poll", ENV)
+
+    assert len(stub.posts()) == len(names)
+    for post in stub.posts():
+        data = post.text.encode("utf-8")
+        lines = post.text.splitlines()
+        facets = post.value.get("facets") or []
+        assert len(facets) == 1, post.text  # the profile link only: no mention, tag, name link
+        (feature,) = facets[0]["features"]
+        assert feature["$type"] == "app.bsky.richtext.facet#link"
+        start, end = facets[0]["index"]["byteStart"], facets[0]["index"]["byteEnd"]
+        assert data[start:end].decode() == feature["uri"] == lines[-1]
+    cañon = next(p for p in stub.posts() if "Cañon" in p.text)
+    assert cañon.value["facets"][0]["index"]["byteStart"] == len(cañon.text.encode()) - len(
+        cañon.text.splitlines()[-1]
+    )
+
+
+def test_a_wrong_app_password_pauses_bluesky_with_one_warning(
+    tmp_path: Path, source_server: SourceServer, stub: BlueskyStub
+):
+    items = agencies(20)
+    url = source_server.serve("/a.kml", kml(items[:18]), kml(items))
+    config = source_config(tmp_path, url, "[console]\nenabled = true\n" + section(stub))
+    wrong = {"BLUESKY_APP_PASSWORD": "wrong-password-123"}
+    cli(config, "poll", wrong)
+    cli(config, "poll", wrong)
+    make_due(config)
+    cli(config, "deliver", wrong)
+
+    assert stub.posts() == []
+    assert {r["status"] for r in outbox(config, "bluesky")} == {"pending"}
+    warnings = query(config, "select text from outbox where kind = 'warning'")
+    assert len(warnings) == 1 and "Bluesky refused the login" in warnings[0]["text"]
+    assert not leaked(database_text(tmp_path / "state" / "ringwatch.db"), ["wrong-password-123"])
+
+
+def test_send_test_prints_the_post(tmp_path: Path, stub: BlueskyStub):
+    result = run_cli("send-test", "bluesky", "--config",
+                     str(write_config(tmp_path, section(stub))), env=ENV)  # fmt: skip
+
+    assert result.returncode == 0, result.stderr
+    (post,) = stub.posts()
+    assert post.text.startswith("ringwatch test message") and post.uri in result.stdout

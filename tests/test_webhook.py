@@ -1,0 +1,218 @@
+"""The webhook channel against a receiver on 127.0.0.1 that verifies the signature itself,
+through requests, the real CLI and real SQLite files. Time is simulated by editing the
+outbox's next_attempt_at, never by sleeping."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import poll_samples, run_cli, write_config
+from tests.helpers import Bot, agencies, database_text, kml, leaked
+from tests.source_server import SourceServer
+from tests.webhook_receiver import Answer, WebhookReceiver
+
+SECRET = "whsec-0123456789abcdef"
+ENV = {"RINGWATCH_WEBHOOK_SECRET": SECRET}
+SAMPLE_ADDITIONS = 29
+
+
+@pytest.fixture
+def receiver() -> Iterator[WebhookReceiver]:
+    server = WebhookReceiver(SECRET).start()
+    yield server
+    server.stop()
+
+
+def webhook_section(*urls: str, extra: str = "") -> str:
+    return f"[webhook]\nenabled = true\nurls = {json.dumps(list(urls))}\n{extra}"
+
+
+def outbox(config: Path) -> list[dict]:
+    with sqlite3.connect(config.parent / "state" / "ringwatch.db") as db:
+        db.row_factory = sqlite3.Row
+        rows = db.execute("select * from outbox where channel = 'webhook' order by id")
+        return [dict(row) for row in rows]
+
+
+def make_due(config: Path) -> None:
+    with sqlite3.connect(config.parent / "state" / "ringwatch.db") as db:
+        db.execute("update outbox set next_attempt_at = 0 where status = 'pending'")
+
+
+def test_every_sample_addition_arrives_once_signed_in_the_documented_schema(
+    tmp_path: Path, source_server: SourceServer, receiver: WebhookReceiver
+):
+    config = poll_samples(source_server, tmp_path, webhook_section(receiver.url("/hook")), ENV)
+
+    got = receiver.accepted("/hook")
+    added = [r.document for r in got if r.document.get("kind") == "added"]
+    assert len(added) == SAMPLE_ADDITIONS
+    assert len({d["agency"]["key"] for d in added}) == SAMPLE_ADDITIONS
+    assert len({r.delivery for r in got}) == len(got) == len(outbox(config))
+    assert all(r.signature_ok for r in got)
+    assert all(r.headers["content-type"] == "application/json" for r in got)
+    assert {r.headers["x-ringwatch-event"] for r in got} == {"change"}
+    crystal = next(d for d in added if d["agency"]["name"] == "Crystal Police Department")
+    assert crystal["schema"] == "ringwatch.change/1"
+    assert crystal["text"] == "New partnership: Crystal PD, MN (active since 2020-06-03)"
+    assert crystal["agency"]["state"] == "MN" and crystal["before"] is None
+    assert crystal["after"]["name"] == "Crystal Police Department"
+    assert crystal["detected_at"].endswith("Z") and crystal["id"].isdigit()
+    assert set(crystal["agency"]) == {
+        *("key", "name", "city", "state", "active_date", "video_requests"),
+        *("profile_url", "lat", "lon"),
+    }
+    assert {r["status"] for r in outbox(config)} == {"sent"}
+    assert not leaked(database_text(config.parent / "state" / "ringwatch.db"), [SECRET])
+
+
+def test_without_a_secret_nothing_is_signed(
+    tmp_path: Path, source_server: SourceServer, receiver: WebhookReceiver
+):
+    poll_samples(source_server, tmp_path, webhook_section(receiver.url("/hook")))
+
+    assert receiver.received
+    assert not any("x-ringwatch-signature-256" in r.headers for r in receiver.received)
+
+
+def test_retries_keep_the_delivery_id_and_honour_retry_after(
+    tmp_path: Path, source_server: SourceServer, receiver: WebhookReceiver
+):
+    receiver.answer("/hook", Answer(503), Answer(429, {"Retry-After": "120"}))
+    config = poll_samples(source_server, tmp_path, webhook_section(receiver.url("/hook")), ENV)
+    assert "HTTP 503" in outbox(config)[0]["last_error"]
+    make_due(config)
+    assert run_cli("deliver", "--config", str(config), env=ENV).returncode == 0
+    first = outbox(config)[0]
+    assert first["status"] == "pending" and "HTTP 429" in first["last_error"]
+    assert 60 < first["next_attempt_at"] - time.time() <= 120  # the receiver's wait, not ours
+    assert first["attempts"] == 1  # the 503 counted; a 429 is a wait, not a failure
+
+    make_due(config)
+    assert run_cli("deliver", "--config", str(config), env=ENV).returncode == 0
+
+    tries = [r for r in receiver.received if r.document["id"] == str(first["change_ids"][1:-1])]
+    assert [r.status for r in tries] == [503, 429, 204]
+    assert len({r.delivery for r in tries}) == 1
+    assert len(receiver.accepted("/hook")) == len(outbox(config))
+
+
+def test_a_receiver_that_does_not_answer_in_time_is_retried(
+    tmp_path: Path, source_server: SourceServer, receiver: WebhookReceiver
+):
+    items = agencies(20)
+    url = source_server.serve("/a.kml", kml(items[:19]), kml(items))
+    bot = Bot.create(
+        tmp_path, url, webhook_section(receiver.url("/hook"), extra='timeout = "1s"\n')
+    )
+    bot.poll()
+    receiver.answer("/hook", Answer(204, delay=5))
+    bot.poll()
+
+    (row,) = [r for r in bot.outbox() if r["channel"] == "webhook"]
+    assert (row["status"], row["attempts"]) == ("pending", 1)
+    assert "timed out" in row["last_error"].lower()
+    make_due(bot.config_path)
+    bot.deliver()
+    first, again = receiver.received
+    assert first.delivery == again.delivery and again.status == 204
+    (row,) = [r for r in bot.outbox() if r["channel"] == "webhook"]
+    assert row["status"] == "sent"
+
+
+# What the webhook does with each answer: the row's status, whether the attempt counted,
+# whether the URL is disabled.
+ANSWERS = [
+    (Answer(200), "sent", 1, False),
+    (Answer(202), "sent", 1, False),
+    (Answer(301, {"Location": "http://elsewhere.example/"}), "failed", 1, False),
+    (Answer(400), "failed", 1, False),
+    (Answer(404), "failed", 1, False),
+    (Answer(408), "pending", 1, False),
+    (Answer(429, {"Retry-After": "30"}), "pending", 0, False),
+    (Answer(500), "pending", 1, False),
+    (Answer(503, {"Retry-After": "Wed, 21 Oct 2099 07:28:00 GMT"}), "pending", 1, False),
+    (Answer(410), "failed", 1, True),
+]
+
+
+@pytest.mark.parametrize(("answer", "status", "attempts", "disabled"), ANSWERS)
+def test_each_answer_means_what_the_docs_say(
+    tmp_path: Path,
+    source_server: SourceServer,
+    receiver: WebhookReceiver,
+    answer: Answer,
+    status: str,
+    attempts: int,
+    disabled: bool,
+):
+    items = agencies(20)
+    url = source_server.serve("/a.kml", kml(items[:19]), kml(items))
+    bot = Bot.create(tmp_path, url, webhook_section(receiver.url("/hook")))
+    bot.poll()  # the baseline: no alerts
+    receiver.answer("/hook", answer)
+    bot.poll()
+
+    (row,) = [r for r in bot.outbox() if r["channel"] == "webhook"]
+    assert (row["status"], row["attempts"]) == (status, attempts)
+    gone = bot.rows("select * from subscribers where channel = 'webhook' and active = 0")
+    assert bool(gone) == disabled
+
+
+def test_a_410_disables_that_url_only_with_one_maintainer_warning(
+    tmp_path: Path, source_server: SourceServer, receiver: WebhookReceiver
+):
+    receiver.answer("/gone", *[Answer(410)] * 5)
+    section = webhook_section(receiver.url("/gone"), receiver.url("/ok"))
+    config = poll_samples(source_server, tmp_path, "[console]\nenabled = true\n" + section, ENV)
+    make_due(config)
+    run_cli("deliver", "--config", str(config), env=ENV)
+
+    assert [r.status for r in receiver.received if r.path == "/gone"] == [410]
+    ok = [r.document for r in receiver.accepted("/ok")]
+    assert Counter(d["kind"] for d in ok)["added"] == SAMPLE_ADDITIONS
+    with sqlite3.connect(config.parent / "state" / "ringwatch.db") as db:
+        warnings = db.execute(
+            "select text from outbox where channel = 'console' and kind = 'warning'"
+        ).fetchall()
+    assert len(warnings) == 1 and "410 Gone" in warnings[0][0]
+    status = run_cli("status", "--config", str(config), env=ENV)
+    assert f"webhook: disabled (410 Gone): {receiver.url('/gone')}" in status.stdout
+
+
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        (webhook_section("javascript:alert(1)"), "webhook.urls must hold http(s) URLs only"),
+        (webhook_section(), "webhook.urls must name at least one URL"),
+        (
+            webhook_section("https://a.example/", extra='timeout = "0s"\n'),
+            "webhook.timeout must be positive",
+        ),
+        ("[webhook]\nurl = 'https://a.example/'\n", "unknown key webhook.url (did you mean"),
+    ],
+)
+def test_webhook_config_mistakes_are_one_line(tmp_path: Path, section: str, message: str):
+    result = run_cli("check-config", "--config", str(write_config(tmp_path, section)))
+
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_send_test_posts_a_signed_message(tmp_path: Path, receiver: WebhookReceiver):
+    config = write_config(tmp_path, webhook_section(receiver.url("/hook")))
+
+    result = run_cli("send-test", "webhook", "--config", str(config), env=ENV)
+
+    assert result.returncode == 0, result.stderr
+    (got,) = receiver.received
+    assert got.signature_ok and got.document["schema"] == "ringwatch.message/1"
+    assert got.document["text"].startswith("ringwatch test message")
+    assert result.stdout.strip() == f"webhook:{receiver.url('/hook')}: sent (id {got.delivery})"
