@@ -59,7 +59,7 @@ def change_rows(
     """The change log as `ringwatch changes` lists it, each row with `location`: where its
     agency is (or was, for an ending), from the record or, for a field change that did
     not move it, from the agency's row."""
-    rows = query_changes(db, ChangeFilter(since=since, states=states))
+    rows = query_changes(db, ChangeFilter(since=since, states=states, churn=True))
     keys = sorted({row["key"] for row in rows})
     places: dict[str, dict[str, Any]] = {}
     for start in range(0, len(keys), 500):
@@ -104,8 +104,10 @@ def geojson(rows: Sequence[dict[str, Any]], what: str) -> dict[str, Any]:
         else:
             feature_id, geometry = row["uuid"], row["location"]
             properties = {k: v for k, v in row.items() if k != "location"}
-        features.append({"type": "Feature", "id": feature_id, "geometry": geometry,
-                         "properties": properties})  # fmt: skip
+        feature = {"type": "Feature", "geometry": geometry, "properties": properties}
+        if feature_id is not None:  # a churn row (a count that moved) has no change id
+            feature["id"] = feature_id
+        features.append(feature)
     return {"type": "FeatureCollection", "features": features}
 
 

@@ -61,7 +61,11 @@ def snapshots() -> tuple[bytes, bytes]:
 def poll_hostile(server: SourceServer, directory: Path, extra_config: str = "") -> Path:
     """Poll the calm baseline, then the hostile snapshot; return the config path."""
     url = server.serve("/hostile.json", *snapshots())
-    config = write_config(directory, f'[source]\nurl = "{url}"\nformat = "json"\n{extra_config}')
+    # Eight additions to one known agency: far above the additions guard, on purpose.
+    guard = "[guard]\nmax_added_share = 10\n"
+    config = write_config(
+        directory, f'[source]\nurl = "{url}"\nformat = "json"\n{guard}{extra_config}'
+    )
     for _ in range(2):
         result = run_cli("poll", "--config", str(config))
         assert result.returncode == 0, result.stderr
