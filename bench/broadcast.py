@@ -16,7 +16,7 @@ import tempfile
 from typing import Any
 
 from bench.polls import REPO
-from tests.telegram_stub import TelegramStub
+from tests.support.telegram_stub import TelegramStub
 
 
 def measure_broadcast(subscribers: int, seconds: float) -> dict[str, Any]:

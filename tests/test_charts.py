@@ -22,7 +22,7 @@ from bot.charts import (
 )
 from bot.queries import ChangeFilter, query_changes
 from bot.store import Store
-from tests.conftest import run_cli
+from tests.support.cli import run_cli
 
 pytest.importorskip("matplotlib")
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.synthetic import mutate
-from tests.conftest import run_cli
 from tests.helpers import Bot, agencies, kml
+from tests.support.cli import run_cli
+from tests.support.synthetic import mutate
 
 
 def evidence(config: Path, change_id: int) -> dict:
