@@ -7,7 +7,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ class Plan:
     repeats: int  # timed polls of each unchanged kind
     unchanged_polls: int  # for database growth: half answered 304, half 200 with the same bytes
     change_polls: int  # successive 1%-change polls, for timing (median) and growth
+    churn_polls: int = 10  # polls where every agency's video-request count changes: growth
 
 
 class Worker:
@@ -188,6 +189,14 @@ def measure_size(size: int, server: DocumentServer, plan: Plan) -> dict[str, Any
                     floors.append(floor(server.url, 1))
                 changed.append(worker.poll("ok"))
             change_growth = worker.db_bytes() - before
+
+            # Ring updating every agency's video-request count: logged, never alerted.
+            before = worker.db_bytes()
+            for _ in range(plan.churn_polls):
+                snapshot = [replace(a, video_requests=a.video_requests + 1) for a in snapshot]
+                server.publish(to_kml(snapshot))
+                worker.poll("ok")
+            churn_growth = worker.db_bytes() - before
         finally:
             worker.close()
 
@@ -218,5 +227,8 @@ def measure_size(size: int, server: DocumentServer, plan: Plan) -> dict[str, Any
             "change_polls": plan.change_polls,
             "change_growth_bytes": change_growth,
             "change_growth_per_poll_bytes": change_growth / max(1, plan.change_polls),
+            "churn_polls": plan.churn_polls,
+            "churn_growth_bytes": churn_growth,
+            "churn_growth_per_poll_bytes": churn_growth / max(1, plan.churn_polls),
         },
     }

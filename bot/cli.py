@@ -1,7 +1,9 @@
 """The `ringwatch` command line. Heavy imports happen inside commands, so --help is instant.
 
-Exit codes: 0 success; 2 usage or configuration error; 3 fetch or parse failed;
-4 a guard tripped (the fetch was not believed); 5 another ringwatch holds the state dir.
+Exit codes: 0 success; 2 usage or configuration error, or a database that cannot be used
+(corrupt, read-only); 3 fetch or parse failed, or the database was busy or its disk full
+(try again); 4 a guard tripped (the fetch was not believed); 5 another ringwatch holds the
+state dir.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ if TYPE_CHECKING:
     from bot.config import Config
 
 EXIT_USAGE = 2
+EXIT_TRANSIENT = 3
 EXIT_LOCKED = 5
 
 
@@ -50,9 +53,28 @@ def with_config(command: Callable[..., Any]) -> Callable[..., Any]:
         except ConfigError as exc:
             _fail(str(exc))
         setup_logging(config.bot.log_level)
-        return command(config, **kwargs)
+        with _database_problems(config.db_path):
+            return command(config, **kwargs)
 
     return wrapper
+
+
+@contextmanager
+def _database_problems(path: Path) -> Iterator[None]:
+    """A database that cannot be used ends the command with one line saying what to do:
+    exit 2 when it needs a person (corrupt, read-only), 3 when it may pass (busy, disk full).
+    Every write is one transaction, so nothing was half-written."""
+    import sqlite3
+
+    from bot.store import database_problem
+
+    try:
+        yield
+    except sqlite3.Error as exc:
+        problem = database_problem(path, exc)
+        if problem is None:
+            raise
+        _fail(str(problem), EXIT_TRANSIENT if problem.transient else EXIT_USAGE)
 
 
 def _channels(config: Config) -> list[Any]:
@@ -84,6 +106,11 @@ def _locked(config: Config) -> Iterator[None]:
 
 
 def _state_dir_unusable(directory: Path, exc: OSError) -> None:
+    import errno
+
+    if exc.errno == errno.ENOSPC:  # passes once space is freed: transient, like a full database
+        _fail(f"cannot use the state directory {directory}: its disk is full; free some space, "
+              "then try again", EXIT_TRANSIENT)  # fmt: skip
     _fail(f"cannot use the state directory {directory}: {exc.strerror or exc}")
 
 
@@ -139,7 +166,7 @@ def poll(config: Config, dry_run: bool, force: bool) -> None:
         click.echo(f"dry run, nothing written: {result.summary}")
         sys.exit(result.exit_code)
     with _locked(config):
-        store = Store.open(config.db_path)
+        store = Store.open(config.db_path, busy_timeout=config.bot.busy_timeout)
         try:
             store.outbox.release_stale()
             result = run_poll(config, store, channels, force=force)
@@ -152,19 +179,56 @@ def poll(config: Config, dry_run: bool, force: bool) -> None:
 
 @cli.command()
 @with_config
+@click.option(
+    "--keep",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Days to keep (default: bot.retention from the config).",
+)
+def prune(config: Config, keep: int | None) -> None:
+    """Remove sent messages and polls nothing refers to, older than the retention; the
+    change log stays. Then give the freed space back to the disk.
+
+    Example: ringwatch prune --keep 30
+    """
+    from bot.store import Store, prune_before
+
+    seconds = config.bot.retention if keep is None else keep * 86400
+    if keep is None and not seconds:
+        click.echo("nothing pruned: bot.retention is 0 (keep everything); use --keep DAYS")
+        return
+    with _locked(config):
+        store = Store.open(config.db_path, busy_timeout=config.bot.busy_timeout)
+        try:
+            before = prune_before(seconds)
+            pruned = store.prune(before)
+        finally:
+            store.close()
+    messages = f"{pruned.messages:,} sent message{'' if pruned.messages == 1 else 's'}"
+    polls = f"{pruned.polls:,} poll{'' if pruned.polls == 1 else 's'}"
+    click.echo(
+        f"pruned {messages} and {polls} from before {before}; "
+        f"database {pruned.size_before / 1e6:.1f} MB -> {pruned.size_after / 1e6:.1f} MB"
+    )
+
+
+@cli.command()
+@with_config
 def run(config: Config) -> None:
     """Poll on the configured interval and deliver, until SIGINT/SIGTERM."""
     import asyncio
 
     channels = _channels(config)
     with _locked(config):
-        asyncio.run(_run(config, channels))
+        sys.exit(asyncio.run(_run(config, channels)))
 
 
-async def _run(config: Config, channels: list[Any]) -> None:
+async def _run(config: Config, channels: list[Any]) -> int:
     from bot.scheduler import Runner
 
-    await Runner(config, channels).run()
+    runner = Runner(config, channels)
+    await runner.run()
+    return runner.exit_code
 
 
 @cli.command()
@@ -201,7 +265,7 @@ def deliver(
         _fail(f"--channel: no channel {channel_name!r} (known: {', '.join(registry())})")
     channels = _channels(config)
     with _locked(config):
-        store = Store.open(config.db_path)
+        store = Store.open(config.db_path, busy_timeout=config.bot.busy_timeout)
         try:
             store.outbox.release_stale()
             if retry_failed:
@@ -301,7 +365,7 @@ def changes(
             param_hint="--by",
         )
     store = Store.open(config.db_path, readonly=True)
-    rows = query_changes(store.db, ChangeFilter(since, until, kinds, states, by, limit))
+    rows = query_changes(store.db, ChangeFilter(since, until, kinds, states, by, limit, churn=True))
     if fmt == "json":
         click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
     elif fmt == "csv":
@@ -351,6 +415,8 @@ def status(config: Config) -> None:
             f"{poll['records'] or 0} listed, +{poll['added'] or 0} -{poll['removed'] or 0} "
             f"~{poll['renamed'] or 0} *{poll['changed'] or 0}"
         )
+        if poll.get("warning"):
+            detail += f"; {poll['warning']}"
         click.echo(f"  {poll['started_at']}  {poll['outcome']:9}  {detail}")
     channels = enabled_channels(config)  # loaded first: their secrets are redacted below
     counts = store.outbox.counts()
@@ -399,7 +465,8 @@ def check_config(config: Config) -> None:
     click.echo(f"interval: every {config.bot.interval:g}s (jitter {config.bot.jitter:g}s)")
     click.echo(
         f"guard: removal after {config.guard.removal_confirmations} polls missing; a fetch "
-        f"missing more than {config.guard.max_missing_share:.0%} of agencies is not believed"
+        f"missing more than {config.guard.max_missing_share:.0%} of agencies, or adding more "
+        f"than {config.guard.max_added_share:.0%}, is not believed"
     )
     click.echo(f"channels: {', '.join(ch.name for ch in channels) or 'none'}")
     feed = config.feed_path
@@ -592,7 +659,7 @@ def export(
     if what == "agencies":
         rows = agency_rows(db, states)
     else:
-        rows = query_changes(db, ChangeFilter(since=since, states=states))
+        rows = query_changes(db, ChangeFilter(since=since, states=states, churn=True))
     if out is None:
         write_export(rows, what, fmt, sys.stdout)
         return

@@ -75,6 +75,11 @@ class BotConfig:
     jitter: Duration = Duration(30)
     deliver_every: Duration = Duration(10)
     log_level: str = "INFO"
+    # How long a write waits for another process's lock on the database before giving up.
+    busy_timeout: Duration = Duration(30)
+    # Sent messages and unreferenced polls older than this are pruned by `run` once a day
+    # (0 keeps everything).
+    retention: Duration = Duration(90 * 86400)
 
 
 @dataclass(frozen=True)
@@ -98,6 +103,9 @@ class SourceConfig:
 @dataclass(frozen=True)
 class GuardConfig:
     max_missing_share: float = 0.10
+    # More new agencies than this share of the known ones in one poll is a broken fetch
+    # (duplicated records, a changed key field), not a wave of new partnerships.
+    max_added_share: float = 0.10
     removal_confirmations: int = 2
 
 
@@ -340,6 +348,7 @@ def _check_values(config: Config) -> None:
     for key, seconds in (
         ("bot.interval", config.bot.interval),
         ("bot.deliver_every", config.bot.deliver_every),
+        ("bot.busy_timeout", config.bot.busy_timeout),
         ("source.timeout", config.source.timeout),
         ("source.deadline", config.source.deadline),
         ("alerts.send_timeout", config.alerts.send_timeout),
@@ -363,6 +372,8 @@ def _check_values(config: Config) -> None:
         fail("source.format", f"must be one of {', '.join(FORMATS)}, got {config.source.format!r}")
     if not 0 <= config.guard.max_missing_share <= 1:
         fail("guard.max_missing_share", "must be between 0 and 1 (a share, e.g. 0.10)")
+    if not 0 <= config.guard.max_added_share < math.inf:  # a small map may more than double
+        fail("guard.max_added_share", "must be 0 or more (a share of known agencies, e.g. 0.10)")
     if config.guard.removal_confirmations < 1:
         fail("guard.removal_confirmations", "must be at least 1")
     if config.source.max_bytes < 1024:

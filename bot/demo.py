@@ -11,12 +11,13 @@ from pathlib import Path
 import click
 
 from bot.channels import load_channel
-from bot.config import Config, with_overrides
+from bot.config import Config, GuardConfig, with_overrides
 from bot.deliver import deliver_pending
 from bot.poll import run_poll
 from bot.queries import ChangeFilter, query_changes
 from bot.store import Store
 
+DEMO_MAX_ADDED_SHARE = 0.25
 STEPS = (
     ("baseline.kml", "First poll: record the baseline (no alert per agency)"),
     ("later.kml", "Weeks later: additions, a rename, a change; one agency missing once"),
@@ -39,6 +40,14 @@ def run_demo(state_dir: Path | None = None) -> None:
                                 state_dir=str(state_dir))  # fmt: skip
         # Show every alert as a subscriber would get it, not one digest of the 29 additions.
         config = with_overrides(config, "alerts", digest_threshold=1000)
+        # The samples add 29 agencies to 123 (24%) in one step: real weeks compressed into one
+        # poll. The default guard holds such a fetch back as suspect; the demo says it is not.
+        config = with_overrides(config, "guard", max_added_share=DEMO_MAX_ADDED_SHARE)
+        click.echo(
+            f"(demo setting: guard.max_added_share = {DEMO_MAX_ADDED_SHARE}, because the samples "
+            f"add 29 agencies to 123 at once; the default {GuardConfig.max_added_share} would "
+            "refuse that poll as suspect)"
+        )
         channels = [load_channel("console", config)]
         for number, (sample, title) in enumerate(STEPS, 1):
             click.secho(f"\n== {number}. {title}  [{sample}]", bold=True)

@@ -7,7 +7,7 @@ Placemark whose bytes did not change, which is what makes a 1%-change poll cheap
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from bot.models import Agency, Change
@@ -166,31 +166,98 @@ def guard_problem(
     max_missing_share: float,
     renamed: int = 0,
     changed: int = 0,
+    added: int = 0,
+    max_added_share: float = 0.10,
     force: bool = False,
 ) -> str | None:
     """Why this fetch must not be believed, or None when it looks sane.
 
     Renames and alerting field changes count like missing agencies: a field lost or
     remapped by the source turns every agency into a "rename" or a "change", which is a
-    broken fetch, not hundreds of departments changing at once. `force` (a maintainer
-    who checked the source) believes a fetch whatever its shares, but never an empty one.
+    broken fetch, not hundreds of departments changing at once. Additions have their own
+    share: a source that lists agencies twice, or changes how names are spelled, would
+    otherwise announce dozens of "new" partnerships active since 2018. `force` (a
+    maintainer who checked the source) believes a fetch whatever its shares, but never
+    an empty one.
     """
     if fetched_total == 0:
         return "the source listed no agencies at all"
-    if force:
+    if force or not stored_total:
         return None
-    for count, what in (
-        (missing, "are missing from this fetch"),
-        (renamed, "have a new name"),
-        (changed, "changed a field that alerts"),
-    ):
-        if stored_total and count / stored_total > max_missing_share:
+
+    def known(count: int) -> str:
+        return f"{count} of {stored_total} known agencies ({count / stored_total:.0%})"
+
+    for count, what, key, share in (
+        (missing, f"{known(missing)} are missing from this fetch", "max_missing_share",
+         max_missing_share),
+        (renamed, f"{known(renamed)} have a new name", "max_missing_share", max_missing_share),
+        (changed, f"{known(changed)} changed a field that alerts", "max_missing_share",
+         max_missing_share),
+        (added, f"{added} new agencies in this fetch, {added / stored_total:.0%} of the "
+         f"{stored_total} known", "max_added_share", max_added_share),
+    ):  # fmt: skip
+        if count / stored_total > share:
             return (
-                f"{count} of {stored_total} known agencies ({count / stored_total:.0%}) {what}, "
-                f"more than guard.max_missing_share ({max_missing_share:.0%}); not believing it "
+                f"{what}, more than guard.{key} ({share:.0%}); not believing it "
                 "(ringwatch poll --force accepts it once)"
             )
     return None
+
+
+# A first poll is recorded as the baseline everything later is compared with: a document
+# that lost its addresses or names must not become it.
+MAX_INCOMPLETE_BASELINE_SHARE = 0.10
+
+
+def baseline_problem(agencies: Collection[Agency], *, force: bool = False) -> str | None:
+    """Why this first fetch must not become the baseline, or None when it looks complete."""
+    incomplete = sum(1 for a in agencies if not a.state or not a.name)
+    if force or not agencies or incomplete / len(agencies) <= MAX_INCOMPLETE_BASELINE_SHARE:
+        return None
+    return (
+        f"{incomplete} of {len(agencies)} records ({incomplete / len(agencies):.0%}) have no "
+        f"state or no name, more than {MAX_INCOMPLETE_BASELINE_SHARE:.0%}; not recording it as "
+        "the baseline (check the source's <name> and <address> fields or source.fields; "
+        "ringwatch poll --force records it once)"
+    )
+
+
+def same_agency(a: Agency, b: Agency) -> bool:
+    """Two records of one fetch that describe one agency: the same name in the same state
+    (their key before disambiguation), and the same city, place or profile URL.
+
+    Agencies without a name are never the same: they are broken records, not duplicates.
+    """
+    return (
+        bool(a.name and b.name)
+        and a.key.partition("~")[0] == b.key.partition("~")[0]
+        and (
+            city_key(a.city) == city_key(b.city)
+            or _same_place(a, b)
+            or bool(a.profile_url and _same_url(a.profile_url, b.profile_url))
+        )
+    )
+
+
+def split_duplicates(
+    fresh: Iterable[Agency], kept: Iterable[Agency] = ()
+) -> tuple[list[Agency], list[Agency]]:
+    """(records to keep, repeats to drop): a record that repeats one kept before it, or
+    one of `kept` (stored agencies the fetch listed unchanged), is dropped."""
+    seen: dict[str, list[Agency]] = {}
+    for agency in kept:
+        seen.setdefault(agency.key.partition("~")[0], []).append(agency)
+    keep: list[Agency] = []
+    repeats: list[Agency] = []
+    for agency in fresh:
+        peers = seen.setdefault(agency.key.partition("~")[0], [])
+        if any(same_agency(agency, peer) for peer in peers):
+            repeats.append(agency)
+        else:
+            peers.append(agency)
+            keep.append(agency)
+    return keep, repeats
 
 
 def _record(agency: Agency) -> dict[str, object]:

@@ -17,7 +17,15 @@ import jinja2
 
 from bot.channels.base import Channel
 from bot.config import Config, SourceConfig
-from bot.diff import Diff, advance_missing, changes_from_diff, diff_agencies, guard_problem
+from bot.diff import (
+    Diff,
+    advance_missing,
+    baseline_problem,
+    changes_from_diff,
+    diff_agencies,
+    guard_problem,
+    split_duplicates,
+)
 from bot.models import Agency, Change, Origin
 from bot.normalise import disambiguate, normalise_record
 from bot.notify import Audience, plan_alerts, plan_maintainer_message
@@ -60,23 +68,49 @@ class _Read:
 
     unchanged_keys: set[str]
     fetched: dict[str, Agency]
-    records: int
+    records: int  # distinct agencies listed: a repeated record counts once
+    repeats: list[Agency] = field(default_factory=list)
+
+    @property
+    def warning(self) -> str | None:
+        """The maintainers' note about records the source listed twice (kept once)."""
+        if not self.repeats:
+            return None
+        ordered = sorted(self.repeats, key=lambda a: (a.state, a.name, a.city))
+        names = [f"{a.name} ({', '.join(p for p in (a.city, a.state) if p)})" for a in ordered]
+        shown = ", ".join(names[:REPEATS_NAMED])
+        more = f" and {len(names) - REPEATS_NAMED} more" if len(names) > REPEATS_NAMED else ""
+        n = len(names)
+        return f"{n} agenc{'y' if n == 1 else 'ies'} listed twice, kept once: {shown}{more}"
+
+
+# A warning names this many repeated agencies, then counts the rest.
+REPEATS_NAMED = 10
 
 
 def _read_records(raw_records, hash_index: dict[str, str], store: Store) -> _Read:
-    unchanged: set[str] = set()
+    unchanged: Counter[str] = Counter()
     fresh: list[Agency] = []
     records = 0
     for digest, fields in raw_records:
         records += 1
         if fields is None:
-            unchanged.add(hash_index[digest])
+            unchanged[hash_index[digest]] += 1
         else:
             fresh.append(normalise_record(fields, digest))
+    # A source that lists an agency twice (same bytes, or a count off by one, or another
+    # spelling of its city) must not announce the copy as a new partnership.
+    repeats = list(store.agencies([key for key, n in unchanged.items() if n > 1]).values())
+    if fresh:
+        bases = {a.key for a in fresh}
+        listed = store.agencies(k for k in unchanged if k.partition("~")[0] in bases)
+        fresh, dropped = split_duplicates(fresh, listed.values())
+        repeats += dropped
     # The same name twice in one state is rare; when it happens, keys must not swap.
     shared = [key for key, n in Counter(a.key for a in fresh).items() if n > 1]
     stored_city = store.disambiguated_cities(shared) if fresh else {}
-    return _Read(unchanged, disambiguate(fresh, unchanged, stored_city), records)
+    fetched = disambiguate(fresh, unchanged, stored_city)
+    return _Read(set(unchanged), fetched, records - len(repeats), repeats)
 
 
 class Poller:
@@ -168,6 +202,9 @@ class Poller:
             return self._bad(poll, "failed", str(exc), started, timings)
         timings["parse"] = time.perf_counter() - mark
         poll["records"] = read.records
+        poll["warning"] = read.warning
+        if read.warning:
+            log.warning("%s", read.warning)
 
         mark = time.perf_counter()
         active_keys = set(hash_index.values())
@@ -176,6 +213,9 @@ class Poller:
         baseline = not active_keys and last_good is None
         if baseline:  # nothing to compare with: the first poll records what it read
             diff = Diff()
+            problem = baseline_problem(list(read.fetched.values()), force=self.force)
+            if problem:
+                return self._bad(poll, "suspect", problem, started, timings)
         else:
             diff = diff_agencies(
                 self.store.agencies(active_keys - read.unchanged_keys),
@@ -192,6 +232,8 @@ class Poller:
             max_missing_share=self.config.guard.max_missing_share,
             renamed=len(diff.renamed),
             changed=sum(1 for *_, fields in diff.changed if alerting.intersection(fields)),
+            added=len(diff.added),
+            max_added_share=self.config.guard.max_added_share,
             force=self.force,
         )
         if problem:
@@ -250,7 +292,7 @@ class Poller:
                 f"{what}: {error}. Agencies are unchanged; you will hear again when it recovers.",
                 f"streak-start:{self._last_poll_id()}",
             )
-        summary = f"{outcome}: {error}"
+        summary = f"{outcome}: {error}" + (f"; {poll['warning']}" if poll.get("warning") else "")
         if self.dry_run:
             return PollResult(outcome, summary, messages=messages, timings=timings)
         poll_id = self.store.record_poll(poll, messages, snapshot=self._snapshot)
@@ -263,7 +305,7 @@ class Poller:
             stored = self.store.agencies(streak)
             diff = advance_missing(streak, stored, self.config.guard.removal_confirmations)
             return self._commit(poll, diff, False, None, started, timings, outcome="unchanged")
-        self._finish(poll, started, "unchanged")
+        self._finish(poll, started, "unchanged", missing=0)
         messages = self._recovery_warning()
         summary = "unchanged" + (" (304 Not Modified)" if poll.get("http_status") == 304 else "")
         if self.dry_run:
@@ -297,7 +339,7 @@ class Poller:
             "renamed": len(diff.renamed),
             "changed": len(diff.changed),
         }
-        self._finish(poll, started, outcome, **counts)
+        self._finish(poll, started, outcome, missing=len(diff.missing), **counts)
         audience_list = audiences(self.channels, self.store)
         recovery = self._recovery_warning()
         since = self.store.last_poll(good=True)
@@ -361,10 +403,11 @@ class Poller:
 
     @staticmethod
     def _summary(outcome: str, poll: dict[str, Any], counts: dict[str, int]) -> str:
+        warning = f"; {poll['warning']}" if poll.get("warning") else ""
         if outcome == "baseline":
-            return f"baseline: now tracking {poll.get('records')} agencies (no alerts)"
+            return f"baseline: now tracking {poll.get('records')} agencies (no alerts){warning}"
         parts = ", ".join(f"{n} {kind}" for kind, n in counts.items())
-        return f"{outcome}: {poll.get('records') or 0} agencies listed; {parts}"
+        return f"{outcome}: {poll.get('records') or 0} agencies listed; {parts}{warning}"
 
 
 def run_poll(config: Config, store: Store, channels: Sequence[Channel], **kwargs) -> PollResult:

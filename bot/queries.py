@@ -9,6 +9,8 @@ from typing import Any
 
 import sqlite_utils
 
+from bot.store import unpack_churn
+
 KINDS = ("added", "removed", "changed", "renamed", "baseline")
 
 
@@ -20,6 +22,10 @@ class ChangeFilter:
     states: Sequence[str] = ()
     by: str = "detected"  # detected | active-date
     limit: int | None = None
+    # Also field changes that do not alert (stored compactly in `churn`), one object per
+    # agency, without an id: for readers of the whole log (`changes`, exports, reports), not
+    # for news (feed, site, bot commands).
+    churn: bool = False
 
 
 def query_changes(db: sqlite_utils.Database, flt: ChangeFilter) -> list[dict[str, Any]]:
@@ -54,8 +60,52 @@ def query_changes(db: sqlite_utils.Database, flt: ChangeFilter) -> list[dict[str
         params += [s.upper() for s in flt.states]
     order = "active_date, id" if flt.by == "active-date" else "id"
     sql = f"select * from changes where {' and '.join(where)} order by {order}"
-    rows = [change_object(row) for row in db.query(sql, params)]
+    logged = db.query(sql, params)
+    if flt.churn and flt.by == "detected" and "changed" in kinds:
+        rows = _with_churn(list(logged), db, flt)
+    else:
+        rows = [change_object(row) for row in logged]
     return rows[-flt.limit :] if flt.limit else rows
+
+
+def _with_churn(
+    logged: list[dict[str, Any]], db: sqlite_utils.Database, flt: ChangeFilter
+) -> list[dict[str, Any]]:
+    """Change objects for the `logged` rows and for the churn of the same window, each
+    poll's churn after its logged rows.
+
+    A churn object has no id (it is not a `changes` row); name, city and state are the
+    agency's as stored now.
+    """
+    where, params = ["1"], []
+    if flt.since:
+        where.append("substr(detected_at, 1, 10) >= ?")
+        params.append(flt.since)
+    if flt.until:
+        where.append("substr(detected_at, 1, 10) <= ?")
+        params.append(flt.until)
+    sql = f"select * from churn where {' and '.join(where)} order by id"
+    churn = list(db.query(sql, params))
+    if not churn:
+        return [change_object(row) for row in logged]
+    sql = "select key, name, city, state, active_date from agencies"
+    agencies = {row["key"]: row for row in db.query(sql)}
+    states = {s.upper() for s in flt.states}
+    merged = [(row["poll_id"] or 0, 0, change_object(row)) for row in logged]
+    for entry in churn:
+        field = entry["field"]
+        for key, (before, after) in sorted(unpack_churn(entry["data"]).items()):
+            agency = agencies.get(key, {})
+            if states and agency.get("state") not in states:
+                continue
+            merged.append((entry["poll_id"], 1, {
+                "id": None, "kind": "changed", "key": key, "name": agency.get("name"),
+                "city": agency.get("city"), "state": agency.get("state"),
+                "detected_at": entry["detected_at"], "active_date": agency.get("active_date"),
+                "fields": [field], "before": {field: before}, "after": {field: after},
+            }))  # fmt: skip
+    merged.sort(key=lambda item: item[:2])  # stable: each side keeps its own order
+    return [row for *_, row in merged]
 
 
 def change_object(row: dict[str, Any]) -> dict[str, Any]:

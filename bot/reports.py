@@ -76,7 +76,8 @@ class Report:
 def _filter(report_by: str, kind: str, **kwargs: Any) -> ChangeFilter:
     # Only additions have a source date; endings, renames and field changes are dated
     # by when ringwatch detected them, whichever basis the report uses.
-    return ChangeFilter(kinds=(kind,), by=report_by if kind == "added" else "detected", **kwargs)
+    return ChangeFilter(kinds=(kind,), by=report_by if kind == "added" else "detected",
+                        churn=True, **kwargs)  # fmt: skip
 
 
 def build_report(

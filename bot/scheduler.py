@@ -19,9 +19,11 @@ import concurrent.futures
 import functools
 import logging
 import signal
+import sqlite3
 import threading
+import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
@@ -30,9 +32,11 @@ from bot.channels import enabled_channels
 from bot.channels.base import Channel
 from bot.config import Config
 from bot.deliver import deliver_pending
-from bot.poll import run_poll
+from bot.notify import plan_maintainer_message
+from bot.poll import EXIT_USAGE, audiences, run_poll
+from bot.render import make_environment
 from bot.source import fetch
-from bot.store import Store
+from bot.store import DatabaseProblem, Store, database_problem, prune_before
 
 log = logging.getLogger(__name__)
 
@@ -77,10 +81,12 @@ class Runner:
         self.deliver_lock = asyncio.Lock()
         self.poll_lock = asyncio.Lock()
         self.background: set[asyncio.Task[None]] = set()
-        self.store = Store.open(config.db_path)
+        self.store = Store.open(config.db_path, busy_timeout=config.bot.busy_timeout)
+        # Non-zero once the database proved unusable: `ringwatch run` exits with it.
+        self.exit_code = 0
 
     def _poll_in_thread(self) -> str:
-        store = Store.open(self.config.db_path)
+        store = Store.open(self.config.db_path, busy_timeout=self.config.bot.busy_timeout)
         try:
             fetcher = functools.partial(fetch, stop=self.abandon)
             return run_poll(self.config, store, self.channels, fetcher=fetcher).summary
@@ -106,9 +112,47 @@ class Runner:
             except asyncio.CancelledError:  # stopping; the thread stops at its next read
                 log.warning("poll abandoned: ringwatch is stopping")
                 return
-            except Exception:
-                log.exception("poll crashed; the next one runs on schedule")
+            except Exception as exc:
+                problem = self._database_problem(exc)
+                if problem is None:
+                    log.exception("poll crashed; the next one runs on schedule")
+                elif problem.transient:
+                    log.warning("poll not recorded, the next one runs on schedule: %s", problem)
+                else:
+                    await self._database_unusable(problem)
+                    return
         self._deliver_soon()
+
+    def _database_problem(self, error: Exception) -> DatabaseProblem | None:
+        """The database state behind a failed step (said in one line), or None for a bug."""
+        if isinstance(error, sqlite3.Error):
+            return database_problem(self.config.db_path, error)
+        return None
+
+    async def _database_unusable(self, problem: DatabaseProblem) -> None:
+        """Polling on would fail the same way every time: tell the maintainers once and stop,
+        so a supervisor sees the failure. The outbox lives in that database, so the warning
+        goes out through an outbox in memory."""
+        log.error("stopping: %s", problem)
+        self.exit_code = EXIT_USAGE
+        memory = Store.empty()  # configured maintainers only: subscribers are in the database
+        try:
+            messages = plan_maintainer_message(
+                make_environment(self.config.templates_path),
+                audiences(self.channels, memory),
+                kind="warning",
+                group=f"warning:database:{time.time()}",
+                message=f"ringwatch stopped: {problem}",
+            )
+            memory.outbox.queue(None, messages)
+            async with self.deliver_lock:
+                await deliver_pending(memory, self.channels, alerts=self.config.alerts,
+                                      templates=self.config.templates_path)  # fmt: skip
+        except Exception:
+            log.exception("could not warn the maintainers; the error above is why ringwatch stops")
+        finally:
+            memory.close()
+            self.stop_event.set()  # after the warning: stopping abandons what is in flight
 
     def _summary_in_thread(self) -> str:
         from bot.summary import queue_summary
@@ -130,6 +174,27 @@ class Runner:
             except Exception:
                 log.exception("summary crashed; the next one runs on schedule")
         self._deliver_soon()
+
+    def _prune_in_thread(self) -> str:
+        store = Store.open(self.config.db_path, busy_timeout=self.config.bot.busy_timeout)
+        try:
+            pruned = store.prune(prune_before(self.config.bot.retention))
+            return f"{pruned.messages} sent messages, {pruned.polls} polls removed"
+        finally:
+            store.close()
+
+    async def prune_job(self) -> None:
+        if self.stop_event.is_set():
+            return
+        async with self.poll_lock:  # VACUUM wants the database to itself
+            try:
+                log.info("prune: %s", await asyncio.to_thread(self._prune_in_thread))
+            except Exception as exc:
+                problem = self._database_problem(exc)
+                if problem is None:
+                    log.exception("prune failed; it runs again tomorrow")
+                else:
+                    log.warning("prune failed, it runs again tomorrow: %s", problem)
 
     def _deliver_soon(self) -> None:
         """Deliver in the background: a long broadcast must not hold up the next poll."""
@@ -154,8 +219,13 @@ class Runner:
                     log.info("deliver: %s", report.summary())
             except asyncio.CancelledError:  # stopping: rows left 'sending' go out after restart
                 log.warning("delivery round cancelled: ringwatch is stopping")
-            except Exception:
-                log.exception("delivery round crashed; pending messages stay queued")
+            except Exception as exc:
+                # The next poll meets the same database and stops `run` if it is unusable.
+                problem = self._database_problem(exc)
+                if problem is None:
+                    log.exception("delivery round crashed; pending messages stay queued")
+                else:
+                    log.warning("delivery round stopped, pending messages stay queued: %s", problem)
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -183,6 +253,16 @@ class Runner:
             coalesce=True,
             id="deliver",
         )
+        if bot.retention:
+            scheduler.add_job(
+                self.prune_job,
+                "interval",
+                days=1,
+                coalesce=True,
+                max_instances=1,
+                next_run_time=datetime.now(UTC) + timedelta(minutes=1),
+                id="prune",
+            )
         if self.config.summary.enabled:
             scheduler.add_job(
                 self.summary_job,

@@ -273,7 +273,7 @@ def site_data(config: Config, db: sqlite_utils.Database) -> SiteData:
     return SiteData(
         agencies=agency_rows(db),
         history=query_changes(db, ChangeFilter(kinds=KINDS)),
-        changes=query_changes(db, ChangeFilter()),
+        changes=query_changes(db, ChangeFilter(churn=True)),  # as `export --what changes`
         report=build_report(db, since=since, by=by),
         first_poll=first_poll,
         last_checked=last_good_poll_time(db),

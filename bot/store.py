@@ -11,9 +11,10 @@ import itertools
 import json
 import sqlite3
 import time
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +30,72 @@ BAD_OUTCOMES = ("failed", "suspect")
 GOOD_OUTCOMES = ("baseline", "ok", "unchanged")
 
 
+@dataclass(frozen=True)
+class DatabaseProblem:
+    """The database cannot be used now, said for a person: the file, what is wrong, what to do.
+
+    `transient` problems (locked by another process, disk full) may pass on their own: try
+    again later. The others (corrupt, read-only, cannot be opened) need a person.
+    """
+
+    path: Path
+    what: str
+    todo: str
+    transient: bool
+
+    def __str__(self) -> str:
+        return f"database {self.path} {self.what}: {self.todo}"
+
+
+_RESTORE = "restore it from a backup, or move it aside to record a new baseline on the next poll"
+_PERMISSIONS = "make the file, its directory and its -wal and -shm files writable by this user"
+# SQLite primary result code → (what is wrong, what to do, transient). Extended codes
+# (SQLITE_IOERR_WRITE, SQLITE_READONLY_DBMOVED, SQLITE_BUSY_SNAPSHOT) share the low byte.
+_PROBLEMS: dict[int, tuple[str, str, bool]] = {
+    sqlite3.SQLITE_CORRUPT: ("is corrupt", _RESTORE, False),
+    sqlite3.SQLITE_NOTADB: ("is not a SQLite database (corrupt or overwritten)", _RESTORE, False),
+    sqlite3.SQLITE_READONLY: ("is read-only", _PERMISSIONS, False),
+    sqlite3.SQLITE_CANTOPEN: ("cannot be opened", f"check it exists, and {_PERMISSIONS}", False),
+    sqlite3.SQLITE_PERM: ("may not be written", _PERMISSIONS, False),
+    sqlite3.SQLITE_BUSY: (
+        "stayed locked by another process for longer than bot.busy_timeout",
+        "nothing was written; try again later, and look for a process holding a write "
+        "transaction (a sqlite3 shell, a backup script)",
+        True,
+    ),
+    sqlite3.SQLITE_LOCKED: ("is locked", "nothing was written; try again later", True),
+    sqlite3.SQLITE_FULL: (
+        "cannot grow: its disk is full",
+        "nothing was written; free some space on it, then try again",
+        True,
+    ),
+    sqlite3.SQLITE_IOERR: (
+        "could not be read or written (disk I/O error)",
+        "nothing was written; check the disk (full? removed?), then try again",
+        True,
+    ),
+}
+
+
+def database_problem(path: Path, error: sqlite3.Error) -> DatabaseProblem | None:
+    """What a SQLite error means for the person running ringwatch; None for errors that
+    are bugs, not a state of the database or its disk (let those raise)."""
+    code = getattr(error, "sqlite_errorcode", None)
+    known = _PROBLEMS.get(code & 0xFF) if code is not None else None
+    if known is None:
+        return None
+    what, todo, transient = known
+    return DatabaseProblem(path, f"{what} ({error})", todo, transient)
+
+
 def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def prune_before(retention: float) -> str:
+    """The ISO time before which rows are pruned, keeping `retention` seconds."""
+    cutoff = datetime.now(UTC) - timedelta(seconds=retention)
+    return cutoff.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)
@@ -211,13 +276,58 @@ def _migration_4(db: sqlite_utils.Database) -> None:
     db["outbox"].add_column("failing_since", float)
 
 
+def _migration_5(db: sqlite_utils.Database) -> None:
+    # A note for the maintainers about a poll that was believed (records listed twice).
+    db["polls"].add_column("warning", str)
+    # Agencies missing but not yet confirmed as ended after a good poll: a poll that
+    # counted a confirmation is history that `prune` keeps (verify replays it).
+    db["polls"].add_column("missing", int)
+    # Field changes that do not alert (Ring updating every agency's video-request count),
+    # one row per poll per field instead of one `changes` row per agency (_append_changes).
+    db["churn"].create(
+        {
+            "id": int,
+            "poll_id": int,
+            "detected_at": str,
+            "field": str,
+            "agencies": int,
+            "data": bytes,  # zlib-compressed JSON {agency key: [before, after]}
+        },
+        pk="id",
+        foreign_keys=[("poll_id", "polls", "id")],
+    )
+    db["churn"].create_index(["detected_at"])
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _migration_1,
     _migration_2,
     _migration_3,
     _migration_4,
+    _migration_5,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def churn_by_field(changes: Iterable[Change]) -> dict[str, dict[str, list[Any]]]:
+    """field → agency key → [before, after], for field changes that do not alert."""
+    by_field: dict[str, dict[str, list[Any]]] = {}
+    for change in changes:
+        for name in change.fields:
+            values = [(change.before or {}).get(name), (change.after or {}).get(name)]
+            by_field.setdefault(name, {})[change.key] = values
+    return by_field
+
+
+def pack_churn(values: dict[str, list[Any]]) -> bytes:
+    # Sorted keys share long prefixes ("mn/", "-police-department") that zlib folds away:
+    # 2,000 video counts take about 15 KB instead of 640 KB of change rows.
+    text = json.dumps(values, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return zlib.compress(text.encode("utf-8"), 9)
+
+
+def unpack_churn(data: bytes) -> dict[str, list[Any]]:
+    return json.loads(zlib.decompress(data))
 
 
 def _json(value: Any) -> str | None:
@@ -241,6 +351,20 @@ def _insert_rows(db: sqlite_utils.Database, table: str, rows: Iterable[dict[str,
     )
 
 
+@dataclass(frozen=True)
+class Pruned:
+    """What a prune removed, and the database's size before and after (bytes)."""
+
+    messages: int
+    polls: int
+    size_before: int
+    size_after: int
+
+
+# PRAGMA auto_vacuum mode: freed pages are kept until `pragma incremental_vacuum`.
+INCREMENTAL = 2
+
+
 class Store:
     """The ringwatch database. One instance per thread (sqlite3 connections are not shared)."""
 
@@ -249,21 +373,36 @@ class Store:
         self.outbox = Outbox(db)
 
     @classmethod
-    def open(cls, path: Path, *, readonly: bool = False) -> Store:
+    def open(cls, path: Path, *, readonly: bool = False, busy_timeout: float = 30) -> Store:
+        """Open (creating and migrating) the database; sqlite3.Error when it cannot be used
+        (database_problem says why). `busy_timeout` is how long a write waits for another
+        process's write lock."""
         if readonly:
             if not path.exists():
-                store = cls(sqlite_utils.Database(memory=True))
-                store.migrate()
-                return store
-            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+                return cls.empty()
+            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=busy_timeout)
             return cls(sqlite_utils.Database(conn))
         path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(str(path), timeout=30)
-        db = sqlite_utils.Database(conn)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")
-        db.execute("PRAGMA busy_timeout=30000")
-        store = cls(db)
+        new = not path.exists() or path.stat().st_size == 0
+        conn = sqlite3.connect(str(path), timeout=busy_timeout)
+        try:
+            db = sqlite_utils.Database(conn)
+            if new:  # an older database switches on its first prune (see Store.prune)
+                db.execute(f"PRAGMA auto_vacuum={INCREMENTAL}")
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute(f"PRAGMA busy_timeout={round(busy_timeout * 1000)}")
+            store = cls(db)
+            store.migrate()
+        except BaseException:
+            conn.close()
+            raise
+        return store
+
+    @classmethod
+    def empty(cls) -> Store:
+        """A new database in memory: nothing stored, nothing kept."""
+        store = cls(sqlite_utils.Database(memory=True))
         store.migrate()
         return store
 
@@ -408,7 +547,22 @@ class Store:
         yield from self.db.query(sql, [poll_id])
 
     def changes_in_order(self) -> list[dict[str, Any]]:
-        return list(self.db.query("select * from changes order by id"))
+        """Every change-log row in order, then every churn entry as a row of its own (kind
+        `changed`, one field, `before`/`after` as JSON; its id names the churn row): what
+        `ringwatch verify` compares with a replay."""
+        rows = list(self.db.query("select * from changes order by id"))
+        names = dict(self.db.execute("select key, name from agencies"))
+        for entry in self.db.query("select * from churn order by id"):
+            name = entry["field"]
+            for key, (before, after) in sorted(unpack_churn(entry["data"]).items()):
+                rows.append({
+                    "id": f"{entry['id']} (churn)", "poll_id": entry["poll_id"],
+                    "detected_at": entry["detected_at"], "kind": "changed", "key": key,
+                    "name": names.get(key, key), "city": None, "state": None,
+                    "fields": _json([name]), "before": _json({name: before}),
+                    "after": _json({name: after}),
+                })  # fmt: skip
+        return rows
 
     def commit_poll(
         self,
@@ -486,6 +640,19 @@ class Store:
     def _append_changes(
         self, poll_id: int, poll: dict[str, Any], changes: list[Change], now: str
     ) -> list[tuple[int, Change]]:
+        """Log `changes`: one `changes` row each, except field changes that do not alert,
+        which go to `churn` compactly; returns the logged rows, numbered."""
+        churn = [c for c in changes if c.kind == "changed" and not c.alert]
+        changes = [c for c in changes if c.kind != "changed" or c.alert]
+        _insert_rows(
+            self.db,
+            "churn",
+            (
+                {"poll_id": poll_id, "detected_at": now, "field": name,
+                 "agencies": len(values), "data": pack_churn(values)}
+                for name, values in sorted(churn_by_field(churn).items())
+            ),
+        )  # fmt: skip
         start = (self.db.execute("select max(id) from changes").fetchone()[0] or 0) + 1
         # The document the stored agencies were last read from: where a "before" is found.
         previous = self.db.execute(
@@ -520,6 +687,61 @@ class Store:
             ),
         )
         return numbered
+
+    # --- retention ----------------------------------------------------------------------
+
+    def prune(self, before: str) -> Pruned:
+        """Forget what is older than `before` (ISO time) and only costs space: sent messages,
+        and polls that changed nothing and confirmed nothing (failed, suspect, or unchanged
+        with no agency missing). The change log (every alerting change, the baseline, the
+        churn) is history and stays, and so does every poll a replay needs to rebuild it
+        (`ringwatch verify`): the good polls that read a new document or counted a missing
+        agency, those the change log or the outbox refers to, the last good poll (its
+        validators make the next fetch conditional) and every poll after it. Then the freed
+        pages go back to the file system."""
+        size = self.size()
+        idle = f"""select id from polls where started_at < ?
+            and id < coalesce((select max(id) from polls where outcome in {GOOD_OUTCOMES!r}), 0)
+            and (outcome in {BAD_OUTCOMES!r}
+                 or (outcome = 'unchanged' and coalesce(missing, added is not null) = 0))
+            and id not in (select poll_id from changes where poll_id is not null)
+            and id not in (select poll_id from churn)
+            and id not in (select poll_id from outbox where poll_id is not null)"""
+        # (`missing` is null in polls recorded before it existed: an unchanged poll then had
+        # counts only when it confirmed a missing agency.)
+        with self.db.atomic():
+            sent = self.db.execute(
+                "delete from outbox where status = 'sent' and coalesce(sent_at, created_at) < ?",
+                [before],
+            ).rowcount
+            doomed = [row[0] for row in self.db.execute(idle, [before])]
+            for start in range(0, len(doomed), 500):
+                chunk = doomed[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                self.db.execute(
+                    "update snapshots set polls = polls - (select count(*) from polls "
+                    f"where snapshot = snapshots.sha256 and id in ({marks})) "
+                    f"where sha256 in (select snapshot from polls where id in ({marks}))",
+                    chunk + chunk,
+                )
+                self.db.execute(f"delete from polls where id in ({marks})", chunk)
+        self._give_back_free_pages()
+        return Pruned(sent, len(doomed), size, self.size())
+
+    def size(self) -> int:
+        """Bytes the database takes: its pages (the write-ahead log apart)."""
+        pages = self.db.execute("pragma page_count").fetchone()[0]
+        return pages * self.db.execute("pragma page_size").fetchone()[0]
+
+    def _give_back_free_pages(self) -> None:
+        # A database made before auto_vacuum was set needs one VACUUM to switch; after that,
+        # incremental_vacuum frees pages without rewriting the whole file.
+        if self.db.execute("pragma auto_vacuum").fetchone()[0] == INCREMENTAL:
+            self.db.execute("pragma incremental_vacuum")
+        else:
+            self.db.execute(f"pragma auto_vacuum = {INCREMENTAL}")
+            self.db.execute("vacuum")
+        self.db.execute("pragma wal_checkpoint(truncate)")
 
     # --- subscribers --------------------------------------------------------------------
 

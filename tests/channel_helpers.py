@@ -52,7 +52,9 @@ def samples_config(server: SourceServer, directory: Path, extra: str) -> Path:
         (SAMPLES / "baseline.kml").read_bytes(),
         (SAMPLES / "later.kml").read_bytes(),
     )
-    return write_config(directory, f'[source]\nurl = "{url}"\nformat = "kml"\n{extra}')
+    # The samples add 29 agencies to 123 (24%) in one poll, as the demo does.
+    guard = "[guard]\nmax_added_share = 0.25\n"
+    return write_config(directory, f'[source]\nurl = "{url}"\nformat = "kml"\n{guard}{extra}')
 
 
 def cli(config: Path, command: str, env: dict[str, str]) -> None:

@@ -95,6 +95,7 @@ class Bot:
     def changes(self, **filters: Any) -> list[dict[str, Any]]:
         """The change log as `ringwatch changes` sees it (baseline rows too, unless filtered)."""
         filters.setdefault("kinds", ("added", "removed", "changed", "renamed", "baseline"))
+        filters.setdefault("churn", True)
         store = Store.open(self.config.db_path, readonly=True)
         try:
             return query_changes(store.db, ChangeFilter(**filters))

@@ -75,6 +75,8 @@ def test_memory_and_database_growth_are_reported(report: dict) -> None:
     assert db["after_baseline_bytes"] > 0
     assert db["unchanged_polls"] == 4 and 0 <= db["unchanged_growth_bytes"] < 100 * 1024
     assert db["change_polls"] == 2 and db["change_growth_bytes"] > 0
+    # Every video count changing: far less than the ~320 bytes a row per agency took.
+    assert db["churn_polls"] == 2 and db["churn_growth_per_poll_bytes"] < 200 * 100
 
 
 def test_broadcast_help_and_targets_are_reported(report: dict) -> None:

@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import csv
+import dataclasses
 import io
 import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -12,9 +24,9 @@ import pytest
 
 from bot.cli import cli
 from bot.lock import state_lock
-from bot.store import Store
-from tests.helpers import Bot, agencies, config_text, kml
-from tests.support.cli import REPO, run_cli, write_config
+from bot.store import Store, pack_churn, unpack_churn
+from tests.helpers import Bot, agencies, config_text, kml, renamed
+from tests.support.cli import REPO, run_cli, start_cli, write_config
 from tests.support.source_server import Reply
 from tests.support.synthetic import mutate
 
@@ -94,9 +106,17 @@ def test_poll_exits_3_when_the_body_is_cut_short(bot, source_server):
     assert bot.kinds() == []
 
 
-@pytest.mark.parametrize("kept", [0, 14], ids=["empty list", "missing 30%"])
-def test_poll_exits_4_when_a_guard_trips(bot, source_server, kept):
-    source_server.serve(PATH, kml(agencies(20)[:kept]))
+# What the source lists instead of the 20 agencies it listed before.
+SUSPECT_LISTS = {
+    "empty list": lambda first: [],
+    "missing 30%": lambda first: first[:14],
+    "30% new": lambda first: mutate(first, seed=2, add=6),
+}
+
+
+@pytest.mark.parametrize("case", SUSPECT_LISTS, ids=list(SUSPECT_LISTS))
+def test_poll_exits_4_when_a_guard_trips(bot, source_server, case):
+    source_server.serve(PATH, kml(SUSPECT_LISTS[case](agencies(20))))
 
     result = ringwatch(bot, "poll")
 
@@ -118,6 +138,31 @@ def test_poll_force_believes_a_fetch_a_share_guard_refused(bot, source_server):
 
     assert len(bot.agencies()) == 14
     assert [kind for kind, _ in bot.kinds()] == ["removed"] * 6
+
+
+def test_poll_force_believes_many_additions_once(bot, source_server):
+    source_server.serve(PATH, kml(mutate(agencies(20), seed=2, add=6)))
+    result = ringwatch(bot, "poll")
+    assert_clean_exit(result, 4)
+    assert "guard.max_added_share" in result.stdout
+
+    result = ringwatch(bot, "poll", "--force")
+
+    assert_clean_exit(result, 0)
+    assert "6 new partnerships" in result.stdout
+    assert len(bot.agencies()) == 26
+
+
+def test_poll_refuses_a_first_document_without_states_with_exit_4(tmp_path, source_server):
+    broken = [dataclasses.replace(a, city="", state="") for a in agencies(20)]
+    made = Bot.create(tmp_path, source_server.serve(PATH, kml(broken)))
+
+    result = ringwatch(made, "poll")
+
+    assert_clean_exit(result, 4)
+    assert "20 of 20 records (100%) have no state or no name" in result.stdout
+    assert "now tracking" not in result.stdout
+    assert made.agencies() == {}
 
 
 def test_poll_force_never_believes_an_empty_list(bot, source_server):
@@ -190,15 +235,15 @@ def test_dry_run_prints_the_alerts_and_leaves_the_database_byte_for_byte(bot, so
 
 
 def test_deliver_sends_what_a_poll_recorded_once(bot, source_server):
-    source_server.serve(PATH, kml(mutate(agencies(20), seed=2, add=3)))
+    source_server.serve(PATH, kml(mutate(agencies(20), seed=2, add=2)))
     bot.poll(deliver=False)  # as if the process died right after the commit
 
     first = ringwatch(bot, "deliver")
     second = ringwatch(bot, "deliver")
 
     assert_clean_exit(first, 0)
-    assert first.stdout.count("New partnership: ") == 3
-    assert "console: 3 sent" in first.stdout
+    assert first.stdout.count("New partnership: ") == 2
+    assert "console: 2 sent" in first.stdout
     assert_clean_exit(second, 0)
     assert "New partnership" not in second.stdout
     assert "nothing to deliver" in second.stdout
@@ -358,6 +403,7 @@ def test_demo_shows_the_alerts_offline(tmp_path):
     assert "New partnership: Crystal PD, MN" in result.stdout
     assert "Partnership ended: Ridgeland PD, MS" in result.stdout
     assert "Renamed: Mesa PD is now City of Mesa PD, AZ" in result.stdout
+    assert "demo setting: guard.max_added_share = 0.25" in result.stdout
     assert (tmp_path / "demo" / "ringwatch.db").exists()
 
 
@@ -439,3 +485,379 @@ def test_help_needs_no_config(tmp_path: Path):
     assert_clean_exit(result, 0)
     for name in ("poll", "run", "deliver", "changes", "status", "check-config", "demo"):
         assert name in result.stdout
+
+
+# --- a database that cannot be used -------------------------------------------------------
+
+
+def db_path(bot: Bot) -> Path:
+    return bot.config.db_path
+
+
+def content(path: Path) -> list[str]:
+    """Everything the database holds, as SQL: equal lists mean nothing was written."""
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return list(conn.iterdump())
+    finally:
+        conn.close()
+
+
+def assert_one_line_error(result, code: int, *phrases: str) -> None:
+    assert_clean_exit(result, code)  # and no traceback; log lines may come before it
+    lines = [line for line in result.stderr.splitlines() if line.startswith("ringwatch: ")]
+    assert len(lines) == 1 and result.stderr.rstrip().endswith(lines[0]), result.stderr
+    for phrase in phrases:
+        assert phrase in lines[0], lines[0]
+
+
+@contextmanager
+def tmpfs(directory: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of `size` at `directory`, or the test is skipped where mounting is not allowed."""
+    directory.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(directory)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root or CAP_SYS_ADMIN): {mounted.stderr}")
+    try:
+        yield directory
+    finally:
+        subprocess.run(["umount", "-l", str(directory)], check=True)
+
+
+@contextmanager
+def read_only(path: Path) -> Iterator[None]:
+    """The file or directory `path` read-only: its mode for a user, and for root (whom modes
+    do not stop) a read-only bind mount of `path` onto itself."""
+    if os.geteuid() != 0:
+        mode = path.stat().st_mode
+        path.chmod(mode & ~0o222)
+        try:
+            yield
+        finally:
+            path.chmod(mode)
+        return
+    steps = (["mount", "--bind", str(path), str(path)],
+             ["mount", "-o", "remount,bind,ro", str(path)])  # fmt: skip
+    for step in steps:
+        done = subprocess.run(step, capture_output=True, text=True)
+        if done.returncode != 0:
+            subprocess.run(["umount", str(path)], capture_output=True)
+            pytest.skip(f"root, but cannot bind-mount {path} read-only here: {done.stderr}")
+    try:
+        yield
+    finally:
+        subprocess.run(["umount", str(path)], check=True)
+
+
+CORRUPTIONS = {
+    "overwritten": lambda data: b"this is not a database " * (len(data) // 23 + 1),
+    "damaged pages": lambda data: data[:4096] + b"\xff" * (len(data) - 4096),
+}
+
+
+@pytest.mark.parametrize("command", ["poll", "deliver", "status", "changes"])
+@pytest.mark.parametrize("damage", CORRUPTIONS, ids=list(CORRUPTIONS))
+def test_a_corrupt_database_exits_2_with_one_line(bot, source_server, command, damage):
+    source_server.serve(PATH, kml(mutate(agencies(20), seed=2, add=1)))
+    path = db_path(bot)
+    assert not path.with_name(path.name + "-wal").exists()  # all of it is in the file
+    path.write_bytes(CORRUPTIONS[damage](path.read_bytes()))
+    before = path.read_bytes()
+
+    result = ringwatch(bot, command)
+
+    assert_one_line_error(result, 2, f"database {path} is ", "restore it from a backup")
+    assert path.read_bytes() == before
+
+
+def test_a_read_only_database_file_exits_2_and_is_unchanged(bot, source_server):
+    source_server.serve(PATH, kml(mutate(agencies(20), seed=2, add=1)))
+    path = db_path(bot)
+    before = content(path)
+
+    with read_only(path):
+        result = ringwatch(bot, "poll")
+
+    assert_one_line_error(result, 2, f"database {path} is read-only", "writable by this user")
+    assert content(path) == before
+
+
+def test_a_read_only_state_directory_exits_2_and_is_unchanged(bot, source_server):
+    source_server.serve(PATH, kml(mutate(agencies(20), seed=2, add=1)))
+    state = bot.config.state_dir
+    before = content(db_path(bot))
+
+    with read_only(state):
+        result = ringwatch(bot, "poll")
+
+    assert_one_line_error(result, 2, f"cannot use the state directory {state}")
+    assert content(db_path(bot)) == before
+
+
+def hold_write_lock(path: Path) -> subprocess.Popen:
+    """Another process in a write transaction on `path` until the test ends it."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sqlite3, sys; c = sqlite3.connect(sys.argv[1], isolation_level=None); "
+         "c.execute('begin exclusive'); print('holding', flush=True); sys.stdin.read()",
+         str(path)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert holder.stdout.readline() == "holding\n"
+    return holder
+
+
+def release(holder: subprocess.Popen) -> None:
+    holder.stdin.close()
+    holder.wait(timeout=30)
+
+
+def test_a_database_locked_too_long_exits_3_and_is_unchanged(tmp_path, source_server):
+    made = Bot.create(
+        tmp_path, source_server.serve(PATH, kml(agencies(20))), '[bot]\nbusy_timeout = "0.3s"\n'
+    )
+    made.poll()
+    source_server.serve(PATH, kml(mutate(agencies(20), seed=2, add=1)))
+    path = db_path(made)
+    before = content(path)
+    holder = hold_write_lock(path)
+    try:
+        result = ringwatch(made, "poll")
+    finally:
+        release(holder)
+
+    assert_one_line_error(result, 3, f"database {path} stayed locked", "bot.busy_timeout")
+    assert content(path) == before
+    assert_clean_exit(ringwatch(made, "poll"), 0)  # once the lock is gone, all is well
+
+
+def test_a_full_disk_exits_3_and_leaves_the_database_unchanged(tmp_path, source_server):
+    made = Bot.create(tmp_path, source_server.serve(PATH, kml(agencies(20))))
+    made.poll()  # the baseline, on an ordinary disk: then onto a 300 KB one
+    state, path = made.config.state_dir, db_path(made)
+    kept = state.rename(tmp_path / "kept")
+    with tmpfs(state, "300k"):
+        shutil.copytree(kept, state, dirs_exist_ok=True)
+        before = content(path)
+        (state / "ringwatch.lock").write_text("0\n")  # the lock file has its block already
+        fill(state / "filler")
+        source_server.serve(PATH, kml(mutate(agencies(20), seed=2, add=1)))
+
+        result = ringwatch(made, "poll")
+        (state / "ringwatch.lock").unlink()
+        fill(state / "filler")
+        no_lock = ringwatch(made, "poll")  # not even the lock file fits now
+
+        assert_one_line_error(result, 3, f"database {path} cannot grow: its disk is full")
+        assert_one_line_error(no_lock, 3, f"state directory {state}: its disk is full")
+        (state / "filler").unlink()  # a reader needs a little space too
+        assert content(path) == before
+
+
+def fill(path: Path) -> None:
+    """Take every block left on path's file system."""
+    filler = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    with contextlib.suppress(OSError):
+        while os.write(filler, b"\0" * 4096):
+            pass
+    os.close(filler)
+
+
+RUN = '[bot]\ninterval = "0.5s"\njitter = "0.01s"\ndeliver_every = "0.2s"\nbusy_timeout = "0.3s"\n'
+
+
+def wait_for(predicate, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not _holds(predicate):
+        assert time.monotonic() < deadline, "gave up waiting"
+        time.sleep(0.05)
+
+
+def _holds(predicate) -> bool:
+    try:
+        return bool(predicate())
+    except sqlite3.OperationalError:  # the database is still being created
+        return False
+
+
+def test_run_stops_with_exit_2_and_warns_once_when_the_database_turns_corrupt(
+    tmp_path, source_server
+):
+    made = Bot.create(tmp_path, source_server.serve(PATH, kml(agencies(20))), RUN)
+    log = tmp_path / "run.log"
+    with log.open("w") as err:
+        process = start_cli("run", "--config", str(made.config_path), stdout=subprocess.PIPE,
+                            stderr=err, text=True)  # fmt: skip
+        try:
+            wait_for(made.polls)
+            path = db_path(made)
+            # Garbage over the file and its write-ahead log (which holds the latest pages),
+            # written into the same files, so the connections ringwatch holds see it too.
+            for damaged in (path, path.with_name(path.name + "-wal")):
+                with damaged.open("r+b") as file:
+                    file.write(b"this is not a database " * (damaged.stat().st_size // 23))
+            out, _ = process.communicate(timeout=60)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+
+    assert process.returncode == 2
+    assert out.count("ringwatch warning:") == 1
+    assert f"ringwatch stopped: database {path} is " in out
+    assert "restore it from a backup" in out
+    assert "ERROR" in log.read_text() and "Traceback" not in log.read_text()
+
+
+def test_run_keeps_polling_through_a_locked_database(tmp_path, source_server):
+    made = Bot.create(tmp_path, source_server.serve(PATH, kml(agencies(20))), RUN)
+    log = tmp_path / "run.log"
+    with log.open("w") as err:
+        process = start_cli("run", "--config", str(made.config_path), stderr=err)
+        try:
+            wait_for(lambda: len(made.polls()) >= 2)
+            holder = hold_write_lock(db_path(made))
+            source_server.serve(PATH, kml(mutate(agencies(20), seed=2, add=1)))
+            try:
+                wait_for(lambda: log.read_text().count("stayed locked") >= 2)
+            finally:
+                release(holder)
+            wait_for(lambda: len(made.agencies()) == 21)
+        finally:
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=60)
+
+    assert process.returncode == 0
+    assert "poll not recorded, the next one runs on schedule" in log.read_text()
+
+
+# --- prune ------------------------------------------------------------------------------------
+
+
+def backdate(bot: Bot, when: str = "2020-01-01T00:00:00Z") -> None:
+    """Everything recorded so far happened long ago."""
+    with contextlib.closing(sqlite3.connect(db_path(bot))) as conn, conn:
+        conn.execute("update polls set started_at = ?, finished_at = ?", [when, when])
+        conn.execute("update outbox set created_at = ?, sent_at = ?", [when, when])
+        conn.execute("update changes set detected_at = ?", [when])
+
+
+def test_prune_forgets_old_sent_messages_and_idle_polls_never_the_change_log(bot, source_server):
+    source_server.serve(PATH, kml(mutate(agencies(20), seed=2, add=1)))
+    bot.poll()  # one addition, alerted
+    for _ in range(3):
+        bot.poll()  # 304: nothing but a poll row each
+    backdate(bot)
+    assert bot.poll().outcome == "unchanged"  # today's poll
+    logged = bot.rows("select * from changes order by id")
+    polls = bot.polls()
+
+    result = ringwatch(bot, "prune", "--keep", "30")
+
+    assert_clean_exit(result, 0)
+    assert "pruned 2 sent messages and 3 polls from before " in result.stdout
+    assert bot.rows("select * from changes order by id") == logged
+    # The baseline's and the addition's polls are kept (the change log refers to them).
+    assert [p["id"] for p in bot.polls()] == [polls[0]["id"], polls[1]["id"], polls[-1]["id"]]
+    assert bot.outbox() == []
+    assert bot.rows("pragma auto_vacuum") == [{"auto_vacuum": 2}]  # incremental from now on
+    assert bot.poll().outcome == "unchanged"  # the validators of the last good poll are kept
+    assert source_server.requests[-1]["If-None-Match"]
+
+
+def test_prune_keeps_what_is_recent_and_what_is_not_sent(bot, source_server):
+    source_server.serve(PATH, Reply(b"", status=502))
+    bot.poll(deliver=False)  # a warning waits in the outbox
+    backdate(bot)
+    polls, waiting = bot.polls(), bot.outbox()[1:]
+
+    result = ringwatch(bot, "prune")  # bot.retention: 90 days by default
+
+    assert_clean_exit(result, 0)
+    assert "pruned 1 sent message and 0 polls" in result.stdout  # the baseline's notice
+    assert bot.polls() == polls  # the baseline's and the failure streak's
+    assert bot.outbox() == waiting and waiting[0]["status"] == "pending"
+
+
+def test_run_prunes_with_the_configured_retention(tmp_path, source_server):
+    made = Bot.create(tmp_path, source_server.serve(PATH, kml(agencies(20))),
+                      '[bot]\nretention = "1d"\n')  # fmt: skip
+    made.poll()
+    made.poll()
+    backdate(made)
+    made.poll()
+
+    from bot.scheduler import Runner
+
+    async def prune_once() -> None:
+        runner = Runner(made.config)
+        await runner.prune_job()
+        runner.store.close()
+
+    asyncio.run(prune_once())
+
+    assert len(made.polls()) == 2 and made.outbox() == []  # the baseline's poll and today's
+
+
+def test_poll_and_status_name_agencies_listed_twice(bot, source_server):
+    listed = agencies(20)
+    source_server.serve(PATH, kml([*listed, listed[4]]))
+
+    result = ringwatch(bot, "poll")
+
+    assert_clean_exit(result, 0)
+    warning = f"1 agency listed twice, kept once: {listed[4].name} ({listed[4].city}, "
+    assert warning in result.stdout and "0 added" in result.stdout
+    assert "New partnership" not in result.stdout
+    assert warning in ringwatch(bot, "status").stdout
+
+
+def test_prune_keeps_every_poll_verify_replays(tmp_path, source_server):
+    listed = agencies(20)
+    made = Bot.create(tmp_path, source_server.serve(PATH, kml(listed)),
+                      "[guard]\nremoval_confirmations = 3\n")  # fmt: skip
+    made.poll()
+    source_server.serve(PATH, kml(listed[1:]))
+    made.poll()  # missing once: a new document
+    made.poll()  # 304, missing twice: a confirmation the replay needs
+    made.poll()  # 304, missing three times: ended
+    made.poll()  # 304, nothing missing: idle
+    source_server.serve(PATH, Reply(b"down", status=503))
+    made.poll()  # failed: idle
+    source_server.serve(PATH, kml(listed[1:]))
+    made.poll()  # 200, same document: idle
+    backdate(made)
+    made.poll()  # today's
+    ids = [p["id"] for p in made.polls()]
+    kept = [*ids[:4], ids[-1]]
+
+    result = ringwatch(made, "prune", "--keep", "1")
+
+    assert_clean_exit(result, 0)
+    assert "and 3 polls from before" in result.stdout
+    assert [p["id"] for p in made.polls()] == kept
+    assert made.kinds() == [("removed", listed[0].name)]
+    assert_clean_exit(ringwatch(made, "verify"), 0)
+
+
+def test_verify_replays_churn_and_catches_an_edited_entry(bot, source_server):
+    counted = [renamed(a, video_requests=a.video_requests + 3) for a in agencies(20)]
+    source_server.serve(PATH, kml(counted))
+    bot.poll()
+    assert_clean_exit(ringwatch(bot, "verify"), 0)
+
+    (entry,) = bot.rows("select id, data from churn")
+    values = unpack_churn(entry["data"])
+    key = sorted(values)[0]
+    values[key][1] = 999_999  # a forged count
+    with contextlib.closing(sqlite3.connect(db_path(bot))) as conn, conn:
+        conn.execute("update churn set data = ? where id = ?", [pack_churn(values), entry["id"]])
+
+    result = ringwatch(bot, "verify")
+
+    assert result.returncode == 1
+    assert f"change #{entry['id']} (churn) (changed " in result.stdout
+    assert "the snapshots produce a change missing from the log: changed" in result.stdout

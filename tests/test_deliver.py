@@ -48,7 +48,9 @@ def wait_for(predicate, timeout: float = 60) -> None:
 def test_a_poll_killed_mid_delivery_is_completed_by_deliver_exactly_once(tmp_path, source_server):
     first = agencies(10)
     bot = Bot.create(
-        tmp_path, source_server.serve(PATH, kml(first)), "[alerts]\ndigest_threshold = 5000\n"
+        tmp_path,
+        source_server.serve(PATH, kml(first)),
+        "[alerts]\ndigest_threshold = 5000\n[guard]\nmax_added_share = 200\n",
     )
     bot.poll()
     # ~1000 alerts are far more than a pipe buffer holds: printing blocks while we don't read,
@@ -79,7 +81,7 @@ def test_a_poll_killed_mid_delivery_is_completed_by_deliver_exactly_once(tmp_pat
 
 
 def test_a_row_left_sending_by_a_kill_is_sent_again_after_restart(tmp_path, source_server):
-    first = agencies(10)
+    first = agencies(20)
     bot = Bot.create(tmp_path, source_server.serve(PATH, kml(first)))
     bot.poll()
     source_server.serve(PATH, kml(mutate(first, seed=3, add=2)))

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from bot.diff import changes_from_diff, diff_agencies, guard_problem
+from bot.diff import (
+    baseline_problem,
+    changes_from_diff,
+    diff_agencies,
+    guard_problem,
+    split_duplicates,
+)
 from bot.models import Agency
 from bot.normalise import agency_key
 
@@ -150,3 +156,57 @@ def test_guard_refuses_a_fetch_that_renames_too_many_at_once():
         )
         is None
     )
+
+
+def test_guard_refuses_a_fetch_that_adds_too_many_at_once():
+    def added(n: int, share: float = 0.1, **kw) -> str | None:
+        return guard_problem(
+            stored_total=100, fetched_total=100 + n, missing=0, max_missing_share=0.1,
+            added=n, max_added_share=share, **kw,
+        )  # fmt: skip
+
+    assert "20 new agencies in this fetch, 20% of the 100 known" in added(20)
+    assert "guard.max_added_share (10%)" in added(20)
+    assert added(10) is None
+    assert added(20, share=0.25) is None
+    assert added(20, force=True) is None
+
+
+def test_a_baseline_with_too_many_records_without_state_or_name_is_refused():
+    complete = [agency(f"Town {i} Police Department") for i in range(18)]
+    nameless, stateless = agency(""), agency("Ames Police Department", state="")
+
+    assert baseline_problem([*complete, nameless, stateless]) is None  # 2 of 20: 10%
+    problem = baseline_problem([*complete, nameless, stateless, agency("", state="")])
+    assert "3 of 21 records (14%) have no state or no name" in problem
+    assert baseline_problem([nameless] * 5, force=True) is None
+
+
+# A record listed a second time, as the copy differs from the first: kept or dropped.
+REPEATS = {
+    "same record": (lambda a: a, True),
+    "count off by one": (lambda a: replace(a, video_requests=8), True),
+    "other city, same place": (lambda a: replace(a, city="Crystal Township"), True),
+    "other city and place, same profile": (lambda a: replace(a, city="X", lat=40.0), True),
+    "other city, place and profile": (
+        lambda a: replace(a, city="Robbinsdale", lat=45.1, profile_url="https://ring.com/b"),
+        False,
+    ),
+    "no name": (lambda a: replace(a, name="", key=agency_key("", a.state)), False),
+}
+
+
+def test_records_listed_twice_are_kept_once():
+    for case, (copy, dropped) in REPEATS.items():
+        first = agency("Crystal Police Department", video_requests=7)
+        if case == "no name":
+            first = copy(first)
+        second = copy(first)
+
+        keep, repeats = split_duplicates([first, second])
+        assert (repeats == [second]) is dropped, case
+        assert keep == ([first] if dropped else [first, second]), case
+
+        # The first copy may be a stored agency the fetch listed unchanged.
+        keep, repeats = split_duplicates([second], [first])
+        assert (keep, repeats) == (([], [second]) if dropped else ([second], [])), case

@@ -10,8 +10,11 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import Bot, agencies, kml
-from tests.support.cli import run_cli
+from tests.support.cli import poll_samples, run_cli
 from tests.support.synthetic import mutate
+
+# A map of one to five agencies gaining one: more than the default additions guard believes.
+TINY_MAP = "[guard]\nmax_added_share = 1\n"
 
 
 def evidence(config: Path, change_id: int) -> dict:
@@ -70,10 +73,10 @@ def test_a_rename_shows_the_old_record_and_the_new(sample_config):
     assert_quoted_from(sample_config, found["after"])
 
 
-def test_a_field_change_shows_both_values_in_the_records(sample_config):
-    found = evidence(
-        sample_config, change_id(sample_config, "changed", "Westfield Police Department")
-    )
+def test_a_field_change_shows_both_values_in_the_records(source_server, tmp_path):
+    # A change of a field that alerts has a change-log row (others are churn, without ids).
+    config = poll_samples(source_server, tmp_path, '[alerts]\nalert_fields = ["video_requests"]\n')
+    found = evidence(config, change_id(config, "changed", "Westfield Police Department"))
 
     assert found["change"]["fields"] == ["video_requests"]
     assert "<value>12</value>" in found["before"]["record"]
@@ -133,8 +136,9 @@ def test_an_unknown_change_is_one_clear_line(sample_config):
         ),
         (
             "/agencies.csv",
-            "name,address\nAmes PD,Ames IA\n",
-            'name,address\nAmes PD,Ames IA\nCrystal PD\x1b[31m,"Crystal, MN"\n',
+            # A state in every address: a first document without states is no baseline.
+            'name,address\nAmes PD,"Ames, IA"\n',
+            'name,address\nAmes PD,"Ames, IA"\nCrystal PD\x1b[31m,"Crystal, MN"\n',
             'name,address\nCrystal PD\x1b[31m,"Crystal, MN"',
         ),
     ],
@@ -145,7 +149,7 @@ def test_json_objects_and_csv_rows_are_quoted_as_written(
     def body(document) -> bytes:
         return document.encode() if isinstance(document, str) else json.dumps(document).encode()
 
-    bot = Bot.create(tmp_path, source_server.serve(path, body(first), body(later)))
+    bot = Bot.create(tmp_path, source_server.serve(path, body(first), body(later)), TINY_MAP)
     bot.poll()
     bot.poll()
     (added,) = bot.changes(kinds=("added",))
@@ -160,7 +164,7 @@ def test_json_objects_and_csv_rows_are_quoted_as_written(
 
 def test_a_change_whose_poll_is_gone_is_one_clear_line(tmp_path, source_server):
     later = kml(mutate(agencies(5), seed=2, add=1))
-    bot = Bot.create(tmp_path, source_server.serve("/map.kml", kml(agencies(5)), later))
+    bot = Bot.create(tmp_path, source_server.serve("/map.kml", kml(agencies(5)), later), TINY_MAP)
     bot.poll()
     bot.poll()
     (added,) = bot.changes(kinds=("added",))

@@ -22,6 +22,8 @@ from tests.support.x_stub import XStub
 
 BASELINE = (SAMPLES / "baseline.kml").read_bytes()
 LATER = (SAMPLES / "later.kml").read_bytes()
+# The samples add 29 agencies to 123 (24%) in one step, as `ringwatch demo` does.
+SAMPLES_GUARD = "[guard]\nmax_added_share = 0.25\n"
 ERROR_PAGE = b"<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head></html>"
 MAP_URL = "https://www.google.com/maps/d/kml?mid=abc&forcekml=1"
 # The samples' story: 29 added, 1 renamed, 1 changed, then the removal confirmed.
@@ -60,7 +62,7 @@ def test_files_named_by_their_time_import_as_polls_at_that_time(tmp_path):
     (tmp_path / "2020-05-24.kml").write_bytes(BASELINE)
     (tmp_path / "2020-06-05T120000Z.kml").write_bytes(LATER)
     (tmp_path / "2020-06-06T08:30:00Z.kml").write_bytes(LATER)
-    config = write_config(tmp_path, "")
+    config = write_config(tmp_path, SAMPLES_GUARD + "")
     files = sorted(str(p) for p in tmp_path.glob("2020-*.kml"))
 
     result = ringwatch(config, "import", *reversed(files))
@@ -86,7 +88,7 @@ def test_files_named_by_their_time_import_as_polls_at_that_time(tmp_path):
 def test_one_file_at_a_given_time_then_an_older_one_is_refused(tmp_path):
     (tmp_path / "map.kml").write_bytes(BASELINE)
     (tmp_path / "2020-01-01.kml").write_bytes(LATER)
-    config = write_config(tmp_path, "")
+    config = write_config(tmp_path, SAMPLES_GUARD + "")
 
     first = ringwatch(config, "import", str(tmp_path / "map.kml"), "--at", "2020-05-24T10:00:00Z")
     older = ringwatch(config, "import", str(tmp_path / "2020-01-01.kml"))
@@ -138,7 +140,7 @@ def test_a_git_scraper_history_imports_commit_by_commit(tmp_path):
     commit(repo, "2020-06-05T12:00:00+02:00", {"map.kml": LATER}, "later")
     commit(repo, "2020-06-06T00:00:00+00:00", {"README": b"unrelated"}, "not the map")
     commit(repo, "2020-06-07T00:00:00+00:00", {"map.kml": LATER + b"\n"}, "whitespace")
-    config = write_config(tmp_path, '[source]\nformat = "kml"\n')
+    config = write_config(tmp_path, SAMPLES_GUARD + '[source]\nformat = "kml"\n')
 
     first = ringwatch(config, "import", "--git", str(repo), "--path", "map.kml")
     again = ringwatch(config, "import", "--git", str(repo), "--path", "map.kml")
@@ -162,7 +164,7 @@ def test_a_path_git_never_held_is_a_clear_error(tmp_path):
     repo.mkdir()
     subprocess.run(["git", "init", "-q", str(repo)], check=True, timeout=60)
     commit(repo, "2020-05-24T10:00:00Z", {"map.kml": BASELINE}, "baseline")
-    config = write_config(tmp_path, "")
+    config = write_config(tmp_path, SAMPLES_GUARD + "")
 
     result = ringwatch(config, "import", "--git", str(repo), "--path", "nope.kml")
 
@@ -203,7 +205,8 @@ def serve_archive(server: SourceServer, captures: dict[str, list[Reply | bytes]]
 def wayback_config(tmp_path: Path, server: SourceServer, telegram: TelegramStub, x: XStub):
     return write_config(
         tmp_path,
-        f'[import]\nwayback_url = "{server.base_url}"\npause = "0s"\ntimeout = "5s"\n'
+        SAMPLES_GUARD
+        + f'[import]\nwayback_url = "{server.base_url}"\npause = "0s"\ntimeout = "5s"\n'
         '[telegram]\nenabled = true\nchannel = "@ring_alerts"\n'
         f'api_base_url = "{telegram.base_url}"\n'
         f'[x]\nenabled = true\napi_base_url = "{x.base_url}"\n',
@@ -306,7 +309,7 @@ def test_a_capture_that_never_answers_stops_at_the_deadline(tmp_path, source_ser
 def test_a_mistaken_import_is_one_clear_line_and_imports_nothing(tmp_path, args, message):
     for name in ("a.kml", "b.kml"):
         (tmp_path / name).write_bytes(BASELINE)
-    config = write_config(tmp_path, "")
+    config = write_config(tmp_path, SAMPLES_GUARD + "")
 
     paths = [str(tmp_path / a) if a.endswith(".kml") else a for a in args]
     result = ringwatch(config, "import", *paths)

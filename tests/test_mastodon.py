@@ -38,6 +38,10 @@ def stub() -> Iterator[MastodonStub]:
     server.stop()
 
 
+# Small maps that gain several agencies at once: the additions guard must believe them.
+SMALL_MAP_GUARD = "[guard]\nmax_added_share = 100\n"
+
+
 def section(stub: MastodonStub, extra: str = "") -> str:
     return f'[mastodon]\nenabled = true\napi_base_url = "{stub.base_url}"\n{extra}'
 
@@ -186,7 +190,7 @@ def test_refusals(
     monkeypatch.setenv("MASTODON_ACCESS_TOKEN", TOKEN)
     items = agencies(20)
     url = source_server.serve("/a.kml", kml(items[:18]), kml(items))
-    bot = Bot.create(tmp_path, url, "[console]\nenabled = true\n" + section(stub))
+    bot = Bot.create(tmp_path, url, SMALL_MAP_GUARD + "[console]\nenabled = true\n" + section(stub))
     bot.poll()
     stub.answers = [answer] * times
     bot.poll()
@@ -209,6 +213,7 @@ def test_hostile_names_mention_and_tag_nobody(
     config = write_config(
         tmp_path,
         f'[source]\nurl = "{url}"\nformat = "kml"\n'
+        + SMALL_MAP_GUARD
         + NO_DIGEST
         + section(stub, "max_posts_per_poll = 1000\n"),
     )

@@ -168,7 +168,7 @@ def test_alert_fields_can_make_video_requests_alert(start, source_server, capsys
 
 def test_above_the_digest_threshold_one_digest_lists_every_agency(start, source_server, capsys):
     first = agencies(30)
-    bot = start(first, "[alerts]\ndigest_threshold = 3\n")
+    bot = start(first, "[alerts]\ndigest_threshold = 3\n[guard]\nmax_added_share = 0.3\n")
     later = mutate(first, seed=3, add=8)
     serve(source_server, later)
     capsys.readouterr()
@@ -302,7 +302,8 @@ def test_a_field_that_alerts_changing_everywhere_is_a_suspect_fetch(start, sourc
 
 def test_the_bundled_samples_give_the_documented_changes(tmp_path):
     samples = Path(__file__).resolve().parent.parent / "bot" / "samples"
-    bot = Bot.create(tmp_path, str(samples / "baseline.kml"))
+    # 29 of 123 agencies are new (24%): more than the default guard believes.
+    bot = Bot.create(tmp_path, str(samples / "baseline.kml"), "[guard]\nmax_added_share = 0.25\n")
     bot.poll()
     bot.config_path.write_text(
         bot.config_path.read_text().replace("baseline.kml", "later.kml"), encoding="utf-8"
@@ -420,7 +421,9 @@ BAD_REPLIES = {
     "entity bomb": lambda first: Reply(BOMB),
     "empty list": lambda first: Reply(kml([])),
     "missing 30%": lambda first: Reply(kml(first[6:])),
+    "30% new": lambda first: Reply(kml(mutate(first, seed=6, add=6))),
 }
+SUSPECT = ("empty list", "missing 30%", "30% new")
 
 
 @pytest.mark.parametrize("case", BAD_REPLIES, ids=list(BAD_REPLIES))
@@ -433,7 +436,7 @@ def test_a_bad_fetch_changes_nothing_and_warns_once(start, source_server, capsys
 
     results = [bot.poll(), bot.poll()]
 
-    expected = "suspect" if case in ("empty list", "missing 30%") else "failed"
+    expected = "suspect" if case in SUSPECT else "failed"
     assert [r.outcome for r in results] == [expected, expected]
     assert [p["outcome"] for p in bot.polls()[1:]] == [expected, expected]
     assert bot.polls()[-1]["error"]
@@ -507,3 +510,139 @@ def test_max_missing_share_is_configurable(start, source_server):
 
     assert bot.poll().outcome == "suspect"
     assert "guard.max_missing_share" in bot.polls()[-1]["error"]
+
+
+def test_max_added_share_is_configurable(start, source_server):
+    first = agencies(20)
+    bot = start(first, "[guard]\nmax_added_share = 0.3\n")
+    serve(source_server, mutate(first, seed=6, add=6))  # 30%: not more than 0.3
+
+    assert bot.poll().outcome == "ok"
+    assert [kind for kind, _ in bot.kinds()] == ["added"] * 6
+
+
+# --- the same agency twice in one fetch -----------------------------------------------------
+
+
+# How a copy of an agency differs from the record it repeats.
+DUPLICATES = {
+    "same bytes": lambda a: a,
+    "video count off by one": lambda a: renamed(a, video_requests=a.video_requests + 1),
+    "other spacing and case": lambda a: renamed(a, name=" " + a.name.upper() + " "),
+    "same place, other city": lambda a: renamed(a, city=a.city + " Township"),
+    "same profile, moved": lambda a: renamed(a, city="Elsewhere", lat=a.lat + 1),
+}
+
+
+@pytest.mark.parametrize("copy", DUPLICATES, ids=list(DUPLICATES))
+def test_agencies_listed_twice_are_kept_once_and_reported(start, source_server, capsys, copy):
+    first = agencies(20)
+    bot = start(first)
+    before = bot.agencies()
+    twice = first[2:6]  # 20% of the list appears a second time
+    serve(source_server, [*first, *(DUPLICATES[copy](a) for a in twice)])
+    capsys.readouterr()
+
+    result = bot.poll()
+
+    assert result.outcome == "ok"
+    assert bot.kinds() == [] and "New partnership" not in capsys.readouterr().out
+    assert set(bot.agencies()) == set(before)
+    warning = bot.polls()[-1]["warning"]
+    assert warning.startswith("4 agencies listed twice, kept once:")
+    for agency in twice:  # the copy's own spelling is named
+        assert (
+            agency.name.lower() in warning.lower() and agency.name.lower() in result.summary.lower()
+        )
+
+
+def test_agencies_listed_twice_in_a_first_poll_are_one_baseline_each(tmp_path, source_server):
+    first = agencies(20)
+    bot = Bot.create(tmp_path, source_server.serve(PATH, kml([*first, *first[:3]])))
+
+    result = bot.poll()
+
+    assert result.outcome == "baseline"
+    assert len(bot.agencies()) == 20
+    assert "3 agencies listed twice" in bot.polls()[-1]["warning"]
+
+
+def test_twins_in_other_places_are_no_duplicates(start, source_server):
+    first = agencies(20)
+    sewell, long_valley = _twins(first)
+    bot = start([*first, sewell])
+    serve(source_server, [*first, sewell, long_valley])
+
+    bot.poll()
+
+    assert bot.kinds() == [("added", long_valley.name)]
+    assert bot.polls()[-1]["warning"] is None
+
+
+# --- a first poll that cannot be a baseline -------------------------------------------------
+
+# A broken document on a fresh install, as the list it would give.
+BROKEN_BASELINES = {
+    "no addresses": lambda first: [renamed(a, city="", state="") for a in first],
+    "no names": lambda first: [renamed(a, name="") for a in first],
+    "a third without a state": lambda first: [
+        renamed(a, city="", state="") if i % 3 == 0 else a for i, a in enumerate(first)
+    ],
+}
+
+
+@pytest.mark.parametrize("case", BROKEN_BASELINES, ids=list(BROKEN_BASELINES))
+def test_a_broken_first_document_is_no_baseline(tmp_path, source_server, case):
+    first = agencies(20)
+    bot = Bot.create(tmp_path, source_server.serve(PATH, kml(BROKEN_BASELINES[case](first))))
+
+    result = bot.poll()
+
+    assert result.outcome == "suspect"
+    assert "not recording it as the baseline" in result.summary
+    assert bot.agencies() == {} and bot.changes() == []
+    serve(source_server, first)
+    assert bot.poll().outcome == "baseline"  # the next good document is the baseline
+
+
+def test_a_first_document_with_a_few_incomplete_records_is_a_baseline(tmp_path, source_server):
+    first = agencies(20)
+    broken = [renamed(a, city="", state="") if i < 2 else a for i, a in enumerate(first)]
+    bot = Bot.create(tmp_path, source_server.serve(PATH, kml(broken)))
+
+    assert bot.poll().outcome == "baseline"
+
+
+# --- churn: field changes that do not alert ------------------------------------------------
+
+
+def test_every_video_count_changing_is_one_compact_row_and_still_in_the_change_log(
+    start, source_server, capsys
+):
+    first = agencies(40)
+    bot = start(first)
+    counts = [renamed(a, video_requests=a.video_requests + 1) for a in first]
+    moved = renamed(counts[3], lat=first[3].lat + 0.02)  # an alerting change stays a row
+    serve(source_server, [*counts[:3], moved, *counts[4:]])
+    capsys.readouterr()
+
+    assert bot.poll().outcome == "ok"
+
+    churn = bot.rows("select field, agencies, length(data) as bytes from churn")
+    assert [(c["field"], c["agencies"]) for c in churn] == [("video_requests", 39)]
+    logged = bot.rows("select kind, fields from changes where kind != 'baseline'")
+    assert logged == [{"kind": "changed", "fields": '["coordinates", "video_requests"]'}]
+    listed = bot.changes(kinds=("changed",))
+    assert len(listed) == 40
+    by_name = {row["name"]: row for row in listed}
+    for agency in first:
+        row = by_name[agency.name]
+        assert row["before"]["video_requests"] == agency.video_requests
+        assert row["after"]["video_requests"] == agency.video_requests + 1
+        assert (row["city"], row["state"]) == (agency.city, agency.state)
+    assert by_name[first[3].name]["id"] is not None  # a change-log row
+    assert by_name[first[0].name]["id"] is None  # churn, read back per agency
+    assert "New partnership" not in capsys.readouterr().out
+    state = first[0].state
+    in_state = bot.changes(kinds=("changed",), states=(state,))
+    assert {row["name"] for row in in_state} == {a.name for a in first if a.state == state}

@@ -9,7 +9,15 @@ import sqlite_utils
 
 from bot.diff import Diff
 from bot.models import Agency, Change
-from bot.store import MIGRATIONS, SCHEMA_VERSION, OutboxMessage, Store
+from bot.queries import ChangeFilter, query_changes
+from bot.store import (
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    OutboxMessage,
+    Store,
+    database_problem,
+    prune_before,
+)
 
 CRYSTAL = Agency("mn/crystal-police-department", "Crystal Police Department", "Crystal", "MN")
 
@@ -132,3 +140,46 @@ def test_readonly_open_of_a_missing_database_creates_nothing(tmp_path):
 
     assert store.active_count() == 0
     assert not (tmp_path / "state").exists()
+
+
+def test_a_bug_is_no_database_problem(tmp_path):
+    """Only a state of the file or its disk becomes a one-line message; a bug still raises."""
+    path = tmp_path / "ringwatch.db"
+    with pytest.raises(sqlite3.OperationalError) as bug:
+        Store.open(path).db.execute("select nothing from nowhere")
+
+    assert database_problem(path, bug.value) is None
+
+
+def test_a_version_2_database_is_migrated_keeping_its_rows(tmp_path):
+    path = tmp_path / "ringwatch.db"
+    old = sqlite_utils.Database(path)
+    for migration in MIGRATIONS[:2]:
+        migration(old)
+    old["meta"].insert({"key": "schema_version", "value": "2"}, pk="key")
+    old["agencies"].insert({**CRYSTAL.as_row(), "extra": "{}", "active": 1, "missing_polls": 0})
+    poll_id = old["polls"].insert({"started_at": "2024-06-03T00:00:00Z", "outcome": "ok"}).last_pk
+    old["changes"].insert(
+        {"poll_id": poll_id, "kind": "changed", "key": CRYSTAL.key, "name": CRYSTAL.name,
+         "state": "MN", "fields": '["video_requests"]', "before": '{"video_requests": 1}',
+         "after": '{"video_requests": 2}', "alert": 0, "detected_at": "2024-06-03T00:00:00Z"}
+    )  # fmt: skip
+    old["subscribers"].insert({"channel": "telegram", "chat_id": "42", "active": 1})
+    old.close()
+
+    store = Store.open(path)
+
+    assert store.schema_version == SCHEMA_VERSION
+    assert [p["warning"] for p in store.db.query("select warning from polls")] == [None]
+    assert count(store, "churn") == 0
+    (row,) = query_changes(store.db, ChangeFilter(kinds=("changed",)))
+    assert (row["key"], row["before"], row["after"]) == (
+        CRYSTAL.key, {"video_requests": 1}, {"video_requests": 2},
+    )  # fmt: skip
+    assert [s["chat_id"] for s in store.subscribers("telegram")] == ["42"]
+    # Its first prune switches it to incremental vacuum (a VACUUM) and keeps the change log.
+    assert store.db.execute("pragma auto_vacuum").fetchone()[0] == 0
+    store.prune(prune_before(0))
+    assert store.db.execute("pragma auto_vacuum").fetchone()[0] == 2
+    assert len(query_changes(store.db, ChangeFilter(kinds=("changed",)))) == 1
+    store.close()

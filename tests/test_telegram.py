@@ -85,9 +85,13 @@ def subscribe(bot: Bot, chat_id: int, states: list[str] | None) -> None:
         store.close()
 
 
+# A map of 10 agencies that gains several at once: the additions guard must believe it.
+SMALL_MAP_GUARD = "[guard]\nmax_added_share = 100\n"
+
+
 def start_bot(directory: Path, source_server: SourceServer, section: str) -> Bot:
     """ringwatch with Telegram on, its baseline recorded (10 agencies in IA)."""
-    created = Bot.create(directory, source_server.serve(PATH, kml(BASE)), section)
+    created = Bot.create(directory, source_server.serve(PATH, kml(BASE)), section + SMALL_MAP_GUARD)
     assert created.poll().outcome == "baseline"
     return created
 
@@ -869,7 +873,7 @@ def test_run_subscribes_users_and_delivers_the_right_alerts(
     )
     # Threshold 1: two changes are a digest for the channel and 502, a single for 501.
     section = telegram_section(stub, threshold=1)
-    path = write_config(tmp_path, bot_section + config_text(url, section))
+    path = write_config(tmp_path, bot_section + config_text(url, section + SMALL_MAP_GUARD))
     process = start_cli(
         "run",
         env={"RINGWATCH_CONFIG": str(path)},

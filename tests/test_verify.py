@@ -32,7 +32,9 @@ def history(tmp_path, source_server) -> Bot:
         Reply(kml(later)),
         Reply(kml(later[:15])),
     ]
-    bot = Bot.create(tmp_path, source_server.serve(PATH, *replies), format="kml")
+    # The changed agency's field alerts, so it is a change-log row (the test edits it by id).
+    alerting = '[alerts]\nalert_fields = ["coordinates", "video_requests"]\n'
+    bot = Bot.create(tmp_path, source_server.serve(PATH, *replies), alerting, format="kml")
     outcomes = [bot.poll().outcome for _ in range(6)]
     forced = run_cli("poll", "--force", "--config", str(bot.config_path))
     outcomes.append(bot.poll().outcome)
