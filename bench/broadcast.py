@@ -1,9 +1,10 @@
 """Broadcast: one alert to many Telegram subscribers against the local Bot API stub.
 
-The stub (tests/telegram_stub.py) runs in this process with Telegram's limits enforced and
-counts every 429 it had to send; the bot runs in a subprocess (bench/broadcast_worker.py),
-so the two do not share an interpreter. The rate is measured where Telegram would see it:
-messages the stub accepted ÷ the time from the first to the last of them.
+The stub (tests/support/telegram_stub.py) runs in this process with Telegram's limits
+enforced and counts every 429 it had to send; the bot runs in a subprocess
+(bench/broadcast_worker.py), so the two do not share an interpreter. The rate is measured
+where Telegram would see it: messages the stub accepted ÷ the time from the first to the
+last of them.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import tempfile
 from typing import Any
 
 from bench.polls import REPO
-from tests.telegram_stub import TelegramStub
+from tests.support.telegram_stub import TelegramStub
 
 
 def measure_broadcast(subscribers: int, seconds: float) -> dict[str, Any]:

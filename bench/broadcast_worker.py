@@ -21,7 +21,7 @@ from bot.config import parse_config
 from bot.deliver import deliver_pending
 from bot.poll import Poller
 from bot.store import Store
-from bot.synthetic import generate_agencies, mutate, to_kml
+from tests.support.synthetic import generate_agencies, mutate, to_kml
 
 FIRST_CHAT_ID = 10_000_000  # private chats: positive ids
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.server import DocumentServer
-from bot.synthetic import SyntheticAgency, generate_agencies, mutate, to_kml
+from tests.support.synthetic import SyntheticAgency, generate_agencies, mutate, to_kml
 
 REPO = Path(__file__).resolve().parent.parent
 PHASES = ("fetch", "parse", "diff", "commit")

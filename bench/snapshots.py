@@ -19,7 +19,7 @@ from typing import Any
 import zstandard
 
 from bot.snapshots import ZSTD_LEVEL, SnapshotStore, compress
-from bot.synthetic import generate_agencies, mutate, to_kml
+from tests.support.synthetic import generate_agencies, mutate, to_kml
 
 POLLS_PER_DAY = 24 * 4
 DAYS_PER_YEAR = 365

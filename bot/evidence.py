@@ -16,6 +16,7 @@ from typing import Any
 
 from bot.config import Config, SourceConfig
 from bot.normalise import city_key, disambiguate, normalise_record
+from bot.placemark_scan import placemark_spans
 from bot.queries import change_object
 from bot.snapshots import SnapshotStore
 from bot.source import (
@@ -25,7 +26,6 @@ from bot.source import (
     parse_csv,
     parse_json,
     parse_kml,
-    placemark_spans,
 )
 from bot.store import Store
 

@@ -29,9 +29,10 @@ from bot.diff import (
 from bot.models import Agency, Change, Origin
 from bot.normalise import disambiguate, normalise_record
 from bot.notify import Audience, plan_alerts, plan_maintainer_message
+from bot.placemark_scan import ScanMismatch
 from bot.render import make_environment
 from bot.snapshots import SnapshotFile, SnapshotStore
-from bot.source import Abandoned, Fetched, ScanMismatch, SourceError, Validators, fetch, parse
+from bot.source import Abandoned, Fetched, SourceError, Validators, fetch, parse
 from bot.store import OutboxMessage, Store, utc_now
 
 log = logging.getLogger(__name__)

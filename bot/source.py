@@ -33,6 +33,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from bot.config import SourceConfig
+from bot.placemark_scan import ScanMismatch, placemark_digests, record_digest
 
 log = logging.getLogger(__name__)
 
@@ -509,10 +510,6 @@ def infer_format(config: SourceConfig, fetched: Fetched) -> str:
     return "csv" if b"," in fetched.body[:2048] else "kml"
 
 
-def _digest(data: bytes) -> str:
-    return hashlib.blake2b(data, digest_size=12).hexdigest()
-
-
 @lru_cache(maxsize=1024)  # a document has a handful of distinct tags, seen millions of times
 def _local(tag: object) -> str:
     """The local name of a tag ('' for comments and processing instructions)."""
@@ -547,41 +544,6 @@ def _placemark_fields(placemark: etree._Element) -> dict[str, str]:
     return fields
 
 
-class ScanMismatch(ParseError):
-    """The byte scan for Placemarks disagreed with the XML parser; parse again without it."""
-
-
-_PLACEMARK_OPEN, _PLACEMARK_CLOSE = b"<Placemark", b"</Placemark>"
-
-
-def placemark_spans(body: bytes) -> list[tuple[int, int]] | None:
-    """(start of `<Placemark`, start of `</Placemark>`) of each record, in document order.
-
-    A plain byte scan, several times faster than serialising every parsed element.
-    None unless every "Placemark" in the document is one of the tags it paired: a
-    mention inside CDATA, a comment or text could cut a record short. parse_kml also
-    checks the count against the parser's (a prefixed tag) and starts over without it.
-    """
-    spans: list[tuple[int, int]] = []
-    find, start = body.find, 0
-    while (begin := find(_PLACEMARK_OPEN, start)) >= 0:
-        start = begin + len(_PLACEMARK_OPEN)
-        if body[start : start + 1] not in (b">", b" ", b"\n", b"\r", b"\t"):
-            continue  # <PlacemarkFoo>, or <Placemark/>: the parser will count differently
-        end = find(_PLACEMARK_CLOSE, start)
-        if end < 0:
-            break
-        spans.append((begin, end))
-        start = end + len(_PLACEMARK_CLOSE)
-    return spans if body.count(b"Placemark") == 2 * len(spans) else None
-
-
-def placemark_digests(body: bytes) -> list[str] | None:
-    """The hash of each Placemark's bytes (see placemark_spans), in document order."""
-    spans = placemark_spans(body)
-    return None if spans is None else [_digest(body[begin:end]) for begin, end in spans]
-
-
 def parse_kml(
     body: bytes, known: Container[str] = frozenset(), *, scan: bool = True
 ) -> Iterator[RawRecord]:
@@ -590,7 +552,7 @@ def parse_kml(
     A Placemark whose byte-hash is in `known` is yielded without its fields: the caller
     already has it. Raises ParseError on malformed or truncated XML, and ScanMismatch
     (after yielding) when the byte scan and the parser disagree: call again with
-    scan=False, which hashes each parsed element instead.
+    scan=False, which hashes each parsed element instead (see bot/placemark_scan.py).
     """
     _reject_entities(body)
     scanned = placemark_digests(body) if scan else None
@@ -612,7 +574,7 @@ def parse_kml(
             if count < len(scanned):
                 digest = scanned[count]
             else:  # the tail is the whitespace after the Placemark: not part of the record
-                digest = _digest(etree.tostring(element, with_tail=False))
+                digest = record_digest(etree.tostring(element, with_tail=False))
             count += 1
             yield digest, (None if digest in known else _placemark_fields(element))
             # Free what has been read: keeps a 100 MB export at a few MB of tree.
@@ -674,7 +636,7 @@ def json_records(body: bytes, records_path: str = "") -> list[object]:
 def parse_json(body: bytes, records_path: str = "", mapping: dict[str, str] | None = None):
     for item in json_records(body, records_path):
         fields = _rename_fields(_flatten_json_record(item), mapping or {})
-        yield _digest(json.dumps(fields, sort_keys=True).encode()), fields
+        yield record_digest(json.dumps(fields, sort_keys=True).encode()), fields
 
 
 def parse_csv(body: bytes, mapping: dict[str, str] | None = None) -> Iterator[RawRecord]:
@@ -691,7 +653,7 @@ def parse_csv(body: bytes, mapping: dict[str, str] | None = None) -> Iterator[Ra
         if None in row.values():  # a half-written file: cut-off rows are no agencies
             raise ParseError(f"CSV line {reader.line_num} has fewer cells than the header")
         fields = _rename_fields({k: v or "" for k, v in row.items()}, mapping or {})
-        yield _digest(json.dumps(fields, sort_keys=True).encode()), fields
+        yield record_digest(json.dumps(fields, sort_keys=True).encode()), fields
 
 
 def parse(

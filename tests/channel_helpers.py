@@ -11,8 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import SAMPLES, run_cli, start_cli, write_config
-from tests.source_server import SourceServer
+from tests.support.cli import SAMPLES, run_cli, start_cli, write_config
+from tests.support.source_server import SourceServer
 
 SAMPLE_ADDITIONS = 29
 # One alert per change, whatever a channel's own digest threshold says.

@@ -2,7 +2,7 @@
 
 `Bot` runs the real pipeline in-process (config file → Store on a real SQLite file →
 Poller → console channel) so a test can poll, deliver and then read the change log,
-the polls and the outbox. Exit codes are tested through the CLI (conftest.run_cli).
+the polls and the outbox. Exit codes are tested through the CLI (tests/support/cli.run_cli).
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from bot.deliver import DeliveryReport, deliver_pending
 from bot.poll import PollResult, run_poll
 from bot.queries import ChangeFilter, query_changes
 from bot.store import Store
-from bot.synthetic import SyntheticAgency, generate_agencies, to_kml
-from tests.conftest import write_config
+from tests.support.cli import write_config
+from tests.support.synthetic import SyntheticAgency, generate_agencies, to_kml
 
 # Short timeouts and backoffs keep failure tests fast; one retry still exercises retrying.
 FAST_SOURCE: dict[str, Any] = {"timeout": "1s", "retries": 1, "backoff": "0.05s"}

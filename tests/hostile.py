@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.conftest import run_cli, write_config
-from tests.source_server import SourceServer
+from tests.support.cli import run_cli, write_config
+from tests.support.source_server import SourceServer
 
 RTL_OVERRIDE = "\u202e"
 HOSTILE_NAMES = (

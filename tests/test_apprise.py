@@ -16,12 +16,12 @@ from tests.channel_helpers import (
     outbox,
     samples_config,
 )
-from tests.conftest import run_cli, write_config
 from tests.helpers import database_text, leaked
-from tests.smtp_server import SmtpServer
-from tests.source_server import SourceServer
+from tests.support.cli import run_cli, write_config
+from tests.support.smtp_server import SmtpServer
+from tests.support.source_server import SourceServer
+from tests.support.webhook_receiver import Answer, WebhookReceiver
 from tests.test_mastodon import additions
-from tests.webhook_receiver import Answer, WebhookReceiver
 
 ENABLED = "[apprise]\nenabled = true\n"
 PASSWORD = "receiver-password-0123"

@@ -8,7 +8,9 @@ import sys
 
 import pytest
 
-from tests.conftest import REPO
+from tests.support.cli import REPO
+
+pytestmark = pytest.mark.slow  # a real benchmark run: skipped by -m "not slow"
 
 POLL_KINDS = (
     "baseline",

@@ -11,7 +11,6 @@ from pathlib import Path
 import grapheme
 import pytest
 
-from tests.bluesky_stub import PASSWORD, BlueskyStub, error, rate_limited
 from tests.channel_helpers import (
     HOSTILE_NAMES,
     NO_DIGEST,
@@ -23,9 +22,10 @@ from tests.channel_helpers import (
     query,
     samples_config,
 )
-from tests.conftest import run_cli, write_config
 from tests.helpers import agencies, database_text, kml, leaked, renamed
-from tests.source_server import SourceServer
+from tests.support.bluesky_stub import PASSWORD, BlueskyStub, error, rate_limited
+from tests.support.cli import run_cli, write_config
+from tests.support.source_server import SourceServer
 from tests.test_mastodon import additions
 
 ENV = {"BLUESKY_APP_PASSWORD": PASSWORD}

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, poll_samples, run_cli, write_config
-from tests.source_server import SourceServer
+from tests.support.cli import REPO, poll_samples, run_cli, write_config
+from tests.support.source_server import SourceServer
 
 SAMPLE_ADDITIONS = 29
 

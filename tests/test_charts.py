@@ -25,7 +25,7 @@ from bot.charts import (
 from bot.queries import ChangeFilter, query_changes
 from bot.reports import long_date
 from bot.store import Store
-from tests.conftest import run_cli
+from tests.support.cli import run_cli
 
 TODAY = datetime.now(UTC).date()
 

@@ -25,10 +25,10 @@ import pytest
 from bot.cli import cli
 from bot.lock import state_lock
 from bot.store import Store, pack_churn, unpack_churn
-from bot.synthetic import mutate
-from tests.conftest import REPO, run_cli, start_cli, write_config
 from tests.helpers import Bot, agencies, config_text, kml, renamed
-from tests.source_server import Reply
+from tests.support.cli import REPO, run_cli, start_cli, write_config
+from tests.support.source_server import Reply
+from tests.support.synthetic import mutate
 
 PATH = "/map.kml"
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from bot.config import ConfigError, load_config, parse_duration
-from tests.conftest import run_cli
+from tests.support.cli import run_cli
 
 
 def load(tmp_path: Path, text: str):

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import run_cli, start_cli
+from tests.support.cli import run_cli, start_cli
 
 CHAT_ID = "987654321"  # a subscriber's Telegram chat id: must never be served
 

@@ -28,9 +28,9 @@ from bot.channels.base import (
 from bot.config import AlertsConfig, Config, Duration
 from bot.deliver import backoff_delay, deliver_pending
 from bot.store import MIGRATIONS, OutboxMessage, Store
-from bot.synthetic import mutate
-from tests.conftest import run_cli, start_cli
 from tests.helpers import Bot, agencies, kml
+from tests.support.cli import run_cli, start_cli
+from tests.support.synthetic import mutate
 
 PATH = "/map.kml"
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.synthetic import mutate
-from tests.conftest import poll_samples, run_cli
 from tests.helpers import Bot, agencies, kml
+from tests.support.cli import poll_samples, run_cli
+from tests.support.synthetic import mutate
 
 # A map of one to five agencies gaining one: more than the default additions guard believes.
 TINY_MAP = "[guard]\nmax_added_share = 1\n"

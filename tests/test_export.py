@@ -10,7 +10,7 @@ from importlib import resources
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.support.cli import run_cli
 
 
 def export(config, *args: str) -> str:

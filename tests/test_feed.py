@@ -13,7 +13,7 @@ from bot.feed import build_feed, entry_id, write_feed
 from bot.queries import ChangeFilter, install_id, query_changes
 from bot.render import make_environment
 from bot.store import SCHEMA_VERSION, Store
-from tests.conftest import SAMPLES, run_cli, write_config
+from tests.support.cli import SAMPLES, run_cli, write_config
 
 A = "{http://www.w3.org/2005/Atom}"
 

@@ -16,7 +16,6 @@ import pytest
 
 from bot.normalise import display_name
 from bot.safe import FORMULA_STARTS, http_url, plain_text
-from tests.conftest import run_cli, write_config
 from tests.hostile import (
     FORMULA_CITY,
     HOSTILE_NAMES,
@@ -25,6 +24,7 @@ from tests.hostile import (
     UNSAFE_URLS,
     poll_hostile,
 )
+from tests.support.cli import run_cli, write_config
 
 # What a reader must see: each name as text, with the invisible direction trick gone.
 SHOWN_NAMES = [plain_text(name) for name in HOSTILE_NAMES]

@@ -13,12 +13,12 @@ import pytest
 
 from bot.channels.x import CREDENTIAL_ENV_VARS
 from bot.store import Store
-from bot.synthetic import mutate
-from tests.conftest import SAMPLES, run_cli, write_config
 from tests.helpers import agencies, kml
-from tests.source_server import Reply, SourceServer
-from tests.telegram_stub import DEFAULT_TOKEN, TelegramStub
-from tests.x_stub import XStub
+from tests.support.cli import SAMPLES, run_cli, write_config
+from tests.support.source_server import Reply, SourceServer
+from tests.support.synthetic import mutate
+from tests.support.telegram_stub import DEFAULT_TOKEN, TelegramStub
+from tests.support.x_stub import XStub
 
 BASELINE = (SAMPLES / "baseline.kml").read_bytes()
 LATER = (SAMPLES / "later.kml").read_bytes()

@@ -23,10 +23,10 @@ from tests.channel_helpers import (
     outbox,
     samples_config,
 )
-from tests.conftest import run_cli, write_config
 from tests.helpers import Bot, agencies, database_text, kml, leaked, renamed
-from tests.mastodon_stub import HASHTAG, MENTION, TOKEN, MastodonStub, error, rate_limited
-from tests.source_server import SourceServer
+from tests.support.cli import run_cli, write_config
+from tests.support.mastodon_stub import HASHTAG, MENTION, TOKEN, MastodonStub, error, rate_limited
+from tests.support.source_server import SourceServer
 
 ENV = {"MASTODON_ACCESS_TOKEN": TOKEN}
 

@@ -6,7 +6,7 @@ import tomllib
 
 import pytest
 
-from tests.conftest import REPO, SAMPLES, run_cli, write_config
+from tests.support.cli import REPO, SAMPLES, run_cli, write_config
 
 
 @pytest.fixture(scope="module")

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from bot.normalise import display_name
-from bot.synthetic import mutate
 from tests.helpers import Bot, agencies, kml, renamed
-from tests.source_server import Reply, SourceServer
+from tests.support.source_server import Reply, SourceServer
+from tests.support.synthetic import mutate
 
 PATH = "/map.kml"
 

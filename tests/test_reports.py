@@ -28,7 +28,7 @@ from bot.reports import (
     stats_text,
 )
 from bot.store import Store
-from tests.conftest import SAMPLES, run_cli
+from tests.support.cli import SAMPLES, run_cli
 
 KML = "{http://www.opengis.net/kml/2.2}"
 TODAY = datetime.now(UTC).date().isoformat()

@@ -15,12 +15,12 @@ from bot.channels.base import Channel, Delivery, Recipient, Style
 from bot.channels.x import CREDENTIAL_ENV_VARS
 from bot.scheduler import Runner
 from bot.store import Store
-from bot.synthetic import mutate
-from tests.conftest import run_cli, start_cli
 from tests.helpers import Bot, agencies, kml
-from tests.source_server import Reply
-from tests.telegram_stub import TelegramStub
-from tests.x_stub import XStub
+from tests.support.cli import run_cli, start_cli
+from tests.support.source_server import Reply
+from tests.support.synthetic import mutate
+from tests.support.telegram_stub import TelegramStub
+from tests.support.x_stub import XStub
 
 PATH = "/map.kml"
 # Each answer takes longer than the interval: overlapping polls would show as two requests

@@ -31,10 +31,10 @@ import pytest
 from bot.config import load_config
 from bot.site import SITE_MARKER, build_site, content_security_policy, page_name
 from bot.store import Store
-from bot.synthetic import generate_agencies, mutate, to_kml
-from tests.conftest import run_cli, write_config
 from tests.helpers import Bot
-from tests.source_server import SourceServer
+from tests.support.cli import run_cli, write_config
+from tests.support.source_server import SourceServer
+from tests.support.synthetic import generate_agencies, mutate, to_kml
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -530,7 +530,7 @@ def test_refuses_to_replace_a_folder_it_did_not_build(sample_config, tmp_path):
 
 
 def test_poll_rebuilds_the_site_when_enabled(source_server, tmp_path):
-    from tests.conftest import poll_samples
+    from tests.support.cli import poll_samples
 
     config = poll_samples(source_server, tmp_path, '[site]\nenabled = true\nout = "public"\n')
 
@@ -541,7 +541,7 @@ def test_poll_rebuilds_the_site_when_enabled(source_server, tmp_path):
 
 
 def test_poll_leaves_the_site_alone_when_disabled(source_server, tmp_path):
-    from tests.conftest import poll_samples
+    from tests.support.cli import poll_samples
 
     poll_samples(source_server, tmp_path)
 
@@ -620,7 +620,7 @@ def test_the_csp_allows_images_from_the_tile_host_only(tiles, source):
 
 
 def test_a_site_that_cannot_be_rebuilt_is_logged_and_the_poll_still_counts(source_server, tmp_path):
-    from tests.conftest import SAMPLES
+    from tests.support.cli import SAMPLES
 
     (tmp_path / "public").mkdir()
     (tmp_path / "public" / "notes.txt").write_text("mine")

@@ -10,10 +10,10 @@ import sys
 import sqlite_utils
 
 from bot.store import MIGRATIONS, SCHEMA_VERSION, Store
-from bot.synthetic import mutate
-from tests.conftest import REPO, _cli_env, run_cli
 from tests.helpers import Bot, agencies, kml
-from tests.source_server import Reply
+from tests.support.cli import REPO, cli_env, run_cli
+from tests.support.source_server import Reply
+from tests.support.synthetic import mutate
 
 PATH = "/map.kml"
 
@@ -27,7 +27,7 @@ def snapshot_bytes(bot: Bot, prefix: str) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
         [sys.executable, "-m", "bot", "snapshot", prefix, "--config", str(bot.config_path)],
         capture_output=True,
-        env=_cli_env(None),
+        env=cli_env(None),
         cwd=REPO,
         timeout=60,
     )

@@ -12,22 +12,21 @@ from pathlib import Path
 import pytest
 
 from bot.config import Duration, SourceConfig
+from bot.placemark_scan import ScanMismatch, placemark_digests
 from bot.source import (
     Fetched,
     FetchError,
     ParseError,
-    ScanMismatch,
     Validators,
     fetch,
     follow_problem,
     parse,
     parse_kml,
-    placemark_digests,
 )
-from bot.synthetic import networklink_kml
-from tests.conftest import run_cli
 from tests.helpers import Bot, agencies, kml
-from tests.source_server import Reply, SourceServer
+from tests.support.cli import run_cli
+from tests.support.source_server import Reply, SourceServer
+from tests.support.synthetic import networklink_kml
 
 
 def source(url: str, **overrides) -> SourceConfig:

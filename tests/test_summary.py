@@ -18,7 +18,7 @@ from bot.reports import build_report
 from bot.scheduler import Runner
 from bot.store import Store
 from bot.summary import plan_summary, queue_summary, summary_period
-from tests.conftest import run_cli, write_config
+from tests.support.cli import run_cli, write_config
 
 TODAY = datetime.now(UTC).date()
 
@@ -155,7 +155,7 @@ def test_scheduler_summary_job_queues_and_delivers(polled, capsys):
 
 
 def test_telegram_gets_the_chart_as_a_photo_with_the_summary_as_caption(polled):
-    from tests.telegram_stub import DEFAULT_TOKEN, TelegramStub
+    from tests.support.telegram_stub import DEFAULT_TOKEN, TelegramStub
 
     stub = TelegramStub().start()
     try:

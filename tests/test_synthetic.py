@@ -1,4 +1,4 @@
-"""Tests for bot.synthetic and the bundled sample snapshots in bot/samples/."""
+"""Tests for tests.support.synthetic and the bundled sample snapshots in bot/samples/."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.synthetic import (
+from tests.support.synthetic import (
     STATE_BOXES,
     SyntheticAgency,
     generate_agencies,
@@ -103,6 +103,7 @@ def test_generated_fields_are_plausible() -> None:
     assert any(a.name.endswith(("Public Safety Department", "Marshal's Office")) for a in agencies)
 
 
+@pytest.mark.slow
 def test_names_unique_per_state_at_100k(big: list[SyntheticAgency]) -> None:
     assert len(big) == 100_000
     assert len({(a.name, a.state) for a in big}) == 100_000

@@ -25,11 +25,11 @@ from bot.channels.telegram_commands import Verdict, command_verdict, parse_state
 from bot.config import load_config
 from bot.deliver import deliver_pending
 from bot.store import OutboxMessage, Store
-from bot.synthetic import SyntheticAgency
-from tests.conftest import run_cli, start_cli, write_config
 from tests.helpers import Bot, closed_port_url, config_text, database_text, kml, leaked
-from tests.source_server import Reply, SourceServer
-from tests.telegram_stub import CHAT_NOT_FOUND, DEFAULT_TOKEN, Fault, TelegramStub, flood
+from tests.support.cli import run_cli, start_cli, write_config
+from tests.support.source_server import Reply, SourceServer
+from tests.support.synthetic import SyntheticAgency
+from tests.support.telegram_stub import CHAT_NOT_FOUND, DEFAULT_TOKEN, Fault, TelegramStub, flood
 
 PATH = "/map.kml"
 CHANNEL = "@ring_alerts"

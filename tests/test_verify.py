@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from bot.synthetic import mutate
-from tests.conftest import run_cli
 from tests.helpers import Bot, agencies, kml
-from tests.source_server import Reply
+from tests.support.cli import run_cli
+from tests.support.source_server import Reply
+from tests.support.synthetic import mutate
 
 PATH = "/map.kml"
 

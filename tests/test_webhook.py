@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import poll_samples, run_cli, write_config
 from tests.helpers import Bot, agencies, database_text, kml, leaked
-from tests.source_server import SourceServer
-from tests.webhook_receiver import Answer, WebhookReceiver
+from tests.support.cli import poll_samples, run_cli, write_config
+from tests.support.source_server import SourceServer
+from tests.support.webhook_receiver import Answer, WebhookReceiver
 
 SECRET = "whsec-0123456789abcdef"
 ENV = {"RINGWATCH_WEBHOOK_SECRET": SECRET}

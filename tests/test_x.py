@@ -28,11 +28,11 @@ from bot.notify import plan_alerts
 from bot.poll import audiences
 from bot.render import WORD_JOINER, make_environment
 from bot.store import Store
-from bot.synthetic import generate_agencies, mutate, to_kml
-from tests.conftest import run_cli, start_cli, write_config
 from tests.helpers import closed_port_url, database_text, leaked
-from tests.telegram_stub import DEFAULT_TOKEN, TelegramStub
-from tests.x_stub import XStub, duplicate, problem, rate_limited, refused, server_error
+from tests.support.cli import run_cli, start_cli, write_config
+from tests.support.synthetic import generate_agencies, mutate, to_kml
+from tests.support.telegram_stub import DEFAULT_TOKEN, TelegramStub
+from tests.support.x_stub import XStub, duplicate, problem, rate_limited, refused, server_error
 
 # What X links as a mention, hashtag or cashtag (twitter-text's rules, simplified).
 ENTITY = re.compile(r"(?<![\w@＠#＃$&])(?:[@＠]\w|[#＃]\w*[^\W\d]|\$[A-Za-z])")

@@ -81,6 +81,8 @@ class BlueskyStub:
         self._refresh: set[str] = set()
         self._serial = 0
         self._lock = threading.Lock()
+        # Set by stop(): a late answer ends then, so stopping never waits one out.
+        self.stopping = threading.Event()
         stub = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -104,8 +106,8 @@ class BlueskyStub:
                 with stub._lock:
                     stub.calls.append(method)
                     answer, created = stub.handle(method, params, body, bearer)
-                if created and stub.delay:
-                    time.sleep(stub.delay)
+                if created and stub.delay and stub.stopping.wait(stub.delay):
+                    return  # stopping: the client was killed while we held its answer
                 self.reply(answer)
 
             def do_GET(self) -> None:
@@ -203,5 +205,6 @@ class BlueskyStub:
         return self
 
     def stop(self) -> None:
+        self.stopping.set()
         self.server.shutdown()
         self.server.server_close()

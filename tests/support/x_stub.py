@@ -22,7 +22,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from twitter_text import parse_tweet
 
-from tests.telegram_stub import echo_request
+from tests.support.telegram_stub import echo_request
 
 USER_ID = "1021786311011201024"
 FIRST_POST_ID = 1445880548472328192

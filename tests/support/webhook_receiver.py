@@ -11,7 +11,6 @@ import hashlib
 import hmac
 import json
 import threading
-import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -47,6 +46,8 @@ class WebhookReceiver:
         self.answers: dict[str, list[Answer]] = {}
         self.received: list[Received] = []
         self._lock = threading.Lock()
+        # Set by stop(): a hanging answer ends then, so stopping never waits one out.
+        self.stopping = threading.Event()
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -62,7 +63,8 @@ class WebhookReceiver:
                     receiver.received.append(
                         Received(self.path, headers, body, answer.status, verified)
                     )
-                time.sleep(answer.delay)
+                if answer.delay and receiver.stopping.wait(answer.delay):
+                    return  # stopping: the client gave up long ago
                 self.send_response(answer.status)
                 for name, value in answer.headers.items():
                     self.send_header(name, value)
@@ -95,5 +97,6 @@ class WebhookReceiver:
         return self
 
     def stop(self) -> None:
+        self.stopping.set()
         self.server.shutdown()
         self.server.server_close()

@@ -1,4 +1,4 @@
-"""Synthetic Ring "Active Agency Map" data for tests, demos and benchmarks.
+"""Synthetic Ring "Active Agency Map" data for tests and benchmarks (not installed).
 
 Everything here is deterministic for a given seed and uses only the standard library.
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import re
 import threading
-import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -67,6 +66,8 @@ class MastodonStub:
         self.delay = 0.0
         self._keys: dict[tuple[str, str], Status] = {}
         self._lock = threading.Lock()
+        # Set by stop(): a late answer ends then, so stopping never waits one out.
+        self.stopping = threading.Event()
         stub = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -106,8 +107,8 @@ class MastodonStub:
                 else:
                     form = {k: v[0] for k, v in parse_qs(raw.decode()).items()}
                 answer, created = stub.create(form, self.headers.get("Idempotency-Key"))
-                if created and stub.delay:
-                    time.sleep(stub.delay)
+                if created and stub.delay and stub.stopping.wait(stub.delay):
+                    return  # stopping: the client was killed while we held its answer
                 self.reply(answer)
 
             def log_message(self, *args: Any) -> None:
@@ -171,5 +172,6 @@ class MastodonStub:
         return self
 
     def stop(self) -> None:
+        self.stopping.set()
         self.server.shutdown()
         self.server.server_close()
