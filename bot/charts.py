@@ -21,8 +21,10 @@ from typing import TYPE_CHECKING, Any
 import sqlite_utils
 
 from bot.export import write_atomically
+from bot.models import ChangeKind
 from bot.queries import ChangeFilter, query_changes
 from bot.reports import last_good_poll_time, long_date
+from bot.store import GOOD_SQL
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -103,15 +105,15 @@ def _cumulative(days: list[date]) -> list[tuple[date, int]]:
 
 
 def growth_data(db: sqlite_utils.Database) -> GrowthData:
-    endings = query_changes(db, ChangeFilter(kinds=("removed",)))
+    endings = query_changes(db, ChangeFilter(kinds=(ChangeKind.REMOVED,)))
     ended = _cumulative([date.fromisoformat(row["detected_at"][:10]) for row in endings])
     listed_now = db.execute("select count(*) from agencies where active = 1").fetchone()[0]
     observed = [
         (date.fromisoformat(row["day"]), row["records"])
         for row in db.query(
-            """select substr(finished_at, 1, 10) as day, records from polls
+            f"""select substr(finished_at, 1, 10) as day, records from polls
             where id in (select max(id) from polls
-                         where outcome in ('baseline', 'ok', 'unchanged') and records is not null
+                         where outcome in {GOOD_SQL} and records is not null
                          group by substr(finished_at, 1, 10))
             order by id"""
         )

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from bot.models import ChangeKind, OutboxStatus  # light: the vocabulary only
+
 if TYPE_CHECKING:
     from bot.config import Config
     from bot.store import Store
@@ -350,7 +352,7 @@ _STATES_OPTION = click.option(
     "--kind",
     "kinds",
     multiple=True,
-    type=click.Choice(["added", "removed", "changed", "renamed", "baseline"]),
+    type=click.Choice([kind.value for kind in ChangeKind]),
     help="Only this kind of change (repeatable).",
 )
 @_STATES_OPTION
@@ -385,14 +387,17 @@ def changes(
     """
     from bot.queries import ChangeFilter, query_changes
 
-    if by == "active-date" and set(kinds) - {"added", "baseline"}:
+    if by == "active-date" and set(kinds) - {ChangeKind.ADDED, ChangeKind.BASELINE}:
         raise click.BadParameter(
             "--by active-date lists additions by the source's Active Date: use it with "
             "--kind added (or no --kind)",
             param_hint="--by",
         )
     store = _existing_store(config)
-    rows = query_changes(store.db, ChangeFilter(since, until, kinds, states, by, limit, churn=True))
+    chosen = tuple(ChangeKind(kind) for kind in kinds)
+    rows = query_changes(
+        store.db, ChangeFilter(since, until, chosen, states, by, limit, churn=True)
+    )
     if fmt == "json":
         click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
     elif fmt == "csv":
@@ -438,8 +443,9 @@ def status(config: Config) -> None:
     click.echo("last polls:")
     for poll in store.recent_polls(5):
         detail = poll["error"] or (
-            f"{poll['records'] or 0} listed: {poll['added'] or 0} new, {poll['removed'] or 0} "
-            f"ended, {poll['renamed'] or 0} renamed, {poll['changed'] or 0} changed"
+            f"{poll['records'] or 0} listed: {poll[ChangeKind.ADDED] or 0} new, "
+            f"{poll[ChangeKind.REMOVED] or 0} ended, {poll[ChangeKind.RENAMED] or 0} renamed, "
+            f"{poll[ChangeKind.CHANGED] or 0} changed"
         )
         if poll.get("warning"):
             detail += f"; {poll['warning']}"
@@ -457,7 +463,8 @@ def status(config: Config) -> None:
         click.echo(f"  {channel}: {text}")
     failed = list(
         store.db.query(
-            "select channel, recipient, last_error from outbox where status = 'failed' "
+            "select channel, recipient, last_error from outbox "
+            f"where status = '{OutboxStatus.FAILED}' "
             "order by id desc limit 3"
         )
     )

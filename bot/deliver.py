@@ -1,7 +1,7 @@
 """Drain the outbox: each due row is admitted by its channel's pacing, claimed, sent
 under a deadline, then marked.
 
-At-least-once with idempotency: a row is marked 'sending' (committed) right before its
+At-least-once with idempotency: a row is marked SENDING (committed) right before its
 request and 'sent' after it, and at most `alerts.max_in_flight` requests per channel
 are on the wire, so a kill repeats at most that many messages, and a restart
 (release_stale) sends everything else exactly once. One recipient's rows go out in
@@ -29,6 +29,7 @@ from typing import Any
 from bot.channels.base import Channel, Delivery, PermanentFailure, RecipientGone, RetryLater
 from bot.config import AlertsConfig
 from bot.logs import redact
+from bot.models import MessageKind
 from bot.notify import Audience, plan_maintainer_message
 from bot.render import make_environment
 from bot.store import Store
@@ -283,7 +284,7 @@ def warn_gave_up(
         )
         group = f"warning:gave-up:{name}:{store.outbox.last_sent_id(name)}"
         warning = plan_maintainer_message(
-            env, audiences, kind="warning", group=group, message=message
+            env, audiences, kind=MessageKind.WARNING, group=group, message=message
         )
         store.outbox.queue(None, warning)
 
@@ -338,7 +339,7 @@ async def send_test(
                 id=0,
                 channel=channel.name,
                 recipient=recipient.id,
-                kind="test",
+                kind=MessageKind.TEST,
                 group_key=f"send-test:{now}",
                 part=0,
                 text=text,

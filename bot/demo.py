@@ -13,6 +13,7 @@ import click
 from bot.channels import load_channel
 from bot.config import Config, GuardConfig, with_overrides
 from bot.deliver import deliver_pending
+from bot.models import ChangeKind
 from bot.poll import run_poll
 from bot.queries import ChangeFilter, query_changes
 from bot.store import Store
@@ -61,7 +62,7 @@ def run_demo(state_dir: Path | None = None) -> None:
             finally:
                 store.close()
         store = Store.open(config.db_path, readonly=True)
-        since = query_changes(store.db, ChangeFilter(since="2020-05-25", kinds=["added"],
+        since = query_changes(store.db, ChangeFilter(since="2020-05-25", kinds=[ChangeKind.ADDED],
                                                      by="active-date"))  # fmt: skip
         states = {row["state"] for row in since}
         click.secho("\n== The question the news story asked", bold=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from bot.models import Agency, Change
+from bot.models import Agency, Change, ChangeKind
 from bot.normalise import city_key, clean_text, name_key
 
 # Two points closer than this (degrees, ~100 m) are the same station house.
@@ -271,18 +271,20 @@ def changes_from_diff(diff: Diff, alert_fields: Iterable[str]) -> list[Change]:
     alerting = set(alert_fields)
     changes: list[Change] = []
     for agency in sorted(diff.added, key=lambda a: (a.state, a.name)):
-        changes.append(Change("added", agency, after=_record(agency)))
+        changes.append(Change(ChangeKind.ADDED, agency, after=_record(agency)))
     for old, new in sorted(diff.renamed, key=lambda pair: (pair[1].state, pair[1].name)):
         changes.append(
-            Change("renamed", new, before=_record(old), after=_record(new), fields=("name",))
+            Change(
+                ChangeKind.RENAMED, new, before=_record(old), after=_record(new), fields=("name",)
+            )
         )
     for old, new, fields in sorted(diff.changed, key=lambda t: (t[1].state, t[1].name)):
         before = {f: _field_value(old, f) for f in fields}
         after = {f: _field_value(new, f) for f in fields}
         alert = any(f in alerting for f in fields)
-        changes.append(Change("changed", new, before, after, fields, alert=alert))
+        changes.append(Change(ChangeKind.CHANGED, new, before, after, fields, alert=alert))
     for agency in sorted(diff.removed, key=lambda a: (a.state, a.name)):
-        changes.append(Change("removed", agency, before=_record(agency)))
+        changes.append(Change(ChangeKind.REMOVED, agency, before=_record(agency)))
     return changes
 
 

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from bot.config import Config, SourceConfig
+from bot.models import ChangeKind
 from bot.normalise import city_key, disambiguate, normalise_record
 from bot.placemark_scan import placemark_spans
 from bot.queries import change_object
@@ -185,7 +186,7 @@ def gather_evidence(store: Store, config: Config, change_id: int) -> Evidence:
     kind = row["kind"]
 
     after = None
-    if kind != "removed":
+    if kind != ChangeKind.REMOVED:
         if poll.get("snapshot"):
             after = reader.find(poll, row["key"])
         else:
@@ -195,21 +196,23 @@ def gather_evidence(store: Store, config: Config, change_id: int) -> Evidence:
     # against: the record before is in the newest that lists the agency; for an ending,
     # the ones after it are the confirmations that it was gone.
     before, missing = None, []
-    if kind != "baseline":
+    if kind != ChangeKind.BASELINE:
         key = _before_key(row)
-        start = poll["id"] if kind == "removed" else poll["id"] - 1
+        start = poll["id"] if kind == ChangeKind.REMOVED else poll["id"] - 1
         for earlier in store.good_polls_back(start):
             if not earlier.get("snapshot"):
                 notes.append(f"poll {earlier['id']} predates snapshots: the search stops there")
                 break
             involved[earlier["id"]] = earlier
-            if kind == "added":  # the poll before shows the agency was not listed
+            if kind == ChangeKind.ADDED:  # the poll before shows the agency was not listed
                 break
             before = reader.find(earlier, key)
             if before is not None:
                 break
             missing.append(earlier)
-    endings = [PollFacts.from_row(p) for p in reversed(missing)] if kind == "removed" else None
+    endings = (
+        [PollFacts.from_row(p) for p in reversed(missing)] if kind == ChangeKind.REMOVED else None
+    )
     return Evidence(
         change=change_object(row),
         polls=[PollFacts.from_row(involved[i]) for i in sorted(involved)],
@@ -262,10 +265,14 @@ def evidence_text(evidence: Evidence) -> str:
             f"{f}: {(c['before'] or {}).get(f)} -> {(c['after'] or {}).get(f)}" for f in c["fields"]
         ))  # fmt: skip
     lines += ["", "Polls:", *(_poll_line(p) for p in evidence.polls), ""]
-    before_absent = "not listed" if c["kind"] == "added" else "not found in the stored snapshots"
+    before_absent = (
+        "not listed" if c["kind"] == ChangeKind.ADDED else "not found in the stored snapshots"
+    )
     lines += _record_block("Before", evidence.before, before_absent)
     lines.append("")
-    after_absent = "not listed" if c["kind"] == "removed" else "not found in the stored snapshot"
+    after_absent = (
+        "not listed" if c["kind"] == ChangeKind.REMOVED else "not found in the stored snapshot"
+    )
     lines += _record_block("After", evidence.after, after_absent)
     if evidence.missing_in is not None:
         lines += ["", f"Missing in {len(evidence.missing_in)} polls in a row:"]

@@ -25,7 +25,7 @@ import sqlite_utils
 
 from bot.channels.base import Style
 from bot.export import write_atomically
-from bot.models import Agency, Change
+from bot.models import Agency, Change, ChangeKind
 from bot.queries import ChangeFilter, install_id, query_changes
 from bot.render import make_environment, render_change
 from bot.safe import http_url, plain_text
@@ -37,10 +37,10 @@ EPOCH = "1970-01-01T00:00:00Z"
 FEED_STYLE = Style(templates=("feed", "text"), extension="txt", max_length=10_000,
                    include_links=False)  # fmt: skip
 KIND_LABELS = {
-    "added": "new partnership",
-    "removed": "partnership ended",
-    "renamed": "renamed",
-    "changed": "changed",
+    ChangeKind.ADDED: "new partnership",
+    ChangeKind.REMOVED: "partnership ended",
+    ChangeKind.RENAMED: "renamed",
+    ChangeKind.CHANGED: "changed",
 }
 
 
@@ -55,8 +55,13 @@ def entry_id(install: str, change_uuid: str) -> str:
 def change_from_row(row: dict[str, Any]) -> Change:
     """A change-log object back into the Change the alert templates render: text as one
     plain line (no bidi overrides), a profile URL only when it is http(s)."""
-    record = row["after"] if row["kind"] != "removed" else row["before"]
-    details = record if row["kind"] in ("added", "removed", "renamed") and record else {}
+    kind = ChangeKind(row["kind"])
+    record = row["after"] if kind != ChangeKind.REMOVED else row["before"]
+    details = (
+        record
+        if kind in (ChangeKind.ADDED, ChangeKind.REMOVED, ChangeKind.RENAMED) and record
+        else {}
+    )
     agency = Agency(
         key=row["key"],
         name=plain_text(row["name"] or ""),
@@ -68,7 +73,7 @@ def change_from_row(row: dict[str, Any]) -> Change:
         lat=details.get("lat"),
         lon=details.get("lon"),
     )
-    return Change(row["kind"], agency, row["before"], row["after"], tuple(row["fields"]))
+    return Change(kind, agency, row["before"], row["after"], tuple(row["fields"]))
 
 
 def _summary(row: dict[str, Any], change: Change) -> str:

@@ -26,7 +26,7 @@ import requests
 import urllib3
 
 from bot.config import Config
-from bot.models import Origin
+from bot.models import BAD_OUTCOMES, ChangeKind, Origin
 from bot.poll import Poller
 from bot.source import Fetched, FetchError
 from bot.store import Store
@@ -282,8 +282,8 @@ def import_captures(
         )
         result = poller.run()
         report.outcomes[result.outcome] += 1
-        report.changes += sum(1 for c in result.changes if c.kind != "baseline")
-        if result.outcome in ("failed", "suspect"):
+        report.changes += sum(1 for c in result.changes if c.kind != ChangeKind.BASELINE)
+        if result.outcome in BAD_OUTCOMES:
             report.failures.append(f"{capture.at_iso} {capture.url}: {result.summary}")
         log.info("%s %s: %s", capture.at_iso, capture.url, result.summary)
     return report

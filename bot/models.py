@@ -8,6 +8,56 @@ from enum import StrEnum
 from typing import Any
 
 
+class ChangeKind(StrEnum):
+    """What happened to an agency between two polls (the `changes.kind` column)."""
+
+    ADDED = "added"
+    REMOVED = "removed"
+    CHANGED = "changed"
+    RENAMED = "renamed"
+    BASELINE = "baseline"  # listed by the first poll: logged, never announced
+
+
+class PollOutcome(StrEnum):
+    """How a poll ended (the `polls.outcome` column)."""
+
+    BASELINE = "baseline"
+    OK = "ok"
+    UNCHANGED = "unchanged"
+    FAILED = "failed"  # the fetch or the parse failed
+    SUSPECT = "suspect"  # a guard held the diff back
+    ABANDONED = "abandoned"  # stopped mid-poll: nothing is written
+
+
+# A good poll's list is trusted as the state of the map.
+GOOD_OUTCOMES = (PollOutcome.BASELINE, PollOutcome.OK, PollOutcome.UNCHANGED)
+BAD_OUTCOMES = (PollOutcome.FAILED, PollOutcome.SUSPECT)
+
+
+class OutboxStatus(StrEnum):
+    """Where an outbox row is in its delivery (the `outbox.status` column)."""
+
+    PENDING = "pending"
+    SENDING = "sending"  # committed right before the send: release_stale retries it
+    SENT = "sent"
+    FAILED = "failed"  # given up
+    SKIPPED = "skipped"  # the recipient is gone
+
+
+UNSENT_STATUSES = (OutboxStatus.PENDING, OutboxStatus.SENDING)
+
+
+class MessageKind(StrEnum):
+    """What an outbox message is (the `outbox.kind` column)."""
+
+    ALERT = "alert"
+    DIGEST = "digest"
+    NOTICE = "notice"
+    WARNING = "warning"
+    SUMMARY = "summary"
+    TEST = "test"
+
+
 @dataclass(frozen=True, slots=True)
 class Agency:
     """One partner agency, normalised. `key` is stable across cosmetic edits of the source."""
@@ -64,12 +114,11 @@ class Agency:
 class Change:
     """One entry of the change log, before it has an id.
 
-    kind: baseline | added | removed | renamed | changed.
     `fields` names what changed (for `changed` and `renamed`); `alert` says whether
     the change is announced or only logged.
     """
 
-    kind: str
+    kind: ChangeKind
     agency: Agency
     before: dict[str, Any] | None = None
     after: dict[str, Any] | None = None
@@ -88,3 +137,27 @@ class Origin(StrEnum):
     FILE = "file"
     GIT = "git"
     WAYBACK = "wayback"
+
+
+@dataclass(frozen=True)
+class OutboxMessage:
+    """One message for one recipient of one channel, before it has an outbox id.
+
+    `group_key` + `part` identify it (with channel and recipient) so queueing twice
+    inserts once; parts of one group are sent in order, and a threaded channel
+    replies each part to the one before.
+    """
+
+    channel: str
+    recipient: str
+    kind: MessageKind
+    group_key: str
+    text: str
+    part: int = 0
+    change_ids: tuple[int, ...] = ()
+    attachment: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def dedupe_key(self) -> str:
+        return f"{self.channel}|{self.recipient}|{self.group_key}|{self.part}"

@@ -13,9 +13,8 @@ from dataclasses import dataclass
 import jinja2
 
 from bot.channels.base import Recipient, Style
-from bot.models import Change
+from bot.models import Change, ChangeKind, MessageKind, OutboxMessage
 from bot.render import render, render_change, render_digest, split_text
-from bot.store import OutboxMessage
 
 
 @dataclass(frozen=True)
@@ -43,7 +42,7 @@ def plan_alerts(
     digest_threshold: int,
     since: str | None = None,
 ) -> list[OutboxMessage]:
-    alerting = [(cid, c) for cid, c in numbered if c.alert and c.kind != "baseline"]
+    alerting = [(cid, c) for cid, c in numbered if c.alert and c.kind != ChangeKind.BASELINE]
     messages: list[OutboxMessage] = []
     for audience in audiences:
         style = audience.style
@@ -68,10 +67,14 @@ def plan_alerts(
                     ]
             if len(matching) > threshold:
                 group = f"digest:{poll_id}"
-                messages += _parts(audience, recipient, "digest", group, rendered[ids][0], ids)
+                messages += _parts(
+                    audience, recipient, MessageKind.DIGEST, group, rendered[ids][0], ids
+                )
             else:
                 for (cid, _), texts in zip(matching, rendered[ids], strict=True):
-                    messages += _parts(audience, recipient, "alert", f"change:{cid}", texts, [cid])
+                    messages += _parts(
+                        audience, recipient, MessageKind.ALERT, f"change:{cid}", texts, [cid]
+                    )
     return messages
 
 

@@ -26,14 +26,14 @@ from bot.diff import (
     guard_problem,
     split_duplicates,
 )
-from bot.models import Agency, Change, Origin
+from bot.models import Agency, Change, ChangeKind, MessageKind, Origin, OutboxMessage, PollOutcome
 from bot.normalise import disambiguate, normalise_record
 from bot.notify import Audience, plan_alerts, plan_maintainer_message
 from bot.placemark_scan import ScanMismatch
 from bot.render import make_environment
 from bot.snapshots import SnapshotFile, SnapshotStore
 from bot.source import Abandoned, Fetched, SourceError, Validators, fetch, parse
-from bot.store import OutboxMessage, Store, utc_now
+from bot.store import Store, utc_now
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ EXIT_LOCKED = 5
 
 @dataclass
 class PollResult:
-    outcome: str  # baseline | ok | unchanged | failed | suspect | abandoned (nothing written)
+    outcome: PollOutcome
     summary: str
     changes: list[Change] = field(default_factory=list)
     messages: list[OutboxMessage] = field(default_factory=list)
@@ -55,7 +55,9 @@ class PollResult:
 
     @property
     def exit_code(self) -> int:
-        return {"failed": EXIT_FETCH, "suspect": EXIT_GUARD}.get(self.outcome, EXIT_OK)
+        return {PollOutcome.FAILED: EXIT_FETCH, PollOutcome.SUSPECT: EXIT_GUARD}.get(
+            self.outcome, EXIT_OK
+        )
 
 
 def audiences(channels: Sequence[Channel], store: Store) -> list[Audience]:
@@ -162,10 +164,10 @@ class Poller:
         try:
             fetched = self.fetcher(self.config.source, validators)
         except Abandoned as exc:  # `run` is stopping: no failure to record or warn about
-            return PollResult("abandoned", str(exc), timings=timings)
+            return PollResult(PollOutcome.ABANDONED, str(exc), timings=timings)
         except SourceError as exc:
             poll["http_status"] = getattr(exc, "status", None)
-            return self._bad(poll, "failed", str(exc), started, timings)
+            return self._bad(poll, PollOutcome.FAILED, str(exc), started, timings)
         timings["fetch"] = time.perf_counter() - mark
         poll.update(
             url=fetched.url,
@@ -178,7 +180,7 @@ class Poller:
             self._snapshot = self._keep(fetched, last_good)
         except OSError as exc:  # a poll must not cite a document it could not keep
             error = f"cannot store the snapshot in {self.snapshots.directory}: {exc}"
-            return self._bad(poll, "failed", error, started, timings)
+            return self._bad(poll, PollOutcome.FAILED, error, started, timings)
         poll["snapshot"] = self._snapshot.sha256 if self._snapshot else None
         if fetched.not_modified or (
             last_good is not None and fetched.content_hash == last_good.get("content_hash")
@@ -199,7 +201,7 @@ class Poller:
                 raw = parse(fetched, self.config.source, hash_index, scan=False)
                 read = _read_records(raw, hash_index, self.store)
         except SourceError as exc:
-            return self._bad(poll, "failed", str(exc), started, timings)
+            return self._bad(poll, PollOutcome.FAILED, str(exc), started, timings)
         timings["parse"] = time.perf_counter() - mark
         poll["records"] = read.records
         poll["warning"] = read.warning
@@ -215,7 +217,7 @@ class Poller:
             diff = Diff()
             problem = baseline_problem(list(read.fetched.values()), force=self.force)
             if problem:
-                return self._bad(poll, "suspect", problem, started, timings)
+                return self._bad(poll, PollOutcome.SUSPECT, problem, started, timings)
         else:
             diff = diff_agencies(
                 self.store.agencies(active_keys - read.unchanged_keys),
@@ -237,7 +239,7 @@ class Poller:
             force=self.force,
         )
         if problem:
-            return self._bad(poll, "suspect", problem, started, timings)
+            return self._bad(poll, PollOutcome.SUSPECT, problem, started, timings)
         return self._commit(poll, diff, baseline, read, started, timings)
 
     def _keep(self, fetched: Fetched, last_good: dict[str, Any] | None) -> SnapshotFile | None:
@@ -253,7 +255,9 @@ class Poller:
 
     # --- outcomes -----------------------------------------------------------------------
 
-    def _finish(self, poll: dict[str, Any], started: float, outcome: str, **counts: int) -> None:
+    def _finish(
+        self, poll: dict[str, Any], started: float, outcome: PollOutcome, **counts: int
+    ) -> None:
         poll.update(outcome=outcome, finished_at=self.now(), **counts)
         poll["duration_ms"] = round((time.perf_counter() - started) * 1000)
 
@@ -274,20 +278,20 @@ class Poller:
         return plan_maintainer_message(
             self.env,
             audiences(self.channels, self.store),
-            kind="warning",
+            kind=MessageKind.WARNING,
             group=f"warning:{group}",
             message=message,
         )
 
     def _bad(
-        self, poll: dict[str, Any], outcome: str, error: str, started: float, timings
+        self, poll: dict[str, Any], outcome: PollOutcome, error: str, started: float, timings
     ) -> PollResult:
         self._finish(poll, started, outcome)
         poll["error"] = error
         log.warning("poll %s: %s", outcome, error)
         messages: list[OutboxMessage] = []
         if self.store.bad_streak() == 0:  # warn when a streak starts, not on every poll
-            what = "fetch failed" if outcome == "failed" else "guard tripped"
+            what = "fetch failed" if outcome == PollOutcome.FAILED else "guard tripped"
             messages = self._warning(
                 f"{what}: {error}. Agencies are unchanged; you will hear again when it recovers.",
                 f"streak-start:{self._last_poll_id()}",
@@ -304,14 +308,18 @@ class Poller:
             # A repeat of the last good poll still counts as a confirmation of what is missing.
             stored = self.store.agencies(streak)
             diff = advance_missing(streak, stored, self.config.guard.removal_confirmations)
-            return self._commit(poll, diff, False, None, started, timings, outcome="unchanged")
-        self._finish(poll, started, "unchanged", missing=0)
+            return self._commit(
+                poll, diff, False, None, started, timings, outcome=PollOutcome.UNCHANGED
+            )
+        self._finish(poll, started, PollOutcome.UNCHANGED, missing=0)
         messages = self._recovery_warning()
         summary = "unchanged" + (" (304 Not Modified)" if poll.get("http_status") == 304 else "")
         if self.dry_run:
-            return PollResult("unchanged", summary, messages=messages, timings=timings)
+            return PollResult(PollOutcome.UNCHANGED, summary, messages=messages, timings=timings)
         poll_id = self.store.record_poll(poll, messages, snapshot=self._snapshot)
-        return PollResult("unchanged", summary, messages=messages, poll_id=poll_id, timings=timings)
+        return PollResult(
+            PollOutcome.UNCHANGED, summary, messages=messages, poll_id=poll_id, timings=timings
+        )
 
     def _commit(
         self,
@@ -321,23 +329,23 @@ class Poller:
         read: _Read | None,
         started: float,
         timings: dict[str, float],
-        outcome: str = "ok",
+        outcome: PollOutcome = PollOutcome.OK,
     ) -> PollResult:
         mark = time.perf_counter()
         alerts = self.config.alerts
         if baseline and read is not None:
             agencies = list(read.fetched.values())
-            changes = [Change("baseline", a, after=None, alert=False) for a in agencies]
-            outcome = "baseline"
+            changes = [Change(ChangeKind.BASELINE, a, after=None, alert=False) for a in agencies]
+            outcome = PollOutcome.BASELINE
             diff = Diff()
         else:
             agencies = []
             changes = changes_from_diff(diff, alerts.alert_fields)
-        counts = {
-            "added": len(diff.added),
-            "removed": len(diff.removed),
-            "renamed": len(diff.renamed),
-            "changed": len(diff.changed),
+        counts = {  # the poll's columns are named after the kinds they count
+            ChangeKind.ADDED: len(diff.added),
+            ChangeKind.REMOVED: len(diff.removed),
+            ChangeKind.RENAMED: len(diff.renamed),
+            ChangeKind.CHANGED: len(diff.changed),
         }
         self._finish(poll, started, outcome, missing=len(diff.missing), **counts)
         audience_list = audiences(self.channels, self.store)
@@ -350,7 +358,7 @@ class Poller:
                 return recovery + plan_maintainer_message(
                     self.env,
                     audience_list,
-                    kind="notice",
+                    kind=MessageKind.NOTICE,
                     group=f"baseline:{poll_id}",
                     count=len(agencies),
                     states=states,
@@ -402,13 +410,13 @@ class Poller:
             log.warning("could not write the feed %s: %s", path, exc)
 
     @staticmethod
-    def _summary(outcome: str, poll: dict[str, Any], counts: dict[str, int]) -> str:
+    def _summary(outcome: PollOutcome, poll: dict[str, Any], counts: dict[str, int]) -> str:
         warning = f"; {poll['warning']}" if poll.get("warning") else ""
-        if outcome == "baseline":
+        if outcome == PollOutcome.BASELINE:
             return f"baseline: now tracking {poll.get('records')} agencies (no alerts){warning}"
         listed = f"{poll.get('records') or 0} agencies listed"
-        if outcome == "unchanged":  # the same list again, which confirms what is missing
-            ended = counts["removed"]
+        if outcome == PollOutcome.UNCHANGED:  # the same list again, which confirms what is missing
+            ended = counts[ChangeKind.REMOVED]
             news = f"{ended} confirmed ended (missing again)" if ended else "nothing new"
             return f"unchanged: the same list as the last poll ({listed}); {news}{warning}"
         parts = ", ".join(f"{n} {kind}" for kind, n in counts.items())

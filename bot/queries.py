@@ -9,16 +9,15 @@ from typing import Any
 
 import sqlite_utils
 
+from bot.models import GOOD_OUTCOMES, ChangeKind
 from bot.store import unpack_churn
-
-KINDS = ("added", "removed", "changed", "renamed", "baseline")
 
 
 @dataclass(frozen=True)
 class ChangeFilter:
     since: str | None = None  # YYYY-MM-DD (inclusive)
     until: str | None = None  # YYYY-MM-DD (inclusive)
-    kinds: Sequence[str] = ()
+    kinds: Sequence[ChangeKind] = ()
     states: Sequence[str] = ()
     by: str = "detected"  # detected | active-date
     limit: int | None = None
@@ -40,13 +39,13 @@ def query_changes(db: sqlite_utils.Database, flt: ChangeFilter) -> list[dict[str
     kinds = list(flt.kinds)
     if flt.by == "active-date":
         column = "active_date"
-        if not kinds or "added" in kinds:
-            kinds = sorted({*kinds, "added", "baseline"} - {"removed", "changed", "renamed"})
+        if not kinds or ChangeKind.ADDED in kinds:  # the baseline's rows are additions too
+            kinds = [ChangeKind.ADDED, ChangeKind.BASELINE]
         where.append("active_date is not null")
     else:
         column = "detected_at"
         if not kinds:
-            kinds = [k for k in KINDS if k != "baseline"]
+            kinds = [k for k in ChangeKind if k != ChangeKind.BASELINE]
     where.append(f"kind in ({','.join('?' * len(kinds))})")
     params += kinds
     if flt.since:
@@ -124,9 +123,6 @@ def change_object(row: dict[str, Any]) -> dict[str, Any]:
         "before": json.loads(row["before"]) if row["before"] else None,
         "after": json.loads(row["after"]) if row["after"] else None,
     }
-
-
-GOOD_OUTCOMES = ("baseline", "ok", "unchanged")
 
 
 def first_good_poll_time(db: sqlite_utils.Database) -> str | None:

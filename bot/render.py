@@ -17,10 +17,10 @@ from typing import Any
 import jinja2
 
 from bot.channels.base import Style
-from bot.models import Change
+from bot.models import Change, ChangeKind
 from bot.normalise import US_STATES, display_name
 
-KIND_ORDER = ("added", "renamed", "changed", "removed")
+KIND_ORDER = (ChangeKind.ADDED, ChangeKind.RENAMED, ChangeKind.CHANGED, ChangeKind.REMOVED)
 ELLIPSIS = "…"
 WORD_JOINER = "\u2060"
 # A sign that would start a mention or hashtag (X also reads the fullwidth ＠ and ＃ so),
@@ -66,6 +66,7 @@ def make_environment(templates_dir: str | os.PathLike[str] | None = None) -> jin
         word if n == 1 else (many or word + ("es" if word.endswith("s") else "s"))
     )
     env.filters["no_mentions"] = no_mentions
+    env.globals["ChangeKind"] = ChangeKind
     return env
 
 
@@ -85,7 +86,9 @@ def change_context(change: Change) -> dict[str, Any]:
     return {
         "kind": change.kind,
         "agency": agency,
-        "before": agency_context(change.before) if change.kind == "renamed" else change.before,
+        "before": agency_context(change.before)
+        if change.kind == ChangeKind.RENAMED
+        else change.before,
         "after": change.after,
         "fields": list(change.fields),
     }
@@ -108,7 +111,7 @@ def render_change(env: jinja2.Environment, style: Style, change: Change) -> str:
 def digest_context(changes: Sequence[Change], **extra: Any) -> dict[str, Any]:
     by_kind = {kind: [change_context(c) for c in changes if c.kind == kind] for kind in KIND_ORDER}
     states = sorted({c.agency.state for c in changes if c.agency.state})
-    added_states = sorted({c.agency.state for c in changes if c.kind == "added"})
+    added_states = sorted({c.agency.state for c in changes if c.kind == ChangeKind.ADDED})
     return {
         "total": len(changes),
         "counts": Counter(c.kind for c in changes),

@@ -21,13 +21,17 @@ from typing import Any
 import jinja2
 import sqlite_utils
 
+from bot.models import ChangeKind
 from bot.normalise import US_STATES, display_name
 from bot.queries import ChangeFilter, query_changes
 from bot.safe import http_url, markdown_text, plain_text
+from bot.store import GOOD_SQL
 
 FORMATS = ("text", "markdown", "json", "html")
 TEMPLATE_EXTENSIONS = {"text": "txt", "markdown": "md", "html": "html"}
 AGENCY_TYPES = ("police", "sheriff", "fire", "other")
+# The sections of a report, in order (the baseline is not news).
+REPORTED_KINDS = (ChangeKind.ADDED, ChangeKind.REMOVED, ChangeKind.RENAMED, ChangeKind.CHANGED)
 # The credit every public format carries: the map ringwatch reads, as people view it.
 SOURCE_NAME = "Amazon Ring's Active Agency Map"
 SOURCE_MAP_URL = "https://www.google.com/maps/d/viewer?mid=1eYVDPh5itXq5acDT9b0BVeQwmESBa4cB"
@@ -78,15 +82,15 @@ class Report:
             words += ["--until", self.until]
         for state in self.states:
             words += ["--state", state]
-        if kind == "added" and self.by != "detected":
+        if kind == ChangeKind.ADDED and self.by != "detected":
             words += ["--by", self.by]
         return shlex.join(words)
 
 
-def _filter(report_by: str, kind: str, **kwargs: Any) -> ChangeFilter:
+def _filter(report_by: str, kind: ChangeKind, **kwargs: Any) -> ChangeFilter:
     # Only additions have a source date; endings, renames and field changes are dated
     # by when ringwatch detected them, whichever basis the report uses.
-    return ChangeFilter(kinds=(kind,), by=report_by if kind == "added" else "detected",
+    return ChangeFilter(kinds=(kind,), by=report_by if kind == ChangeKind.ADDED else "detected",
                         churn=True, **kwargs)  # fmt: skip
 
 
@@ -100,17 +104,14 @@ def build_report(
 ) -> Report:
     states = tuple(s.upper() for s in states)
     window = {"since": since, "until": until, "states": states}
-    sections = {
-        kind: query_changes(db, _filter(by, kind, **window))
-        for kind in ("added", "removed", "renamed", "changed")
-    }
+    sections = {kind: query_changes(db, _filter(by, kind, **window)) for kind in REPORTED_KINDS}
     where, params = "active = 1", list(states)
     if states:
         where += f" and state in ({','.join('?' * len(states))})"
     listed, listed_states = db.execute(
         f"select count(*), count(distinct state) from agencies where {where}", params
     ).fetchone()
-    after: dict[str, int] = {"added": 0, "removed": 0}
+    after: dict[str, int] = {ChangeKind.ADDED: 0, ChangeKind.REMOVED: 0}
     if until:
         next_day = (date.fromisoformat(until) + timedelta(days=1)).isoformat()
         later = query_changes(db, ChangeFilter(since=next_day, kinds=tuple(after), states=states))
@@ -120,22 +121,20 @@ def build_report(
         until=until,
         states=states,
         by=by,
-        additions=sections["added"],
-        endings=sections["removed"],
-        renames=sections["renamed"],
-        field_changes=sections["changed"],
+        additions=sections[ChangeKind.ADDED],
+        endings=sections[ChangeKind.REMOVED],
+        renames=sections[ChangeKind.RENAMED],
+        field_changes=sections[ChangeKind.CHANGED],
         listed_now=listed,
         listed_states=listed_states,
         as_of=last_good_poll_time(db),
-        added_after=after["added"],
-        ended_after=after["removed"],
+        added_after=after[ChangeKind.ADDED],
+        ended_after=after[ChangeKind.REMOVED],
     )
 
 
 def last_good_poll_time(db: sqlite_utils.Database) -> str | None:
-    row = db.execute(
-        "select max(finished_at) from polls where outcome in ('baseline', 'ok', 'unchanged')"
-    ).fetchone()
+    row = db.execute(f"select max(finished_at) from polls where outcome in {GOOD_SQL}").fetchone()
     return row[0] if row else None
 
 
@@ -278,19 +277,18 @@ def report_context(report: Report) -> dict[str, Any]:
         "source_name": SOURCE_NAME,
         "source_url": SOURCE_MAP_URL,
         "counts": {
-            "added": len(report.additions),
+            ChangeKind.ADDED: len(report.additions),
             "added_states": len(report.addition_states),
-            "removed": len(report.endings),
-            "renamed": len(report.renames),
-            "changed": len(report.field_changes),
+            ChangeKind.REMOVED: len(report.endings),
+            ChangeKind.RENAMED: len(report.renames),
+            ChangeKind.CHANGED: len(report.field_changes),
             "listed_now": report.listed_now,
             "listed_states": report.listed_states,
         },
         "additions_by_state": group_by_state(additions),
         "endings": [_row_context(r) for r in report.endings],
         "renames": [_row_context(r) for r in report.renames],
-        "commands": {kind: report.changes_command(kind) for kind in ("added", "removed",
-                                                                      "renamed", "changed")},
+        "commands": {kind: report.changes_command(kind) for kind in REPORTED_KINDS},
     }  # fmt: skip
 
 

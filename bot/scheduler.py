@@ -8,7 +8,7 @@ tasks (Telegram listens for commands) through `background_tasks`.
 SIGINT/SIGTERM end the process within 10 seconds whatever is in flight, so Docker's
 and systemd's grace periods are enough: the step in progress gets SHUTDOWN_GRACE to
 finish; then the fetch is abandoned (the poll records nothing) and sends still on the
-wire are cancelled. Their rows stay 'sending' and release_stale makes them pending
+wire are cancelled. Their rows stay SENDING and release_stale makes them pending
 again at the next start: a message the platform did receive may repeat once.
 """
 
@@ -32,6 +32,7 @@ from bot.channels import enabled_channels
 from bot.channels.base import Channel
 from bot.config import Config
 from bot.deliver import deliver_pending
+from bot.models import MessageKind
 from bot.notify import plan_maintainer_message
 from bot.poll import EXIT_USAGE, audiences, run_poll
 from bot.render import make_environment
@@ -140,7 +141,7 @@ class Runner:
             messages = plan_maintainer_message(
                 make_environment(self.config.templates_path),
                 audiences(self.channels, memory),
-                kind="warning",
+                kind=MessageKind.WARNING,
                 group=f"warning:database:{time.time()}",
                 message=f"ringwatch stopped: {problem}",
             )
@@ -217,7 +218,7 @@ class Runner:
                 )
                 if any(report.sent.values()) or any(report.failed.values()):
                     log.info("deliver: %s", report.summary())
-            except asyncio.CancelledError:  # stopping: rows left 'sending' go out after restart
+            except asyncio.CancelledError:  # stopping: rows left SENDING go out after restart
                 log.warning("delivery round cancelled: ringwatch is stopping")
             except Exception as exc:
                 # The next poll meets the same database and stops `run` if it is unusable.
@@ -292,7 +293,7 @@ class Runner:
             return
         _, late = await asyncio.wait(tasks, timeout=SEND_GRACE)
         for task in late & self.deliveries:
-            task.cancel()  # a send still on the wire stays 'sending': retried after restart
+            task.cancel()  # a send still on the wire stays SENDING: retried after restart
         if late:
             _, late = await asyncio.wait(late, timeout=SHUTDOWN_GRACE - SEND_GRACE)
         if not late:

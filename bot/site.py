@@ -34,9 +34,9 @@ import sqlite_utils
 
 from bot.config import Config
 from bot.export import agency_rows, write_export
+from bot.models import ChangeKind
 from bot.normalise import US_STATES, display_name
 from bot.queries import (
-    KINDS,
     ChangeFilter,
     first_good_poll_time,
     install_id,
@@ -57,11 +57,11 @@ LAST_CHANGES = 10
 YEAR_ANCHORS = ("#440154", "#3b528b", "#21918c", "#5ec962", "#fde725")
 UNDATED_COLOUR = "#888888"
 KIND_LABELS = {
-    "added": "new partnership",
-    "removed": "partnership ended",
-    "renamed": "renamed",
-    "changed": "details changed",
-    "baseline": "first recorded",
+    ChangeKind.ADDED: "new partnership",
+    ChangeKind.REMOVED: "partnership ended",
+    ChangeKind.RENAMED: "renamed",
+    ChangeKind.CHANGED: "details changed",
+    ChangeKind.BASELINE: "first recorded",
 }
 
 
@@ -166,7 +166,7 @@ def site_headline(report: Report) -> dict[str, Any]:
     states = len(report.addition_states)
     return {
         "listed": report.listed_now,
-        "added": len(report.additions),
+        ChangeKind.ADDED: len(report.additions),
         "period": period_phrase(report.since, report.until),
         "states": states,
         "report_command": f"ringwatch report --since {report.since} --by {report.by}"
@@ -178,13 +178,13 @@ def site_headline(report: Report) -> dict[str, Any]:
 def change_detail(row: dict[str, Any]) -> str:
     """One line saying what a change was, beyond its kind."""
     before, after = row["before"] or {}, row["after"] or {}
-    if row["kind"] == "renamed":
+    if row["kind"] == ChangeKind.RENAMED:
         return f"was {before.get('name')}"
-    if row["kind"] == "changed":
+    if row["kind"] == ChangeKind.CHANGED:
         return "; ".join(f"{f}: {before.get(f)} → {after.get(f)}" for f in row["fields"])
-    if row["kind"] in ("added", "baseline") and row["active_date"]:
+    if row["kind"] in (ChangeKind.ADDED, ChangeKind.BASELINE) and row["active_date"]:
         return f"active since {row['active_date']}"
-    if row["kind"] == "removed" and before.get("active_date"):
+    if row["kind"] == ChangeKind.REMOVED and before.get("active_date"):
         return f"partner since {before['active_date']}"
     return ""
 
@@ -275,7 +275,7 @@ def site_data(config: Config, db: sqlite_utils.Database) -> SiteData:
         since, by = (first_poll or "")[:10] or None, "detected"
     return SiteData(
         agencies=agency_rows(db),
-        history=query_changes(db, ChangeFilter(kinds=KINDS)),
+        history=query_changes(db, ChangeFilter(kinds=tuple(ChangeKind))),
         changes=query_changes(db, ChangeFilter(churn=True)),  # as `export --what changes`
         report=build_report(db, since=since, by=by),
         first_poll=first_poll,
@@ -394,7 +394,7 @@ def render_site(
         **times,
     )  # fmt: skip
     writer.page("changes.html", "changes.html",
-                kinds=[k for k in KINDS if k != "baseline"], kind_labels=KIND_LABELS,
+                kinds=[k for k in ChangeKind if k != ChangeKind.BASELINE], kind_labels=KIND_LABELS,
                 states=[(st, US_STATES.get(st, st)) for st in sorted(
                     {row["state"] for row in data.changes if row["state"]})])  # fmt: skip
     for st in states:

@@ -14,8 +14,9 @@ import time
 import uuid
 import zlib
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +24,39 @@ import sqlite_utils
 
 from bot.diff import Diff
 from bot.logs import redact
-from bot.models import Agency, Change
+from bot.models import (
+    BAD_OUTCOMES,
+    GOOD_OUTCOMES,
+    UNSENT_STATUSES,
+    Agency,
+    Change,
+    ChangeKind,
+    MessageKind,
+    OutboxMessage,
+    OutboxStatus,
+    PollOutcome,
+)
 from bot.normalise import city_key
 from bot.snapshots import SnapshotFile
 
-BAD_OUTCOMES = ("failed", "suspect")
-GOOD_OUTCOMES = ("baseline", "ok", "unchanged")
+
+def sql_list(values: Iterable[StrEnum]) -> str:
+    """An SQL list of vocabulary values. They are constants of the code, never data, so
+    they may be written into the SQL (where a query needs them in a subquery or a view)."""
+    return "(" + ", ".join(f"'{value}'" for value in values) + ")"
+
+
+GOOD_SQL, BAD_SQL, UNSENT_SQL = (
+    sql_list(GOOD_OUTCOMES),
+    sql_list(BAD_OUTCOMES),
+    sql_list(UNSENT_STATUSES),
+)
+PENDING, SENDING, SENT, FAILED = (
+    OutboxStatus.PENDING,
+    OutboxStatus.SENDING,
+    OutboxStatus.SENT,
+    OutboxStatus.FAILED,
+)
 
 
 @dataclass(frozen=True)
@@ -97,30 +125,6 @@ def prune_before(retention: float) -> str:
     """The ISO time before which rows are pruned, keeping `retention` seconds."""
     cutoff = datetime.now(UTC) - timedelta(seconds=retention)
     return cutoff.isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-@dataclass(frozen=True)
-class OutboxMessage:
-    """One message for one recipient of one channel, before it has an outbox id.
-
-    `group_key` + `part` identify it (with channel and recipient) so queueing twice
-    inserts once; parts of one group are sent in order, and a threaded channel
-    replies each part to the one before.
-    """
-
-    channel: str
-    recipient: str
-    kind: str  # alert | digest | notice | warning | summary
-    group_key: str
-    text: str
-    part: int = 0
-    change_ids: tuple[int, ...] = ()
-    attachment: str | None = None
-    meta: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def dedupe_key(self) -> str:
-        return f"{self.channel}|{self.recipient}|{self.group_key}|{self.part}"
 
 
 def _migration_1(db: sqlite_utils.Database) -> None:
@@ -217,7 +221,7 @@ def _migration_1(db: sqlite_utils.Database) -> None:
         },
         pk="id",
         not_null={"status", "attempts"},
-        defaults={"status": "pending", "attempts": 0, "next_attempt_at": 0.0},
+        defaults={"status": OutboxStatus.PENDING, "attempts": 0, "next_attempt_at": 0.0},
     )
     db["outbox"].create_index(["dedupe_key"], unique=True)
     db["outbox"].create_index(["status", "channel", "next_attempt_at"])
@@ -483,14 +487,14 @@ class Store:
     # --- polls --------------------------------------------------------------------------
 
     def last_poll(self, *, good: bool = False) -> dict[str, Any] | None:
-        where = f"where outcome in {GOOD_OUTCOMES!r}" if good else ""
+        where = f"where outcome in {GOOD_SQL}" if good else ""
         rows = list(self.db.query(f"select * from polls {where} order by id desc limit 1"))
         return rows[0] if rows else None
 
     def bad_streak(self) -> int:
         """Failed or suspect polls since the last good one."""
-        sql = f"""select count(*) from polls where outcome in {BAD_OUTCOMES!r}
-            and id > coalesce((select max(id) from polls where outcome in {GOOD_OUTCOMES!r}), 0)"""
+        sql = f"""select count(*) from polls where outcome in {BAD_SQL}
+            and id > coalesce((select max(id) from polls where outcome in {GOOD_SQL}), 0)"""
         return self.db.execute(sql).fetchone()[0]
 
     def recent_polls(self, limit: int = 5) -> list[dict[str, Any]]:
@@ -557,7 +561,7 @@ class Store:
 
     def good_polls_back(self, poll_id: int) -> Iterator[dict[str, Any]]:
         """Good polls up to and including `poll_id`, newest first."""
-        sql = f"select * from polls where id <= ? and outcome in {GOOD_OUTCOMES!r} order by id desc"
+        sql = f"select * from polls where id <= ? and outcome in {GOOD_SQL} order by id desc"
         yield from self.db.query(sql, [poll_id])
 
     def changes_in_order(self) -> list[dict[str, Any]]:
@@ -656,7 +660,7 @@ class Store:
     ) -> list[tuple[int, Change]]:
         """Log `changes`: one `changes` row each, except field changes that do not alert,
         which go to `churn` compactly; returns the logged rows, numbered."""
-        churn = [c for c in changes if c.kind == "changed" and not c.alert]
+        churn = [c for c in changes if c.kind == ChangeKind.CHANGED and not c.alert]
         changes = [c for c in changes if c.kind != "changed" or c.alert]
         _insert_rows(
             self.db,
@@ -670,7 +674,7 @@ class Store:
         start = (self.db.execute("select max(id) from changes").fetchone()[0] or 0) + 1
         # The document the stored agencies were last read from: where a "before" is found.
         previous = self.db.execute(
-            f"select snapshot from polls where id < ? and outcome in {GOOD_OUTCOMES!r} "
+            f"select snapshot from polls where id < ? and outcome in {GOOD_SQL} "
             "and snapshot is not null order by id desc limit 1",
             [poll_id],
         ).fetchone()
@@ -716,9 +720,10 @@ class Store:
         pages go back to the file system."""
         size = self.size()
         idle = f"""select id from polls where started_at < ?
-            and id < coalesce((select max(id) from polls where outcome in {GOOD_OUTCOMES!r}), 0)
-            and (outcome in {BAD_OUTCOMES!r}
-                 or (outcome = 'unchanged' and coalesce(missing, added is not null) = 0))
+            and id < coalesce((select max(id) from polls where outcome in {GOOD_SQL}), 0)
+            and (outcome in {BAD_SQL}
+                 or (outcome = '{PollOutcome.UNCHANGED}'
+                     and coalesce(missing, added is not null) = 0))
             and id not in (select poll_id from changes where poll_id is not null)
             and id not in (select poll_id from churn)
             and id not in (select poll_id from outbox where poll_id is not null)"""
@@ -726,7 +731,7 @@ class Store:
         # counts only when it confirmed a missing agency.)
         with self.db.atomic():
             sent = self.db.execute(
-                "delete from outbox where status = 'sent' and coalesce(sent_at, created_at) < ?",
+                f"delete from outbox where status = '{SENT}' and coalesce(sent_at, created_at) < ?",
                 [before],
             ).rowcount
             doomed = [row[0] for row in self.db.execute(idle, [before])]
@@ -819,7 +824,7 @@ class Store:
             self.db.execute(
                 "update or ignore outbox set recipient = ?, dedupe_key = "
                 "channel || '|' || ? || '|' || group_key || '|' || part "
-                "where channel = ? and recipient = ? and status = 'pending'",
+                f"where channel = ? and recipient = ? and status = '{PENDING}'",
                 [new_chat_id, new_chat_id, channel, old_chat_id],
             )
 
@@ -859,7 +864,7 @@ class Outbox:
                     "text": redact(m.text),
                     "attachment": m.attachment,
                     "meta": _json(m.meta) if m.meta else None,
-                    "status": "pending",
+                    "status": OutboxStatus.PENDING,
                     "attempts": 0,
                     "next_attempt_at": 0.0,
                 }
@@ -874,19 +879,19 @@ class Outbox:
         """After a crash: whatever was in flight is pending again (it may repeat once)."""
         with self.db.atomic():
             cursor = self.db.execute(
-                "update outbox set status = 'pending' where status = 'sending'"
+                f"update outbox set status = '{PENDING}' where status = '{SENDING}'"
             )
         return cursor.rowcount
 
     def due(self, channel: str, now: float | None = None, limit: int = 100_000) -> list[dict]:
         """Pending rows of a channel whose time has come, oldest first."""
-        sql = """select * from outbox where channel = ? and status = 'pending'
+        sql = f"""select * from outbox where channel = ? and status = '{PENDING}'
             and next_attempt_at <= ? order by id limit ?"""
         return list(self.db.query(sql, [channel, time.time() if now is None else now, limit]))
 
     def first_waiting(self, channel: str, now: float) -> dict[str, int]:
         """recipient → id of their oldest pending row that is not due yet (a retry)."""
-        sql = """select recipient, min(id) from outbox where channel = ? and status = 'pending'
+        sql = f"""select recipient, min(id) from outbox where channel = ? and status = '{PENDING}'
             and next_attempt_at > ? group by recipient"""
         return dict(self.db.execute(sql, [channel, now]).fetchall())
 
@@ -895,8 +900,8 @@ class Outbox:
         already has it."""
         with self.db.atomic():
             cursor = self.db.execute(
-                "update outbox set status = 'sending', attempts = attempts + 1 "
-                "where id = ? and status = 'pending'",
+                f"update outbox set status = '{SENDING}', attempts = attempts + 1 "
+                f"where id = ? and status = '{PENDING}'",
                 [row_id],
             )
         return cursor.rowcount == 1
@@ -905,13 +910,13 @@ class Outbox:
         """Sent; and the recipient's failure streak, if any, is over."""
         with self.db.atomic():
             self.db.execute(
-                "update outbox set status = 'sent', sent_at = ?, external_id = ?, last_error = ? "
-                "where id = ?",
+                f"update outbox set status = '{SENT}', sent_at = ?, external_id = ?, "
+                "last_error = ? where id = ?",
                 [utc_now(), external_id, note and redact(note), row_id],
             )
             self.db.execute(
                 f"update outbox set failing_since = null where {_SAME_RECIPIENT} "
-                "and status = 'pending' and failing_since is not null",
+                f"and status = '{PENDING}' and failing_since is not null",
                 [row_id],
             )
 
@@ -929,14 +934,14 @@ class Outbox:
         of the recipient's later rows, which wait behind it: they give up together."""
         with self.db.atomic():
             self.db.execute(
-                "update outbox set status = 'pending', next_attempt_at = ?, last_error = ?, "
+                f"update outbox set status = '{PENDING}', next_attempt_at = ?, last_error = ?, "
                 "attempts = attempts - ? where id = ?",
                 [at, redact(error), 0 if count_attempt else 1, row_id],
             )
             if failing_at is not None:
                 self.db.execute(
                     f"update outbox set failing_since = ? where {_SAME_RECIPIENT} "
-                    "and status = 'pending' and failing_since is null",
+                    f"and status = '{PENDING}' and failing_since is null",
                     [failing_at, row_id],
                 )
 
@@ -945,7 +950,9 @@ class Outbox:
         sql = "select failing_since from outbox where id = ?"
         return self.db.execute(sql, [row_id]).fetchone()[0]
 
-    def mark_failed(self, row_id: int, error: str, status: str = "failed") -> None:
+    def mark_failed(
+        self, row_id: int, error: str, status: OutboxStatus = OutboxStatus.FAILED
+    ) -> None:
         with self.db.atomic():
             self.db.execute(
                 "update outbox set status = ?, last_error = ? where id = ?",
@@ -957,8 +964,8 @@ class Outbox:
         give-up clock. Rows are updated in place, never copied: what was sent stays sent."""
         with self.db.atomic():
             cursor = self.db.execute(
-                "update outbox set status = 'pending', attempts = 0, next_attempt_at = 0, "
-                "failing_since = null where status = 'failed' "
+                f"update outbox set status = '{PENDING}', attempts = 0, next_attempt_at = 0, "
+                f"failing_since = null where status = '{FAILED}' "
                 "and (? is null or channel = ?) and (? is null or created_at >= ?)",
                 [channel, channel, since, since],
             )
@@ -967,14 +974,14 @@ class Outbox:
     def last_sent_id(self, channel: str) -> int:
         """The newest sent row of a channel (0: none), warnings aside: where a failure
         streak began, so that the streak's own warning does not start a new one."""
-        sql = """select coalesce(max(id), 0) from outbox
-            where channel = ? and status = 'sent' and kind != 'warning'"""
+        sql = f"""select coalesce(max(id), 0) from outbox
+            where channel = ? and status = '{SENT}' and kind != '{MessageKind.WARNING}'"""
         return self.db.execute(sql, [channel]).fetchone()[0]
 
     def oldest_waiting(self) -> dict[str, str]:
         """channel → created_at of its oldest row not yet sent (pending or in flight)."""
-        sql = """select channel, min(created_at) from outbox
-            where status in ('pending', 'sending') group by channel"""
+        sql = f"""select channel, min(created_at) from outbox
+            where status in {UNSENT_SQL} group by channel"""
         return dict(self.db.execute(sql).fetchall())
 
     def defer_channel(self, channel: str, until: float, failing_at: float | None = None) -> None:
@@ -985,7 +992,7 @@ class Outbox:
             self.db.execute(
                 "update outbox set next_attempt_at = max(next_attempt_at, ?), "
                 "failing_since = coalesce(failing_since, ?) "
-                "where channel = ? and status = 'pending'",
+                f"where channel = ? and status = '{PENDING}'",
                 [until, failing_at, channel],
             )
 
@@ -993,8 +1000,8 @@ class Outbox:
         """A recipient who is gone gets nothing more from the queue."""
         with self.db.atomic():
             cursor = self.db.execute(
-                "update outbox set status = 'skipped', last_error = ? "
-                "where channel = ? and recipient = ? and status = 'pending'",
+                f"update outbox set status = '{OutboxStatus.SKIPPED}', last_error = ? "
+                f"where channel = ? and recipient = ? and status = '{PENDING}'",
                 [redact(reason), channel, recipient],
             )
         return cursor.rowcount
@@ -1014,9 +1021,9 @@ class Outbox:
             [channel, recipient, group_key, part],
         )
         for status, external_id in earlier:
-            if status in ("pending", "sending"):
+            if status in UNSENT_STATUSES:
                 return False, None
-            if status == "sent" and external_id:
+            if status == SENT and external_id:
                 return True, external_id
         return True, None
 
@@ -1029,5 +1036,5 @@ class Outbox:
         return result
 
     def sent_since(self, channel: str, since_iso: str) -> list[dict[str, Any]]:
-        sql = "select * from outbox where channel = ? and status = 'sent' and sent_at >= ?"
+        sql = f"select * from outbox where channel = ? and status = '{SENT}' and sent_at >= ?"
         return list(self.db.query(sql, [channel, since_iso]))

@@ -26,11 +26,12 @@ import jinja2
 
 from bot.channels.base import Channel
 from bot.config import Config
+from bot.models import ChangeKind, MessageKind, OutboxMessage
 from bot.normalise import display_name
 from bot.notify import Audience
 from bot.render import render, split_text
 from bot.reports import Report, build_report, group_by_state, long_date
-from bot.store import OutboxMessage, Store
+from bot.store import Store
 
 
 @dataclass(frozen=True)
@@ -56,10 +57,10 @@ def summary_context(report: Report) -> dict[str, Any]:
         "first_day": first,
         "last_day": last,
         "states": list(report.states),
-        "added": len(report.additions),
+        ChangeKind.ADDED: len(report.additions),
         "added_states": len(report.addition_states),
-        "removed": len(report.endings),
-        "renamed": len(report.renames),
+        ChangeKind.REMOVED: len(report.endings),
+        ChangeKind.RENAMED: len(report.renames),
         "listed_now": report.listed_now,
         "listed_states": report.listed_states,
         "last_day_long": long_date(last) if last else "",
@@ -108,8 +109,8 @@ def plan_summary(
                 text = render(env, style, "summary", **summary_context(reports[states]))
                 rendered[states] = split_text(text, style.max_length, style.measure)
             messages += [
-                OutboxMessage(audience.channel, recipient.id, "summary", group, text, part,
-                              attachment=attachment if part == 0 else None)
+                OutboxMessage(audience.channel, recipient.id, MessageKind.SUMMARY, group, text,
+                              part, attachment=attachment if part == 0 else None)
                 for part, text in enumerate(rendered[states])
             ]  # fmt: skip
     return messages

@@ -24,7 +24,8 @@ from bot.channels.telegram import TelegramChannel, visible_length
 from bot.channels.telegram_commands import Verdict, command_verdict, parse_states, summarise
 from bot.config import load_config
 from bot.deliver import deliver_pending
-from bot.store import OutboxMessage, Store
+from bot.models import OutboxMessage
+from bot.store import Store
 from tests.helpers import Bot, closed_port_url, config_text, database_text, kml, leaked
 from tests.support.cli import run_cli, start_cli, write_config
 from tests.support.source_server import Reply, SourceServer

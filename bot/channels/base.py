@@ -27,6 +27,8 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
+from bot.models import MessageKind
+
 if TYPE_CHECKING:
     from bot.config import Config
     from bot.store import Store
@@ -70,7 +72,7 @@ class Delivery:
     id: int  # the outbox row
     channel: str
     recipient: str
-    kind: str  # alert | digest | notice | warning | summary | test
+    kind: MessageKind
     group_key: str  # parts of one group form a thread
     part: int
     text: str
@@ -86,7 +88,7 @@ class Delivery:
             id=row["id"],
             channel=row["channel"],
             recipient=row["recipient"],
-            kind=row["kind"],
+            kind=MessageKind(row["kind"]),
             group_key=row["group_key"],
             part=row["part"],
             text=row["text"],
@@ -251,7 +253,7 @@ class Channel(ABC):
         messages = plan_maintainer_message(
             make_environment(self.config.templates_path),
             audiences(others, store),
-            kind="warning",
+            kind=MessageKind.WARNING,
             group=group,
             message=message,
         )

@@ -50,7 +50,7 @@ from bot.channels.telegram import (
     visible_length,
     visible_text,
 )
-from bot.models import Agency, Change
+from bot.models import Agency, Change, ChangeKind
 from bot.normalise import state_code
 from bot.queries import ChangeFilter, query_changes
 from bot.render import ELLIPSIS, make_environment, render_change, split_text, truncate
@@ -263,7 +263,9 @@ def change_from_log(row: dict) -> Change:
         active_date=row["active_date"],
         profile_url=after.get("profile_url") or before.get("profile_url"),
     )
-    return Change(row["kind"], agency, row["before"], row["after"], tuple(row["fields"]))
+    return Change(
+        ChangeKind(row["kind"]), agency, row["before"], row["after"], tuple(row["fields"])
+    )
 
 
 class Commands:
@@ -407,7 +409,9 @@ class Commands:
             "group by state order by count(*) desc, state"
         ).fetchall()
         since = (datetime.now(UTC) - timedelta(days=RECENT_DAYS)).date().isoformat()
-        recent = len(query_changes(self.store.db, ChangeFilter(since=since, kinds=["added"])))
+        recent = len(
+            query_changes(self.store.db, ChangeFilter(since=since, kinds=[ChangeKind.ADDED]))
+        )
         top = ", ".join(
             f"{html.escape(state or '??')} {count:,}"
             for state, count in by_state[:STATS_TOP_STATES]
@@ -435,7 +439,9 @@ class Commands:
         lines.append(f"Failed or suspect polls in a row: {self.store.bad_streak()}")
         lines.append("Last polls:")
         for poll in self.store.recent_polls(3):
-            detail = poll["error"] or f"+{poll['added'] or 0} -{poll['removed'] or 0}"
+            detail = (
+                poll["error"] or f"+{poll[ChangeKind.ADDED] or 0} -{poll[ChangeKind.REMOVED] or 0}"
+            )
             lines.append(f"  {poll['started_at']} {poll['outcome']}: {detail}")
         lines.append("Deliveries:")
         for channel, by_status in sorted(self.store.outbox.counts().items()):

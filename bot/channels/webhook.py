@@ -36,6 +36,7 @@ from bot.channels.base import (
     in_own_thread,
 )
 from bot.config import Duration
+from bot.models import MessageKind
 from bot.safe import http_url
 from bot.store import Store
 
@@ -167,7 +168,7 @@ class WebhookChannel(Channel):
         """(event, raw body) of one delivery."""
         assert self._store is not None
         change = None
-        if delivery.kind == "alert" and len(delivery.change_ids) == 1:
+        if delivery.kind == MessageKind.ALERT and len(delivery.change_ids) == 1:
             change = self._store.change_row(delivery.change_ids[0])
         if change is None:
             document, event = message_body(delivery), delivery.kind

@@ -37,7 +37,8 @@ from bot.channels.base import (
     Style,
     in_own_thread,
 )
-from bot.store import Store
+from bot.models import OutboxStatus
+from bot.store import UNSENT_SQL, Store
 
 log = logging.getLogger(__name__)
 
@@ -309,14 +310,15 @@ class XChannel(Channel):
         ]
         waiting, next_at = store.db.execute(
             "select count(*), min(next_attempt_at) from outbox "
-            "where channel = ? and status in ('pending', 'sending')",
+            f"where channel = ? and status in {UNSENT_SQL}",
             [self.name],
         ).fetchone()
         if waiting:
             when = _iso(datetime.fromtimestamp(max(next_at or 0, time.time()), UTC))
             lines.append(f"waiting: {waiting} posts, next attempt at {when}")
         failure = store.db.execute(
-            "select created_at, last_error from outbox where channel = ? and status = 'failed' "
+            "select created_at, last_error from outbox where channel = ? "
+            f"and status = '{OutboxStatus.FAILED}' "
             "order by id desc limit 1",
             [self.name],
         ).fetchone()
