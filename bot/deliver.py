@@ -30,7 +30,7 @@ from bot.channels.base import Channel, Delivery, PermanentFailure, RecipientGone
 from bot.config import AlertsConfig
 from bot.logs import redact
 from bot.models import MessageKind
-from bot.notify import Audience, plan_maintainer_message
+from bot.notify import audiences, plan_maintainer_message
 from bot.render import make_environment
 from bot.store import Store
 
@@ -273,7 +273,7 @@ def warn_gave_up(
     templates: Path | None,
 ) -> None:
     """One maintainer warning per channel and failure streak (since its last sent row)."""
-    audiences = [Audience(ch.name, ch.style(), ch.recipients(store)) for ch in channels]
+    audience_list = audiences(channels, store)
     env = make_environment(templates)
     for name, reasons in report.gave_up.items():
         message = (
@@ -284,7 +284,7 @@ def warn_gave_up(
         )
         group = f"warning:gave-up:{name}:{store.outbox.last_sent_id(name)}"
         warning = plan_maintainer_message(
-            env, audiences, kind=MessageKind.WARNING, group=group, message=message
+            env, audience_list, kind=MessageKind.WARNING, group=group, message=message
         )
         store.outbox.queue(None, warning)
 

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import jinja2
 
-from bot.channels.base import Recipient, Style
+from bot.channels.base import Channel, Recipient, Style
 from bot.models import Change, ChangeKind, MessageKind, OutboxMessage
 from bot.render import render, render_change, render_digest, split_text
+
+if TYPE_CHECKING:
+    from bot.store import Store
 
 
 @dataclass(frozen=True)
@@ -24,8 +28,18 @@ class Audience:
     recipients: Sequence[Recipient]
 
 
+def audiences(channels: Sequence[Channel], store: Store) -> list[Audience]:
+    """Who each channel speaks to now (its recipients are read from the store)."""
+    return [Audience(ch.name, ch.style(), ch.recipients(store)) for ch in channels]
+
+
 def _parts(
-    audience: Audience, recipient: Recipient, kind: str, group: str, texts: list[str], ids=()
+    audience: Audience,
+    recipient: Recipient,
+    kind: MessageKind,
+    group: str,
+    texts: list[str],
+    ids=(),
 ) -> list[OutboxMessage]:
     return [
         OutboxMessage(audience.channel, recipient.id, kind, group, text, part, tuple(ids))

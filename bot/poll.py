@@ -28,7 +28,7 @@ from bot.diff import (
 )
 from bot.models import Agency, Change, ChangeKind, MessageKind, Origin, OutboxMessage, PollOutcome
 from bot.normalise import disambiguate, normalise_record
-from bot.notify import Audience, plan_alerts, plan_maintainer_message
+from bot.notify import audiences, plan_alerts, plan_maintainer_message
 from bot.placemark_scan import ScanMismatch
 from bot.render import make_environment
 from bot.snapshots import SnapshotFile, SnapshotStore
@@ -58,10 +58,6 @@ class PollResult:
         return {PollOutcome.FAILED: EXIT_FETCH, PollOutcome.SUSPECT: EXIT_GUARD}.get(
             self.outcome, EXIT_OK
         )
-
-
-def audiences(channels: Sequence[Channel], store: Store) -> list[Audience]:
-    return [Audience(ch.name, ch.style(), ch.recipients(store)) for ch in channels]
 
 
 @dataclass

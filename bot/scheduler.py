@@ -33,8 +33,8 @@ from bot.channels.base import Channel
 from bot.config import Config
 from bot.deliver import deliver_pending
 from bot.models import MessageKind
-from bot.notify import plan_maintainer_message
-from bot.poll import EXIT_USAGE, audiences, run_poll
+from bot.notify import audiences, plan_maintainer_message
+from bot.poll import EXIT_USAGE, run_poll
 from bot.render import make_environment
 from bot.source import fetch
 from bot.store import DatabaseProblem, Store, database_problem, prune_before

@@ -29,6 +29,7 @@ from bot.config import Config
 from bot.models import ChangeKind, MessageKind, OutboxMessage
 from bot.normalise import display_name
 from bot.notify import Audience
+from bot.notify import audiences as channel_audiences
 from bot.render import render, split_text
 from bot.reports import Report, build_report, group_by_state, long_date
 from bot.store import Store
@@ -132,7 +133,6 @@ def queue_summary(
     env: jinja2.Environment | None = None,
 ) -> SummaryResult:
     """Build the summary for the period ending yesterday and queue it (once per period)."""
-    from bot.poll import audiences as channel_audiences
     from bot.render import make_environment
 
     today = today or datetime.now(UTC).date()

@@ -24,8 +24,7 @@ from bot.config import Config, load_config
 from bot.deliver import DeliveryReport, deliver_pending
 from bot.models import Agency, Change
 from bot.normalise import display_name
-from bot.notify import plan_alerts
-from bot.poll import audiences
+from bot.notify import audiences, plan_alerts
 from bot.render import WORD_JOINER, make_environment
 from bot.store import Store
 from tests.helpers import closed_port_url, database_text, leaked

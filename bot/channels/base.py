@@ -245,8 +245,7 @@ class Channel(ABC):
         """Queue a warning for the maintainers of every other enabled channel (a public
         account is no place for it). `group` makes it one warning: queued twice, stored once."""
         from bot.channels import enabled_channels
-        from bot.notify import plan_maintainer_message
-        from bot.poll import audiences
+        from bot.notify import audiences, plan_maintainer_message  # notify imports this module
         from bot.render import make_environment
 
         others = [ch for ch in enabled_channels(self.config) if ch.name != self.name]
