@@ -1,9 +1,6 @@
 """The `ringwatch` command line. Heavy imports happen inside commands, so --help is instant.
 
-Exit codes: 0 success; 2 usage or configuration error, or a database that cannot be used
-(corrupt, read-only); 3 fetch or parse failed, or the database was busy or its disk full
-(try again); 4 a guard tripped (the fetch was not believed); 5 another ringwatch holds the
-state dir.
+Exit codes: bot.models.ExitCode (the README's table documents them).
 """
 
 from __future__ import annotations
@@ -19,18 +16,14 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from bot.models import ChangeKind, OutboxStatus  # light: the vocabulary only
+from bot.models import ChangeKind, ExitCode, OutboxStatus  # light: the vocabulary only
 
 if TYPE_CHECKING:
     from bot.config import Config
     from bot.store import Store
 
-EXIT_USAGE = 2
-EXIT_TRANSIENT = 3
-EXIT_LOCKED = 5
 
-
-def _fail(message: str, code: int = EXIT_USAGE) -> None:
+def _fail(message: str, code: ExitCode = ExitCode.USAGE) -> None:
     click.echo(f"ringwatch: {message}", err=True)
     sys.exit(code)
 
@@ -77,7 +70,7 @@ def _database_problems(path: Path) -> Iterator[None]:
         problem = database_problem(path, exc)
         if problem is None:
             raise
-        _fail(str(problem), EXIT_TRANSIENT if problem.transient else EXIT_USAGE)
+        _fail(str(problem), ExitCode.TRANSIENT if problem.transient else ExitCode.USAGE)
 
 
 def _channels(config: Config) -> list[Any]:
@@ -102,7 +95,7 @@ def _locked(config: Config) -> Iterator[None]:
         try:
             stack.enter_context(state_lock(config.state_dir))
         except AlreadyRunning as exc:
-            _fail(str(exc), EXIT_LOCKED)
+            _fail(str(exc), ExitCode.LOCKED)
         except OSError as exc:
             _state_dir_unusable(config.state_dir, exc)
         yield
@@ -113,7 +106,7 @@ def _state_dir_unusable(directory: Path, exc: OSError) -> None:
 
     if exc.errno == errno.ENOSPC:  # passes once space is freed: transient, like a full database
         _fail(f"cannot use the state directory {directory}: its disk is full; free some space, "
-              "then try again", EXIT_TRANSIENT)  # fmt: skip
+              "then try again", ExitCode.TRANSIENT)  # fmt: skip
     _fail(f"cannot use the state directory {directory}: {exc.strerror or exc}")
 
 
@@ -558,11 +551,14 @@ def send_test(config: Config, channel_name: str) -> None:
     finally:
         store.close()
     if not results:
-        _fail(f"{channel_name} has no configured recipient to send a test message to", 3)
+        _fail(
+            f"{channel_name} has no configured recipient to send a test message to",
+            ExitCode.TRANSIENT,
+        )
     for result in results:
         click.echo(f"{channel_name}:{result.recipient}: {result.answer}")
     if not all(result.ok for result in results):
-        sys.exit(3)
+        sys.exit(ExitCode.TRANSIENT)
 
 
 @cli.command()
@@ -815,7 +811,7 @@ def snapshot(config: Config, sha256: str) -> None:
     try:
         body = SnapshotStore(config.snapshots_dir).read(matches[0])
     except SnapshotError as exc:
-        _fail(f"{exc} (ringwatch verify checks every snapshot)", 1)
+        _fail(f"{exc} (ringwatch verify checks every snapshot)", ExitCode.CHECK_FAILED)
     sys.stdout.buffer.write(body)
     sys.stdout.buffer.flush()
 
@@ -843,7 +839,7 @@ def evidence(config: Config, change_id: int, fmt: str) -> None:
     except EvidenceError as exc:
         _fail(str(exc))
     except SnapshotError as exc:
-        _fail(f"{exc} (ringwatch verify checks every snapshot)", 1)
+        _fail(f"{exc} (ringwatch verify checks every snapshot)", ExitCode.CHECK_FAILED)
     if fmt == "json":
         click.echo(json.dumps(found.as_json(), indent=2, ensure_ascii=False))
     else:
@@ -875,7 +871,7 @@ def verify(config: Config) -> None:
         click.echo(f"{summary} verified")
         return
     click.echo(f"{summary}: {len(result.differences)} differences", err=True)
-    sys.exit(1)
+    sys.exit(ExitCode.CHECK_FAILED)
 
 
 @cli.command("import")
@@ -967,7 +963,10 @@ def import_command(
         except ImportRefused as exc:
             _fail(str(exc))
         except (ImportInterrupted, SourceError) as exc:
-            _fail(f"{exc}; what was imported is kept: run the same command again to resume", 3)
+            _fail(
+                f"{exc}; what was imported is kept: run the same command again to resume",
+                ExitCode.TRANSIENT,
+            )
         finally:
             store.close()
             if wayback is not None:

@@ -4,8 +4,19 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from enum import StrEnum
+from enum import IntEnum, StrEnum
 from typing import Any
+
+
+class ExitCode(IntEnum):
+    """How a ringwatch command ends, for scripts and supervisors (README: "Exit codes")."""
+
+    OK = 0
+    CHECK_FAILED = 1  # `verify` found a difference, or a stored snapshot is damaged
+    USAGE = 2  # usage or configuration error, or a database that needs a person
+    TRANSIENT = 3  # a fetch, parse or delivery failed, or the database was busy or full
+    GUARD = 4  # a guard tripped: the fetch was not believed
+    LOCKED = 5  # another ringwatch holds the state directory
 
 
 class ChangeKind(StrEnum):

@@ -26,7 +26,16 @@ from bot.diff import (
     guard_problem,
     split_duplicates,
 )
-from bot.models import Agency, Change, ChangeKind, MessageKind, Origin, OutboxMessage, PollOutcome
+from bot.models import (
+    Agency,
+    Change,
+    ChangeKind,
+    ExitCode,
+    MessageKind,
+    Origin,
+    OutboxMessage,
+    PollOutcome,
+)
 from bot.normalise import disambiguate, normalise_record
 from bot.notify import audiences, plan_alerts, plan_maintainer_message
 from bot.placemark_scan import ScanMismatch
@@ -36,12 +45,6 @@ from bot.source import Abandoned, Fetched, SourceError, Validators, fetch, parse
 from bot.store import Store, utc_now
 
 log = logging.getLogger(__name__)
-
-EXIT_OK = 0
-EXIT_USAGE = 2
-EXIT_FETCH = 3
-EXIT_GUARD = 4
-EXIT_LOCKED = 5
 
 
 @dataclass
@@ -54,9 +57,9 @@ class PollResult:
     timings: dict[str, float] = field(default_factory=dict)
 
     @property
-    def exit_code(self) -> int:
-        return {PollOutcome.FAILED: EXIT_FETCH, PollOutcome.SUSPECT: EXIT_GUARD}.get(
-            self.outcome, EXIT_OK
+    def exit_code(self) -> ExitCode:
+        return {PollOutcome.FAILED: ExitCode.TRANSIENT, PollOutcome.SUSPECT: ExitCode.GUARD}.get(
+            self.outcome, ExitCode.OK
         )
 
 

@@ -32,9 +32,9 @@ from bot.channels import enabled_channels
 from bot.channels.base import Channel
 from bot.config import Config
 from bot.deliver import deliver_pending
-from bot.models import MessageKind
+from bot.models import ExitCode, MessageKind
 from bot.notify import audiences, plan_maintainer_message
-from bot.poll import EXIT_USAGE, run_poll
+from bot.poll import run_poll
 from bot.render import make_environment
 from bot.source import fetch
 from bot.store import DatabaseProblem, Store, database_problem, prune_before
@@ -84,7 +84,7 @@ class Runner:
         self.background: set[asyncio.Task[None]] = set()
         self.store = Store.open(config.db_path, busy_timeout=config.bot.busy_timeout)
         # Non-zero once the database proved unusable: `ringwatch run` exits with it.
-        self.exit_code = 0
+        self.exit_code = ExitCode.OK
 
     def _poll_in_thread(self) -> str:
         store = Store.open(self.config.db_path, busy_timeout=self.config.bot.busy_timeout)
@@ -135,7 +135,7 @@ class Runner:
         so a supervisor sees the failure. The outbox lives in that database, so the warning
         goes out through an outbox in memory."""
         log.error("stopping: %s", problem)
-        self.exit_code = EXIT_USAGE
+        self.exit_code = ExitCode.USAGE
         memory = Store.empty()  # configured maintainers only: subscribers are in the database
         try:
             messages = plan_maintainer_message(
