@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from bot.models import ChangeKind, ExitCode, OutboxStatus  # light: the vocabulary only
+from bot.models import ChangeKind, ExitCode  # light: the vocabulary only
 
 if TYPE_CHECKING:
     from bot.config import Config
@@ -427,14 +427,16 @@ def status(config: Config) -> None:
     """Last polls, failures in a row, pending and failed deliveries."""
     from bot.channels import enabled_channels
     from bot.logs import redact
+    from bot.queries import read_status
 
     store = _existing_store(config)
+    report = read_status(store, polls=5)
     click.echo(f"database: {config.db_path}")
-    click.echo(f"agencies tracked: {store.active_count():,}")
-    streak = store.bad_streak()
+    click.echo(f"agencies tracked: {report.agencies:,}")
+    streak = report.bad_streak
     click.echo(f"failed or suspect polls in a row: {streak}" + ("  <-- WARNING" if streak else ""))
     click.echo("last polls:")
-    for poll in store.recent_polls(5):
+    for poll in report.polls:
         detail = poll["error"] or (
             f"{poll['records'] or 0} listed: {poll[ChangeKind.ADDED] or 0} new, "
             f"{poll[ChangeKind.REMOVED] or 0} ended, {poll[ChangeKind.RENAMED] or 0} renamed, "
@@ -444,24 +446,16 @@ def status(config: Config) -> None:
             detail += f"; {poll['warning']}"
         click.echo(f"  {poll['started_at']}  {poll['outcome']:9}  {detail}")
     channels = enabled_channels(config)  # loaded first: their secrets are redacted below
-    counts = store.outbox.counts()
-    oldest = store.outbox.oldest_waiting()
+    oldest = report.oldest_waiting
     click.echo("deliveries:")
-    if not counts:
+    if not report.deliveries:
         click.echo("  none yet")
-    for channel, by_status in sorted(counts.items()):
+    for channel, by_status in sorted(report.deliveries.items()):
         text = ", ".join(f"{n} {s}" for s, n in sorted(by_status.items()))
         if channel in oldest:
             text += f"; oldest waiting {_age(oldest[channel])} (queued {oldest[channel]})"
         click.echo(f"  {channel}: {text}")
-    failed = list(
-        store.db.query(
-            "select channel, recipient, last_error from outbox "
-            f"where status = '{OutboxStatus.FAILED}' "
-            "order by id desc limit 3"
-        )
-    )
-    for row in failed:
+    for row in report.failures:
         line = f"  last failure: {row['channel']}:{row['recipient']}: {row['last_error']}"
         click.echo(redact(line))  # rows stored before redaction covered every error
     for channel in channels:

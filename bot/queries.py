@@ -10,7 +10,7 @@ from typing import Any
 import sqlite_utils
 
 from bot.models import GOOD_OUTCOMES, ChangeKind
-from bot.store import unpack_churn
+from bot.store import Store, unpack_churn
 
 
 @dataclass(frozen=True)
@@ -140,3 +140,27 @@ def last_change_time(db: sqlite_utils.Database) -> str | None:
 def install_id(db: sqlite_utils.Database) -> str:
     """The id created once for this database (migration 6): the feed's ids start with it."""
     return db.execute("select value from meta where key = 'install_id'").fetchone()[0]
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    """What `ringwatch status` and the bot's /status tell a maintainer: one read of the
+    database, shown two ways."""
+
+    agencies: int  # tracked now
+    bad_streak: int  # failed or suspect polls since the last good one
+    polls: tuple[dict[str, Any], ...]  # the most recent, newest first
+    deliveries: dict[str, dict[str, int]]  # channel → outbox status → rows
+    oldest_waiting: dict[str, str]  # channel → created_at of its oldest unsent row
+    failures: tuple[dict[str, Any], ...]  # the newest failed rows, newest first
+
+
+def read_status(store: Store, *, polls: int, failures: int = 3) -> StatusReport:
+    return StatusReport(
+        agencies=store.active_count(),
+        bad_streak=store.bad_streak(),
+        polls=tuple(store.recent_polls(polls)),
+        deliveries=store.outbox.counts(),
+        oldest_waiting=store.outbox.oldest_waiting(),
+        failures=tuple(store.outbox.last_failures(failures)),
+    )

@@ -1035,6 +1035,12 @@ class Outbox:
             result.setdefault(channel, {})[status] = count
         return result
 
+    def last_failures(self, limit: int) -> list[dict[str, Any]]:
+        """The newest rows that were given up on, newest first."""
+        sql = f"""select channel, recipient, last_error from outbox where status = '{FAILED}'
+            order by id desc limit ?"""
+        return list(self.db.query(sql, [limit]))
+
     def sent_since(self, channel: str, since_iso: str) -> list[dict[str, Any]]:
         sql = f"select * from outbox where channel = ? and status = '{SENT}' and sent_at >= ?"
         return list(self.db.query(sql, [channel, since_iso]))

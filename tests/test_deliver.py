@@ -27,7 +27,8 @@ from bot.channels.base import (
 )
 from bot.config import AlertsConfig, Config, Duration
 from bot.deliver import backoff_delay, deliver_pending
-from bot.store import MIGRATIONS, OutboxMessage, Store
+from bot.models import OutboxMessage
+from bot.store import MIGRATIONS, Store
 from tests.helpers import Bot, agencies, kml
 from tests.support.cli import run_cli, start_cli
 from tests.support.synthetic import mutate

@@ -8,12 +8,11 @@ import pytest
 import sqlite_utils
 
 from bot.diff import Diff
-from bot.models import Agency, Change
-from bot.queries import ChangeFilter, query_changes
+from bot.models import Agency, Change, MessageKind, OutboxMessage, OutboxStatus, PollOutcome
+from bot.queries import ChangeFilter, query_changes, read_status
 from bot.store import (
     MIGRATIONS,
     SCHEMA_VERSION,
-    OutboxMessage,
     Store,
     database_problem,
     prune_before,
@@ -131,6 +130,25 @@ def test_bad_streak_counts_failures_since_the_last_good_poll(store):
         store.record_poll({"outcome": outcome})
 
     assert store.bad_streak() == 2
+
+
+def test_the_status_read_model_is_one_read_of_polls_and_outbox(store):
+    for outcome in (PollOutcome.OK, PollOutcome.FAILED, PollOutcome.SUSPECT):
+        store.record_poll({"outcome": outcome})
+    store.outbox.queue(None, [
+        OutboxMessage("console", "stdout", MessageKind.ALERT, f"g{n}", "hi") for n in range(3)
+    ])  # fmt: skip
+    first, second, _ = (row["id"] for row in store.outbox.due("console"))
+    store.outbox.mark_failed(first, "older")
+    store.outbox.mark_failed(second, "newer")
+
+    report = read_status(store, polls=2, failures=5)
+
+    assert report.bad_streak == 2
+    assert [p["outcome"] for p in report.polls] == [PollOutcome.SUSPECT, PollOutcome.FAILED]
+    assert report.deliveries == {"console": {OutboxStatus.FAILED: 2, OutboxStatus.PENDING: 1}}
+    assert [f["last_error"] for f in report.failures] == ["newer", "older"]
+    assert set(report.oldest_waiting) == {"console"}
 
 
 def test_readonly_open_of_a_missing_database_creates_nothing(tmp_path):

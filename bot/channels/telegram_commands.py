@@ -52,7 +52,7 @@ from bot.channels.telegram import (
 )
 from bot.models import Agency, Change, ChangeKind
 from bot.normalise import state_code
-from bot.queries import ChangeFilter, query_changes
+from bot.queries import ChangeFilter, query_changes, read_status
 from bot.render import ELLIPSIS, make_environment, render_change, split_text, truncate
 from bot.store import Store
 
@@ -435,16 +435,17 @@ class Commands:
         if not allowed:
             await self.reply(update, "/status is for the maintainers of this bot.")
             return
-        lines = [f"Agencies tracked: {self.store.active_count():,}"]
-        lines.append(f"Failed or suspect polls in a row: {self.store.bad_streak()}")
+        report = read_status(self.store, polls=3)
+        lines = [f"Agencies tracked: {report.agencies:,}"]
+        lines.append(f"Failed or suspect polls in a row: {report.bad_streak}")
         lines.append("Last polls:")
-        for poll in self.store.recent_polls(3):
+        for poll in report.polls:
             detail = (
                 poll["error"] or f"+{poll[ChangeKind.ADDED] or 0} -{poll[ChangeKind.REMOVED] or 0}"
             )
             lines.append(f"  {poll['started_at']} {poll['outcome']}: {detail}")
         lines.append("Deliveries:")
-        for channel, by_status in sorted(self.store.outbox.counts().items()):
+        for channel, by_status in sorted(report.deliveries.items()):
             counts = ", ".join(f"{n} {status}" for status, n in sorted(by_status.items()))
             lines.append(f"  {channel}: {counts}")
         await self.reply(update, f"<pre>{html.escape(chr(10).join(lines))}</pre>")
