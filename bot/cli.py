@@ -23,9 +23,21 @@ if TYPE_CHECKING:
     from bot.store import Store
 
 
-def _fail(message: str, code: ExitCode = ExitCode.USAGE) -> None:
-    click.echo(f"ringwatch: {message}", err=True)
-    sys.exit(code)
+class CommandFailed(click.ClickException):
+    """Ends a command with one line on stderr and the exit code that says what happened."""
+
+    def __init__(self, message: str, exit_code: ExitCode = ExitCode.USAGE) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"ringwatch: {self.format_message()}", err=True)
+
+
+def _closed_with_command(store: Store) -> Store:
+    """The store, closed when the command ends, however it ends (as sqlite-utils does)."""
+    click.get_current_context().call_on_close(store.close)
+    return store
 
 
 def with_config(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -47,7 +59,7 @@ def with_config(command: Callable[..., Any]) -> Callable[..., Any]:
         try:
             config = load_config(config_path)
         except ConfigError as exc:
-            _fail(str(exc))
+            raise CommandFailed(str(exc)) from None
         setup_logging(config.bot.log_level)
         with _database_problems(config.db_path):
             return command(config, **kwargs)
@@ -70,7 +82,9 @@ def _database_problems(path: Path) -> Iterator[None]:
         problem = database_problem(path, exc)
         if problem is None:
             raise
-        _fail(str(problem), ExitCode.TRANSIENT if problem.transient else ExitCode.USAGE)
+        raise CommandFailed(
+            str(problem), ExitCode.TRANSIENT if problem.transient else ExitCode.USAGE
+        ) from None
 
 
 def _channels(config: Config) -> list[Any]:
@@ -81,7 +95,7 @@ def _channels(config: Config) -> list[Any]:
     for channel in channels:
         problems += channel.problems()
     if problems:
-        _fail("; ".join(problems))
+        raise CommandFailed("; ".join(problems))
     return channels
 
 
@@ -95,7 +109,7 @@ def _locked(config: Config) -> Iterator[None]:
         try:
             stack.enter_context(state_lock(config.state_dir))
         except AlreadyRunning as exc:
-            _fail(str(exc), ExitCode.LOCKED)
+            raise CommandFailed(str(exc), ExitCode.LOCKED) from None
         except OSError as exc:
             _state_dir_unusable(config.state_dir, exc)
         yield
@@ -105,9 +119,12 @@ def _state_dir_unusable(directory: Path, exc: OSError) -> None:
     import errno
 
     if exc.errno == errno.ENOSPC:  # passes once space is freed: transient, like a full database
-        _fail(f"cannot use the state directory {directory}: its disk is full; free some space, "
-              "then try again", ExitCode.TRANSIENT)  # fmt: skip
-    _fail(f"cannot use the state directory {directory}: {exc.strerror or exc}")
+        raise CommandFailed(
+            f"cannot use the state directory {directory}: its disk is full; free some space, "
+            "then try again",
+            ExitCode.TRANSIENT,
+        )
+    raise CommandFailed(f"cannot use the state directory {directory}: {exc.strerror or exc}")
 
 
 def _make_state_dir(directory: Path) -> None:
@@ -124,7 +141,7 @@ def _existing_store(config: Config) -> Store:
 
     path = config.db_path
     if not path.is_file():
-        _fail(
+        raise CommandFailed(
             f"no database at {path}: `ringwatch poll` creates it (for sample data: "
             "`ringwatch demo --state-dir demo-state`, then --config demo-state/config.toml)"
         )
@@ -133,6 +150,7 @@ def _existing_store(config: Config) -> Store:
         store.close()
         Store.open(path).close()
         store = Store.open(path, readonly=True)
+    _closed_with_command(store)
     return store
 
 
@@ -179,7 +197,7 @@ def poll(config: Config, dry_run: bool, force: bool) -> None:
             click.echo(f"--- would send to {message.channel}:{message.recipient}")
             click.echo(message.text)
         click.echo(f"dry run, nothing written: {result.summary}")
-        sys.exit(result.exit_code)
+        click.get_current_context().exit(result.exit_code)
     with _locked(config):
         store = Store.open(config.db_path, busy_timeout=config.bot.busy_timeout)
         try:
@@ -189,7 +207,7 @@ def poll(config: Config, dry_run: bool, force: bool) -> None:
         finally:
             store.close()
     click.echo(f"{result.summary}; delivered: {delivered}")
-    sys.exit(result.exit_code)
+    click.get_current_context().exit(result.exit_code)
 
 
 @cli.command()
@@ -235,7 +253,8 @@ def run(config: Config) -> None:
 
     channels = _channels(config)
     with _locked(config):
-        sys.exit(asyncio.run(_run(config, channels)))
+        code = asyncio.run(_run(config, channels))
+    click.get_current_context().exit(code)
 
 
 async def _run(config: Config, channels: list[Any]) -> int:
@@ -275,9 +294,11 @@ def deliver(
     from bot.store import Store
 
     if (channel_name or since) and not retry_failed:
-        _fail("--channel and --since only apply to --retry-failed")
+        raise CommandFailed("--channel and --since only apply to --retry-failed")
     if channel_name is not None and channel_name not in registry():
-        _fail(f"--channel: no channel {channel_name!r} (known: {', '.join(registry())})")
+        raise CommandFailed(
+            f"--channel: no channel {channel_name!r} (known: {', '.join(registry())})"
+        )
     channels = _channels(config)
     with _locked(config):
         store = Store.open(config.db_path, busy_timeout=config.bot.busy_timeout)
@@ -508,7 +529,7 @@ def check_config(config: Config) -> None:
                    f"secrets: {secrets}: {verdict}")  # fmt: skip
         problems += missing
     if problems:
-        _fail("; ".join(problems))
+        raise CommandFailed("; ".join(problems))
     click.echo("config ok")
 
 
@@ -531,13 +552,15 @@ def send_test(config: Config, channel_name: str) -> None:
     from bot.store import Store, utc_now
 
     if channel_name not in registry():
-        _fail(f"no channel {channel_name!r} (known: {', '.join(registry())})")
+        raise CommandFailed(f"no channel {channel_name!r} (known: {', '.join(registry())})")
     if channel_name not in enabled_names(config):
-        _fail(f"{channel_name} is not enabled: set enabled = true in [{channel_name}] "
-              f"of {config.path}")  # fmt: skip
+        raise CommandFailed(
+            f"{channel_name} is not enabled: set enabled = true in [{channel_name}] "
+            f"of {config.path}"
+        )
     channel = load_channel(channel_name, config)
     if channel.problems():
-        _fail("; ".join(channel.problems()))
+        raise CommandFailed("; ".join(channel.problems()))
     _make_state_dir(config.state_dir)
     store = Store.open(config.db_path)
     try:
@@ -545,14 +568,14 @@ def send_test(config: Config, channel_name: str) -> None:
     finally:
         store.close()
     if not results:
-        _fail(
+        raise CommandFailed(
             f"{channel_name} has no configured recipient to send a test message to",
             ExitCode.TRANSIENT,
         )
     for result in results:
         click.echo(f"{channel_name}:{result.recipient}: {result.answer}")
     if not all(result.ok for result in results):
-        sys.exit(ExitCode.TRANSIENT)
+        click.get_current_context().exit(ExitCode.TRANSIENT)
 
 
 @cli.command()
@@ -653,7 +676,7 @@ def chart(config: Config, kind: str, out: Path) -> None:
     try:
         path = save_figure(draw(db, kind), out, figure_format(out))
     except OSError as exc:
-        _fail(f"cannot write {out}: {exc.strerror or exc}")
+        raise CommandFailed(f"cannot write {out}: {exc.strerror or exc}") from None
     click.echo(f"wrote {path}")
 
 
@@ -705,7 +728,7 @@ def export(
     try:
         write_atomically(out, buffer.getvalue().encode("utf-8"))
     except OSError as exc:
-        _fail(f"cannot write {out}: {exc.strerror or exc}")
+        raise CommandFailed(f"cannot write {out}: {exc.strerror or exc}") from None
     click.echo(f"wrote {len(rows):,} {what} to {out}")
 
 
@@ -767,7 +790,7 @@ def snapshots(config: Config, fmt: str) -> None:
     """
     from bot.store import Store
 
-    rows = Store.open(config.db_path, readonly=True).snapshots()
+    rows = _closed_with_command(Store.open(config.db_path, readonly=True)).snapshots()
     if fmt == "json":
         click.echo(json.dumps(rows, indent=2))
         return
@@ -798,14 +821,19 @@ def snapshot(config: Config, sha256: str) -> None:
         prefix = check_prefix(sha256)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="SHA256") from None
-    matches = Store.open(config.db_path, readonly=True).snapshots_starting(prefix)
+    store = _closed_with_command(Store.open(config.db_path, readonly=True))
+    matches = store.snapshots_starting(prefix)
     if len(matches) != 1:
         what = "no snapshot" if not matches else f"{len(matches)} snapshots"
-        _fail(f"{what} match {prefix} (ringwatch snapshots lists them; give more digits)")
+        raise CommandFailed(
+            f"{what} match {prefix} (ringwatch snapshots lists them; give more digits)"
+        )
     try:
         body = SnapshotStore(config.snapshots_dir).read(matches[0])
     except SnapshotError as exc:
-        _fail(f"{exc} (ringwatch verify checks every snapshot)", ExitCode.CHECK_FAILED)
+        raise CommandFailed(
+            f"{exc} (ringwatch verify checks every snapshot)", ExitCode.CHECK_FAILED
+        ) from None
     sys.stdout.buffer.write(body)
     sys.stdout.buffer.flush()
 
@@ -831,9 +859,11 @@ def evidence(config: Config, change_id: int, fmt: str) -> None:
     try:
         found = gather_evidence(store, config, change_id)
     except EvidenceError as exc:
-        _fail(str(exc))
+        raise CommandFailed(str(exc)) from None
     except SnapshotError as exc:
-        _fail(f"{exc} (ringwatch verify checks every snapshot)", ExitCode.CHECK_FAILED)
+        raise CommandFailed(
+            f"{exc} (ringwatch verify checks every snapshot)", ExitCode.CHECK_FAILED
+        ) from None
     if fmt == "json":
         click.echo(json.dumps(found.as_json(), indent=2, ensure_ascii=False))
     else:
@@ -865,7 +895,7 @@ def verify(config: Config) -> None:
         click.echo(f"{summary} verified")
         return
     click.echo(f"{summary}: {len(result.differences)} differences", err=True)
-    sys.exit(ExitCode.CHECK_FAILED)
+    click.get_current_context().exit(ExitCode.CHECK_FAILED)
 
 
 @cli.command("import")
@@ -955,12 +985,12 @@ def import_command(
                 origin, captures = Origin.FILE, file_captures(files, at)
             report = import_captures(config, store, captures, origin)
         except ImportRefused as exc:
-            _fail(str(exc))
+            raise CommandFailed(str(exc)) from None
         except (ImportInterrupted, SourceError) as exc:
-            _fail(
+            raise CommandFailed(
                 f"{exc}; what was imported is kept: run the same command again to resume",
                 ExitCode.TRANSIENT,
-            )
+            ) from None
         finally:
             store.close()
             if wayback is not None:
@@ -996,7 +1026,7 @@ def datasette(config: Config, print_only: bool, datasette_args: tuple[str, ...])
         click.echo(shlex.join(["datasette", *arguments]))
         return
     if importlib.util.find_spec("datasette") is None:
-        _fail("Datasette is not installed: pip install 'ringwatch[datasette]'")
+        raise CommandFailed("Datasette is not installed: pip install 'ringwatch[datasette]'")
     # Replace this process, so Ctrl-C and signals reach Datasette directly.
     os.execv(sys.executable, [sys.executable, "-m", "datasette", *arguments])
 
@@ -1023,7 +1053,7 @@ def site(config: Config, out: Path | None) -> None:
     try:
         result = build_site(config, store.db, out)
     except SiteError as exc:
-        _fail(str(exc))
+        raise CommandFailed(str(exc)) from None
     finally:
         store.close()
     click.echo(
