@@ -1,9 +1,10 @@
 """Telegram commands: people subscribe, filter by state and ask questions in chat.
 
 Runs inside `ringwatch run` (TelegramChannel.background_tasks) on the same asyncio loop
-as the scheduler: the Application is driven step by step (initialize, start,
-updater.start_polling … updater.stop, stop, shutdown), never with run_polling, which
-would take over the loop and the signals. Handlers use the runner's Store on the loop
+as the scheduler: `async with application` initialises it and always shuts it down, and
+in between it is started and stopped step by step (start, updater.start_polling …
+updater.stop, stop), never with run_polling, which would take over the loop and the
+signals. Handlers use the runner's Store on the loop
 thread; every database call is short and never spans an await.
 
 One user must not be able to silence the bot (FairUpdates): chats are handled side by
@@ -472,7 +473,6 @@ def build_application(config: Config, store: Store, bot: ExtBot[None]) -> Applic
 
 
 async def _start(application: Application) -> None:
-    await application.initialize()
     await application.bot.set_my_commands([BotCommand(n, d) for n, d in COMMANDS])
     await application.start()
     assert application.updater is not None
@@ -490,7 +490,6 @@ async def _stop(application: Application) -> None:
         await application.updater.stop()
     if application.running:
         await application.stop()
-    await application.shutdown()
 
 
 async def listen(config: Config, store: Store, stop: asyncio.Event, bot: ExtBot[None]) -> None:
@@ -498,18 +497,22 @@ async def listen(config: Config, store: Store, stop: asyncio.Event, bot: ExtBot[
     application = build_application(config, store, bot)
     delay = RETRY_FIRST
     while not stop.is_set():
+        listening = False
         try:
-            await _start(application)
-            break
+            async with application:  # initialize … shutdown, whatever happens inside
+                try:
+                    await _start(application)
+                    listening = True
+                    log.info("telegram: listening for commands as @%s", application.bot.username)
+                    await stop.wait()
+                finally:
+                    await _stop(application)  # shutdown refuses a running Application
+            return
         except Exception as exc:
+            if listening:  # stopping failed: nothing left to retry
+                raise
             reason = f"the Bot API rejected {TOKEN_ENV}" if isinstance(exc, InvalidToken) else exc
             log.warning("telegram: cannot listen for commands (%s); retry in %.0fs", reason, delay)
-            await _stop(application)
             with suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), delay)
             delay = min(delay * 2, RETRY_MAX)
-    else:
-        return
-    log.info("telegram: listening for commands as @%s", application.bot.username)
-    await stop.wait()
-    await _stop(application)
