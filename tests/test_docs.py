@@ -127,6 +127,29 @@ def test_every_skipped_example_still_exists():
     assert set(SKIPPED) <= {example.command for example in EXAMPLES}
 
 
+LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+def anchors(page: Path) -> set[str]:
+    """GitHub's ids for a page's headings: lower case, punctuation dropped, spaces to -."""
+    lines = page.read_text(encoding="utf-8").splitlines()
+    headings = (line.lstrip("#").strip() for line in lines if line.startswith("#"))
+    return {re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-") for heading in headings}
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda page: str(page.relative_to(REPO)))
+def test_every_relative_link_leads_somewhere(page: Path):
+    """Moving sections between pages must not leave links to where they were."""
+    for target in LINK.findall(page.read_text(encoding="utf-8")):
+        if target.startswith(("http://", "https://")) or target == "…":
+            continue
+        path, _, anchor = target.partition("#")
+        linked = (page.parent / path).resolve() if path else page
+        assert linked.exists(), f"{page.name}: link to {target}: no such file"
+        if anchor and linked.suffix == ".md":
+            assert anchor in anchors(linked), f"{page.name}: link to {target}: no such heading"
+
+
 @pytest.mark.parametrize("name", sorted(cli.commands))
 def test_every_command_help_has_an_example(name: str):
     command = cli.commands[name]
