@@ -182,7 +182,11 @@ def cli() -> None:
     help="Believe this fetch even if too many agencies are missing, renamed or changed.",
 )
 def poll(config: Config, dry_run: bool, force: bool) -> None:
-    """One cycle: fetch, diff, record, deliver; print a one-line summary."""
+    """One cycle: fetch, diff, record, deliver; print a one-line summary.
+
+    \b
+    Example: ringwatch poll --dry-run
+    """
     from bot.poll import run_poll
     from bot.store import Store
 
@@ -222,6 +226,7 @@ def prune(config: Config, keep: int | None) -> None:
     """Remove sent messages and polls nothing refers to, older than the retention; the
     change log stays. Then give the freed space back to the disk.
 
+    \b
     Example: ringwatch prune --keep 30
     """
     from bot.store import Store, prune_before
@@ -248,7 +253,11 @@ def prune(config: Config, keep: int | None) -> None:
 @cli.command()
 @with_config
 def run(config: Config) -> None:
-    """Poll on the configured interval and deliver, until SIGINT/SIGTERM."""
+    """Poll on the configured interval and deliver, until SIGINT/SIGTERM.
+
+    \b
+    Example: ringwatch run --config /etc/ringwatch/config.toml
+    """
     import asyncio
 
     channels = _channels(config)
@@ -288,6 +297,7 @@ def deliver(
 ) -> None:
     """Send whatever is due in the outbox, then exit.
 
+    \b
     Example: ringwatch deliver --retry-failed --channel telegram --since 2026-11-20
     """
     from bot.channels import registry
@@ -397,6 +407,7 @@ def changes(
 ) -> None:
     """List the change log.
 
+    \b
     Example: ringwatch changes --since 2020-05-25 --state MN --limit 20
     """
     from bot.queries import ChangeFilter, query_changes
@@ -445,7 +456,11 @@ def _print_table(rows: list[dict[str, Any]]) -> None:
 @cli.command()
 @with_config
 def status(config: Config) -> None:
-    """Last polls, failures in a row, pending and failed deliveries."""
+    """Last polls, failures in a row, pending and failed deliveries.
+
+    \b
+    Example: ringwatch status --config demo-state/config.toml
+    """
     from bot.channels import enabled_channels
     from bot.logs import redact
     from bot.queries import read_status
@@ -496,7 +511,11 @@ def _age(iso: str) -> str:
 @cli.command("check-config")
 @with_config
 def check_config(config: Config) -> None:
-    """Validate the config, say what is enabled and which secrets are missing."""
+    """Validate the config, say what is enabled and which secrets are missing.
+
+    \b
+    Example: ringwatch check-config --config config.toml
+    """
     from bot.channels import enabled_channels
 
     channels = enabled_channels(config)
@@ -543,6 +562,7 @@ def send_test(config: Config, channel_name: str) -> None:
     It goes to the channel's configured recipients (its maintainers when it has any),
     never to subscribers, and not through the outbox.
 
+    \b
     Example: ringwatch send-test mastodon
     """
     import asyncio
@@ -588,6 +608,7 @@ def send_test(config: Config, channel_name: str) -> None:
 def demo(state_dir: Path | None) -> None:
     """Run the whole pipeline offline on the bundled sample snapshots.
 
+    \b
     Example: ringwatch demo --state-dir demo-state
     """
     from bot.demo import run_demo
@@ -644,6 +665,7 @@ def report(
 def stats(config: Config, fmt: str) -> None:
     """Totals now: by state, agency type, year and month joined, video requests.
 
+    \b
     Example: ringwatch stats --format json
     """
     from bot.reports import build_stats, stats_dict, stats_text
@@ -667,6 +689,7 @@ def stats(config: Config, fmt: str) -> None:
 def chart(config: Config, kind: str, out: Path) -> None:
     """Draw a chart as PNG or SVG: growth over time, new per month, or states ranked.
 
+    \b
     Example: ringwatch chart growth --out growth.png
     """
     from bot.charts import chart as draw
@@ -712,6 +735,7 @@ def export(
 ) -> None:
     """Export the current list or the change log as CSV, JSON or GeoJSON.
 
+    \b
     Example: ringwatch export --what changes --format geojson --since 2020-05-25
     """
     from bot.export import agency_rows, change_rows, write_atomically, write_export
@@ -736,7 +760,11 @@ def export(
 @with_config
 @click.option("--dry-run", is_flag=True, help="Print the summary; queue and write nothing.")
 def summary(config: Config, dry_run: bool) -> None:
-    """Queue the periodic summary (text and growth chart) for every channel now."""
+    """Queue the periodic summary (text and growth chart) for every channel now.
+
+    \b
+    Example: ringwatch summary --dry-run
+    """
     from bot.lock import AlreadyRunning, state_lock
     from bot.store import Store
     from bot.summary import queue_summary
@@ -1012,6 +1040,7 @@ def datasette(config: Config, print_only: bool, datasette_args: tuple[str, ...])
     Subscribers and deliveries are not served, nor is arbitrary SQL (see the README).
     Further arguments go to `datasette serve`.
 
+    \b
     Example: ringwatch datasette --config demo-state/config.toml --port 8001
     """
     import importlib.util

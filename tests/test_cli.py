@@ -454,29 +454,35 @@ def test_check_config_reports_the_feed_and_the_summary(tmp_path, source_server):
 # --- documentation ---------------------------------------------------------------------------
 
 
+def _documentation() -> str:
+    """The README and every page of docs/: what a user reads."""
+    pages = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+    return "\n".join(page.read_text(encoding="utf-8") for page in pages)
+
+
 def _command_lines(readme: str, name: str) -> str:
     return "\n".join(line for line in readme.splitlines() if f"ringwatch {name}" in line)
 
 
 @pytest.mark.parametrize("name", sorted(cli.commands))
-def test_every_command_and_option_is_in_the_readme(name):
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
-    lines = _command_lines(readme, name)
-    assert lines, f"README.md does not mention `ringwatch {name}`"
+def test_every_command_and_option_is_in_the_docs(name):
+    lines = _command_lines(_documentation(), name)
+    assert lines, f"README.md and docs/ do not mention `ringwatch {name}`"
     command = cli.commands[name]
     for param in command.params:
         if not isinstance(param, click.Option) or param.name == "config_path":
             continue  # --config is documented once for every command
         assert any(opt in lines for opt in param.opts), (
-            f"README.md: no line mentioning `ringwatch {name}` documents {param.opts[0]}"
+            f"README.md, docs/: no line mentioning `ringwatch {name}` documents {param.opts[0]}"
         )
 
 
-def test_exit_codes_in_the_readme_match_the_code():
+def test_exit_codes_in_the_docs_match_the_code():
     from bot.models import ExitCode
 
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
-    table = {int(code) for code in re.findall(r"^\| (\d+) \|", readme, re.MULTILINE)}
+    docs = (REPO / "docs" / "commands.md").read_text(encoding="utf-8")
+    section = docs.split("## Exit codes", 1)[1].split("\n## ", 1)[0]
+    table = {int(code) for code in re.findall(r"^\| (\d+) \|", section, re.MULTILINE)}
     poll_codes = {ExitCode.OK, ExitCode.USAGE, ExitCode.TRANSIENT, ExitCode.GUARD, ExitCode.LOCKED}
     assert table == poll_codes  # the table of `poll`'s exit codes, as the CLI defines them
 
