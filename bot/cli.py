@@ -188,6 +188,7 @@ def poll(config: Config, dry_run: bool, force: bool) -> None:
     Example: ringwatch poll --dry-run
     """
     from bot.poll import run_poll
+    from bot.publish import publish_after_poll
     from bot.store import Store
 
     channels = _channels(config)
@@ -207,6 +208,8 @@ def poll(config: Config, dry_run: bool, force: bool) -> None:
         try:
             store.outbox.release_stale()
             result = run_poll(config, store, channels, force=force)
+            if result.committed:
+                publish_after_poll(config, store, changed=bool(result.changes))
             delivered = _deliver(config, store, channels)
         finally:
             store.close()

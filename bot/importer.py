@@ -28,6 +28,8 @@ import urllib3
 from bot.config import Config
 from bot.models import BAD_OUTCOMES, ChangeKind, Origin
 from bot.poll import Poller
+from bot.publish import publish_after_poll
+from bot.render import make_environment
 from bot.source import Fetched, FetchError
 from bot.store import Store
 
@@ -270,20 +272,28 @@ def import_captures(
         if capture.at_iso == previous:
             raise ImportRefused(f"{capture.url}: a second document for {capture.at_iso}")
         previous = capture.at_iso
-    for capture in todo:
-        # No channels: history queues no alert, not even a maintainer warning.
-        poller = Poller(
-            config,
-            store,
-            [],
-            fetcher=lambda _source, _validators, capture=capture: capture.load(),
-            now=lambda at=capture.at_iso: at,
-            origin=origin,
-        )
-        result = poller.run()
-        report.outcomes[result.outcome] += 1
-        report.changes += sum(1 for c in result.changes if c.kind != ChangeKind.BASELINE)
-        if result.outcome in BAD_OUTCOMES:
-            report.failures.append(f"{capture.at_iso} {capture.url}: {result.summary}")
-        log.info("%s %s: %s", capture.at_iso, capture.url, result.summary)
+    env = make_environment(config.templates_path)
+    committed = changed = False
+    try:
+        for capture in todo:
+            # No channels: history queues no alert, not even a maintainer warning.
+            poller = Poller(
+                config,
+                store,
+                [],
+                env=env,
+                fetcher=lambda _source, _validators, capture=capture: capture.load(),
+                now=lambda at=capture.at_iso: at,
+                origin=origin,
+            )
+            result = poller.run()
+            committed, changed = committed or result.committed, changed or bool(result.changes)
+            report.outcomes[result.outcome] += 1
+            report.changes += sum(1 for c in result.changes if c.kind != ChangeKind.BASELINE)
+            if result.outcome in BAD_OUTCOMES:
+                report.failures.append(f"{capture.at_iso} {capture.url}: {result.summary}")
+            log.info("%s %s: %s", capture.at_iso, capture.url, result.summary)
+    finally:  # once for the whole import, and for what an interrupted one kept
+        if committed:
+            publish_after_poll(config, store, env, changed=changed)
     return report

@@ -10,7 +10,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import jinja2
@@ -55,6 +55,8 @@ class PollResult:
     messages: list[OutboxMessage] = field(default_factory=list)
     poll_id: int | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    # Agencies and the change log were written: the feed and site may follow (bot.publish).
+    committed: bool = False
 
     @property
     def exit_code(self) -> ExitCode:
@@ -64,12 +66,62 @@ class PollResult:
 
 
 @dataclass
+class PollRecord:
+    """One poll as the polls table keeps it, filled in as the cycle goes."""
+
+    started_at: str
+    url: str
+    origin: Origin
+    forced: int
+    finished_at: str | None = None
+    outcome: PollOutcome | None = None
+    http_status: int | None = None
+    bytes: int | None = None
+    content_hash: str | None = None
+    etag: str | None = None
+    last_modified: str | None = None
+    snapshot: str | None = None
+    records: int | None = None
+    warning: str | None = None
+    added: int | None = None
+    removed: int | None = None
+    renamed: int | None = None
+    changed: int | None = None
+    missing: int | None = None
+    duration_ms: int | None = None
+    error: str | None = None
+
+    def row(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class _Cycle:
+    """One run of the poll cycle: its record, its document and how long each step took."""
+
+    record: PollRecord
+    started: float  # perf_counter at the start, for duration_ms
+    timings: dict[str, float] = field(default_factory=dict)
+    snapshot: SnapshotFile | None = None  # the document this poll cites
+
+
+@dataclass
+class _Verdict:
+    """What a poll may commit: the diff to apply (or the first list to record)."""
+
+    outcome: PollOutcome
+    diff: Diff
+    baseline: list[Agency] = field(default_factory=list)
+
+
+@dataclass
 class _Read:
     """What one parse of the source produced, split into known and fresh records."""
 
     unchanged_keys: set[str]
     fetched: dict[str, Agency]
     records: int  # distinct agencies listed: a repeated record counts once
+    indexed_keys: set[str]  # the stored active agencies, as found by their records' hashes
     repeats: list[Agency] = field(default_factory=list)
 
     @property
@@ -111,7 +163,8 @@ def _read_records(raw_records, hash_index: dict[str, str], store: Store) -> _Rea
     shared = [key for key, n in Counter(a.key for a in fresh).items() if n > 1]
     stored_city = store.disambiguated_cities(shared) if fresh else {}
     fetched = disambiguate(fresh, unchanged, stored_city)
-    return _Read(set(unchanged), fetched, records - len(repeats), repeats)
+    indexed = set(hash_index.values())
+    return _Read(set(unchanged), fetched, records - len(repeats), indexed, repeats)
 
 
 class Poller:
@@ -145,15 +198,26 @@ class Poller:
         self.env = env or make_environment(config.templates_path)
         self.fetcher, self.now, self.origin = fetcher, now, origin
         self.snapshots = snapshots or SnapshotStore(config.snapshots_dir)
-        self._snapshot: SnapshotFile | None = None  # the document of the poll under way
 
     def run(self) -> PollResult:
-        started = time.perf_counter()
-        poll: dict[str, Any] = {"started_at": self.now(), "url": self.config.source.url}
-        poll.update(origin=self.origin, forced=int(self.force))
-        self._snapshot = None
-        timings: dict[str, float] = {}
+        """read → assess → commit; each step may end the poll with its outcome instead."""
+        record = PollRecord(started_at=self.now(), url=self.config.source.url,
+                            origin=self.origin, forced=int(self.force))  # fmt: skip
+        cycle = _Cycle(record, started=time.perf_counter())
         last_good = self.store.last_poll(good=True)
+        read = self._read(cycle, last_good)
+        if isinstance(read, PollResult):
+            return read
+        verdict = self._assess(cycle, read, last_good)
+        if isinstance(verdict, PollResult):
+            return verdict
+        return self._commit(cycle, verdict)
+
+    # --- read: fetch, keep, parse -------------------------------------------------------
+
+    def _read(self, cycle: _Cycle, last_good: dict[str, Any] | None) -> _Read | PollResult | None:
+        """The document's records; None when it is the last good poll's document again."""
+        record, timings = cycle.record, cycle.timings
         validators = Validators(
             etag=(last_good or {}).get("etag"),
             last_modified=(last_good or {}).get("last_modified"),
@@ -165,29 +229,25 @@ class Poller:
         except Abandoned as exc:  # `run` is stopping: no failure to record or warn about
             return PollResult(PollOutcome.ABANDONED, str(exc), timings=timings)
         except SourceError as exc:
-            poll["http_status"] = getattr(exc, "status", None)
-            return self._bad(poll, PollOutcome.FAILED, str(exc), started, timings)
+            record.http_status = getattr(exc, "status", None)
+            return self._bad(cycle, PollOutcome.FAILED, str(exc))
         timings["fetch"] = time.perf_counter() - mark
-        poll.update(
-            url=fetched.url,
-            http_status=fetched.status,
-            bytes=len(fetched.body),
-            etag=fetched.etag,
-            last_modified=fetched.last_modified,
-        )
+        record.url, record.http_status = fetched.url, fetched.status
+        record.bytes, record.etag = len(fetched.body), fetched.etag
+        record.last_modified = fetched.last_modified
         try:
-            self._snapshot = self._keep(fetched, last_good)
+            cycle.snapshot = self._keep(fetched, last_good)
         except OSError as exc:  # a poll must not cite a document it could not keep
             error = f"cannot store the snapshot in {self.snapshots.directory}: {exc}"
-            return self._bad(poll, PollOutcome.FAILED, error, started, timings)
-        poll["snapshot"] = self._snapshot.sha256 if self._snapshot else None
+            return self._bad(cycle, PollOutcome.FAILED, error)
+        record.snapshot = cycle.snapshot.sha256 if cycle.snapshot else None
         if fetched.not_modified or (
             last_good is not None and fetched.content_hash == last_good.get("content_hash")
         ):
-            poll["content_hash"] = (last_good or {}).get("content_hash")
-            poll["records"] = (last_good or {}).get("records")
-            return self._unchanged(poll, started, timings)
-        poll["content_hash"] = fetched.content_hash
+            record.content_hash = (last_good or {}).get("content_hash")
+            record.records = (last_good or {}).get("records")
+            return None
+        record.content_hash = fetched.content_hash
 
         mark = time.perf_counter()
         hash_index = self.store.hash_index()
@@ -200,46 +260,12 @@ class Poller:
                 raw = parse(fetched, self.config.source, hash_index, scan=False)
                 read = _read_records(raw, hash_index, self.store)
         except SourceError as exc:
-            return self._bad(poll, PollOutcome.FAILED, str(exc), started, timings)
+            return self._bad(cycle, PollOutcome.FAILED, str(exc))
         timings["parse"] = time.perf_counter() - mark
-        poll["records"] = read.records
-        poll["warning"] = read.warning
+        record.records, record.warning = read.records, read.warning
         if read.warning:
             log.warning("%s", read.warning)
-
-        mark = time.perf_counter()
-        active_keys = set(hash_index.values())
-        if len(active_keys) != self.store.active_count():  # identical bytes twice: rare
-            active_keys = set(self.store.agencies())
-        baseline = not active_keys and last_good is None
-        if baseline:  # nothing to compare with: the first poll records what it read
-            diff = Diff()
-            problem = baseline_problem(list(read.fetched.values()), force=self.force)
-            if problem:
-                return self._bad(poll, PollOutcome.SUSPECT, problem, started, timings)
-        else:
-            diff = diff_agencies(
-                self.store.agencies(active_keys - read.unchanged_keys),
-                read.fetched,
-                missing_streak=self.store.missing_streak(),
-                confirmations=self.config.guard.removal_confirmations,
-            )
-        timings["diff"] = time.perf_counter() - mark
-        alerting = set(self.config.alerts.alert_fields)
-        problem = guard_problem(
-            stored_total=len(active_keys),
-            fetched_total=read.records,
-            missing=diff.missing_count,
-            max_missing_share=self.config.guard.max_missing_share,
-            renamed=len(diff.renamed),
-            changed=sum(1 for *_, fields in diff.changed if alerting.intersection(fields)),
-            added=len(diff.added),
-            max_added_share=self.config.guard.max_added_share,
-            force=self.force,
-        )
-        if problem:
-            return self._bad(poll, PollOutcome.SUSPECT, problem, started, timings)
-        return self._commit(poll, diff, baseline, read, started, timings)
+        return read
 
     def _keep(self, fetched: Fetched, last_good: dict[str, Any] | None) -> SnapshotFile | None:
         """Store the document (once per distinct bytes); a 304 refers to the last good one's.
@@ -252,13 +278,62 @@ class Poller:
             return None
         return self.snapshots.put(fetched.body, fetched.content_hash)
 
+    # --- assess: diff and guards --------------------------------------------------------
+
+    def _assess(
+        self, cycle: _Cycle, read: _Read | None, last_good: dict[str, Any] | None
+    ) -> _Verdict | PollResult:
+        """What the read changes, or the poll's end when a guard refuses to believe it."""
+        if read is None:  # the same list again still confirms what is missing
+            streak = self.store.missing_streak()
+            if not streak:
+                return self._unchanged(cycle)
+            stored = self.store.agencies(streak)
+            diff = advance_missing(streak, stored, self.config.guard.removal_confirmations)
+            return _Verdict(PollOutcome.UNCHANGED, diff)
+        mark = time.perf_counter()
+        active_keys = read.indexed_keys
+        if len(active_keys) != self.store.active_count():  # identical bytes twice: rare
+            active_keys = set(self.store.agencies())
+        if not active_keys and last_good is None:  # nothing to compare with: record the list
+            agencies = list(read.fetched.values())
+            problem = baseline_problem(agencies, force=self.force)
+            if problem:
+                return self._bad(cycle, PollOutcome.SUSPECT, problem)
+            verdict = _Verdict(PollOutcome.BASELINE, Diff(), agencies)
+        else:
+            diff = diff_agencies(
+                self.store.agencies(active_keys - read.unchanged_keys),
+                read.fetched,
+                missing_streak=self.store.missing_streak(),
+                confirmations=self.config.guard.removal_confirmations,
+            )
+            verdict = _Verdict(PollOutcome.OK, diff)
+        cycle.timings["diff"] = time.perf_counter() - mark
+        diff, alerting = verdict.diff, set(self.config.alerts.alert_fields)
+        problem = guard_problem(
+            stored_total=len(active_keys),
+            fetched_total=read.records,
+            missing=diff.missing_count,
+            max_missing_share=self.config.guard.max_missing_share,
+            renamed=len(diff.renamed),
+            changed=sum(1 for *_, fields in diff.changed if alerting.intersection(fields)),
+            added=len(diff.added),
+            max_added_share=self.config.guard.max_added_share,
+            force=self.force,
+        )
+        if problem:
+            return self._bad(cycle, PollOutcome.SUSPECT, problem)
+        return verdict
+
     # --- outcomes -----------------------------------------------------------------------
 
-    def _finish(
-        self, poll: dict[str, Any], started: float, outcome: PollOutcome, **counts: int
-    ) -> None:
-        poll.update(outcome=outcome, finished_at=self.now(), **counts)
-        poll["duration_ms"] = round((time.perf_counter() - started) * 1000)
+    def _finish(self, cycle: _Cycle, outcome: PollOutcome, **counts: int) -> None:
+        record = cycle.record
+        record.outcome, record.finished_at = outcome, self.now()
+        for column, n in counts.items():
+            setattr(record, column, n)
+        record.duration_ms = round((time.perf_counter() - cycle.started) * 1000)
 
     def _last_poll_id(self) -> int:
         return (self.store.last_poll() or {}).get("id") or 0
@@ -282,11 +357,18 @@ class Poller:
             message=message,
         )
 
-    def _bad(
-        self, poll: dict[str, Any], outcome: PollOutcome, error: str, started: float, timings
-    ) -> PollResult:
-        self._finish(poll, started, outcome)
-        poll["error"] = error
+    def _record(self, cycle: _Cycle, summary: str, messages: list[OutboxMessage]) -> PollResult:
+        """End a poll that changes no agencies: its row and its warnings, in one transaction."""
+        outcome, timings = cycle.record.outcome, cycle.timings
+        assert outcome is not None
+        if self.dry_run:
+            return PollResult(outcome, summary, messages=messages, timings=timings)
+        poll_id = self.store.record_poll(cycle.record.row(), messages, snapshot=cycle.snapshot)
+        return PollResult(outcome, summary, messages=messages, poll_id=poll_id, timings=timings)
+
+    def _bad(self, cycle: _Cycle, outcome: PollOutcome, error: str) -> PollResult:
+        self._finish(cycle, outcome)
+        cycle.record.error = error
         log.warning("poll %s: %s", outcome, error)
         messages: list[OutboxMessage] = []
         if self.store.bad_streak() == 0:  # warn when a streak starts, not on every poll
@@ -295,50 +377,25 @@ class Poller:
                 f"{what}: {error}. Agencies are unchanged; you will hear again when it recovers.",
                 f"streak-start:{self._last_poll_id()}",
             )
-        summary = f"{outcome}: {error}" + (f"; {poll['warning']}" if poll.get("warning") else "")
-        if self.dry_run:
-            return PollResult(outcome, summary, messages=messages, timings=timings)
-        poll_id = self.store.record_poll(poll, messages, snapshot=self._snapshot)
-        return PollResult(outcome, summary, messages=messages, poll_id=poll_id, timings=timings)
+        warning = cycle.record.warning
+        return self._record(cycle, f"{outcome}: {error}" + (f"; {warning}" if warning else ""),
+                            messages)  # fmt: skip
 
-    def _unchanged(self, poll: dict[str, Any], started: float, timings) -> PollResult:
-        streak = self.store.missing_streak()
-        if streak:
-            # A repeat of the last good poll still counts as a confirmation of what is missing.
-            stored = self.store.agencies(streak)
-            diff = advance_missing(streak, stored, self.config.guard.removal_confirmations)
-            return self._commit(
-                poll, diff, False, None, started, timings, outcome=PollOutcome.UNCHANGED
-            )
-        self._finish(poll, started, PollOutcome.UNCHANGED, missing=0)
+    def _unchanged(self, cycle: _Cycle) -> PollResult:
+        self._finish(cycle, PollOutcome.UNCHANGED, missing=0)
         messages = self._recovery_warning()
-        summary = "unchanged" + (" (304 Not Modified)" if poll.get("http_status") == 304 else "")
-        if self.dry_run:
-            return PollResult(PollOutcome.UNCHANGED, summary, messages=messages, timings=timings)
-        poll_id = self.store.record_poll(poll, messages, snapshot=self._snapshot)
-        return PollResult(
-            PollOutcome.UNCHANGED, summary, messages=messages, poll_id=poll_id, timings=timings
-        )
+        not_modified = " (304 Not Modified)" if cycle.record.http_status == 304 else ""
+        return self._record(cycle, "unchanged" + not_modified, messages)
 
-    def _commit(
-        self,
-        poll: dict[str, Any],
-        diff: Diff,
-        baseline: bool,
-        read: _Read | None,
-        started: float,
-        timings: dict[str, float],
-        outcome: PollOutcome = PollOutcome.OK,
-    ) -> PollResult:
+    # --- commit: agencies, change log and outbox in one transaction -------------------------
+
+    def _commit(self, cycle: _Cycle, verdict: _Verdict) -> PollResult:
         mark = time.perf_counter()
-        alerts = self.config.alerts
-        if baseline and read is not None:
-            agencies = list(read.fetched.values())
+        alerts, diff, outcome = self.config.alerts, verdict.diff, verdict.outcome
+        agencies = verdict.baseline
+        if outcome == PollOutcome.BASELINE:
             changes = [Change(ChangeKind.BASELINE, a, after=None, alert=False) for a in agencies]
-            outcome = PollOutcome.BASELINE
-            diff = Diff()
         else:
-            agencies = []
             changes = changes_from_diff(diff, alerts.alert_fields)
         counts = {  # the poll's columns are named after the kinds they count
             ChangeKind.ADDED: len(diff.added),
@@ -346,13 +403,13 @@ class Poller:
             ChangeKind.RENAMED: len(diff.renamed),
             ChangeKind.CHANGED: len(diff.changed),
         }
-        self._finish(poll, started, outcome, missing=len(diff.missing), **counts)
+        self._finish(cycle, outcome, missing=len(diff.missing), **counts)
         audience_list = audiences(self.channels, self.store)
         recovery = self._recovery_warning()
         since = self.store.last_poll(good=True)
 
         def plan(poll_id: int, numbered: list[tuple[int, Change]]) -> list[OutboxMessage]:
-            if baseline:
+            if outcome == PollOutcome.BASELINE:
                 states = len({a.state for a in agencies if a.state})
                 return recovery + plan_maintainer_message(
                     self.env,
@@ -371,49 +428,27 @@ class Poller:
                 since=(since or {}).get("finished_at"),
             )
 
-        summary = self._summary(outcome, poll, counts)
+        summary = self._summary(outcome, cycle.record, counts)
+        timings = cycle.timings
         if self.dry_run:
             messages = plan(0, list(enumerate(changes, 1)))
             return PollResult(outcome, summary, changes, messages, timings=timings)
         poll_id, _ = self.store.commit_poll(
-            poll, diff, changes, plan, baseline=agencies, snapshot=self._snapshot
+            cycle.record.row(), diff, changes, plan, baseline=agencies, snapshot=cycle.snapshot
         )
         timings["commit"] = time.perf_counter() - mark
-        self._write_feed(changed=bool(changes))
-        if self.config.site.enabled and (changes or not self.config.site_path.exists()):
-            from bot.site import rebuild_after_poll
-
-            rebuild_after_poll(self.config, self.store.db, self.env)
         messages_queued = self.store.db.execute(
             "select count(*) from outbox where poll_id = ?", [poll_id]
         ).fetchone()[0]
         summary += f"; {messages_queued} message{'' if messages_queued == 1 else 's'} queued"
-        return PollResult(outcome, summary, changes, [], poll_id, timings)
-
-    def _write_feed(self, *, changed: bool) -> None:
-        """Rewrite the Atom feed after a commit that logged changes (or if it is missing).
-
-        The change log is committed already: a feed that cannot be written is logged,
-        never a failed poll.
-        """
-        path = self.config.feed_path
-        if path is None or not (changed or not path.exists()):
-            return
-        from bot.feed import write_feed
-
-        try:
-            write_feed(self.store.db, path, entries=self.config.feed.entries,
-                       title=self.config.feed.title, env=self.env, feed_url=self.config.feed.url,
-                       source_url=self.config.source.url)  # fmt: skip
-        except OSError as exc:
-            log.warning("could not write the feed %s: %s", path, exc)
+        return PollResult(outcome, summary, changes, [], poll_id, timings, committed=True)
 
     @staticmethod
-    def _summary(outcome: PollOutcome, poll: dict[str, Any], counts: dict[str, int]) -> str:
-        warning = f"; {poll['warning']}" if poll.get("warning") else ""
+    def _summary(outcome: PollOutcome, record: PollRecord, counts: dict[str, int]) -> str:
+        warning = f"; {record.warning}" if record.warning else ""
         if outcome == PollOutcome.BASELINE:
-            return f"baseline: now tracking {poll.get('records')} agencies (no alerts){warning}"
-        listed = f"{poll.get('records') or 0} agencies listed"
+            return f"baseline: now tracking {record.records} agencies (no alerts){warning}"
+        listed = f"{record.records or 0} agencies listed"
         if outcome == PollOutcome.UNCHANGED:  # the same list again, which confirms what is missing
             ended = counts[ChangeKind.REMOVED]
             news = f"{ended} confirmed ended (missing again)" if ended else "nothing new"

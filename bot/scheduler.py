@@ -35,6 +35,7 @@ from bot.deliver import deliver_pending
 from bot.models import ExitCode, MessageKind
 from bot.notify import audiences, plan_maintainer_message
 from bot.poll import run_poll
+from bot.publish import publish_after_poll
 from bot.render import make_environment
 from bot.source import fetch
 from bot.store import DatabaseProblem, Store, database_problem, prune_before
@@ -90,7 +91,10 @@ class Runner:
         store = Store.open(self.config.db_path, busy_timeout=self.config.bot.busy_timeout)
         try:
             fetcher = functools.partial(fetch, stop=self.abandon)
-            return run_poll(self.config, store, self.channels, fetcher=fetcher).summary
+            result = run_poll(self.config, store, self.channels, fetcher=fetcher)
+            if result.committed:
+                publish_after_poll(self.config, store, changed=bool(result.changes))
+            return result.summary
         finally:
             store.close()
 

@@ -355,3 +355,21 @@ def test_the_import_section_is_read(tmp_path):
     assert (config.import_.wayback_url, config.import_.pause, config.import_.timeout) == (
         "https://web.archive.org", 5.0, 60.0
     )  # fmt: skip
+
+
+def test_an_import_publishes_the_site_and_feed_once_at_the_end(tmp_path):
+    (tmp_path / "2020-05-24.kml").write_bytes(BASELINE)
+    (tmp_path / "2020-06-05.kml").write_bytes(LATER)
+    (tmp_path / "2020-06-06.kml").write_bytes(LATER)
+    config = write_config(
+        tmp_path,
+        SAMPLES_GUARD + '[site]\nenabled = true\nout = "public"\n[feed]\npath = "feed.xml"\n',
+    )
+
+    result = ringwatch(config, "import", *sorted(str(p) for p in tmp_path.glob("2020-*.kml")))
+
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("rebuilt the site in") == 1
+    changes = json.loads((tmp_path / "public" / "data" / "changes.json").read_text())
+    assert {"added", "removed"} <= set(kinds(changes))  # the site shows the last document too
+    assert "Partnership ended: Ridgeland PD, MS" in (tmp_path / "feed.xml").read_text()
