@@ -74,6 +74,26 @@ def test_run_polls_repeatedly_delivers_and_stops_cleanly(tmp_path, source_server
     assert {row["status"] for row in bot.outbox()} == {"sent"}
 
 
+def test_run_publishes_the_feed_after_each_poll_that_logs_changes(tmp_path, source_server):
+    first = agencies(10)
+    url = source_server.serve(PATH, kml(first))
+    feed = tmp_path / "feed.xml"
+    config = RUN_CONFIG.format(state=tmp_path / "state") + f'[feed]\npath = "{feed}"\n'
+    bot = Bot.create(tmp_path, url, config, timeout="10s")
+    process = start_cli("run", "--config", str(bot.config_path), stdout=subprocess.PIPE,
+                        stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        wait_for(feed.exists)  # the baseline: an empty feed
+        source_server.serve(PATH, kml(mutate(first, seed=4, add=1)))
+        wait_for(lambda: "New partnership: " in feed.read_text())
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=30)
+
+    assert process.returncode == 0, err
+    assert "Traceback" not in err, err
+
+
 class HeldChannel(Channel):
     """A channel whose every send waits until the test lets it go: a long broadcast."""
 
