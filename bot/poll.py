@@ -1,7 +1,9 @@
-"""One poll cycle: fetch → parse → normalise → diff → guard → store (one transaction).
+"""One poll cycle: read (fetch → parse → normalise) → assess (diff → guard) → commit
+(one transaction).
 
 This is the imperative shell around the pure core (normalise, diff, notify). Every
-outcome is recorded as a poll row; only a good fetch changes agencies.
+outcome is recorded as a poll row; only a good fetch changes agencies. The feed and the
+site are report steps that callers run after a committed poll (bot.publish).
 """
 
 from __future__ import annotations
