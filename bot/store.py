@@ -107,9 +107,20 @@ _PROBLEMS: dict[int, tuple[str, str, bool]] = {
 }
 
 
+class NewerSchema(sqlite3.DatabaseError):
+    """The database has schema steps this ringwatch does not know: a newer one wrote it."""
+
+    def __init__(self, steps: str) -> None:
+        super().__init__(f"schema steps newer than this ringwatch ({steps})")
+        self.steps = steps
+
+
 def database_problem(path: Path, error: sqlite3.Error) -> DatabaseProblem | None:
     """What a SQLite error means for the person running ringwatch; None for errors that
     are bugs, not a state of the database or its disk (let those raise)."""
+    if isinstance(error, NewerSchema):
+        what = f"was written by a newer ringwatch (schema steps {error.steps})"
+        return DatabaseProblem(path, what, "upgrade ringwatch (nothing was written)", False)
     code = getattr(error, "sqlite_errorcode", None)
     known = _PROBLEMS.get(code & 0xFF) if code is not None else None
     if known is None:
@@ -471,11 +482,7 @@ class Store:
         unknown = sorted(set(applied or ()) - known)
         legacy = self._legacy_schema_version() if applied is None else 0
         if unknown or legacy > SCHEMA_VERSION:
-            steps = ", ".join(unknown) if unknown else f"schema version {legacy}"
-            raise RuntimeError(
-                f"the database has schema steps newer than this ringwatch ({steps}); "
-                "upgrade ringwatch"
-            )
+            raise NewerSchema(", ".join(unknown) if unknown else f"up to version {legacy}")
         if applied is not None and not MIGRATIONS.pending(self.db):
             return
         with self.db.atomic():

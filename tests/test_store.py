@@ -195,10 +195,13 @@ def test_a_database_from_a_newer_ringwatch_is_refused(tmp_path):
             "values ('ringwatch', 'add_a_table_from_the_future', '2027-01-01')"
         )
 
-    with pytest.raises(
-        RuntimeError, match=r"newer than this ringwatch \(add_a_table_from_the_future\)"
-    ):
+    with pytest.raises(sqlite3.DatabaseError) as refused:
         Store.open(path)
+
+    assert str(database_problem(path, refused.value)) == (
+        f"database {path} was written by a newer ringwatch (schema steps "
+        "add_a_table_from_the_future): upgrade ringwatch (nothing was written)"
+    )
 
 
 def test_a_pre_named_steps_database_with_a_higher_version_is_refused(tmp_path):
@@ -207,7 +210,9 @@ def test_a_pre_named_steps_database_with_a_higher_version_is_refused(tmp_path):
         conn.execute("create table meta (key text primary key, value text)")
         conn.execute("insert into meta values ('schema_version', '99')")
 
-    with pytest.raises(RuntimeError, match="newer than this ringwatch"):
+    with pytest.raises(
+        sqlite3.DatabaseError, match=r"newer than this ringwatch \(up to version 99\)"
+    ):
         Store.open(path)
 
 
