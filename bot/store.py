@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlite_utils
+from sqlite_utils.migrations import Migrations
 
 from bot.diff import Diff
 from bot.logs import redact
@@ -106,9 +107,20 @@ _PROBLEMS: dict[int, tuple[str, str, bool]] = {
 }
 
 
+class NewerSchema(sqlite3.DatabaseError):
+    """The database has schema steps this ringwatch does not know: a newer one wrote it."""
+
+    def __init__(self, steps: str) -> None:
+        super().__init__(f"schema steps newer than this ringwatch ({steps})")
+        self.steps = steps
+
+
 def database_problem(path: Path, error: sqlite3.Error) -> DatabaseProblem | None:
     """What a SQLite error means for the person running ringwatch; None for errors that
     are bugs, not a state of the database or its disk (let those raise)."""
+    if isinstance(error, NewerSchema):
+        what = f"was written by a newer ringwatch (schema steps {error.steps})"
+        return DatabaseProblem(path, what, "upgrade ringwatch (nothing was written)", False)
     code = getattr(error, "sqlite_errorcode", None)
     known = _PROBLEMS.get(code & 0xFF) if code is not None else None
     if known is None:
@@ -127,7 +139,7 @@ def prune_before(retention: float) -> str:
     return cutoff.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def _migration_1(db: sqlite_utils.Database) -> None:
+def create_agencies_polls_changes_outbox(db: sqlite_utils.Database) -> None:
     db["agencies"].create(
         {
             "key": str,
@@ -228,7 +240,7 @@ def _migration_1(db: sqlite_utils.Database) -> None:
     db["outbox"].create_index(["channel", "recipient", "group_key", "part"])
 
 
-def _migration_2(db: sqlite_utils.Database) -> None:
+def add_subscribers_and_recent_changes_view(db: sqlite_utils.Database) -> None:
     db["subscribers"].create(
         {
             "channel": str,
@@ -252,7 +264,7 @@ def _migration_2(db: sqlite_utils.Database) -> None:
     )
 
 
-def _migration_3(db: sqlite_utils.Database) -> None:
+def add_snapshots_and_poll_origin(db: sqlite_utils.Database) -> None:
     """Snapshots: every distinct document fetched, referenced by the polls and changes it
     produced; `origin` says whether a row was polled live or imported (file, git, wayback)."""
     db["snapshots"].create(
@@ -275,13 +287,13 @@ def _migration_3(db: sqlite_utils.Database) -> None:
     db["changes"].add_column("origin", str, not_null_default="live")
 
 
-def _migration_4(db: sqlite_utils.Database) -> None:
+def add_outbox_failing_since(db: sqlite_utils.Database) -> None:
     # When the current streak of transient failures began (epoch seconds, NULL while a
     # message has not failed): alerts.give_up_after counts from there.
     db["outbox"].add_column("failing_since", float)
 
 
-def _migration_5(db: sqlite_utils.Database) -> None:
+def add_poll_warning_missing_and_churn(db: sqlite_utils.Database) -> None:
     # A note for the maintainers about a poll that was believed (records listed twice).
     db["polls"].add_column("warning", str)
     # Agencies missing but not yet confirmed as ended after a good poll: a poll that
@@ -304,7 +316,7 @@ def _migration_5(db: sqlite_utils.Database) -> None:
     db["churn"].create_index(["detected_at"])
 
 
-def _migration_6(db: sqlite_utils.Database) -> None:
+def add_change_uuids_and_install_id(db: sqlite_utils.Database) -> None:
     """Ids for the Atom feed that no other database reuses: an install id for this
     database and a UUID per change (row ids start again at 1 in every new database)."""
     db["changes"].add_column("uuid", str)
@@ -316,15 +328,30 @@ def _migration_6(db: sqlite_utils.Database) -> None:
     db["meta"].upsert({"key": "install_id", "value": str(uuid.uuid4())}, pk="key")
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
-    _migration_1,
-    _migration_2,
-    _migration_3,
-    _migration_4,
-    _migration_5,
-    _migration_6,
-]
-SCHEMA_VERSION = len(MIGRATIONS)
+# The schema, step by step, in the order they run. Append-only: a step never changes once
+# released (databases in the field have run it); a schema change is a new step at the end.
+SCHEMA_STEPS: tuple[Callable[[sqlite_utils.Database], None], ...] = (
+    create_agencies_polls_changes_outbox,
+    add_subscribers_and_recent_changes_view,
+    add_snapshots_and_poll_origin,
+    add_outbox_failing_since,
+    add_poll_warning_missing_and_churn,
+    add_change_uuids_and_install_id,
+)
+SCHEMA_VERSION = len(SCHEMA_STEPS)
+# sqlite-utils records each applied step by name in _sqlite_migrations.
+MIGRATIONS = Migrations("ringwatch")
+for _step in SCHEMA_STEPS:
+    MIGRATIONS(name=_step.__name__)(_step)
+
+
+def already_there(steps: Iterable[Callable[[sqlite_utils.Database], None]]) -> Migrations:
+    """The same migration set with `steps` doing nothing: applying it records them as
+    applied without running them (for a database that has them from before the record)."""
+    recorded = Migrations(MIGRATIONS.name)
+    for step in steps:
+        recorded(name=step.__name__)(lambda db: None)
+    return recorded
 
 
 def churn_by_field(changes: Iterable[Change]) -> dict[str, dict[str, list[Any]]]:
@@ -431,22 +458,41 @@ class Store:
 
     @property
     def schema_version(self) -> int:
+        """How many of SCHEMA_STEPS this database has (the steps apply in order)."""
+        applied = self._applied_steps()
+        return len(applied) if applied is not None else self._legacy_schema_version()
+
+    def _applied_steps(self) -> list[str] | None:
+        """The steps sqlite-utils recorded as applied; None before the first recording."""
+        names = [step.name for step in MIGRATIONS.applied(self.db)]
+        return names or None
+
+    def _legacy_schema_version(self) -> int:
         if "meta" not in self.db.table_names():
             return 0
         row = self.db.execute("select value from meta where key = 'schema_version'").fetchone()
         return int(row[0]) if row else 0
 
     def migrate(self) -> None:
-        current = self.schema_version
-        if current > SCHEMA_VERSION:
-            raise RuntimeError(
-                f"the database is schema version {current}, newer than this ringwatch "
-                f"({SCHEMA_VERSION}); upgrade ringwatch"
+        """Apply the missing schema steps, all in one transaction. A database written before
+        the steps were recorded by name (only `schema_version` in `meta`) first records the
+        steps it has as applied, so they do not run again."""
+        known = {step.__name__ for step in SCHEMA_STEPS}
+        applied = self._applied_steps()
+        unknown = sorted(set(applied or ()) - known)
+        legacy = self._legacy_schema_version() if applied is None else 0
+        if unknown or legacy > SCHEMA_VERSION:
+            raise NewerSchema(", ".join(unknown) if unknown else f"up to version {legacy}")
+        if applied is not None and not MIGRATIONS.pending(self.db):
+            return
+        with self.db.atomic():
+            already_there(SCHEMA_STEPS[:legacy]).apply(self.db)
+            MIGRATIONS.apply(self.db)
+            # Releases before the switch to named steps read only this key: keeping it
+            # true makes them refuse a newer database instead of re-creating its tables.
+            self.db["meta"].upsert(
+                {"key": "schema_version", "value": str(SCHEMA_VERSION)}, pk="key"
             )
-        for version in range(current + 1, SCHEMA_VERSION + 1):
-            with self.db.atomic():
-                MIGRATIONS[version - 1](self.db)
-                self.db["meta"].upsert({"key": "schema_version", "value": str(version)}, pk="key")
 
     # --- agencies -----------------------------------------------------------------------
 

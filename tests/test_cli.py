@@ -581,6 +581,25 @@ def test_a_corrupt_database_exits_2_with_one_line(bot, source_server, command, d
     assert path.read_bytes() == before
 
 
+def test_a_database_from_a_newer_ringwatch_exits_2_with_one_line(bot, source_server):
+    source_server.serve(PATH, kml(mutate(agencies(20), seed=2, add=1)))
+    path = db_path(bot)
+    with sqlite3.connect(path) as db:  # what a newer ringwatch's extra step leaves
+        db.execute(
+            "insert into _sqlite_migrations (migration_set, name, applied_at) "
+            "values ('ringwatch', 'add_a_table_from_the_future', '2027-01-01')"
+        )
+    before = content(path)
+
+    result = ringwatch(bot, "poll")
+
+    assert_one_line_error(
+        result, 2, f"database {path} was written by a newer ringwatch", "upgrade ringwatch"
+    )
+    assert "add_a_table_from_the_future" in result.stderr
+    assert content(path) == before
+
+
 def test_a_read_only_database_file_exits_2_and_is_unchanged(bot, source_server):
     source_server.serve(PATH, kml(mutate(agencies(20), seed=2, add=1)))
     path = db_path(bot)

@@ -28,7 +28,7 @@ from bot.channels.base import (
 from bot.config import AlertsConfig, Config, Duration
 from bot.deliver import backoff_delay, deliver_pending
 from bot.models import OutboxMessage
-from bot.store import MIGRATIONS, Store
+from bot.store import SCHEMA_STEPS, Store
 from tests.helpers import Bot, agencies, kml
 from tests.support.cli import run_cli, start_cli
 from tests.support.synthetic import mutate
@@ -310,7 +310,7 @@ def test_backoff_grows_and_is_capped_at_about_15_minutes():
 def test_an_outbox_written_by_the_previous_release_upgrades_and_delivers(tmp_path):
     path = tmp_path / "ringwatch.db"
     old = sqlite_utils.Database(path)
-    for migration in MIGRATIONS[:2]:  # schema version 2: the release before give_up_after
+    for migration in SCHEMA_STEPS[:2]:  # schema version 2: the release before give_up_after
         migration(old)
     old["meta"].insert({"key": "schema_version", "value": "2"}, pk="key")
     message = OutboxMessage("scripted", "a", "alert", "g:one", "one")

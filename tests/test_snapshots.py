@@ -9,7 +9,7 @@ import sys
 
 import sqlite_utils
 
-from bot.store import MIGRATIONS, SCHEMA_VERSION, Store
+from bot.store import SCHEMA_STEPS, SCHEMA_VERSION, Store
 from tests.helpers import Bot, agencies, kml
 from tests.support.cli import REPO, cli_env, run_cli
 from tests.support.source_server import Reply
@@ -134,7 +134,7 @@ def test_snapshots_lists_each_document_with_its_polls(tmp_path, source_server):
 def test_a_version_2_database_upgrades_keeping_its_polls_and_changes(tmp_path):
     path = tmp_path / "ringwatch.db"
     old = sqlite_utils.Database(path)
-    for migration in MIGRATIONS[:2]:
+    for migration in SCHEMA_STEPS[:2]:
         migration(old)
     old["meta"].insert({"key": "schema_version", "value": "2"}, pk="key")
     poll_id = old["polls"].insert({"started_at": "2020-06-03T00:00:00Z", "outcome": "ok"}).last_pk

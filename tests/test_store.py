@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from pathlib import Path
 
 import pytest
 import sqlite_utils
@@ -12,6 +13,7 @@ from bot.models import Agency, Change, MessageKind, OutboxMessage, OutboxStatus,
 from bot.queries import ChangeFilter, query_changes, read_status
 from bot.store import (
     MIGRATIONS,
+    SCHEMA_STEPS,
     SCHEMA_VERSION,
     Store,
     database_problem,
@@ -42,7 +44,7 @@ def test_a_new_database_is_at_the_current_schema_in_wal_mode(store):
 def test_a_version_1_database_is_migrated_keeping_its_rows(tmp_path):
     path = tmp_path / "ringwatch.db"
     old = sqlite_utils.Database(path)
-    MIGRATIONS[0](old)
+    SCHEMA_STEPS[0](old)
     old["meta"].insert({"key": "schema_version", "value": "1"}, pk="key")
     old["agencies"].insert({**CRYSTAL.as_row(), "extra": "{}", "active": 1, "missing_polls": 0})
     poll_id = old["polls"].insert({"started_at": "2020-06-03T00:00:00Z", "outcome": "ok"}).last_pk
@@ -62,13 +64,155 @@ def test_a_version_1_database_is_migrated_keeping_its_rows(tmp_path):
     assert Store.open(path).schema_version == SCHEMA_VERSION  # opening again changes nothing
 
 
+STEP_NAMES = [step.__name__ for step in SCHEMA_STEPS]
+RELEASE_DUMP = Path(__file__).parent / "data" / "release-0.1.0.sql"
+
+
+def applied_steps(path: Path) -> list[str]:
+    db = sqlite_utils.Database(path)
+    names = [step.name for step in MIGRATIONS.applied(db)]
+    db.close()
+    return names
+
+
+def release_0_1_0(path: Path) -> None:
+    """ringwatch 0.1.0's database (schema_version 2 in `meta`), from its .dump."""
+    with sqlite3.connect(path) as db:
+        db.executescript(RELEASE_DUMP.read_text(encoding="utf-8"))
+
+
+def current_main_before_named_steps(path: Path) -> None:
+    """What ringwatch wrote before sqlite-utils recorded the steps: all six steps run, the
+    version counted in `meta`, and a row in every table (a change with its uuid)."""
+    db = sqlite_utils.Database(path)
+    with db.atomic():  # as Store.migrate ran them: committed together
+        for step in SCHEMA_STEPS[:6]:
+            step(db)
+        db["meta"].insert({"key": "schema_version", "value": "6"}, pk="key")
+        db["agencies"].insert({**CRYSTAL.as_row(), "extra": "{}", "active": 1, "missing_polls": 0})
+        poll_id = (
+            db["polls"]
+            .insert(
+                {
+                    "started_at": "2026-11-01T00:00:00Z",
+                    "outcome": "ok",
+                    "snapshot": "ab12",
+                    "warning": "listed twice",
+                }
+            )
+            .last_pk
+        )
+        db["changes"].insert(
+            {
+                "poll_id": poll_id,
+                "kind": "added",
+                "key": CRYSTAL.key,
+                "name": CRYSTAL.name,
+                "uuid": "5f0c6e1e-uuid-of-crystal",
+                "detected_at": "2026-11-01T00:00:00Z",
+            }
+        )
+        db["churn"].insert(
+            {"poll_id": poll_id, "field": "video_requests", "agencies": 1, "data": b"x"}
+        )
+        db["snapshots"].insert({"sha256": "ab12", "bytes": 10, "polls": 1}, pk="sha256")
+        db["outbox"].insert(
+            {
+                "channel": "telegram",
+                "recipient": "42",
+                "kind": "alert",
+                "dedupe_key": "d1",
+                "text": "New partnership",
+                "status": "sent",
+                "attempts": 1,
+                "failing_since": None,
+            }
+        )
+        db["subscribers"].insert({"channel": "telegram", "chat_id": "42", "active": 1})
+    db.close()  # fmt: skip
+
+
+def every_row(path: Path) -> dict[str, list[tuple]]:
+    """Every row of every table, in the columns it has (sqlite-utils' own table aside)."""
+    db = sqlite_utils.Database(path)
+    rows = {table.name: sorted(db.execute(f"select * from [{table.name}]").fetchall(), key=repr)
+            for table in db.tables if table.name != MIGRATIONS.migrations_table}  # fmt: skip
+    columns = {table.name: [c.name for c in table.columns] for table in db.tables}
+    db.close()
+    return {table: [(columns[table], row) for row in table_rows]
+            for table, table_rows in rows.items()}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("write_old_database", "steps_it_had"),
+    [(release_0_1_0, 2), (current_main_before_named_steps, 6)],
+)
+def test_an_older_database_records_the_steps_it_has_runs_the_rest_and_loses_nothing(
+    tmp_path, write_old_database, steps_it_had
+):
+    path = tmp_path / "ringwatch.db"
+    write_old_database(path)
+    before = every_row(path)
+    assert all(before.values())  # a row in every table, to lose
+
+    Store.open(path).close()
+
+    assert applied_steps(path) == STEP_NAMES  # recorded in order, each once
+    after = every_row(path)
+    for table, rows in before.items():  # every old column of every row, unchanged
+        if table == "meta":  # the version it counted moves on (see Store.migrate)
+            continue
+        old_columns = rows[0][0] if rows else []
+        kept = [tuple(dict(zip(columns, row, strict=True))[c] for c in old_columns)
+                for columns, row in after[table]]  # fmt: skip
+        assert sorted(kept, key=repr) == [row for _, row in rows], table
+    if steps_it_had == SCHEMA_VERSION:  # nothing re-ran: same uuid, same install id
+        assert after["changes"] == before["changes"]
+        assert after["meta"] == before["meta"]
+
+
+def test_a_new_database_runs_every_step_and_a_second_migrate_changes_nothing(tmp_path):
+    path = tmp_path / "ringwatch.db"
+    store = Store.open(path)
+    assert applied_steps(path) == STEP_NAMES
+    schema = store.db.execute("select sql from sqlite_master order by name").fetchall()
+    writes = store.db.conn.total_changes
+
+    store.migrate()
+
+    assert store.db.conn.total_changes == writes
+    assert store.db.execute("select sql from sqlite_master order by name").fetchall() == schema
+    store.close()
+    assert applied_steps(path) == STEP_NAMES
+
+
 def test_a_database_from_a_newer_ringwatch_is_refused(tmp_path):
     path = tmp_path / "ringwatch.db"
     Store.open(path).close()
     with sqlite3.connect(path) as conn:
-        conn.execute("update meta set value = '99' where key = 'schema_version'")
+        conn.execute(
+            "insert into _sqlite_migrations (migration_set, name, applied_at) "
+            "values ('ringwatch', 'add_a_table_from_the_future', '2027-01-01')"
+        )
 
-    with pytest.raises(RuntimeError, match="newer than this ringwatch"):
+    with pytest.raises(sqlite3.DatabaseError) as refused:
+        Store.open(path)
+
+    assert str(database_problem(path, refused.value)) == (
+        f"database {path} was written by a newer ringwatch (schema steps "
+        "add_a_table_from_the_future): upgrade ringwatch (nothing was written)"
+    )
+
+
+def test_a_pre_named_steps_database_with_a_higher_version_is_refused(tmp_path):
+    path = tmp_path / "ringwatch.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("create table meta (key text primary key, value text)")
+        conn.execute("insert into meta values ('schema_version', '99')")
+
+    with pytest.raises(
+        sqlite3.DatabaseError, match=r"newer than this ringwatch \(up to version 99\)"
+    ):
         Store.open(path)
 
 
@@ -172,7 +316,7 @@ def test_a_bug_is_no_database_problem(tmp_path):
 def test_a_version_2_database_is_migrated_keeping_its_rows(tmp_path):
     path = tmp_path / "ringwatch.db"
     old = sqlite_utils.Database(path)
-    for migration in MIGRATIONS[:2]:
+    for migration in SCHEMA_STEPS[:2]:
         migration(old)
     old["meta"].insert({"key": "schema_version", "value": "2"}, pk="key")
     old["agencies"].insert({**CRYSTAL.as_row(), "extra": "{}", "active": 1, "missing_polls": 0})

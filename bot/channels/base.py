@@ -28,10 +28,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from bot.models import MessageKind
+from bot.store import Store
 
 if TYPE_CHECKING:
     from bot.config import Config
-    from bot.store import Store
 
 
 @dataclass(frozen=True)
@@ -232,11 +232,32 @@ class Channel(ABC):
             "(see docs/channels.md)"
         ]
 
-    async def open(self) -> None:  # noqa: B027 - optional hook
-        """Connect before a round of deliveries."""
+    # Deliveries run beside polls: a channel that reads or writes the database while it
+    # sends (budgets, warnings, change rows) declares so and gets its own connection,
+    # open for one round of deliveries.
+    uses_store: ClassVar[bool] = False
+    _store: Store | None = None
 
-    async def close(self) -> None:  # noqa: B027 - optional hook
+    async def open(self) -> None:
+        """Connect before a round of deliveries."""
+        if self.uses_store:
+            self._store = Store.open(self.config.db_path)
+
+    async def close(self) -> None:
         """Release connections after a round of deliveries."""
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    def warn_refused(self, message: str) -> None:
+        """Warn the maintainers once per failure streak that the platform refused us.
+
+        The warning's group names the last message sent, so a streak warns once and
+        the next streak (after something went through) warns again.
+        """
+        assert self._store is not None, "open() first: uses_store is not set"
+        last_sent = self._store.outbox.last_sent_id(self.name)
+        self.warn_maintainers(self._store, message, f"warning:{self.name}-refused:{last_sent}")
 
     def recipient_gone(self, store: Store, recipient: str, reason: str) -> None:  # noqa: B027
         """Forget a recipient that can no longer be reached."""

@@ -139,12 +139,12 @@ class BlueskyChannel(Channel):
     name = CHANNEL
     Settings = BlueskySettings
     secrets = (PASSWORD_ENV,)
+    uses_store = True
 
     def __init__(self, config: Any) -> None:
         super().__init__(config)
         self._client: Client | None = None
         self._did: str | None = None
-        self._store: Store | None = None
 
     @classmethod
     def check_settings(cls, settings: BlueskySettings) -> list[tuple[str, str]]:
@@ -233,14 +233,6 @@ class BlueskyChannel(Channel):
         return client
 
     # --- sending --------------------------------------------------------------------------
-
-    async def open(self) -> None:
-        self._store = Store.open(self.config.db_path)
-
-    async def close(self) -> None:
-        if self._store is not None:
-            self._store.close()
-            self._store = None
 
     async def send(self, delivery: Delivery) -> str | None:
         from atproto_client.exceptions import (
@@ -335,15 +327,13 @@ class BlueskyChannel(Channel):
 
     def _refuse(self, exc: Exception) -> NoReturn:
         """The app password itself was refused: pause, warn the maintainers once."""
-        assert self._store is not None
         self._client = None
         message = (
             f"Bluesky refused the login of {self.settings.handle} ({exc}). Check the handle "
             f"and {PASSWORD_ENV} (an app password, docs/channels.md); posts wait until then."
         )
         log.error("bluesky: %s", message)
-        last_sent = self._store.outbox.last_sent_id(self.name)
-        self.warn_maintainers(self._store, message, f"warning:bluesky-refused:{last_sent}")
+        self.warn_refused(message)
         raise RetryLater(REFUSED_PAUSE, f"login refused: {exc}", whole_channel=True) from None
 
     def status_lines(self, store: Store) -> list[str]:

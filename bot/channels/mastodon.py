@@ -129,11 +129,11 @@ class MastodonChannel(Channel):
     name = CHANNEL
     Settings = MastodonSettings
     secrets = (TOKEN_ENV,)
+    uses_store = True
 
     def __init__(self, config: Any) -> None:
         super().__init__(config)
         self._client: Mastodon | None = None
-        self._store: Store | None = None
         self._limits: InstanceLimits | None = None
 
     @classmethod
@@ -222,12 +222,7 @@ class MastodonChannel(Channel):
     async def open(self) -> None:
         if self._client is None and self.token:
             self._client = make_client(self.settings.api_base_url, self.token)
-        self._store = Store.open(self.config.db_path)
-
-    async def close(self) -> None:
-        if self._store is not None:
-            self._store.close()
-            self._store = None
+        await super().open()
 
     async def send(self, delivery: Delivery) -> str | None:
         from mastodon import (
@@ -271,7 +266,6 @@ class MastodonChannel(Channel):
 
     def _refuse(self, exc: MastodonAPIError) -> NoReturn:
         """401/403: pause Mastodon, warn the maintainers once per failure streak."""
-        assert self._store is not None
         reason = _describe(exc)
         message = (
             f"Mastodon refused a post ({reason}). Check that {TOKEN_ENV} is a token of the "
@@ -279,8 +273,7 @@ class MastodonChannel(Channel):
             "wait until it works."
         )
         log.error("mastodon: %s", message)
-        last_sent = self._store.outbox.last_sent_id(self.name)
-        self.warn_maintainers(self._store, message, f"warning:mastodon-refused:{last_sent}")
+        self.warn_refused(message)
         raise RetryLater(REFUSED_PAUSE, f"refused: {reason}", whole_channel=True) from None
 
     def status_lines(self, store: Store) -> list[str]:

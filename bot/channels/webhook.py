@@ -114,12 +114,12 @@ class WebhookChannel(Channel):
     name = CHANNEL
     Settings = WebhookSettings
     secrets = (SECRET_ENV,)
+    uses_store = True
     concurrency = 4  # URLs served at once
 
     def __init__(self, config: Any) -> None:
         super().__init__(config)
         self._session: requests.Session | None = None
-        self._store: Store | None = None  # our own connection: the changes' rows
 
     @classmethod
     def check_settings(cls, settings: WebhookSettings) -> list[tuple[str, str]]:
@@ -154,15 +154,13 @@ class WebhookChannel(Channel):
     async def open(self) -> None:
         self._session = requests.Session()
         self._session.trust_env = False  # no proxy or netrc from the environment
-        self._store = Store.open(self.config.db_path)
+        await super().open()
 
     async def close(self) -> None:
         if self._session is not None:
             self._session.close()
             self._session = None
-        if self._store is not None:
-            self._store.close()
-            self._store = None
+        await super().close()
 
     def body(self, delivery: Delivery) -> tuple[str, bytes]:
         """(event, raw body) of one delivery."""

@@ -150,11 +150,11 @@ class XChannel(Channel):
     name = "x"
     Settings = XSettings
     secrets = CREDENTIAL_ENV_VARS
+    uses_store = True
 
     def __init__(self, config: Any) -> None:
         super().__init__(config)
         self._client: tweepy.Client | None = None
-        self._store: Store | None = None  # our own connection: budget and warnings
         self._user_id: int | None = None
         self._refused: str | None = None  # why X refused us during this run
 
@@ -183,12 +183,7 @@ class XChannel(Channel):
     async def open(self) -> None:
         if self._client is None and not self.problems():
             self._client = make_client(self.settings.api_base_url)
-        self._store = Store.open(self.config.db_path)
-
-    async def close(self) -> None:
-        if self._store is not None:
-            self._store.close()
-            self._store = None
+        await super().open()
 
     # --- sending ------------------------------------------------------------------------
 
@@ -288,10 +283,8 @@ class XChannel(Channel):
 
     def _warn_maintainers(self, message: str) -> None:
         """One warning per failure streak (since the last post that went out)."""
-        assert self._store is not None
         log.error("x: %s", message)
-        last_sent = self._store.outbox.last_sent_id(self.name)
-        self.warn_maintainers(self._store, message, f"warning:x-refused:{last_sent}")
+        self.warn_refused(message)
 
     # --- status -------------------------------------------------------------------------
 
