@@ -439,9 +439,7 @@ class Poller:
             cycle.record.row(), diff, changes, plan, baseline=agencies, snapshot=cycle.snapshot
         )
         timings["commit"] = time.perf_counter() - mark
-        messages_queued = self.store.db.execute(
-            "select count(*) from outbox where poll_id = ?", [poll_id]
-        ).fetchone()[0]
+        messages_queued = self.store.outbox.queued_for_poll(poll_id)
         summary += f"; {messages_queued} message{'' if messages_queued == 1 else 's'} queued"
         return PollResult(outcome, summary, changes, [], poll_id, timings, committed=True)
 

@@ -1017,6 +1017,12 @@ class Outbox:
             )
         return cursor.rowcount
 
+    def queued_for_poll(self, poll_id: int) -> int:
+        """How many messages one poll queued, for its summary line."""
+        return self.db.execute(
+            "select count(*) from outbox where poll_id = ?", [poll_id]
+        ).fetchone()[0]
+
     def last_sent_id(self, channel: str) -> int:
         """The newest sent row of a channel (0: none), warnings aside: where a failure
         streak began, so that the streak's own warning does not start a new one."""

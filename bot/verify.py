@@ -88,7 +88,6 @@ def replay(config: Config, store: Store, scratch: Path) -> tuple[int, list[str]]
     """(changes compared, differences) between the stored log and a replay into `scratch`."""
     stored = SnapshotStore(config.snapshots_dir)
     config = with_overrides(config, "bot", state_dir=str(scratch))
-    config = with_overrides(config, "feed", path=None)  # the replay publishes nothing
     polls = store.polls_in_order()
     unkept = [p["id"] for p in polls if p["outcome"] != "failed" and not p["snapshot"]
               and p["http_status"] != 304]  # fmt: skip
