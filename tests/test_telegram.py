@@ -9,8 +9,10 @@ from __future__ import annotations
 import asyncio
 import html
 import json
+import math
 import re
 import signal
+import sqlite3
 import subprocess
 import threading
 import time
@@ -676,12 +678,25 @@ class Clock:
         return self.now
 
 
+# When the next round has work: the earliest retry time of a recipient's first pending row.
+NEXT_DUE = """select min(next_attempt_at) from outbox as o where status = 'pending' and id = (
+    select min(id) from outbox where channel = o.channel and recipient = o.recipient
+    and status = 'pending')"""
+
+
 def deliver_until(bot: Bot, clock: Clock, until: float, step: float = 10.0) -> None:
-    """Delivery rounds every `step` seconds of clock time until `until`, each with a fresh
-    channel as a `ringwatch deliver` from cron has: the pacer spaces one chat's sends a real
-    second apart, which would stretch a compressed hour of retries to as many seconds."""
+    """Delivery rounds every `step` seconds of clock time (as `run` does) until `until`.
+
+    A round in which no recipient's first pending row is due does nothing (the rows behind
+    a retry wait for it), so the clock moves on to the next round that has one. Each round
+    has a fresh channel, as a `ringwatch deliver` from cron has: one channel's pacer spaces
+    a chat's sends a real second apart, which would stretch a compressed hour of retries to
+    as many seconds.
+    """
     config = bot.config
     store = Store.open(config.db_path)
+    next_due = sqlite3.connect(config.db_path)
+    start, rounds = clock.now, 0
     try:
         while clock.now < until:
             asyncio.run(
@@ -693,8 +708,13 @@ def deliver_until(bot: Bot, clock: Clock, until: float, step: float = 10.0) -> N
                     templates=config.templates_path,
                 )
             )
-            clock.now += step
+            (due,) = next_due.execute(NEXT_DUE).fetchone()
+            rounds += 1
+            if due is not None:  # the first round at or after it (1e-9: float noise)
+                rounds = max(rounds, math.ceil((due - start) / step - 1e-9))
+            clock.now = start + rounds * step
     finally:
+        next_due.close()
         store.close()
 
 
