@@ -43,8 +43,8 @@ from bot.channels.base import (
 from bot.safe import http_url
 from bot.store import Store
 
-# atproto takes seconds to import: only a process that posts pays it, and only for the
-# client (the `atproto` package adds firehose, identity and DNS modules: a third more).
+# atproto takes a second to import: only a process that posts pays it, and only for the
+# client (the `atproto` package would add its firehose, identity and DNS modules).
 if TYPE_CHECKING:
     from atproto_client import Client, models
     from atproto_client.client.session import Session, SessionEvent
