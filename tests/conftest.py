@@ -14,9 +14,8 @@ from tests.support.source_server import SourceServer
 
 @pytest.fixture
 def source_server() -> Iterator[SourceServer]:
-    server = SourceServer().start()
-    yield server
-    server.stop()
+    with SourceServer() as server:
+        yield server
 
 
 @pytest.fixture
@@ -27,11 +26,8 @@ def make_config(tmp_path: Path) -> Callable[[str], Path]:
 @pytest.fixture(scope="session")
 def sample_config(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A state dir holding the samples' change log: 29 added, 1 renamed, 1 changed, 1 removed."""
-    server = SourceServer().start()
-    try:
+    with SourceServer() as server:
         yield poll_samples(server, tmp_path_factory.mktemp("samples"))
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="session")
@@ -39,8 +35,5 @@ def hostile_config(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A state dir whose change log holds the hostile agencies of tests/hostile.py."""
     from tests.hostile import poll_hostile
 
-    server = SourceServer().start()
-    try:
+    with SourceServer() as server:
         yield poll_hostile(server, tmp_path_factory.mktemp("hostile"))
-    finally:
-        server.stop()

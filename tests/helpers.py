@@ -12,6 +12,9 @@ import dataclasses
 import json
 import shutil
 import socket
+import sqlite3
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -160,3 +163,19 @@ def closed_port_url() -> str:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 60) -> None:
+    """Poll `predicate` until it holds; fail the test when `timeout` seconds pass first.
+    A database that is still being created (sqlite3.OperationalError) does not hold yet."""
+    deadline = time.monotonic() + timeout
+    while not _holds(predicate):
+        assert time.monotonic() < deadline, "gave up waiting"
+        time.sleep(0.05)
+
+
+def _holds(predicate: Callable[[], object]) -> bool:
+    try:
+        return bool(predicate())
+    except sqlite3.OperationalError:
+        return False

@@ -29,9 +29,8 @@ PASSWORD = "receiver-password-0123"
 
 @pytest.fixture
 def receiver() -> Iterator[WebhookReceiver]:
-    server = WebhookReceiver().start()
-    yield server
-    server.stop()
+    with WebhookReceiver() as server:
+        yield server
 
 
 @pytest.fixture

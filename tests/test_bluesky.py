@@ -34,9 +34,8 @@ SINGLE_POSTS = NO_DIGEST + "max_posts_per_poll = 1000\n"
 
 @pytest.fixture
 def stub() -> Iterator[BlueskyStub]:
-    server = BlueskyStub().start()
-    yield server
-    server.stop()
+    with BlueskyStub() as server:
+        yield server
 
 
 def section(stub: BlueskyStub, extra: str = "") -> str:

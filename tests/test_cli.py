@@ -15,7 +15,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,7 +25,7 @@ import pytest
 from bot.cli import cli
 from bot.lock import state_lock
 from bot.store import Store, pack_churn, unpack_churn
-from tests.helpers import Bot, agencies, config_text, kml, renamed
+from tests.helpers import Bot, agencies, config_text, kml, renamed, wait_for
 from tests.support.cli import REPO, run_cli, start_cli, write_config
 from tests.support.source_server import Reply
 from tests.support.synthetic import mutate
@@ -694,20 +693,6 @@ def fill(path: Path) -> None:
 
 
 RUN = '[bot]\ninterval = "0.5s"\njitter = "0.01s"\ndeliver_every = "0.2s"\nbusy_timeout = "0.3s"\n'
-
-
-def wait_for(predicate, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not _holds(predicate):
-        assert time.monotonic() < deadline, "gave up waiting"
-        time.sleep(0.05)
-
-
-def _holds(predicate) -> bool:
-    try:
-        return bool(predicate())
-    except sqlite3.OperationalError:  # the database is still being created
-        return False
 
 
 def test_run_stops_with_exit_2_and_warns_once_when_the_database_turns_corrupt(

@@ -29,7 +29,7 @@ from bot.config import AlertsConfig, Config, Duration
 from bot.deliver import backoff_delay, deliver_pending
 from bot.models import OutboxMessage
 from bot.store import SCHEMA_STEPS, Store
-from tests.helpers import Bot, agencies, kml
+from tests.helpers import Bot, agencies, kml, wait_for
 from tests.support.cli import run_cli, start_cli
 from tests.support.synthetic import mutate
 
@@ -37,13 +37,6 @@ PATH = "/map.kml"
 
 
 # --- a process killed in the middle of delivering ------------------------------------------
-
-
-def wait_for(predicate, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "gave up waiting"
-        time.sleep(0.05)
 
 
 def test_a_poll_killed_mid_delivery_is_completed_by_deliver_exactly_once(tmp_path, source_server):

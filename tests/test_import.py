@@ -177,16 +177,14 @@ def test_a_path_git_never_held_is_a_clear_error(tmp_path):
 
 @pytest.fixture
 def telegram() -> Iterator[TelegramStub]:
-    stub = TelegramStub().start()
-    yield stub
-    stub.stop()
+    with TelegramStub() as stub:
+        yield stub
 
 
 @pytest.fixture
 def x() -> Iterator[XStub]:
-    stub = XStub().start()
-    yield stub
-    stub.stop()
+    with XStub() as stub:
+        yield stub
 
 
 def cdx_listing(stamps: list[str]) -> bytes:

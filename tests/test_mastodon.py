@@ -33,9 +33,8 @@ ENV = {"MASTODON_ACCESS_TOKEN": TOKEN}
 
 @pytest.fixture
 def stub() -> Iterator[MastodonStub]:
-    server = MastodonStub().start()
-    yield server
-    server.stop()
+    with MastodonStub() as server:
+        yield server
 
 
 # Small maps that gain several agencies at once: the additions guard must believe them.

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import sqlite3
 import subprocess
 import time
 from typing import Any, ClassVar
@@ -15,7 +14,7 @@ from bot.channels.base import Channel, Delivery, Recipient, Style
 from bot.channels.x import CREDENTIAL_ENV_VARS
 from bot.scheduler import Runner
 from bot.store import Store
-from tests.helpers import Bot, agencies, kml
+from tests.helpers import Bot, agencies, kml, wait_for
 from tests.support.cli import run_cli, start_cli
 from tests.support.source_server import Reply
 from tests.support.synthetic import mutate
@@ -29,20 +28,6 @@ SLOW = 1.3
 RUN_CONFIG = (
     '[bot]\nstate_dir = "{state}"\ninterval = "1s"\njitter = "0.01s"\ndeliver_every = "0.2s"\n'
 )
-
-
-def wait_for(predicate, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not _holds(predicate):
-        assert time.monotonic() < deadline, "gave up waiting"
-        time.sleep(0.05)
-
-
-def _holds(predicate) -> bool:
-    try:
-        return bool(predicate())
-    except sqlite3.OperationalError:  # the database is still being created
-        return False
 
 
 def test_run_polls_repeatedly_delivers_and_stops_cleanly(tmp_path, source_server):

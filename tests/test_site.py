@@ -17,11 +17,10 @@ import os
 import re
 import socket
 import struct
-import threading
 import zlib
 from collections.abc import Iterator
 from html.parser import HTMLParser
-from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import SimpleHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -33,6 +32,7 @@ from bot.site import SITE_MARKER, build_site, content_security_policy, page_name
 from bot.store import Store
 from tests.helpers import Bot
 from tests.support.cli import run_cli, write_config
+from tests.support.http import StubHandler, StubServer
 from tests.support.source_server import SourceServer
 from tests.support.synthetic import generate_agencies, mutate, to_kml
 
@@ -111,57 +111,30 @@ def _png() -> bytes:
             + chunk(b"IDAT", zlib.compress(b"\x00\xcc")) + chunk(b"IEND", b""))  # fmt: skip
 
 
-class _Server:
-    def __init__(self, handler: Any) -> None:
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.httpd.daemon_threads = True
-        self.thread = threading.Thread(
-            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self.thread.start()
-
-    @property
-    def origin(self) -> str:
-        host, port = self.httpd.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 class _QuietFiles(SimpleHTTPRequestHandler):
     def log_message(self, *args: Any) -> None:
         pass
 
 
-class _Tiles(BaseHTTPRequestHandler):
+class _Tiles(StubHandler):
     def do_GET(self) -> None:
-        body = _png()
-        self.send_response(200)
-        self.send_header("Content-Type", "image/png")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: Any) -> None:
-        pass
+        self.send(200, _png(), {"Content-Type": "image/png"})
 
 
 @pytest.fixture(scope="module")
-def tiles() -> Iterator[_Server]:
-    server = _Server(_Tiles)
-    yield server
-    server.stop()
+def tiles() -> Iterator[StubServer]:
+    with StubServer(_Tiles) as server:
+        yield server
 
 
 @pytest.fixture
 def serve() -> Iterator[Any]:
-    servers: list[_Server] = []
+    servers: list[StubServer] = []
 
     def start(directory: Path) -> str:
-        servers.append(_Server(functools.partial(_QuietFiles, directory=str(directory))))
-        return servers[-1].origin
+        handler = functools.partial(_QuietFiles, directory=str(directory))
+        servers.append(StubServer(handler).start())
+        return servers[-1].base_url
 
     yield start
     for server in servers:
@@ -277,7 +250,7 @@ def _markers(driver: Any) -> int:
 
 
 def test_sample_site_in_a_browser(sample_config, browser, serve, tiles, tmp_path):
-    site = _build(sample_config, tmp_path / "site", tiles.origin + "/{z}/{x}/{y}.png")
+    site = _build(sample_config, tmp_path / "site", tiles.base_url + "/{z}/{x}/{y}.png")
     origin = serve(site)
 
     _visit(browser, origin + "/index.html")
@@ -298,7 +271,7 @@ def test_sample_site_in_a_browser(sample_config, browser, serve, tiles, tmp_path
     assert _headline_numbers(browser) == {"listed": 151, "added": 29, "states": 27}
     legend = browser.execute_script("return document.getElementById('legend').textContent")
     assert "2018" in legend and "2020" in legend
-    tile_requests = [r for r in _requests(browser) if r["url"].startswith(tiles.origin)]
+    tile_requests = [r for r in _requests(browser) if r["url"].startswith(tiles.base_url)]
     assert tile_requests, "the map loaded no tiles"
     assert _console_errors(browser) == []
     _screenshots(browser, origin + "/index.html", "samples-index", tmp_path)
@@ -326,7 +299,7 @@ def test_sample_site_in_a_browser(sample_config, browser, serve, tiles, tmp_path
 
 
 def test_big_site_in_a_browser(big_site, browser, serve, tiles, tmp_path):
-    site = _build(big_site["config"], big_site["out"], tiles.origin + "/{z}/{x}/{y}.png")
+    site = _build(big_site["config"], big_site["out"], tiles.base_url + "/{z}/{x}/{y}.png")
     origin = serve(site)
     listed = len(big_site["bot"].agencies())
     assert listed > 2000
@@ -335,8 +308,8 @@ def test_big_site_in_a_browser(big_site, browser, serve, tiles, tmp_path):
 
     assert _markers(browser) == listed
     requests = _requests(browser)
-    foreign = [r["url"] for r in requests
-               if not r["url"].startswith((origin + "/", tiles.origin + "/", "data:"))]  # fmt: skip
+    served = (origin + "/", tiles.base_url + "/", "data:")
+    foreign = [r["url"] for r in requests if not r["url"].startswith(served)]
     assert foreign == []
     weight = sum(r["bytes"] for r in requests if r["url"].startswith(origin + "/"))
     assert 0 < weight < 1_000_000, f"index.html and what it loads weigh {weight:,} bytes"
@@ -392,7 +365,7 @@ def test_markers_show_when_tiles_fail(big_site, browser, serve, tmp_path):
 
 
 def test_state_page_maps_only_its_state(sample_config, browser, serve, tiles, tmp_path):
-    site = _build(sample_config, tmp_path / "site", tiles.origin + "/{z}/{x}/{y}.png")
+    site = _build(sample_config, tmp_path / "site", tiles.base_url + "/{z}/{x}/{y}.png")
     origin = serve(site)
 
     _visit(browser, origin + "/states/mn.html")

@@ -151,9 +151,8 @@ def test_what_a_redirect_or_network_link_may_lead_to(target, source_url, allow, 
 @pytest.fixture
 def other_host():
     """A second server on another loopback address: a host the source never named."""
-    server = SourceServer(host="127.0.0.2").start()
-    yield server
-    server.stop()
+    with SourceServer(host="127.0.0.2") as server:
+        yield server
 
 
 def redirect(to: str) -> Reply:

@@ -28,7 +28,15 @@ from bot.config import load_config
 from bot.deliver import deliver_pending
 from bot.models import OutboxMessage
 from bot.store import Store
-from tests.helpers import Bot, closed_port_url, config_text, database_text, kml, leaked
+from tests.helpers import (
+    Bot,
+    closed_port_url,
+    config_text,
+    database_text,
+    kml,
+    leaked,
+    wait_for,
+)
 from tests.support.cli import run_cli, start_cli, write_config
 from tests.support.source_server import Reply, SourceServer
 from tests.support.synthetic import SyntheticAgency
@@ -47,9 +55,8 @@ def telegram_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def stub() -> Iterator[TelegramStub]:
-    server = TelegramStub().start()
-    yield server
-    server.stop()
+    with TelegramStub() as server:
+        yield server
 
 
 def telegram_section(
@@ -459,7 +466,7 @@ def test_a_flood_wait_is_honoured_and_nothing_is_dropped(
     (flooded,) = [c for c in stub.calls_to("sendMessage") if c.status == 429]
     (retry,) = bot.rows("select * from outbox where last_error like 'flood wait%'")
     assert retry["status"] == "pending" and retry["attempts"] == 0  # a wait is no failure
-    assert stub.wait_until(lambda: time.time() >= retry["next_attempt_at"], timeout=5)
+    wait_for(lambda: time.time() >= retry["next_attempt_at"], timeout=5)
     bot.deliver()
     for chat in (CHANNEL, 201, 202, 203):
         assert len(texts(stub, chat)) == 1, chat
@@ -864,7 +871,7 @@ def test_kill_during_a_broadcast_then_restart_loses_and_repeats_nothing(
     stub.send_delay = 0.3  # messages stay in flight long enough to be killed mid-request
     process = start_cli("deliver", env={"RINGWATCH_CONFIG": str(bot.config_path)})
     try:
-        assert stub.wait_until(lambda: len(stub.sent) >= 10, timeout=30)
+        wait_for(lambda: len(stub.sent) >= 10, timeout=30)
     finally:
         process.send_signal(signal.SIGKILL)
         process.wait()
@@ -908,17 +915,17 @@ def test_run_subscribes_users_and_delivers_the_right_alerts(
         stub.user_says(501, "/subscribe MN")
         stub.user_says(502, "/start")
         stub.user_says(503, "/subscribe TX")
-        assert stub.wait_until(lambda: all(texts(stub, c) for c in (501, 502, 503)), 20)
-        assert stub.wait_until(lambda: texts(stub, ADMIN), 20)  # the baseline is in
+        wait_for(lambda: all(texts(stub, c) for c in (501, 502, 503)), 20)
+        wait_for(lambda: texts(stub, ADMIN), 20)  # the baseline is in
 
         added = [agency("Crystal Police Department", "MN", 50), agency("Madison PD", "WI", 51)]
         source_server.serve(PATH, kml(BASE + added))
-        assert stub.wait_until(lambda: len(texts(stub, CHANNEL)) == 1, 20)
-        assert stub.wait_until(lambda: len(texts(stub, 502)) == 2, 20)
-        assert stub.wait_until(lambda: len(texts(stub, 501)) == 2, 20)
+        wait_for(lambda: len(texts(stub, CHANNEL)) == 1, 20)
+        wait_for(lambda: len(texts(stub, 502)) == 2, 20)
+        wait_for(lambda: len(texts(stub, 501)) == 2, 20)
         stub.user_says(501, "/states")
         stub.user_says(504, "/latest")
-        assert stub.wait_until(lambda: len(texts(stub, 501)) == 3 and texts(stub, 504), 20)
+        wait_for(lambda: len(texts(stub, 501)) == 3 and texts(stub, 504), 20)
     finally:
         process.send_signal(signal.SIGTERM)
         out, err = process.communicate(timeout=30)
@@ -953,7 +960,7 @@ def test_kill_during_a_broadcast_to_80_repeats_at_most_the_sends_on_the_wire(
     stub.send_delay = 1.0  # a slow Bot API: many messages would be on the wire at once
     process = start_cli("deliver", env={"RINGWATCH_CONFIG": str(bot.config_path)})
     try:
-        assert stub.wait_until(lambda: len(stub.sent) >= 20, timeout=60)
+        wait_for(lambda: len(stub.sent) >= 20, timeout=60)
     finally:
         process.send_signal(signal.SIGKILL)
         process.wait()

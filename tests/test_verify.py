@@ -22,11 +22,8 @@ def honest_history(tmp_path_factory) -> Iterator[Bot]:
     """A bot whose history holds every kind of poll: baseline, a failed fetch, changes, an
     HTML error page, a 304 that confirms a removal, a suspect fetch, the same one forced and
     a repeat that confirms what the forced one lacked. Built once; tests get a copy."""
-    source_server = SourceServer().start()
-    try:
+    with SourceServer() as source_server:
         yield record_history(tmp_path_factory.mktemp("history"), source_server)
-    finally:
-        source_server.stop()
 
 
 @pytest.fixture

@@ -25,9 +25,8 @@ SAMPLE_ADDITIONS = 29
 
 @pytest.fixture
 def receiver() -> Iterator[WebhookReceiver]:
-    server = WebhookReceiver(SECRET).start()
-    yield server
-    server.stop()
+    with WebhookReceiver(SECRET) as server:
+        yield server
 
 
 def webhook_section(*urls: str, extra: str = "") -> str:

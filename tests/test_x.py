@@ -39,9 +39,8 @@ ENTITY = re.compile(r"(?<![\w@＠#＃$&])(?:[@＠]\w|[#＃]\w*[^\W\d]|\$[A-Za-z]
 
 @pytest.fixture
 def x_stub() -> Iterator[XStub]:
-    stub = XStub().start()
-    yield stub
-    stub.stop()
+    with XStub() as stub:
+        yield stub
 
 
 @pytest.fixture

@@ -18,24 +18,18 @@ import json
 import re
 import threading
 import time
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import grapheme
 
+from tests.support.http import JSON_UTF8, Answer, StubHandler, StubServer
+
 HANDLE = "ringwatch.test"
 DID = "did:plc:ringwatchtest0000000000"
 PASSWORD = "abcd-efgh-ijkl-mnop"
 TID = re.compile(r"^[234567abcdefghij][234567abcdefghijklmnopqrstuvwxyz]{12}$")
-
-
-@dataclass
-class Answer:
-    status: int
-    body: dict[str, Any]
-    headers: dict[str, str] = field(default_factory=dict)
 
 
 def rate_limited(seconds: int) -> Answer:
@@ -70,7 +64,7 @@ class Record:
         return self.value["text"]
 
 
-class BlueskyStub:
+class BlueskyStub(StubServer):
     def __init__(self, access_lifetime: int = 7200) -> None:
         self.access_lifetime = access_lifetime  # seconds; under 15 min: refreshed at once
         self.records: dict[str, Record] = {}  # rkey → record, in creation order
@@ -81,23 +75,9 @@ class BlueskyStub:
         self._refresh: set[str] = set()
         self._serial = 0
         self._lock = threading.Lock()
-        # Set by stop(): a late answer ends then, so stopping never waits one out.
-        self.stopping = threading.Event()
         stub = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def reply(self, answer: Answer) -> None:
-                data = json.dumps(answer.body).encode()
-                self.send_response(answer.status)
-                self.send_header("Content-Type", "application/json; charset=utf-8")
-                self.send_header("Content-Length", str(len(data)))
-                for name, value in answer.headers.items():
-                    self.send_header(name, value)
-                self.end_headers()
-                self.wfile.write(data)
-
+        class Handler(StubHandler):
             def handle_xrpc(self, body: dict[str, Any] | None) -> None:
                 url = urlsplit(self.path)
                 method = url.path.removeprefix("/xrpc/")
@@ -108,24 +88,16 @@ class BlueskyStub:
                     answer, created = stub.handle(method, params, body, bearer)
                 if created and stub.delay and stub.stopping.wait(stub.delay):
                     return  # stopping: the client was killed while we held its answer
-                self.reply(answer)
+                self.send_answer(answer, JSON_UTF8)
 
             def do_GET(self) -> None:
                 self.handle_xrpc(None)
 
             def do_POST(self) -> None:
-                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                raw = self.read_body()
                 self.handle_xrpc(json.loads(raw) if raw else {})
 
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
+        super().__init__(Handler)
 
     def count(self, method: str) -> int:
         return self.calls.count(method)
@@ -199,12 +171,3 @@ class BlueskyStub:
         cid = "bafyrei" + digest.rstrip("=")[:52]
         self.records[rkey] = Record(rkey, cid, value)
         return Answer(200, {"uri": self.records[rkey].uri, "cid": cid}), True
-
-    def start(self) -> BlueskyStub:
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.stopping.set()
-        self.server.shutdown()
-        self.server.server_close()

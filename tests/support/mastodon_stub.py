@@ -15,25 +15,19 @@ from __future__ import annotations
 import json
 import re
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs
 
 from twitter_text import extract_urls
 
+from tests.support.http import JSON_UTF8, Answer, StubHandler, StubServer
+
 TOKEN = "mastodon-test-token-0123456789"
 # Mastodon's own rule (app/models/account.rb MENTION_RE, tag.rb HASHTAG_RE), simplified.
 MENTION = re.compile(r"(?<![/\w])@[a-z0-9_]+(?:@[\w.-]+\w)?", re.I)
 HASHTAG = re.compile(r"(?<![=/)\w])#\w*[^\W\d]\w*", re.I)
-
-
-@dataclass
-class Answer:
-    status: int
-    body: dict[str, Any]
-    headers: dict[str, str] = field(default_factory=dict)
 
 
 def rate_limited(seconds: int) -> Answer:
@@ -55,7 +49,7 @@ class Status:
     idempotency_key: str | None
 
 
-class MastodonStub:
+class MastodonStub(StubServer):
     def __init__(self, max_characters: int | None = 500, url_length: int = 23) -> None:
         self.max_characters = max_characters  # None: the instance does not say
         self.url_length = url_length
@@ -66,25 +60,14 @@ class MastodonStub:
         self.delay = 0.0
         self._keys: dict[tuple[str, str], Status] = {}
         self._lock = threading.Lock()
-        # Set by stop(): a late answer ends then, so stopping never waits one out.
-        self.stopping = threading.Event()
         stub = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
+        class Handler(StubHandler):
             def reply(self, answer: Answer) -> None:
-                data = json.dumps(answer.body).encode()
-                self.send_response(answer.status)
-                self.send_header("Content-Type", "application/json; charset=utf-8")
-                self.send_header("Content-Length", str(len(data)))
                 reset = (datetime.now(UTC) + timedelta(minutes=5)).isoformat()
                 headers = {"X-RateLimit-Limit": "300", "X-RateLimit-Remaining": "299",
                            "X-RateLimit-Reset": reset, **answer.headers}  # fmt: skip
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.end_headers()
-                self.wfile.write(data)
+                self.send_json(answer.status, answer.body, headers, content_type=JSON_UTF8)
 
             def do_GET(self) -> None:
                 path = self.path.split("?")[0].rstrip("/")
@@ -96,8 +79,7 @@ class MastodonStub:
                     self.reply(error(404, "Record not found"))
 
             def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                raw = self.rfile.read(length)
+                raw = self.read_body()
                 if self.path.split("?")[0].rstrip("/") != "/api/v1/statuses":
                     return self.reply(error(404, "Record not found"))
                 if self.headers.get("Authorization") != f"Bearer {TOKEN}":
@@ -111,15 +93,7 @@ class MastodonStub:
                     return  # stopping: the client was killed while we held its answer
                 self.reply(answer)
 
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
+        super().__init__(Handler)
 
     def instance(self, v2: bool) -> dict[str, Any]:
         statuses = {}
@@ -166,12 +140,3 @@ class MastodonStub:
             "mentions": [],
             "tags": [],
         }
-
-    def start(self) -> MastodonStub:
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.stopping.set()
-        self.server.shutdown()
-        self.server.server_close()

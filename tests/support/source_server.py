@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import hashlib
-import sys
 import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from tests.support.http import StubHandler, StubServer
 
 
 @dataclass
@@ -22,19 +22,10 @@ class Reply:
     drip_head: bool = False  # with drip: the status line and headers drip too
 
 
-class _QuietServer(ThreadingHTTPServer):
-    def handle_error(self, request, client_address) -> None:
-        # A client that gives up (a cap, a deadline) resets its connection: that is the
-        # behaviour under test, not a server error worth a traceback in the test output.
-        if not isinstance(sys.exc_info()[1], ConnectionError):
-            super().handle_error(request, client_address)
-
-
-class SourceServer:
+class SourceServer(StubServer):
     """Serves `path → Reply`; a list of replies is consumed one per request, the last sticks."""
 
     def __init__(self, host: str = "127.0.0.1") -> None:
-        self.stopping = threading.Event()
         self.routes: dict[str, list[Reply]] = {}
         self.requests: list[dict[str, str]] = []
         # Requests being answered right now, and the most there ever were at once.
@@ -43,9 +34,7 @@ class SourceServer:
         self._lock = threading.Lock()
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
+        class Handler(StubHandler):
             def do_GET(self) -> None:
                 with server._lock:
                     server.in_flight += 1
@@ -127,20 +116,7 @@ class SourceServer:
                     pass  # the client gave up, as it should
                 self.close_connection = True
 
-            def log_message(self, *args) -> None:
-                pass
-
-        self.httpd = _QuietServer((host, 0), Handler)
-        self.httpd.daemon_threads = True
-        # A short poll interval makes stop() (shutdown) quick.
-        self.thread = threading.Thread(
-            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        )
-
-    @property
-    def base_url(self) -> str:
-        host, port = self.httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        super().__init__(Handler, host)
 
     def url(self, path: str = "/map.kml") -> str:
         return self.base_url + path
@@ -148,12 +124,3 @@ class SourceServer:
     def serve(self, path: str, *replies: Reply | bytes) -> str:
         self.routes[path] = [r if isinstance(r, Reply) else Reply(r) for r in replies]
         return self.url(path)
-
-    def start(self) -> SourceServer:
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.stopping.set()
-        self.httpd.shutdown()
-        self.httpd.server_close()

@@ -26,9 +26,10 @@ import threading
 import time
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, quote, quote_plus
+
+from tests.support.http import StubHandler, StubServer
 
 BOT_ID = 999000111
 BOT_USERNAME = "ringwatch_test_bot"
@@ -109,7 +110,7 @@ class Sent:
     photo: bytes | None = None
 
 
-class TelegramStub:
+class TelegramStub(StubServer):
     def __init__(
         self,
         token: str = DEFAULT_TOKEN,
@@ -138,30 +139,20 @@ class TelegramStub:
         self._chat_sends: dict[str, deque[float]] = defaultdict(deque)
         self._lock = threading.Condition()
         self._stopping = False
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self.httpd.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
+        super().__init__(self._handler_class())
 
     # --- lifecycle --------------------------------------------------------------------
 
     @property
     def base_url(self) -> str:
         """What python-telegram-bot takes as base_url (it appends token and method)."""
-        host, port = self.httpd.server_address[:2]
-        return f"http://{host}:{port}/bot"
-
-    def start(self) -> TelegramStub:
-        self._thread.start()
-        return self
+        return super().base_url + "/bot"
 
     def stop(self) -> None:
         with self._lock:
             self._stopping = True
             self._lock.notify_all()
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        super().stop()
 
     # --- programming it ---------------------------------------------------------------
 
@@ -221,15 +212,6 @@ class TelegramStub:
     def pending_updates(self) -> int:
         with self._lock:
             return len(self._updates)
-
-    def wait_until(self, predicate, timeout: float = 10.0) -> bool:
-        """Poll `predicate` until it holds; False when the timeout passes first."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if predicate():
-                return True
-            time.sleep(0.02)
-        return predicate()
 
     # --- the API ------------------------------------------------------------------------
 
@@ -369,15 +351,12 @@ class TelegramStub:
             return 200, {"ok": True, "result": members}
         return 404, Fault(404, "Not Found: method not found").body()
 
-    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+    def _handler_class(self) -> type[StubHandler]:
         stub = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
+        class Handler(StubHandler):
             def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
+                body = self.read_body()
                 _, _, rest = self.path.partition("/bot")
                 token, _, method = rest.partition("/")
                 params, files = parse_body(self.headers.get("Content-Type", ""), body)
@@ -392,25 +371,10 @@ class TelegramStub:
                 if status != 200 and stub.echo_requests:
                     echo = echo_request(self.command, self.path, self.headers, body)
                     answer["description"] += " " + echo
-                payload = json.dumps(answer).encode()
                 drip = call.params.get("chat_id") in stub.drip_to
-                try:
-                    self.send_response(status)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(payload)))
-                    self.end_headers()
-                    for start in range(0, len(payload), 1 if drip else len(payload)):
-                        self.wfile.write(payload[start : start + (1 if drip else len(payload))])
-                        if drip:
-                            self.wfile.flush()
-                            time.sleep(1.0)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client gave up (a cancelled long poll, a killed process)
+                self.send_json(status, answer, drip=drip)
 
             do_GET = do_POST
-
-            def log_message(self, *args: Any) -> None:
-                pass
 
         return Handler
 

@@ -12,8 +12,9 @@ import hmac
 import json
 import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from tests.support.http import StubHandler, StubServer
 
 
 @dataclass
@@ -40,21 +41,17 @@ class Received:
         return self.headers["x-ringwatch-delivery"]
 
 
-class WebhookReceiver:
+class WebhookReceiver(StubServer):
     def __init__(self, secret: str | None = None) -> None:
         self.secret = secret
         self.answers: dict[str, list[Answer]] = {}
         self.received: list[Received] = []
         self._lock = threading.Lock()
-        # Set by stop(): a hanging answer ends then, so stopping never waits one out.
-        self.stopping = threading.Event()
         receiver = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
+        class Handler(StubHandler):
             def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                body = self.read_body()
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 with receiver._lock:
                     queue = receiver.answers.get(self.path, [])
@@ -65,17 +62,9 @@ class WebhookReceiver:
                     )
                 if answer.delay and receiver.stopping.wait(answer.delay):
                     return  # stopping: the client gave up long ago
-                self.send_response(answer.status)
-                for name, value in answer.headers.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
+                self.send(answer.status, b"", answer.headers)
 
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        super().__init__(Handler)
 
     def verify(self, body: bytes, signature: str | None) -> bool | None:
         if self.secret is None:
@@ -84,19 +73,10 @@ class WebhookReceiver:
         return signature is not None and hmac.compare_digest(expected, signature)
 
     def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}{path}"
+        return self.base_url + path
 
     def answer(self, path: str, *answers: Answer) -> None:
         self.answers[path] = list(answers)
 
     def accepted(self, path: str) -> list[Received]:
         return [r for r in self.received if r.path == path and 200 <= r.status < 300]
-
-    def start(self) -> WebhookReceiver:
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.stopping.set()
-        self.server.shutdown()
-        self.server.server_close()

@@ -13,15 +13,14 @@ from __future__ import annotations
 import html
 import json
 import threading
-import time
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from twitter_text import parse_tweet
 
+from tests.support.http import Answer, StubHandler, StubServer
 from tests.support.telegram_stub import echo_request
 
 USER_ID = "1021786311011201024"
@@ -32,13 +31,6 @@ DUPLICATE_BODY = {
     "title": "Forbidden",
     "status": 403,
 }
-
-
-@dataclass
-class Answer:
-    status: int
-    body: dict[str, Any] | str
-    headers: dict[str, str] = field(default_factory=dict)
 
 
 def rate_limited(reset: int, **extra_headers: str) -> Answer:
@@ -75,7 +67,7 @@ class Post:
     reply_to: str | None
 
 
-class XStub:
+class XStub(StubServer):
     def __init__(self) -> None:
         self.posts: list[Post] = []  # created, in order
         self.requests: list[dict[str, Any]] = []  # every POST /2/tweets body, refused or not
@@ -89,15 +81,12 @@ class XStub:
         self.drip = False  # answers POSTs a byte a second
         stub = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
+        class Handler(StubHandler):
             def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                raw = self.rfile.read(length)
+                raw = self.read_body()
                 body = json.loads(raw or b"{}")
                 if urlsplit(self.path).path != "/2/tweets":
-                    self._send(problem(404, "no such endpoint"))
+                    self.send_answer(problem(404, "no such endpoint"))
                     return
                 with stub.lock:
                     stub.requests.append(body)
@@ -113,13 +102,13 @@ class XStub:
                         detail = f"{answer.body.get('detail', '')} {echo}"
                         answer = Answer(answer.status, {**answer.body, "detail": detail},
                                         answer.headers)  # fmt: skip
-                self._send(answer, drip=stub.drip)
+                self.send_answer(answer, drip=stub.drip)
 
             def do_GET(self) -> None:
                 url = urlsplit(self.path)
                 if url.path == "/2/users/me":
                     user = {"id": USER_ID, "name": "ringwatch", "username": "ringwatch"}
-                    self._send(Answer(200, {"data": user}))
+                    self.send_answer(Answer(200, {"data": user}))
                 elif url.path == f"/2/users/{USER_ID}/tweets":
                     limit = int(parse_qs(url.query).get("max_results", ["10"])[0])
                     with stub.lock:
@@ -133,38 +122,13 @@ class XStub:
                         }
                         for p in newest
                     ]
-                    self._send(Answer(200, {"data": data, "meta": {"result_count": len(data)}}))
+                    self.send_answer(
+                        Answer(200, {"data": data, "meta": {"result_count": len(data)}})
+                    )
                 else:
-                    self._send(problem(404, "no such endpoint"))
+                    self.send_answer(problem(404, "no such endpoint"))
 
-            def _send(self, answer: Answer, drip: bool = False) -> None:
-                if isinstance(answer.body, str):
-                    payload, kind = answer.body.encode(), "text/plain"
-                else:
-                    payload, kind = json.dumps(answer.body).encode(), "application/json"
-                try:
-                    self.send_response(answer.status)
-                    for key, value in {"Content-Type": kind, **answer.headers}.items():
-                        self.send_header(key, value)
-                    self.send_header("Content-Length", str(len(payload)))
-                    self.end_headers()
-                    step = 1 if drip else len(payload)
-                    for start in range(0, len(payload), step):
-                        self.wfile.write(payload[start : start + step])
-                        if drip:
-                            self.wfile.flush()
-                            time.sleep(1.0)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client was killed while we held its answer
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.thread = threading.Thread(
-            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
+        super().__init__(Handler)
 
     def _answer(self, body: dict[str, Any]) -> tuple[Answer, bool]:
         """(answer, hold it) for one POST /2/tweets; called under the lock."""
@@ -187,11 +151,6 @@ class XStub:
                                        "edit_history_tweet_ids": [post.id]}})  # fmt: skip
         return answer, self.hold_post == len(self.posts)
 
-    @property
-    def base_url(self) -> str:
-        host, port = self.httpd.server_address[:2]
-        return f"http://{host}:{port}"
-
     def texts(self) -> list[str]:
         return [p.text for p in self.posts]
 
@@ -199,11 +158,6 @@ class XStub:
         """Each post replies to the one before it (a thread)."""
         return all(b.reply_to == a.id for a, b in pairwise(posts))
 
-    def start(self) -> XStub:
-        self.thread.start()
-        return self
-
     def stop(self) -> None:
         self.release.set()
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        super().stop()
