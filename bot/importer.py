@@ -30,7 +30,7 @@ from bot.models import BAD_OUTCOMES, ChangeKind, Origin
 from bot.poll import Poller
 from bot.publish import publish_after_poll
 from bot.render import make_environment
-from bot.source import Fetched, FetchError
+from bot.source import Fetched, FetchError, read_bounded
 from bot.store import Store
 
 log = logging.getLogger(__name__)
@@ -189,24 +189,24 @@ class Wayback:
         self.session.close()
 
     def _get(self, url: str) -> Fetched:
-        """GET with a total deadline, checked between reads; one read that hangs is cut off by
-        the socket timeout (the same value), so no request outlives twice import.timeout."""
+        """GET within import.timeout: the headers within it (requests' timeout), the body by
+        the time it runs out (each read cut to what is left), so no request outlives twice
+        import.timeout."""
         wait = self._last_request + self.pause - time.monotonic()
         if wait > 0:  # politeness: one request at a time, a pause between
             time.sleep(wait)
-        started = time.monotonic()
+        until = time.monotonic() + self.deadline
         try:
             with self.session.get(url, stream=True, timeout=self.deadline) as response:
-                chunks, size = [], 0
-                while chunk := response.raw.read1(256 * 1024, decode_content=True):
-                    size += len(chunk)
-                    if size > self.max_bytes:
-                        raise FetchError(f"{url} sent more than the {self.max_bytes:,} byte cap")
-                    if time.monotonic() - started > self.deadline:
-                        raise ImportInterrupted(
-                            f"{url} took over import.timeout ({self.deadline:g}s)"
-                        )
-                    chunks.append(chunk)
+                body = read_bounded(
+                    response,
+                    self.max_bytes,
+                    until,
+                    over_cap=FetchError(f"{url} sent more than the {self.max_bytes:,} byte cap"),
+                    too_slow=lambda _: ImportInterrupted(
+                        f"{url} took over import.timeout ({self.deadline:g}s)"
+                    ),
+                )
                 status = response.status_code
                 headers = response.headers
         except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
@@ -217,7 +217,7 @@ class Wayback:
             raise ImportInterrupted(f"HTTP {status} from {url}")
         if status >= 400:
             raise FetchError(f"HTTP {status} from {url}", status)
-        return Fetched(url, status, b"".join(chunks), headers.get("ETag"),
+        return Fetched(url, status, body, headers.get("ETag"),
                        headers.get("Last-Modified"), headers.get("Content-Type", ""))  # fmt: skip
 
     def captures(self, url: str, since: str | None, until: str | None) -> list[Capture]:

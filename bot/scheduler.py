@@ -23,7 +23,7 @@ import signal
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -86,16 +86,21 @@ class Runner:
         # Non-zero once the database proved unusable: `ringwatch run` exits with it.
         self.exit_code = ExitCode.OK
 
-    def _poll_in_thread(self) -> str:
+    def _in_thread(self, work: Callable[[Store], str]) -> str:
+        """`work` on a connection of its own, closed afterwards (this runs in a worker
+        thread, and a sqlite3 connection serves only the thread that opened it)."""
         store = Store.open(self.config.db_path, busy_timeout=self.config.bot.busy_timeout)
         try:
-            fetcher = functools.partial(fetch, stop=self.abandon)
-            result = run_poll(self.config, store, self.channels, fetcher=fetcher)
-            if result.committed:
-                publish_after_poll(self.config, store, changed=bool(result.changes))
-            return result.summary
+            return work(store)
         finally:
             store.close()
+
+    def _poll(self, store: Store) -> str:
+        fetcher = functools.partial(fetch, stop=self.abandon)
+        result = run_poll(self.config, store, self.channels, fetcher=fetcher)
+        if result.committed:
+            publish_after_poll(self.config, store, changed=bool(result.changes))
+        return result.summary
 
     def _track(self, *more: set[asyncio.Task[None]]) -> None:
         """Count the calling task as a step that shutdown waits for (and then cancels)."""
@@ -111,7 +116,7 @@ class Runner:
         self._track()
         async with self.poll_lock:
             try:
-                summary = await asyncio.to_thread(self._poll_in_thread)
+                summary = await asyncio.to_thread(self._in_thread, self._poll)
                 log.info("poll: %s", summary)
             except asyncio.CancelledError:  # stopping; the thread stops at its next read
                 log.warning("poll abandoned: ringwatch is stopping")
@@ -158,15 +163,11 @@ class Runner:
             memory.close()
             self.stop_event.set()  # after the warning: stopping abandons what is in flight
 
-    def _summary_in_thread(self) -> str:
+    def _summary(self, store: Store) -> str:
         from bot.summary import queue_summary
 
-        store = Store.open(self.config.db_path)
-        try:
-            result = queue_summary(self.config, store, self.channels)
-            return f"{result.first_day}..{result.last_day}: {result.queued} messages queued"
-        finally:
-            store.close()
+        result = queue_summary(self.config, store, self.channels)
+        return f"{result.first_day}..{result.last_day}: {result.queued} messages queued"
 
     async def summary_job(self) -> None:
         if self.stop_event.is_set():
@@ -174,25 +175,21 @@ class Runner:
         self._track()
         async with self.poll_lock:  # the summary reads what a poll in progress is writing
             try:
-                log.info("summary: %s", await asyncio.to_thread(self._summary_in_thread))
+                log.info("summary: %s", await asyncio.to_thread(self._in_thread, self._summary))
             except Exception:
                 log.exception("summary crashed; the next one runs on schedule")
         self._deliver_soon()
 
-    def _prune_in_thread(self) -> str:
-        store = Store.open(self.config.db_path, busy_timeout=self.config.bot.busy_timeout)
-        try:
-            pruned = store.prune(prune_before(self.config.bot.retention))
-            return f"{pruned.messages} sent messages, {pruned.polls} polls removed"
-        finally:
-            store.close()
+    def _prune(self, store: Store) -> str:
+        pruned = store.prune(prune_before(self.config.bot.retention))
+        return f"{pruned.messages} sent messages, {pruned.polls} polls removed"
 
     async def prune_job(self) -> None:
         if self.stop_event.is_set():
             return
         async with self.poll_lock:  # VACUUM wants the database to itself
             try:
-                log.info("prune: %s", await asyncio.to_thread(self._prune_in_thread))
+                log.info("prune: %s", await asyncio.to_thread(self._in_thread, self._prune))
             except Exception as exc:
                 problem = self._database_problem(exc)
                 if problem is None:

@@ -297,19 +297,40 @@ def _socket(response: requests.Response) -> socket.socket | None:
 def _read_capped(
     response: requests.Response, max_bytes: int, url: str, until: float, deadline: Deadline
 ) -> bytes:
-    """The body, read one socket read at a time so that neither a server that drips a byte
-    every few seconds (each read resets requests' per-read timeout) nor a stop waits."""
     declared = response.headers.get("Content-Length")
     if declared and declared.isdigit() and int(declared) > max_bytes:
         raise FetchError(f"the source is {int(declared):,} bytes, over the {max_bytes:,} cap")
+    return read_bounded(
+        response,
+        max_bytes,
+        until,
+        over_cap=FetchError(f"the source sent more than the {max_bytes:,} byte cap"),
+        too_slow=lambda size: Transient(f"{url} sent {size:,} bytes, then ran past source.timeout"),
+        between_reads=lambda: deadline.check(url),
+    )
+
+
+def read_bounded(
+    response: requests.Response,
+    max_bytes: int,
+    until: float,
+    *,
+    over_cap: Exception,
+    too_slow: Callable[[int], Exception],
+    between_reads: Callable[[], None] = lambda: None,
+) -> bytes:
+    """The body, read one socket read at a time so that neither a server that drips a byte
+    every few seconds (each read resets requests' per-read timeout) nor a stop waits:
+    raises `over_cap` past `max_bytes`, `too_slow(bytes read)` once time.monotonic()
+    reaches `until`; `between_reads` may raise to end it sooner (a stop)."""
     sock = _socket(response)
     chunks: list[bytes] = []
     size = 0
     while True:
-        deadline.check(url)
+        between_reads()
         left = until - time.monotonic()
         if left <= 0:
-            raise Transient(f"{url} sent {size:,} bytes, then ran past source.timeout")
+            raise too_slow(size)
         if sock is not None:
             sock.settimeout(left)  # no single read may outlast what is left of the budget
         chunk = response.raw.read1(READ_CHUNK, decode_content=True)  # at most one recv
@@ -317,7 +338,7 @@ def _read_capped(
             return b"".join(chunks)
         size += len(chunk)
         if size > max_bytes:
-            raise FetchError(f"the source sent more than the {max_bytes:,} byte cap")
+            raise over_cap
         chunks.append(chunk)
 
 

@@ -288,3 +288,28 @@ class Channel(ABC):
     def status_lines(self, store: Store) -> list[str]:
         """Extra lines for `ringwatch status`."""
         return []
+
+
+# --- channels that post to one public account (X, Mastodon, Bluesky) --------------------------
+
+TIMELINE_ACCOUNT = "account"  # their one recipient: the account the credentials belong to
+
+
+def timeline_style(channel: Channel, max_length: int, measure: Callable[[str], int]) -> Style:
+    """Plain-text posts; more than `max_posts_per_poll` alerts in a poll become one digest
+    thread (the channel's `[name]` section has `max_posts_per_poll` and `include_links`)."""
+    settings = channel.settings
+    return Style(
+        templates=(channel.name, "text"),
+        extension="txt",
+        max_length=max_length,
+        measure=measure,
+        threaded=True,
+        digest_threshold=min(channel.config.alerts.digest_threshold, settings.max_posts_per_poll),
+        include_links=settings.include_links,
+    )
+
+
+def timeline_recipients() -> list[Recipient]:
+    # Maintainer warnings are not for a public timeline.
+    return [Recipient(TIMELINE_ACCOUNT, alerts=True, maintainer=False)]

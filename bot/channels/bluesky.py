@@ -39,6 +39,8 @@ from bot.channels.base import (
     RetryLater,
     Style,
     in_own_thread,
+    timeline_recipients,
+    timeline_style,
 )
 from bot.safe import http_url
 from bot.store import Store
@@ -53,7 +55,6 @@ log = logging.getLogger(__name__)
 
 CHANNEL = "bluesky"
 PASSWORD_ENV = "BLUESKY_APP_PASSWORD"
-ACCOUNT = "account"
 POST = "app.bsky.feed.post"
 MAX_GRAPHEMES = 300
 MAX_BYTES = 3000
@@ -160,20 +161,10 @@ class BlueskyChannel(Channel):
         return problems
 
     def style(self) -> Style:
-        return Style(
-            templates=(CHANNEL, "text"),
-            extension="txt",
-            max_length=MAX_GRAPHEMES,
-            measure=post_length,
-            threaded=True,
-            digest_threshold=min(
-                self.config.alerts.digest_threshold, self.settings.max_posts_per_poll
-            ),
-            include_links=self.settings.include_links,
-        )
+        return timeline_style(self, MAX_GRAPHEMES, post_length)
 
     def recipients(self, store: Store) -> list[Recipient]:
-        return [Recipient(ACCOUNT, alerts=True, maintainer=False)]
+        return timeline_recipients()
 
     # --- the session ----------------------------------------------------------------------
 

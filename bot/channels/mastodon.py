@@ -36,6 +36,8 @@ from bot.channels.base import (
     RetryLater,
     Style,
     in_own_thread,
+    timeline_recipients,
+    timeline_style,
 )
 from bot.store import Store
 
@@ -46,7 +48,6 @@ log = logging.getLogger(__name__)
 
 CHANNEL = "mastodon"
 TOKEN_ENV = "MASTODON_ACCESS_TOKEN"
-ACCOUNT = "account"  # the one recipient: the account the token belongs to
 DEFAULT_MAX_CHARACTERS = 500
 DEFAULT_URL_LENGTH = 23
 INSTANCE_CACHE = "mastodon-instance.json"  # in the state dir
@@ -203,21 +204,10 @@ class MastodonChannel(Channel):
 
     def style(self) -> Style:
         limits = self.limits()
-        return Style(
-            templates=(CHANNEL, "text"),
-            extension="txt",
-            max_length=limits.max_characters,
-            measure=limits.measure,
-            threaded=True,
-            digest_threshold=min(
-                self.config.alerts.digest_threshold, self.settings.max_posts_per_poll
-            ),
-            include_links=self.settings.include_links,
-        )
+        return timeline_style(self, limits.max_characters, limits.measure)
 
     def recipients(self, store: Store) -> list[Recipient]:
-        # Maintainer warnings are not for a public timeline.
-        return [Recipient(ACCOUNT, alerts=True, maintainer=False)]
+        return timeline_recipients()
 
     async def open(self) -> None:
         if self._client is None and self.token:

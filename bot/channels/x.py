@@ -36,6 +36,8 @@ from bot.channels.base import (
     RetryLater,
     Style,
     in_own_thread,
+    timeline_recipients,
+    timeline_style,
 )
 from bot.models import OutboxStatus
 from bot.store import UNSENT_SQL, Store
@@ -49,7 +51,6 @@ CREDENTIAL_ENV_VARS = (
     "X_ACCESS_TOKEN",
     "X_ACCESS_TOKEN_SECRET",
 )
-ACCOUNT = "account"  # the one recipient: the account the credentials belong to
 MAX_WEIGHTED_LENGTH = 280
 BUDGET_WINDOW = timedelta(hours=24)
 REQUEST_TIMEOUT = (10.0, 30.0)  # connect, read; tweepy sets none and could hang forever
@@ -159,20 +160,10 @@ class XChannel(Channel):
         self._refused: str | None = None  # why X refused us during this run
 
     def style(self) -> Style:
-        x = self.settings
-        return Style(
-            templates=("x", "text"),
-            extension="txt",
-            max_length=MAX_WEIGHTED_LENGTH,
-            measure=weighted_length,
-            threaded=True,
-            digest_threshold=min(self.config.alerts.digest_threshold, x.max_posts_per_poll),
-            include_links=x.include_links,
-        )
+        return timeline_style(self, MAX_WEIGHTED_LENGTH, weighted_length)
 
     def recipients(self, store: Store) -> list[Recipient]:
-        # Maintainer warnings are not for a public timeline.
-        return [Recipient(ACCOUNT, alerts=True, maintainer=False)]
+        return timeline_recipients()
 
     @classmethod
     def check_settings(cls, settings: XSettings) -> list[tuple[str, str]]:
