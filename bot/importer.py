@@ -196,6 +196,7 @@ class Wayback:
         if wait > 0:  # politeness: one request at a time, a pause between
             time.sleep(wait)
         until = time.monotonic() + self.deadline
+        too_slow = ImportInterrupted(f"{url} took over import.timeout ({self.deadline:g}s)")
         try:
             with self.session.get(url, stream=True, timeout=self.deadline) as response:
                 body = read_bounded(
@@ -203,13 +204,13 @@ class Wayback:
                     self.max_bytes,
                     until,
                     over_cap=FetchError(f"{url} sent more than the {self.max_bytes:,} byte cap"),
-                    too_slow=lambda _: ImportInterrupted(
-                        f"{url} took over import.timeout ({self.deadline:g}s)"
-                    ),
+                    too_slow=lambda _: too_slow,
                 )
                 status = response.status_code
                 headers = response.headers
         except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+            if time.monotonic() >= until:  # a read cut short when import.timeout ran out
+                raise too_slow from None
             raise ImportInterrupted(f"cannot reach {url}: {type(exc).__name__}: {exc}") from None
         finally:
             self._last_request = time.monotonic()

@@ -294,6 +294,32 @@ def test_a_capture_that_never_answers_stops_at_the_deadline(tmp_path, source_ser
     assert rows(config, "select id from polls") == []
 
 
+def test_a_capture_that_drips_stops_at_the_deadline(tmp_path, source_server, telegram, x):
+    serve_archive(source_server, {"20200524000000": [Reply(BASELINE, drip=0.05)]})
+    config = wayback_config(tmp_path, source_server, telegram, x)
+    config.write_text(config.read_text().replace('timeout = "5s"', 'timeout = "1s"'))
+
+    result = ringwatch(config, "import", "--wayback", MAP_URL)
+
+    assert result.returncode == 3
+    assert "20200524000000id_" in result.stderr and "took over import.timeout (1s)" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert rows(config, "select id from polls") == []
+
+
+def test_a_capture_over_the_byte_cap_is_a_failed_poll(tmp_path, source_server, telegram, x):
+    serve_archive(source_server, {"20200524000000": [Reply(BASELINE, chunked=True)]})
+    config = wayback_config(tmp_path, source_server, telegram, x)
+    config.write_text(config.read_text() + "[source]\nmax_bytes = 1024\n")
+
+    result = ringwatch(config, "import", "--wayback", MAP_URL)
+
+    polls = rows(config, "select outcome, error from polls")
+    assert result.returncode == 0, result.stderr
+    assert [p["outcome"] for p in polls] == ["failed"]
+    assert "sent more than the 1,024 byte cap" in polls[0]["error"]
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
