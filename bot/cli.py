@@ -819,9 +819,7 @@ def snapshots(config: Config, fmt: str) -> None:
     Example:
       ringwatch snapshots --format json
     """
-    from bot.store import Store
-
-    rows = _closed_with_command(Store.open(config.db_path, readonly=True)).snapshots()
+    rows = _existing_store(config).snapshots()
     if fmt == "json":
         click.echo(json.dumps(rows, indent=2))
         return
@@ -846,13 +844,12 @@ def snapshot(config: Config, sha256: str) -> None:
       ringwatch snapshot 3f2a9c01 > map-2020-06-05.kml
     """
     from bot.snapshots import SnapshotError, SnapshotStore, check_prefix
-    from bot.store import Store
 
     try:
         prefix = check_prefix(sha256)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="SHA256") from None
-    store = _closed_with_command(Store.open(config.db_path, readonly=True))
+    store = _existing_store(config)
     matches = store.snapshots_starting(prefix)
     if len(matches) != 1:
         what = "no snapshot" if not matches else f"{len(matches)} snapshots"
@@ -884,9 +881,8 @@ def evidence(config: Config, change_id: int, fmt: str) -> None:
     """
     from bot.evidence import EvidenceError, evidence_text, gather_evidence
     from bot.snapshots import SnapshotError
-    from bot.store import Store
 
-    store = Store.open(config.db_path, readonly=True)
+    store = _existing_store(config)
     try:
         found = gather_evidence(store, config, change_id)
     except EvidenceError as exc:
@@ -911,14 +907,9 @@ def verify(config: Config) -> None:
     Example:
       ringwatch verify
     """
-    from bot.store import Store
     from bot.verify import verify as run_verify
 
-    store = Store.open(config.db_path, readonly=True)
-    try:
-        result = run_verify(config, store)
-    finally:
-        store.close()
+    result = run_verify(config, _existing_store(config))
     for difference in result.differences:
         click.echo(f"DIFFERENCE: {difference}")
     summary = f"{result.snapshots} snapshots, {result.changes} changes"
@@ -1079,15 +1070,11 @@ def site(config: Config, out: Path | None) -> None:
       ringwatch site --out public && rsync -a --delete public/ host:/var/www/ring/
     """
     from bot.site import SiteError, build_site
-    from bot.store import Store
 
-    store = Store.open(config.db_path, readonly=True)
     try:
-        result = build_site(config, store.db, out)
+        result = build_site(config, _existing_store(config).db, out)
     except SiteError as exc:
         raise CommandFailed(str(exc)) from None
-    finally:
-        store.close()
     click.echo(
         f"built {result.pages:,} pages ({result.agencies:,} agencies, {result.changes:,} "
         f"changes) in {result.path}"
