@@ -590,9 +590,7 @@ def test_a_read_command_without_a_database_exits_2_saying_how_to_make_one(tmp_pa
 
     result = run_cli(command, "--config", str(config), *READ_COMMANDS[command])
 
-    assert_one_line_error(
-        result, 2, f"no database at {db}:", "`ringwatch poll`", "`ringwatch demo"
-    )
+    assert_one_line_error(result, 2, f"no database at {db}:", "`ringwatch poll`", "`ringwatch demo")
     assert result.stdout == ""
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.toml"]  # nothing created
 
