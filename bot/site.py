@@ -22,6 +22,7 @@ import os
 import re
 import shutil
 import tempfile
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import metadata, resources
@@ -62,6 +63,15 @@ KIND_LABELS = {
     ChangeKind.RENAMED: "renamed",
     ChangeKind.CHANGED: "details changed",
     ChangeKind.BASELINE: "first recorded",
+}
+
+# What a change's evidence page shows, as its link on the agency page says.
+EVIDENCE_TITLES = {
+    ChangeKind.ADDED: "what the map said",
+    ChangeKind.BASELINE: "what the map said",
+    ChangeKind.REMOVED: "what the map said before",
+    ChangeKind.RENAMED: "what the map said before and after",
+    ChangeKind.CHANGED: "what the map said before and after",
 }
 
 
@@ -404,9 +414,11 @@ def render_site(
             changes=[row for row in newest_first if row["state"] == st],
         )  # fmt: skip
     current = {a["key"]: a for a in agencies}
+    history = [change_context(row) for row in data.history]
+    proof = _publish_evidence(config, db, writer, history)
     histories: dict[str, list[dict[str, Any]]] = {}
-    for row in data.history:
-        histories.setdefault(row["key"], []).append(change_context(row))
+    for row in history:
+        histories.setdefault(row["key"], []).append(row)
     for key, rows in histories.items():
         last = rows[-1]
         known = current.get(key) or agency_context(
@@ -416,15 +428,51 @@ def render_site(
         writer.page(
             "agency.html", f"agencies/{page_name(key)}.html",
             agency=known, listed=key in current, history=rows, state_pages=states,
-            # Links to the evidence (archived copies, documents) about this agency: none yet;
-            # the evidence commands will fill this list of {"title", "url"} rows, each url
-            # passed through safe.http_url like every other link.
-            evidence=[],
+            evidence=[proof[row["id"]] for row in rows if row["id"] in proof],
         )  # fmt: skip
     writer.page("about.html", "about.html", source_url=config.source.url,
                 source_link=http_url(config.source.url), guard=config.guard, **times)  # fmt: skip
     (root / SITE_MARKER).write_text("built by ringwatch site; safe to replace wholesale\n")
     return SiteBuild(root, writer.pages, len(agencies), len(data.changes))
+
+
+def evidence_link(row: dict[str, Any]) -> dict[str, str]:
+    """Where a change's evidence is published: a page for readers, the JSON of
+    `ringwatch evidence ID --format json` beside the other data. Named by the change's
+    uuid, which the site checks is one (the name is a path)."""
+    name = str(uuid.UUID(row["uuid"]))
+    return {
+        "title": f"{row['detected_on']} · {row['label']}: {EVIDENCE_TITLES[row['kind']]}",
+        "page": f"evidence/{name}.html",
+        "data": f"data/evidence/{name}.json",
+    }
+
+
+def _publish_evidence(
+    config: Config, db: sqlite_utils.Database, writer: _Writer, history: Sequence[dict[str, Any]]
+) -> dict[int, dict[str, str]]:
+    """Write every change's evidence (oldest first: one parse per snapshot); change id →
+    its links. A change whose snapshot cannot be read is left without (verify says why)."""
+    from bot.evidence import gather_evidence, record_reader
+    from bot.snapshots import SnapshotError
+    from bot.store import Store
+
+    store, reader = Store(db), record_reader(config)
+    links, unreadable = {}, 0
+    for row in history:
+        try:
+            found = gather_evidence(store, config, row["id"], reader)
+        except SnapshotError:
+            unreadable += 1
+            continue
+        link = links[row["id"]] = evidence_link(row)
+        writer.write(link["data"], json.dumps(found.as_json(), indent=2, ensure_ascii=False))
+        writer.page("evidence.html", link["page"], change=row, evidence=found,
+                    agency_page=f"agencies/{row['page']}.html", data=link["data"])  # fmt: skip
+    if unreadable:
+        log.warning("%d changes have no evidence page: a snapshot they cite cannot be read "
+                    "(ringwatch verify checks every snapshot)", unreadable)  # fmt: skip
+    return links
 
 
 def _feed(config: Config, db: sqlite_utils.Database, env: jinja2.Environment) -> bytes | None:
