@@ -18,8 +18,8 @@ from bot.source import (
     FetchError,
     ParseError,
     Validators,
+    check_follow,
     fetch,
-    follow_problem,
     parse,
     parse_kml,
 )
@@ -139,7 +139,7 @@ def test_what_a_redirect_or_network_link_may_lead_to(target, source_url, allow, 
     def addresses(host: str) -> list:
         return [ipaddress.ip_address(a) for a in DNS.get(host.lower(), [])]
 
-    problem = follow_problem("redirect", target, source_url, allow, addresses)
+    problem = check_follow("redirect", target, source_url, allow, addresses).problem
 
     if refusal is None:
         assert problem is None
@@ -188,6 +188,57 @@ def test_a_network_link_to_another_host_is_refused_and_never_fetched(
 
     assert other_host.requests == []
     assert "refusing to follow a NetworkLink to host 127.0.0.2" in bot.polls()[0]["error"]
+
+
+@pytest.mark.parametrize("how", ["redirect", "NetworkLink"])
+def test_a_followed_host_is_fetched_at_the_address_it_was_checked_at(source_server, how):
+    """DNS rebinding, on loopback: the resolver answers the check with the source's server
+    and any later question with another server on the same port (the internal service a
+    rebinding DNS points at). The name resolves nowhere else (.invalid), so the fetch can
+    only succeed by connecting to the address that was checked."""
+    port = source_server.httpd.server_address[1]
+    internal = SourceServer(host="127.0.0.2", port=port).start()
+    internal.serve("/map.kml", kml(agencies(3)))
+    items = agencies(5)
+    source_server.serve("/map.kml", kml(items))
+    target = f"http://rebind.invalid:{port}/map.kml"
+    first = redirect(target) if how == "redirect" else Reply(networklink_kml(target))
+    asked: list[str] = []
+
+    def rebinding(host: str) -> list:
+        asked.append(host)
+        return [ipaddress.ip_address("127.0.0.1" if len(asked) == 1 else "127.0.0.2")]
+
+    try:
+        config = source(source_server.serve("/start", first), allow_hosts=["rebind.invalid"])
+        fetched = fetch(config, addresses=rebinding)
+    finally:
+        internal.stop()
+
+    assert [fields["name"] for _, fields in parse(fetched, config)] == [a.name for a in items]
+    assert fetched.url == target
+    assert asked == ["rebind.invalid"]  # checked once; the connection asked no one again
+    assert internal.requests == []
+    assert source_server.requests[-1]["Host"] == f"rebind.invalid:{port}"  # the name, kept
+
+
+def test_a_followed_host_that_did_not_resolve_when_checked_is_not_looked_up_again(
+    source_server,
+):
+    port = source_server.httpd.server_address[1]
+    source_server.serve("/map.kml", kml(agencies(5)))
+    url = source_server.serve("/start", redirect(f"http://rebind.invalid:{port}/map.kml"))
+    asked: list[str] = []
+
+    def late(host: str) -> list:  # nothing to the check, the source's server afterwards
+        asked.append(host)
+        return [ipaddress.ip_address("127.0.0.1")] if len(asked) > 1 else []
+
+    with pytest.raises(FetchError, match="checked at \\(none: it did not resolve\\)"):
+        fetch(source(url, retries=0, allow_hosts=["rebind.invalid"]), addresses=late)
+
+    assert asked == ["rebind.invalid"]
+    assert [r["path"] for r in source_server.requests] == ["/start"]
 
 
 @pytest.mark.parametrize("how", ["redirect", "NetworkLink"])
