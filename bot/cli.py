@@ -154,6 +154,16 @@ def _existing_store(config: Config) -> Store:
     return store
 
 
+def _dry_run_store(config: Config) -> Store:
+    """What a dry run reads: the database, or before the first poll an empty one in memory
+    (a dry run writes nothing, not even an empty file)."""
+    from bot.store import Store
+
+    if not config.db_path.is_file():
+        return Store.empty()
+    return Store.open(config.db_path, readonly=True)
+
+
 def _deliver(config: Config, store: Any, channels: list[Any]) -> str:
     import asyncio
 
@@ -193,7 +203,7 @@ def poll(config: Config, dry_run: bool, force: bool) -> None:
 
     channels = _channels(config)
     if dry_run:
-        store = Store.open(config.db_path, readonly=True)
+        store = _dry_run_store(config)
         try:
             result = run_poll(config, store, channels, dry_run=True, force=force)
         finally:
@@ -775,7 +785,7 @@ def summary(config: Config, dry_run: bool) -> None:
     channels = _channels(config)
     if not dry_run:
         _make_state_dir(config.state_dir)
-    store = Store.open(config.db_path, readonly=dry_run)
+    store = _dry_run_store(config) if dry_run else Store.open(config.db_path)
     try:
         result = queue_summary(config, store, channels, dry_run=dry_run)
         period = f"summary of {result.first_day}..{result.last_day}"
