@@ -436,42 +436,52 @@ def render_site(
     return SiteBuild(root, writer.pages, len(agencies), len(data.changes))
 
 
-def evidence_link(row: dict[str, Any]) -> dict[str, str]:
-    """Where a change's evidence is published: a page for readers, the JSON of
-    `ringwatch evidence ID --format json` beside the other data. Named by the change's
-    uuid, which the site checks is one (the name is a path)."""
+@dataclass(frozen=True)
+class EvidenceLink:
+    """Where a change's evidence is published (paths inside the site): a page for readers,
+    and beside the other data the JSON of `ringwatch evidence ID --format json`."""
+
+    title: str
+    page: str
+    data: str
+
+
+def evidence_link(row: dict[str, Any]) -> EvidenceLink:
+    """Named by the change's uuid, checked to be one: the name is a path."""
     name = str(uuid.UUID(row["uuid"]))
-    return {
-        "title": f"{row['detected_on']} · {row['label']}: {EVIDENCE_TITLES[row['kind']]}",
-        "page": f"evidence/{name}.html",
-        "data": f"data/evidence/{name}.json",
-    }
+    return EvidenceLink(
+        title=f"{row['detected_on']} · {row['label']}: {EVIDENCE_TITLES[row['kind']]}",
+        page=f"evidence/{name}.html",
+        data=f"data/evidence/{name}.json",
+    )
 
 
 def _publish_evidence(
     config: Config, db: sqlite_utils.Database, writer: _Writer, history: Sequence[dict[str, Any]]
-) -> dict[int, dict[str, str]]:
+) -> dict[int, EvidenceLink]:
     """Write every change's evidence (oldest first: one parse per snapshot); change id →
-    its links. A change whose snapshot cannot be read is left without (verify says why)."""
-    from bot.evidence import gather_evidence, record_reader
+    its links. A change whose polls or snapshots cannot be read is left without one
+    (`ringwatch verify` says why)."""
+    from bot.evidence import EvidenceError, gather_evidence, record_reader
     from bot.snapshots import SnapshotError
     from bot.store import Store
 
     store, reader = Store(db), record_reader(config)
-    links, unreadable = {}, 0
+    links: dict[int, EvidenceLink] = {}
+    unreadable = 0
     for row in history:
         try:
             found = gather_evidence(store, config, row["id"], reader)
-        except SnapshotError:
+        except (EvidenceError, SnapshotError):
             unreadable += 1
             continue
         link = links[row["id"]] = evidence_link(row)
-        writer.write(link["data"], json.dumps(found.as_json(), indent=2, ensure_ascii=False))
-        writer.page("evidence.html", link["page"], change=row, evidence=found,
-                    agency_page=f"agencies/{row['page']}.html", data=link["data"])  # fmt: skip
+        writer.write(link.data, json.dumps(found.as_json(), indent=2, ensure_ascii=False))
+        writer.page("evidence.html", link.page, change=row, evidence=found,
+                    agency_page=f"agencies/{row['page']}.html", data=link.data)  # fmt: skip
     if unreadable:
-        log.warning("%d changes have no evidence page: a snapshot they cite cannot be read "
-                    "(ringwatch verify checks every snapshot)", unreadable)  # fmt: skip
+        log.warning("%d changes have no evidence page: a poll or snapshot they cite cannot "
+                    "be read (ringwatch verify checks them all)", unreadable)  # fmt: skip
     return links
 
 

@@ -15,6 +15,7 @@ import functools
 import json
 import os
 import re
+import shutil
 import socket
 import struct
 import threading
@@ -31,6 +32,7 @@ import pytest
 
 from bot.config import load_config
 from bot.site import SITE_MARKER, build_site, content_security_policy, page_name
+from bot.snapshots import SnapshotStore
 from bot.store import Store
 from tests.helpers import Bot
 from tests.support.cli import run_cli, write_config
@@ -529,6 +531,26 @@ def test_each_change_on_an_agency_page_links_its_evidence_as_the_cli_shows_it(
     assert quoted == [proof["before"]["record"], proof["after"]["record"]]
     assert "<name>Mesa Police Department</name>" in quoted[0]
     assert "<name>City of Mesa Police Department</name>" in quoted[1]
+
+
+def test_changes_whose_snapshot_is_lost_are_published_without_evidence(sample_config, tmp_path):
+    config = write_config(tmp_path, "")
+    shutil.copytree(sample_config.parent / "state", tmp_path / "state")
+    store = Store.open(tmp_path / "state" / "ringwatch.db", readonly=True)
+    later = store.db.execute("select snapshot from polls order by id desc").fetchone()[0]
+    logged = list(store.db.query("select uuid, kind from changes order by id"))
+    store.close()
+    SnapshotStore(tmp_path / "state" / "snapshots").path(later).unlink()
+
+    result = run_cli("site", "--config", str(config), "--out", str(tmp_path / "site"))
+
+    assert result.returncode == 0, result.stderr
+    lost = [row for row in logged if row["kind"] != "baseline"]  # each cites the later poll
+    assert len(lost) == 31 and f"{len(lost)} changes have no evidence page" in result.stderr
+    published = {p.stem for p in (tmp_path / "site" / "data" / "evidence").glob("*.json")}
+    assert published == {row["uuid"] for row in logged} - {row["uuid"] for row in lost}
+    mesa = tmp_path / "site" / "agencies" / "az-city-of-mesa-police-department.html"
+    assert "renamed: what the map said" not in mesa.read_text(encoding="utf-8")
 
 
 def test_pages_escape_every_value_and_link_only_over_http(tmp_path, source_server):
