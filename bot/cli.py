@@ -1073,7 +1073,8 @@ def datasette(config: Config, print_only: bool, datasette_args: tuple[str, ...])
     help='Folder to build the site in (default: site.out in the config, "site").',
 )
 def site(config: Config, out: Path | None) -> None:
-    """Build the static public site (map, changes, state and agency pages, data) now.
+    """Build the static public site (map, changes, state and agency pages, evidence, data)
+    now.
 
     \b
     Example:

@@ -1,10 +1,13 @@
-"""`ringwatch site`: a static public site (map, timeline, change log, agency pages).
+"""`ringwatch site`: a static public site (map, timeline, change log, agency pages, and
+the evidence of every change).
 
 Reading (site_data) is one pass over the database through the same queries as the CLI;
 everything after it is pure: page contexts rendered by the Jinja2 templates in
 bot/templates/site/ (autoescaped; `alerts.templates_dir` overrides them like the alerts),
-plus the CLI's exports in data/. The build goes into a temporary folder beside the target
-and is then swapped in, so a web server serves the old site or the new one, never half.
+plus the CLI's exports in data/. The evidence is the exception: each change's is read
+(bot/evidence.py, from the snapshots) and written one at a time, so that a long history
+never sits in memory. The build goes into a temporary folder beside the target and is
+then swapped in, so a web server serves the old site or the new one, never half.
 
 Safety: every value is escaped by the templates or set as text by the scripts (which
 build the DOM with textContent, from JSON files); links must be http(s) (safe.http_url);
