@@ -33,7 +33,7 @@ from lxml import etree
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
-from urllib3.exceptions import NewConnectionError
+from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 from urllib3.util.connection import create_connection
 
 from bot.config import SourceConfig
@@ -339,7 +339,8 @@ class FollowedHosts:
 
 def _connect_checked(connection: HTTPConnection, addresses: Sequence[Address]) -> socket.socket:
     """A socket to the first of the checked `addresses` that accepts (in the resolver's
-    order, as urllib3 tries a name's addresses), with urllib3's own socket options."""
+    order, as urllib3 tries a name's addresses), with urllib3's own socket options; its
+    errors as urllib3 raises them (a timeout stays a timeout for requests)."""
     failure: OSError | None = None
     for address in addresses:
         try:
@@ -351,12 +352,15 @@ def _connect_checked(connection: HTTPConnection, addresses: Sequence[Address]) -
             )
         except OSError as exc:
             failure = exc
-    raise NewConnectionError(
-        connection,
-        f"Failed to establish a new connection to {connection.host} at the addresses it "
-        f"was checked at ({', '.join(map(str, addresses)) or 'none: it did not resolve'})"
-        + (f": {failure}" if failure else ""),
+    where = f"{connection.host} at the addresses it was checked at " + (
+        f"({', '.join(map(str, addresses))})" if addresses else "(none: it did not resolve)"
     )
+    if isinstance(failure, TimeoutError):
+        raise ConnectTimeoutError(
+            connection, f"Connection to {where} timed out. (connect timeout={connection.timeout})"
+        )
+    reason = f": {failure}" if failure else ""
+    raise NewConnectionError(connection, f"Failed to establish a new connection to {where}{reason}")
 
 
 def _local_path(url: str) -> Path | None:
