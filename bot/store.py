@@ -419,9 +419,9 @@ class Store:
 
     @classmethod
     def open(cls, path: Path, *, readonly: bool = False, busy_timeout: float = 30) -> Store:
-        """Open (creating and migrating) the database, or `readonly` one that exists;
-        sqlite3.Error when it cannot be used (database_problem says why). `busy_timeout` is
-        how long a write waits for another process's write lock."""
+        """Open (creating and migrating) the database; sqlite3.Error when it cannot be used
+        (database_problem says why). `busy_timeout` is how long a write waits for another
+        process's write lock."""
         if readonly:
             conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=busy_timeout)
             return cls(sqlite_utils.Database(conn))
