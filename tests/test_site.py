@@ -420,6 +420,7 @@ def test_a_reader_follows_an_agency_page_to_what_the_map_said(
     foreign = [r["url"] for r in _requests(browser)
                if not r["url"].startswith((origin + "/", tiles.origin + "/", "data:"))]  # fmt: skip
     assert foreign == []
+    _screenshots(browser, browser.current_url, "samples-evidence", tmp_path)
 
 
 def test_markers_show_when_tiles_fail(big_site, browser, serve, tmp_path):
