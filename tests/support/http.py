@@ -1,6 +1,7 @@
 """What every stub server in tests/support/ shares: a ThreadingHTTPServer on 127.0.0.1
-(port 0) in a daemon thread that knows its URL, stops and closes, and is a context
-manager; and a request handler that reads a request body and writes an answer, quietly.
+(a free port unless told) in a daemon thread that knows its URL, stops and closes, and is
+a context manager; and a request handler that reads a request body and writes an answer,
+quietly.
 
 Each stub subclasses `StubServer` with its own handler (the platform's wire format):
 
@@ -51,9 +52,11 @@ class StubServer:
     """A threaded HTTP server for `handler`; `stopping` is set by stop(), so an answer held
     back (a delay, a drip) can end then instead of keeping stop() waiting."""
 
-    def __init__(self, handler: type[BaseHTTPRequestHandler] | Any, host: str = "127.0.0.1"):
+    def __init__(
+        self, handler: type[BaseHTTPRequestHandler] | Any, host: str = "127.0.0.1", port: int = 0
+    ) -> None:
         self.stopping = threading.Event()
-        self.httpd = _QuietServer((host, 0), handler)
+        self.httpd = _QuietServer((host, port), handler)
         # A short poll interval makes stop() (shutdown) quick.
         self.thread = threading.Thread(
             target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True

@@ -25,7 +25,7 @@ class Reply:
 class SourceServer(StubServer):
     """Serves `path → Reply`; a list of replies is consumed one per request, the last sticks."""
 
-    def __init__(self, host: str = "127.0.0.1") -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         self.routes: dict[str, list[Reply]] = {}
         self.requests: list[dict[str, str]] = []
         # Requests being answered right now, and the most there ever were at once.
@@ -116,7 +116,7 @@ class SourceServer(StubServer):
                     pass  # the client gave up, as it should
                 self.close_connection = True
 
-        super().__init__(Handler, host)
+        super().__init__(Handler, host, port)
 
     def url(self, path: str = "/map.kml") -> str:
         return self.base_url + path
