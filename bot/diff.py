@@ -44,7 +44,7 @@ def _same_url(a: str | None, b: str | None) -> bool:
     return (a or "").strip().rstrip("/").lower() == (b or "").strip().rstrip("/").lower()
 
 
-def _not_moved(a: list[float | None], b: list[float | None]) -> bool:
+def _not_moved(a: tuple[float | None, float | None], b: tuple[float | None, float | None]) -> bool:
     """[lat, lon] points that are the same place: within MOVE_DEGREES, or one unknown."""
     # Coordinates that appear or vanish say nothing about a move: a source that drops
     # the <Point> of every agency must not announce hundreds of "location" changes.
@@ -80,13 +80,13 @@ def _same_place(a: Agency, b: Agency) -> bool:
     return abs(a.lat - b.lat) <= SAME_PLACE_DEGREES and abs(a.lon - b.lon) <= SAME_PLACE_DEGREES
 
 
+# (name, read, same) of every logged field, looked up once: diffs compare many agencies.
+_COMPARED = tuple((logged.name, logged.read, SAME[logged.kind]) for logged in LOGGED_FIELDS)
+
+
 def changed_fields(old: Agency, new: Agency) -> tuple[str, ...]:
     """Fields that differ in substance; case, spacing and punctuation are not differences."""
-    return tuple(
-        logged.name
-        for logged in LOGGED_FIELDS
-        if not SAME[logged.kind](logged.value(old), logged.value(new))
-    )
+    return tuple(name for name, read, same in _COMPARED if not same(read(old), read(new)))
 
 
 def is_rename(old: Agency, new: Agency) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import operator
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
@@ -106,12 +107,20 @@ class AgencyField:
     order: int = 99
     logged_as: str = ""
     public: bool = False
-    name: str = ""  # the dataclass field's name (filled in by agency_fields)
+    name: str = ""  # the dataclass field's name (filled in by AGENCY_FIELDS)
 
 
 def declared(spec: AgencyField, **options: Any) -> Any:
     """A dataclass field of Agency with its declaration (`options` go to field())."""
     return field(metadata={AgencyField: spec}, **options)
+
+
+def point_field(aliases: tuple[str, ...]) -> Any:
+    """lat or lon: compared as one point, logged as "coordinates", announced as a new
+    "location"."""
+    spec = AgencyField(FieldKind.DEGREES, aliases, "location", alerts=True, order=3,
+                       logged_as="coordinates", public=True)  # fmt: skip
+    return declared(spec, default=None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,30 +183,8 @@ class Agency:
         ),
         default=None,
     )
-    lat: float | None = declared(
-        AgencyField(
-            FieldKind.DEGREES,
-            aliases=("latitude", "lat"),
-            label="location",
-            alerts=True,
-            order=3,
-            logged_as="coordinates",
-            public=True,
-        ),
-        default=None,
-    )
-    lon: float | None = declared(
-        AgencyField(
-            FieldKind.DEGREES,
-            aliases=("longitude", "lon", "lng"),
-            label="location",
-            alerts=True,
-            order=3,
-            logged_as="coordinates",
-            public=True,
-        ),
-        default=None,
-    )
+    lat: float | None = point_field(("latitude", "lat"))
+    lon: float | None = point_field(("longitude", "lon", "lng"))
     # The source's other columns: exported (as JSON, last), never published on the site.
     extra: dict[str, str] = field(
         default_factory=dict,
@@ -208,7 +195,7 @@ class Agency:
     raw_hash: str = declared(AgencyField(), default="", compare=False)
 
     def as_row(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in _COLUMNS}
+        return dict(zip(_COLUMNS, _read_columns(self), strict=True))
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Agency:
@@ -223,14 +210,6 @@ class Agency:
         return cls(**values)
 
 
-def agency_fields() -> tuple[AgencyField, ...]:
-    """Every field of Agency, with its declaration, in declaration order."""
-    return tuple(
-        dataclasses.replace(f.metadata[AgencyField], name=f.name)
-        for f in dataclasses.fields(Agency)
-    )
-
-
 def _when_null(f: dataclasses.Field[Any]) -> Callable[[], Any]:
     if f.default_factory is not dataclasses.MISSING:
         return f.default_factory
@@ -240,7 +219,11 @@ def _when_null(f: dataclasses.Field[Any]) -> Callable[[], Any]:
 
 # Column → what a NULL in it reads as: the fields Agency stores, in declaration order.
 _COLUMNS: dict[str, Callable[[], Any]] = {f.name: _when_null(f) for f in dataclasses.fields(Agency)}
-AGENCY_FIELDS = agency_fields()
+_read_columns = operator.attrgetter(*_COLUMNS)  # all at once: as_row runs once per agency
+# Every field of Agency with its declaration, in declaration order.
+AGENCY_FIELDS = tuple(
+    dataclasses.replace(f.metadata[AgencyField], name=f.name) for f in dataclasses.fields(Agency)
+)
 # The fields exported, published on the site and sent in webhook bodies, in this order.
 PUBLIC_FIELDS = tuple(f.name for f in AGENCY_FIELDS if f.public)
 # The fields every record has, which the change log names its agency by (key, name, city,
@@ -276,11 +259,15 @@ class LoggedField:
     label: str
     alerts: bool
 
+    @property
+    def read(self) -> Callable[[Agency], Any]:
+        """Agency → its value: one field's, or a tuple of the members' (lat, lon)."""
+        return operator.attrgetter(*self.members)
+
     def value(self, agency: Agency) -> Any:
         """What the change log records as before or after: [lat, lon] for a point."""
-        if len(self.members) == 1:
-            return getattr(agency, self.members[0])
-        return [getattr(agency, name) for name in self.members]
+        value = self.read(agency)
+        return list(value) if len(self.members) > 1 else value
 
 
 def _logged_fields() -> tuple[LoggedField, ...]:
