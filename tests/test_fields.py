@@ -14,21 +14,25 @@ import asyncio
 import csv
 import io
 import json
+import re
 import typing
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlite_utils
 
 from bot.channels import enabled_channels
+from bot.config import SOURCE_FIELDS as CONFIG_SOURCE_FIELDS
 from bot.deliver import deliver_pending
 from bot.diff import SAME
 from bot.export import agency_rows, change_rows, write_export
 from bot.models import (
     AGENCY_FIELDS,
+    DEFAULT_ALERT_FIELDS,
     LOGGED_BY_NAME,
     LOGGED_FIELDS,
     PUBLIC_FIELDS,
@@ -346,3 +350,14 @@ def test_fields_logged_as_one_are_declared_alike():
         specs = [spec for spec in AGENCY_FIELDS if spec.name in logged.members]
         alike = {(s.kind, s.label, s.alerts, s.order, s.logged_as) for s in specs}
         assert len(alike) == 1, logged.name
+
+
+def test_the_configuration_docs_name_the_declared_fields():
+    """docs/configuration.md's [source] fields and [alerts] alert_fields rows."""
+    lines = (Path(__file__).parent.parent / "docs" / "configuration.md").read_text(encoding="utf-8")
+    (mapped,) = [line for line in lines.splitlines() if line.startswith("| | `fields` |")]
+    (alerting,) = [line for line in lines.splitlines() if line.startswith("| | `alert_fields` |")]
+    assert set(re.findall(r"`(\w+)`", mapped.split("(", 1)[1])) == set(CONFIG_SOURCE_FIELDS)
+    default, churn = alerting.split("|")[3:5]
+    assert set(re.findall(r'"(\w+)"', default)) == set(DEFAULT_ALERT_FIELDS)
+    assert set(re.findall(r"`(\w+)`", churn)) == set(LOGGED_BY_NAME) - set(DEFAULT_ALERT_FIELDS)
