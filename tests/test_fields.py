@@ -112,11 +112,13 @@ def stored_key(field: str) -> str:
 
 
 def document(rows: list[dict[str, str]]) -> bytes:
-    """A CSV whose columns are each field's first alias, as a source would name them."""
+    """A CSV whose columns are each field's first alias, as a source would name them (the
+    fields of the table: one it lacks fails the test of its coverage, not this)."""
+    columns = [spec for spec in SOURCE_FIELDS if spec.name in FIELD_CASES]
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow([spec.aliases[0] for spec in SOURCE_FIELDS])
-    writer.writerows([[row[spec.name] for spec in SOURCE_FIELDS] for row in rows])
+    writer.writerow([spec.aliases[0] for spec in columns])
+    writer.writerows([[row[spec.name] for spec in columns] for row in rows])
     return out.getvalue().encode()
 
 
@@ -215,7 +217,8 @@ def logged_row(followed: Followed, field: str) -> dict[str, Any]:
 
 
 def test_the_table_covers_every_public_field_read_from_the_source():
-    assert set(FIELD_CASES) == {spec.name for spec in SOURCE_FIELDS if spec.public}
+    read = {spec.name for spec in SOURCE_FIELDS if spec.public}
+    assert set(FIELD_CASES) == read, f"FIELD_CASES needs a row of each ({ADDING_A_FIELD})"
     assert set(PUBLIC_FIELDS) - set(FIELD_CASES) == {"key"}  # followed by name and state
 
 
@@ -313,7 +316,7 @@ def test_a_field_without_its_column_is_named(tmp_path):
     try:
         store.db.execute("alter table agencies drop column video_requests")
         store.db["agencies"].transform(types={"lat": str})
-        assert unstored_fields(store.db) == ["video_requests", "lat"]
+        assert {"video_requests", "lat"} <= set(unstored_fields(store.db))
     finally:
         store.close()
 
