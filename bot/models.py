@@ -245,7 +245,7 @@ def public_defaults() -> dict[str, Any]:
 
 
 # Read from the source by normalise (the rest are derived: the key, the hash).
-SOURCE_FIELDS = tuple(f for f in AGENCY_FIELDS if f.aliases)
+READ_FIELDS = tuple(f for f in AGENCY_FIELDS if f.aliases)
 
 
 @dataclass(frozen=True, slots=True)

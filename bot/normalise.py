@@ -15,7 +15,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from bot.models import SOURCE_FIELDS, Agency, FieldKind
+from bot.models import READ_FIELDS, Agency, FieldKind
 
 US_STATES = {
     "AL": "Alabama", "AK": "Alaska", "AZ": "Arizona", "AR": "Arkansas", "CA": "California",
@@ -42,7 +42,7 @@ _STATE_BY_NAME |= {"washingtondc": "DC", "virginislands": "VI", "usvirginislands
 PLACE_ALIASES = {"address": ("address", "location", "citystate"), "coordinates": ("coordinates",)}
 FIELD_ALIASES = {
     alias: name
-    for name, aliases in [*((f.name, f.aliases) for f in SOURCE_FIELDS), *PLACE_ALIASES.items()]
+    for name, aliases in [*((f.name, f.aliases) for f in READ_FIELDS), *PLACE_ALIASES.items()]
     for alias in aliases
 }
 # Present in exports but derived from the fields above: never a change of its own.
@@ -219,7 +219,7 @@ PARSERS: dict[FieldKind, Callable[[str], Any]] = {
     FieldKind.URL: _optional_text,
     FieldKind.DEGREES: _float,
 }
-_PARSED = tuple((f.name, PARSERS[f.kind]) for f in SOURCE_FIELDS if f.kind is not None)
+_PARSED = tuple((f.name, PARSERS[f.kind]) for f in READ_FIELDS if f.kind is not None)
 
 
 def normalise_record(fields: dict[str, str], raw_hash: str = "") -> Agency:

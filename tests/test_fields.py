@@ -26,7 +26,7 @@ import pytest
 import sqlite_utils
 
 from bot.channels import enabled_channels
-from bot.config import SOURCE_FIELDS as CONFIG_SOURCE_FIELDS
+from bot.config import SOURCE_FIELDS
 from bot.deliver import deliver_pending
 from bot.diff import SAME
 from bot.export import agency_rows, change_rows, write_export
@@ -36,7 +36,7 @@ from bot.models import (
     LOGGED_BY_NAME,
     LOGGED_FIELDS,
     PUBLIC_FIELDS,
-    SOURCE_FIELDS,
+    READ_FIELDS,
     Agency,
     ChangeKind,
 )
@@ -114,7 +114,7 @@ def stored_key(field: str) -> str:
 def document(rows: list[dict[str, str]]) -> bytes:
     """A CSV whose columns are each field's first alias, as a source would name them (the
     fields of the table: one it lacks fails the test of its coverage, not this)."""
-    columns = [spec for spec in SOURCE_FIELDS if spec.name in FIELD_CASES]
+    columns = [spec for spec in READ_FIELDS if spec.name in FIELD_CASES]
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow([spec.aliases[0] for spec in columns])
@@ -217,7 +217,7 @@ def logged_row(followed: Followed, field: str) -> dict[str, Any]:
 
 
 def test_the_table_covers_every_public_field_read_from_the_source():
-    read = {spec.name for spec in SOURCE_FIELDS if spec.public}
+    read = {spec.name for spec in READ_FIELDS if spec.public}
     assert set(FIELD_CASES) == read, f"FIELD_CASES needs a row of each ({ADDING_A_FIELD})"
     assert set(PUBLIC_FIELDS) - set(FIELD_CASES) == {"key"}  # followed by name and state
 
@@ -337,13 +337,13 @@ def test_an_agency_survives_the_database_field_for_field(tmp_path):
 
 
 def test_no_source_column_names_two_fields():
-    aliases = [alias for spec in SOURCE_FIELDS for alias in spec.aliases]
+    aliases = [alias for spec in READ_FIELDS for alias in spec.aliases]
     aliases += [alias for names in PLACE_ALIASES.values() for alias in names]
     assert len(aliases) == len(set(aliases)) == len(FIELD_ALIASES)
 
 
 def test_every_kind_in_use_is_read_and_compared():
-    assert {spec.kind for spec in SOURCE_FIELDS} <= set(PARSERS)
+    assert {spec.kind for spec in READ_FIELDS} <= set(PARSERS)
     assert {logged.kind for logged in LOGGED_FIELDS} <= set(SAME)
     assert all(logged.label for logged in LOGGED_FIELDS)
 
@@ -360,7 +360,7 @@ def test_the_configuration_docs_name_the_declared_fields():
     lines = (Path(__file__).parent.parent / "docs" / "configuration.md").read_text(encoding="utf-8")
     (mapped,) = [line for line in lines.splitlines() if line.startswith("| | `fields` |")]
     (alerting,) = [line for line in lines.splitlines() if line.startswith("| | `alert_fields` |")]
-    assert set(re.findall(r"`(\w+)`", mapped.split("(", 1)[1])) == set(CONFIG_SOURCE_FIELDS)
+    assert set(re.findall(r"`(\w+)`", mapped.split("(", 1)[1])) == set(SOURCE_FIELDS)
     default, churn = alerting.split("|")[3:5]
     assert set(re.findall(r'"(\w+)"', default)) == set(DEFAULT_ALERT_FIELDS)
     assert set(re.findall(r"`(\w+)`", churn)) == set(LOGGED_BY_NAME) - set(DEFAULT_ALERT_FIELDS)
