@@ -423,8 +423,6 @@ class Store:
         (database_problem says why). `busy_timeout` is how long a write waits for another
         process's write lock."""
         if readonly:
-            if not path.exists():
-                return cls.empty()
             conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=busy_timeout)
             return cls(sqlite_utils.Database(conn))
         path.parent.mkdir(parents=True, exist_ok=True)
