@@ -23,12 +23,14 @@ from typing import Any, TextIO
 
 import sqlite_utils
 
+from bot.models import PUBLIC_FIELDS, URL_FIELDS
 from bot.queries import ChangeFilter, query_changes
 from bot.safe import csv_cell, http_url
 
 FORMATS = ("csv", "json", "geojson")
-AGENCY_COLUMNS = ("key", "name", "city", "state", "active_date", "video_requests", "profile_url",
-                  "lat", "lon", "first_seen", "updated_at", "extra")  # fmt: skip
+# The declared public fields, when ringwatch first saw the agency and last updated it, and
+# the source's other columns (as JSON).
+AGENCY_COLUMNS = (*PUBLIC_FIELDS, "first_seen", "updated_at", "extra")
 CHANGE_COLUMNS = ("id", "uuid", "detected_at", "kind", "key", "name", "city", "state",
                   "active_date", "fields", "before", "after")  # fmt: skip
 
@@ -47,7 +49,7 @@ def agency_rows(
     columns = ", ".join(AGENCY_COLUMNS)
     sql = f"select {columns} from agencies where {' and '.join(where)} order by state, name"
     return [
-        {**row, "profile_url": http_url(row["profile_url"]),
+        {**row, **{name: http_url(row[name]) for name in URL_FIELDS},
          "extra": json.loads(row["extra"]) if row["extra"] else {}}
         for row in db.query(sql, params)
     ]  # fmt: skip
