@@ -56,7 +56,7 @@ def main() -> None:
         poller.run()  # the baseline: no alerts
         with store.db.atomic():
             for chat in range(FIRST_CHAT_ID, FIRST_CHAT_ID + subscribers):
-                store.subscribe("telegram", str(chat), states=None, chat_type="private")
+                store.subscribers.subscribe("telegram", str(chat), states=None, chat_type="private")
 
         server.publish(to_kml(mutate(agencies, seed=1, add=1)))
         started = time.perf_counter()

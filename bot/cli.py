@@ -74,7 +74,7 @@ def _database_problems(path: Path) -> Iterator[None]:
     Every write is one transaction, so nothing was half-written."""
     import sqlite3
 
-    from bot.store import database_problem
+    from bot.store.schema import database_problem
 
     try:
         yield
@@ -137,7 +137,8 @@ def _make_state_dir(directory: Path) -> None:
 def _existing_store(config: Config) -> Store:
     """The database, read-only, at the schema this ringwatch reads; without one, exit 2
     saying where it was looked for and how to make one (never an empty answer)."""
-    from bot.store import SCHEMA_VERSION, Store
+    from bot.store import Store
+    from bot.store.schema import SCHEMA_VERSION
 
     path = config.db_path
     if not path.is_file():
@@ -232,7 +233,8 @@ def prune(config: Config, keep: int | None) -> None:
     \b
     Example: ringwatch prune --keep 30
     """
-    from bot.store import Store, prune_before
+    from bot.store import Store
+    from bot.store.times import prune_before
 
     seconds = config.bot.retention if keep is None else keep * 86400
     if keep is None and not seconds:
@@ -242,7 +244,7 @@ def prune(config: Config, keep: int | None) -> None:
         store = Store.open(config.db_path, busy_timeout=config.bot.busy_timeout)
         try:
             before = prune_before(seconds)
-            pruned = store.prune(before)
+            pruned = store.retention.prune(before)
         finally:
             store.close()
     messages = f"{pruned.messages:,} sent message{'' if pruned.messages == 1 else 's'}"
@@ -495,7 +497,7 @@ def status(config: Config) -> None:
             text += f"; oldest waiting {_age(oldest[channel])} (queued {oldest[channel]})"
         click.echo(f"  {channel}: {text}")
     for row in report.failures:
-        line = f"  last failure: {row['channel']}:{row['recipient']}: {row['last_error']}"
+        line = f"  last failure: {row.channel}:{row.recipient}: {row.last_error}"
         click.echo(redact(line))  # rows stored before redaction covered every error
     for channel in channels:
         for line in channel.status_lines(store):
@@ -572,7 +574,8 @@ def send_test(config: Config, channel_name: str) -> None:
 
     from bot.channels import enabled_names, load_channel, registry
     from bot.deliver import send_test as send_test_message
-    from bot.store import Store, utc_now
+    from bot.store import Store
+    from bot.store.times import utc_now
 
     if channel_name not in registry():
         raise CommandFailed(f"no channel {channel_name!r} (known: {', '.join(registry())})")
@@ -821,7 +824,7 @@ def snapshots(config: Config, fmt: str) -> None:
     """
     from bot.store import Store
 
-    rows = _closed_with_command(Store.open(config.db_path, readonly=True)).snapshots()
+    rows = _closed_with_command(Store.open(config.db_path, readonly=True)).polls.snapshots()
     if fmt == "json":
         click.echo(json.dumps(rows, indent=2))
         return
@@ -853,7 +856,7 @@ def snapshot(config: Config, sha256: str) -> None:
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="SHA256") from None
     store = _closed_with_command(Store.open(config.db_path, readonly=True))
-    matches = store.snapshots_starting(prefix)
+    matches = store.polls.snapshots_starting(prefix)
     if len(matches) != 1:
         what = "no snapshot" if not matches else f"{len(matches)} snapshots"
         raise CommandFailed(

@@ -28,7 +28,8 @@ from bot.channels.base import (
 from bot.config import AlertsConfig, Config, Duration
 from bot.deliver import backoff_delay, deliver_pending
 from bot.models import OutboxMessage
-from bot.store import SCHEMA_STEPS, Store
+from bot.store import Store
+from bot.store.schema import SCHEMA_STEPS
 from tests.helpers import Bot, agencies, kml
 from tests.support.cli import run_cli, start_cli
 from tests.support.synthetic import mutate

@@ -12,7 +12,8 @@ import feedparser
 from bot.feed import build_feed, entry_id, write_feed
 from bot.queries import ChangeFilter, install_id, query_changes
 from bot.render import make_environment
-from bot.store import SCHEMA_VERSION, Store
+from bot.store import Store
+from bot.store.schema import SCHEMA_VERSION
 from tests.support.cli import SAMPLES, run_cli, write_config
 
 A = "{http://www.w3.org/2005/Atom}"

@@ -11,14 +11,9 @@ import sqlite_utils
 from bot.diff import Diff
 from bot.models import Agency, Change, MessageKind, OutboxMessage, OutboxStatus, PollOutcome
 from bot.queries import ChangeFilter, query_changes, read_status
-from bot.store import (
-    MIGRATIONS,
-    SCHEMA_STEPS,
-    SCHEMA_VERSION,
-    Store,
-    database_problem,
-    prune_before,
-)
+from bot.store import Store
+from bot.store.schema import MIGRATIONS, SCHEMA_STEPS, SCHEMA_VERSION, database_problem, migrate
+from bot.store.times import prune_before
 
 CRYSTAL = Agency("mn/crystal-police-department", "Crystal Police Department", "Crystal", "MN")
 
@@ -57,7 +52,7 @@ def test_a_version_1_database_is_migrated_keeping_its_rows(tmp_path):
     store = Store.open(path)
 
     assert store.schema_version == SCHEMA_VERSION
-    assert list(store.agencies()) == [CRYSTAL.key]
+    assert list(store.agencies.active()) == [CRYSTAL.key]
     assert [row["kind"] for row in store.db.query("select kind from changes")] == ["added"]
     assert "subscribers" in store.db.table_names()
     store.close()
@@ -178,7 +173,7 @@ def test_a_new_database_runs_every_step_and_a_second_migrate_changes_nothing(tmp
     schema = store.db.execute("select sql from sqlite_master order by name").fetchall()
     writes = store.db.conn.total_changes
 
-    store.migrate()
+    migrate(store.db)
 
     assert store.db.conn.total_changes == writes
     assert store.db.execute("select sql from sqlite_master order by name").fetchall() == schema
@@ -245,7 +240,7 @@ def test_a_committed_poll_links_changes_and_messages(store):
         f"[{change_id}]",
         "pending",
     )
-    assert store.agencies()[CRYSTAL.key].name == CRYSTAL.name
+    assert store.agencies.active()[CRYSTAL.key].name == CRYSTAL.name
 
 
 def test_a_removed_agency_is_kept_with_its_end_date(store):
@@ -255,7 +250,7 @@ def test_a_removed_agency_is_kept_with_its_end_date(store):
         lambda *_: [],
     )  # fmt: skip
 
-    assert store.agencies() == {}
+    assert store.agencies.active() == {}
     row = next(store.db.query("select active, ended_at from agencies"))
     assert row == {"active": 0, "ended_at": "2020-07-01T00:00:00Z"}
 
@@ -273,7 +268,7 @@ def test_bad_streak_counts_failures_since_the_last_good_poll(store):
     for outcome in ("baseline", "failed", "ok", "failed", "suspect"):
         store.record_poll({"outcome": outcome})
 
-    assert store.bad_streak() == 2
+    assert store.polls.bad_streak() == 2
 
 
 def test_the_status_read_model_is_one_read_of_polls_and_outbox(store):
@@ -291,7 +286,7 @@ def test_the_status_read_model_is_one_read_of_polls_and_outbox(store):
     assert report.bad_streak == 2
     assert [p["outcome"] for p in report.polls] == [PollOutcome.SUSPECT, PollOutcome.FAILED]
     assert report.deliveries == {"console": {OutboxStatus.FAILED: 2, OutboxStatus.PENDING: 1}}
-    assert [f["last_error"] for f in report.failures] == ["newer", "older"]
+    assert [f.last_error for f in report.failures] == ["newer", "older"]
     assert set(report.oldest_waiting) == {"console"}
 
 
@@ -300,7 +295,7 @@ def test_readonly_open_of_a_missing_database_creates_nothing(tmp_path):
 
     store = Store.open(path, readonly=True)
 
-    assert store.active_count() == 0
+    assert store.agencies.active_count() == 0
     assert not (tmp_path / "state").exists()
 
 
@@ -338,10 +333,10 @@ def test_a_version_2_database_is_migrated_keeping_its_rows(tmp_path):
     assert (row["key"], row["before"], row["after"]) == (
         CRYSTAL.key, {"video_requests": 1}, {"video_requests": 2},
     )  # fmt: skip
-    assert [s["chat_id"] for s in store.subscribers("telegram")] == ["42"]
+    assert [s["chat_id"] for s in store.subscribers.active("telegram")] == ["42"]
     # Its first prune switches it to incremental vacuum (a VACUUM) and keeps the change log.
     assert store.db.execute("pragma auto_vacuum").fetchone()[0] == 0
-    store.prune(prune_before(0))
+    store.retention.prune(prune_before(0))
     assert store.db.execute("pragma auto_vacuum").fetchone()[0] == 2
     assert len(query_changes(store.db, ChangeFilter(kinds=("changed",)))) == 1
     store.close()

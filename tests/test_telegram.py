@@ -81,7 +81,7 @@ BASE = [agency(f"Base{i} Police Department", "IA", i) for i in range(1, 11)]
 def subscribe(bot: Bot, chat_id: int, states: list[str] | None) -> None:
     store = Store.open(bot.config.db_path)
     try:
-        store.subscribe("telegram", str(chat_id), states=states, chat_type="private")
+        store.subscribers.subscribe("telegram", str(chat_id), states=states, chat_type="private")
     finally:
         store.close()
 
@@ -155,7 +155,7 @@ def drive_commands(config_path: Path, stub: TelegramStub, script: Callable[..., 
 
 def test_commands_subscribe_unsubscribe_and_filter_by_state(bot: Bot, stub: TelegramStub):
     def states_of(store: Store, chat: int) -> list[str] | str | None:
-        row = store.subscriber("telegram", str(chat))
+        row = store.subscribers.get("telegram", str(chat))
         if row is None or not row["active"]:
             return "not subscribed"
         return json.loads(row["states"]) if row["states"] else None
@@ -197,7 +197,7 @@ def test_only_group_admins_change_a_group_and_only_maintainers_get_status(
     async def script(say: Say, store: Store) -> None:
         refused = await say(group, "/subscribe MN", user_id=7)
         assert "Only an administrator" in refused
-        assert store.subscriber("telegram", str(group)) is None
+        assert store.subscribers.get("telegram", str(group)) is None
         assert "MN" in await say(group, f"/subscribe@{'ringwatch_test_bot'} MN", user_id=8)
         assert "for the maintainers" in await say(104, "/status")  # in parallel with the group
         status = await say(ADMIN, "/status")
@@ -318,7 +318,7 @@ def test_a_status_too_long_for_telegram_arrives_cut_as_plain_text(
 def store_subscriber(bot: Bot, chat: int) -> dict | None:
     store = Store.open(bot.config.db_path, readonly=True)
     try:
-        return store.subscriber("telegram", str(chat))
+        return store.subscribers.get("telegram", str(chat))
     finally:
         store.close()
 

@@ -53,7 +53,7 @@ from bot.channels.telegram import (
 )
 from bot.models import Agency, Change, ChangeKind
 from bot.normalise import state_code
-from bot.queries import ChangeFilter, query_changes, read_status
+from bot.queries import ChangeFilter, agencies_by_state, query_changes, read_status
 from bot.render import ELLIPSIS, make_environment, render_change, split_text, truncate
 from bot.store import Store
 
@@ -329,14 +329,16 @@ class Commands:
 
     def subscription(self, update: Update) -> dict | None:
         assert update.effective_chat is not None
-        row = self.store.subscriber(CHANNEL, str(update.effective_chat.id))
+        row = self.store.subscribers.get(CHANNEL, str(update.effective_chat.id))
         return row if row and row["active"] else None
 
     def subscribe_chat(self, update: Update, states: list[str] | None) -> None:
         chat = update.effective_chat
         assert chat is not None
         title = chat.title or chat.username or chat.full_name
-        self.store.subscribe(CHANNEL, str(chat.id), states=states, chat_type=chat.type, title=title)
+        self.store.subscribers.subscribe(
+            CHANNEL, str(chat.id), states=states, chat_type=chat.type, title=title
+        )
 
     # --- commands -----------------------------------------------------------------------
 
@@ -374,7 +376,7 @@ class Commands:
             return
         assert update.effective_chat is not None
         chat_id = str(update.effective_chat.id)
-        if self.store.deactivate_subscriber(CHANNEL, chat_id, "unsubscribed"):
+        if self.store.subscribers.deactivate(CHANNEL, chat_id, "unsubscribed"):
             await self.reply(update, "Unsubscribed. /start or /subscribe brings alerts back.")
         else:
             await self.reply(update, "You were not subscribed.")
@@ -404,17 +406,14 @@ class Commands:
             await self.reply(update, part)
 
     async def stats(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        total = self.store.active_count()
-        by_state = self.store.db.execute(
-            "select state, count(*) from agencies where active = 1 "
-            "group by state order by count(*) desc, state"
-        ).fetchall()
+        total = self.store.agencies.active_count()
+        by_state = agencies_by_state(self.store.db)
         since = (datetime.now(UTC) - timedelta(days=RECENT_DAYS)).date().isoformat()
         recent = len(
             query_changes(self.store.db, ChangeFilter(since=since, kinds=[ChangeKind.ADDED]))
         )
         top = ", ".join(
-            f"{html.escape(state or '??')} {count:,}"
+            f"{html.escape(state)} {count:,}"
             for state, count in by_state[:STATS_TOP_STATES]
         )
         more = len(by_state) - STATS_TOP_STATES
