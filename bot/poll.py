@@ -12,7 +12,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import jinja2
@@ -45,6 +45,7 @@ from bot.render import make_environment
 from bot.snapshots import SnapshotFile, SnapshotStore
 from bot.source import Abandoned, Fetched, SourceError, Validators, fetch, parse
 from bot.store import Store
+from bot.store.polls import PollRecord
 from bot.store.times import utc_now
 
 log = logging.getLogger(__name__)
@@ -66,36 +67,6 @@ class PollResult:
         return {PollOutcome.FAILED: ExitCode.TRANSIENT, PollOutcome.SUSPECT: ExitCode.GUARD}.get(
             self.outcome, ExitCode.OK
         )
-
-
-@dataclass
-class PollRecord:
-    """One poll as the polls table keeps it, filled in as the cycle goes."""
-
-    started_at: str
-    url: str
-    origin: Origin
-    forced: int
-    finished_at: str | None = None
-    outcome: PollOutcome | None = None
-    http_status: int | None = None
-    bytes: int | None = None
-    content_hash: str | None = None
-    etag: str | None = None
-    last_modified: str | None = None
-    snapshot: str | None = None
-    records: int | None = None
-    warning: str | None = None
-    added: int | None = None
-    removed: int | None = None
-    renamed: int | None = None
-    changed: int | None = None
-    missing: int | None = None
-    duration_ms: int | None = None
-    error: str | None = None
-
-    def row(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass
@@ -366,7 +337,7 @@ class Poller:
         assert outcome is not None
         if self.dry_run:
             return PollResult(outcome, summary, messages=messages, timings=timings)
-        poll_id = self.store.record_poll(cycle.record.row(), messages, snapshot=cycle.snapshot)
+        poll_id = self.store.record_poll(cycle.record, messages, snapshot=cycle.snapshot)
         return PollResult(outcome, summary, messages=messages, poll_id=poll_id, timings=timings)
 
     def _bad(self, cycle: _Cycle, outcome: PollOutcome, error: str) -> PollResult:
@@ -437,7 +408,7 @@ class Poller:
             messages = plan(0, list(enumerate(changes, 1)))
             return PollResult(outcome, summary, changes, messages, timings=timings)
         poll_id, _ = self.store.commit_poll(
-            cycle.record.row(), diff, changes, plan, baseline=agencies, snapshot=cycle.snapshot
+            cycle.record, diff, changes, plan, baseline=agencies, snapshot=cycle.snapshot
         )
         timings["commit"] = time.perf_counter() - mark
         messages_queued = self.store.outbox.queued_for_poll(poll_id)

@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import sqlite_utils
 
 from bot.diff import Diff
-from bot.models import Agency, Change, MessageKind, OutboxMessage, OutboxStatus, PollOutcome
+from bot.models import (
+    Agency,
+    Change,
+    MessageKind,
+    Origin,
+    OutboxMessage,
+    OutboxStatus,
+    PollOutcome,
+)
 from bot.queries import ChangeFilter, query_changes, read_status
 from bot.store import Store
+from bot.store.polls import PollRecord
 from bot.store.schema import MIGRATIONS, SCHEMA_STEPS, SCHEMA_VERSION, database_problem, migrate
 from bot.store.times import prune_before
 
@@ -23,6 +33,12 @@ def store(tmp_path):
     opened = Store.open(tmp_path / "state" / "ringwatch.db")
     yield opened
     opened.close()
+
+
+def polled(outcome: PollOutcome) -> PollRecord:
+    """A live poll that ended with `outcome`."""
+    return PollRecord("2026-11-29T16:00:00Z", "https://ring.example/map.kml", Origin.LIVE, 0,
+                      outcome=outcome)  # fmt: skip
 
 
 def count(store: Store, table: str) -> int:
@@ -217,7 +233,7 @@ def test_a_poll_is_committed_whole_or_not_at_all(store):
 
     diff = Diff(added=[CRYSTAL])
     with pytest.raises(RuntimeError):
-        store.commit_poll({"outcome": "ok"}, diff, [Change("added", CRYSTAL)], plan)
+        store.commit_poll(polled(PollOutcome.OK), diff, [Change("added", CRYSTAL)], plan)
 
     assert [count(store, t) for t in ("polls", "agencies", "changes", "outbox")] == [0, 0, 0, 0]
 
@@ -230,7 +246,7 @@ def test_a_committed_poll_links_changes_and_messages(store):
         ]
 
     poll_id, numbered = store.commit_poll(
-        {"outcome": "ok"}, Diff(added=[CRYSTAL]), [Change("added", CRYSTAL)], plan
+        polled(PollOutcome.OK), Diff(added=[CRYSTAL]), [Change("added", CRYSTAL)], plan
     )
 
     ((change_id, _),) = numbered
@@ -244,11 +260,9 @@ def test_a_committed_poll_links_changes_and_messages(store):
 
 
 def test_a_removed_agency_is_kept_with_its_end_date(store):
-    store.commit_poll({"outcome": "ok"}, Diff(added=[CRYSTAL]), [], lambda *_: [])
-    store.commit_poll(
-        {"outcome": "ok", "finished_at": "2020-07-01T00:00:00Z"}, Diff(removed=[CRYSTAL]), [],
-        lambda *_: [],
-    )  # fmt: skip
+    store.commit_poll(polled(PollOutcome.OK), Diff(added=[CRYSTAL]), [], lambda *_: [])
+    ended = replace(polled(PollOutcome.OK), finished_at="2020-07-01T00:00:00Z")
+    store.commit_poll(ended, Diff(removed=[CRYSTAL]), [], lambda *_: [])
 
     assert store.agencies.active() == {}
     row = next(store.db.query("select active, ended_at from agencies"))
@@ -266,14 +280,14 @@ def test_release_stale_returns_in_flight_rows_to_the_queue(store):
 
 def test_bad_streak_counts_failures_since_the_last_good_poll(store):
     for outcome in ("baseline", "failed", "ok", "failed", "suspect"):
-        store.record_poll({"outcome": outcome})
+        store.record_poll(polled(PollOutcome(outcome)))
 
     assert store.polls.bad_streak() == 2
 
 
 def test_the_status_read_model_is_one_read_of_polls_and_outbox(store):
     for outcome in (PollOutcome.OK, PollOutcome.FAILED, PollOutcome.SUSPECT):
-        store.record_poll({"outcome": outcome})
+        store.record_poll(polled(outcome))
     store.outbox.queue(None, [
         OutboxMessage("console", "stdout", MessageKind.ALERT, f"g{n}", "hi") for n in range(3)
     ])  # fmt: skip

@@ -413,8 +413,7 @@ class Commands:
             query_changes(self.store.db, ChangeFilter(since=since, kinds=[ChangeKind.ADDED]))
         )
         top = ", ".join(
-            f"{html.escape(state)} {count:,}"
-            for state, count in by_state[:STATS_TOP_STATES]
+            f"{html.escape(state)} {count:,}" for state, count in by_state[:STATS_TOP_STATES]
         )
         more = len(by_state) - STATS_TOP_STATES
         await self.reply(

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
 
 import sqlite_utils
 
@@ -31,7 +30,7 @@ from bot.store import schema
 from bot.store.agencies import Agencies
 from bot.store.changelog import ChangeLog
 from bot.store.outbox import Outbox
-from bot.store.polls import Polls
+from bot.store.polls import PollRecord, Polls
 from bot.store.retention import Retention
 from bot.store.subscribers import Subscribers
 from bot.store.times import utc_now
@@ -85,7 +84,7 @@ class Store:
 
     def record_poll(
         self,
-        poll: dict[str, Any],
+        poll: PollRecord,
         messages: Iterable[OutboxMessage] = (),
         *,
         snapshot: SnapshotFile | None = None,
@@ -98,7 +97,7 @@ class Store:
 
     def commit_poll(
         self,
-        poll: dict[str, Any],
+        poll: PollRecord,
         diff: Diff,
         changes: list[Change],
         plan: Callable[[int, list[tuple[int, Change]]], list[OutboxMessage]],
@@ -111,7 +110,7 @@ class Store:
         `plan` turns the numbered changes into outbox messages inside the transaction,
         so a message can never exist without its change nor a change without its message.
         """
-        now = poll.get("finished_at") or utc_now()
+        now = poll.finished_at or utc_now()
         with self.db.atomic():
             poll_id = self.polls.insert(poll, snapshot)
             self.agencies.apply(diff, baseline, now)

@@ -11,7 +11,8 @@ from typing import Any
 
 import sqlite_utils
 
-from bot.models import Change, ChangeKind, Origin
+from bot.models import Change, ChangeKind
+from bot.store.polls import PollRecord
 from bot.store.sql import insert_rows, to_json
 
 
@@ -65,7 +66,7 @@ class ChangeLog:
     def append(
         self,
         poll_id: int,
-        poll: dict[str, Any],
+        poll: PollRecord,
         changes: list[Change],
         now: str,
         before_snapshot: str | None,
@@ -105,9 +106,9 @@ class ChangeLog:
                     "before": to_json(change.before),
                     "after": to_json(change.after),
                     "alert": int(change.alert),
-                    "snapshot": poll.get("snapshot"),
+                    "snapshot": poll.snapshot,
                     "before_snapshot": before_snapshot,
-                    "origin": poll.get("origin", Origin.LIVE),
+                    "origin": poll.origin,
                 }
                 for change_id, change in numbered
             ),

@@ -4,7 +4,7 @@ queued to sent (or given up). deliver.py drains it through the Outbox class."""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import sqlite_utils
@@ -20,6 +20,22 @@ PENDING, SENDING, SENT, FAILED = (
     OutboxStatus.SENT,
     OutboxStatus.FAILED,
 )
+
+
+# The columns an OutboxMessage fills, in its fields' order.
+MESSAGE_COLUMNS = tuple(f.name for f in fields(OutboxMessage))
+
+
+def _stored(message: OutboxMessage) -> list[Any]:
+    """The message's fields as the outbox stores them: lists and dicts as JSON, and the
+    text without a secret."""
+    stored = {name: getattr(message, name) for name in MESSAGE_COLUMNS}
+    stored.update(
+        change_ids=to_json(list(message.change_ids)),
+        text=redact(message.text),
+        meta=to_json(message.meta) if message.meta else None,
+    )
+    return [stored[name] for name in MESSAGE_COLUMNS]
 
 
 @dataclass(frozen=True)
@@ -56,34 +72,20 @@ class Outbox:
         self.db = db
 
     def queue(self, poll_id: int | None, messages: list[OutboxMessage]) -> int:
+        """Queue `messages` (those queued before, by dedupe_key, are left as they are);
+        how many were new."""
         if not messages:
             return 0
         before = self.db.execute("select count(*) from outbox").fetchone()[0]
-        now = utc_now()
-        self.db["outbox"].insert_all(
-            (
-                {
-                    "created_at": now,
-                    "poll_id": poll_id,
-                    "channel": m.channel,
-                    "recipient": m.recipient,
-                    "kind": m.kind,
-                    "group_key": m.group_key,
-                    "part": m.part,
-                    "dedupe_key": m.dedupe_key,
-                    "change_ids": to_json(list(m.change_ids)),
-                    "text": redact(m.text),
-                    "attachment": m.attachment,
-                    "meta": to_json(m.meta) if m.meta else None,
-                    "status": OutboxStatus.PENDING,
-                    "attempts": 0,
-                    "next_attempt_at": 0.0,
-                }
-                for m in messages
-            ),
-            ignore=True,
-            batch_size=1000,
-        )
+        queued = {"created_at": utc_now(), "poll_id": poll_id, "status": PENDING, "attempts": 0,
+                  "next_attempt_at": 0.0}  # fmt: skip
+        columns = [*queued, *MESSAGE_COLUMNS, "dedupe_key"]
+        with self.db.atomic():
+            self.db.conn.executemany(
+                f"insert or ignore into outbox ({', '.join(f'[{c}]' for c in columns)}) "
+                f"values ({', '.join('?' * len(columns))})",
+                ([*queued.values(), *_stored(m), m.dedupe_key] for m in messages),
+            )
         return self.db.execute("select count(*) from outbox").fetchone()[0] - before
 
     def readdress(self, channel: str, old_recipient: str, new_recipient: str) -> None:

@@ -4,27 +4,65 @@ per distinct document fetched, counting the polls that read it)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass, fields
 from typing import Any
 
 import sqlite_utils
 
+from bot.models import Origin, PollOutcome
 from bot.snapshots import SnapshotFile
 from bot.store.sql import BAD_SQL, GOOD_SQL
+
+
+@dataclass
+class PollRecord:
+    """One poll as the polls table keeps it, filled in as the poll goes (bot/poll.py);
+    its fields are the columns Polls.insert writes."""
+
+    started_at: str
+    url: str
+    origin: Origin
+    forced: int
+    finished_at: str | None = None
+    outcome: PollOutcome | None = None
+    http_status: int | None = None
+    bytes: int | None = None
+    content_hash: str | None = None
+    etag: str | None = None
+    last_modified: str | None = None
+    snapshot: str | None = None
+    records: int | None = None
+    warning: str | None = None
+    added: int | None = None
+    removed: int | None = None
+    renamed: int | None = None
+    changed: int | None = None
+    missing: int | None = None
+    duration_ms: int | None = None
+    error: str | None = None
+
+
+# The columns of a polls row, in PollRecord's order.
+POLL_COLUMNS = tuple(f.name for f in fields(PollRecord))
 
 
 class Polls:
     def __init__(self, db: sqlite_utils.Database) -> None:
         self.db = db
 
-    def insert(self, poll: dict[str, Any], snapshot: SnapshotFile | None) -> int:
+    def insert(self, poll: PollRecord, snapshot: SnapshotFile | None) -> int:
         """Record a poll and count it for the snapshot it read; its id."""
-        poll_id = self.db["polls"].insert(poll).last_pk
+        poll_id = self.db.execute(
+            f"insert into polls ({', '.join(f'[{c}]' for c in POLL_COLUMNS)}) "
+            f"values ({', '.join('?' * len(POLL_COLUMNS))})",
+            [getattr(poll, column) for column in POLL_COLUMNS],
+        ).lastrowid
         if snapshot is not None:
             self.db.execute(
                 "insert into snapshots (sha256, first_seen, last_seen, bytes, compressed_bytes, "
                 "polls) values (?, ?, ?, ?, ?, 1) on conflict (sha256) do update set "
                 "last_seen = excluded.last_seen, polls = polls + 1",
-                [snapshot.sha256, poll["started_at"], poll["started_at"], snapshot.bytes,
+                [snapshot.sha256, poll.started_at, poll.started_at, snapshot.bytes,
                  snapshot.compressed_bytes],
             )  # fmt: skip
         return poll_id
