@@ -24,6 +24,7 @@ from bot.store import Store
 from bot.store.polls import PollRecord
 from bot.store.schema import MIGRATIONS, SCHEMA_STEPS, SCHEMA_VERSION, database_problem, migrate
 from bot.store.times import prune_before
+from tests.helpers import as_stored_now
 
 CRYSTAL = Agency("mn/crystal-police-department", "Crystal Police Department", "Crystal", "MN")
 
@@ -176,7 +177,9 @@ def test_an_older_database_records_the_steps_it_has_runs_the_rest_and_loses_noth
         old_columns = rows[0][0] if rows else []
         kept = [tuple(dict(zip(columns, row, strict=True))[c] for c in old_columns)
                 for columns, row in after[table]]  # fmt: skip
-        assert sorted(kept, key=repr) == [row for _, row in rows], table
+        expected = [tuple(as_stored_now(table, c, v) for c, v in zip(old_columns, row, strict=True))
+                    for _, row in rows]  # fmt: skip
+        assert sorted(kept, key=repr) == sorted(expected, key=repr), table
     if steps_it_had == SCHEMA_VERSION:  # nothing re-ran: same uuid, same install id
         assert after["changes"] == before["changes"]
         assert after["meta"] == before["meta"]
@@ -354,3 +357,18 @@ def test_a_version_2_database_is_migrated_keeping_its_rows(tmp_path):
     assert store.db.execute("pragma auto_vacuum").fetchone()[0] == 2
     assert len(query_changes(store.db, ChangeFilter(kinds=("changed",)))) == 1
     store.close()
+
+
+def test_a_retry_is_due_from_its_time_rounded_up_to_the_second_never_early(store):
+    store.outbox.queue(None, [OutboxMessage("console", "stdout", MessageKind.ALERT, "g", "hi")])
+    store.outbox.mark_retry(1, at=1_795_910_400.2, error="reset", failing_at=1_795_910_399.7)
+
+    assert store.outbox.due("console", now=1_795_910_400.9) == []
+    assert store.outbox.first_waiting("console", now=1_795_910_400.9) == {"stdout": 1}
+    (row,) = store.outbox.due("console", now=1_795_910_401.0)
+    assert (row["next_attempt_at"], row["failing_since"]) == (
+        "2026-11-29T00:00:01Z",
+        "2026-11-28T23:59:59Z",
+    )
+    assert store.outbox.failing_since(1) == 1_795_910_399.0
+    assert store.outbox.first_waiting("console", now=1_795_910_401.0) == {}

@@ -26,6 +26,7 @@ from bot.config import load_config
 from bot.deliver import deliver_pending
 from bot.models import OutboxMessage
 from bot.store import Store
+from bot.store.times import DUE_AT_ONCE, epoch_time
 from tests.helpers import Bot, closed_port_url, config_text, database_text, kml, leaked
 from tests.support.cli import run_cli, start_cli, write_config
 from tests.support.source_server import Reply, SourceServer
@@ -456,7 +457,7 @@ def test_a_flood_wait_is_honoured_and_nothing_is_dropped(
     (flooded,) = [c for c in stub.calls_to("sendMessage") if c.status == 429]
     (retry,) = bot.rows("select * from outbox where last_error like 'flood wait%'")
     assert retry["status"] == "pending" and retry["attempts"] == 0  # a wait is no failure
-    assert stub.wait_until(lambda: time.time() >= retry["next_attempt_at"], timeout=5)
+    assert stub.wait_until(lambda: time.time() >= epoch_time(retry["next_attempt_at"]), timeout=5)
     bot.deliver()
     for chat in (CHANNEL, 201, 202, 203):
         assert len(texts(stub, chat)) == 1, chat
@@ -483,7 +484,7 @@ def test_a_long_flood_wait_ends_the_round_instead_of_holding_it(
     assert not round_.is_alive()  # senders waiting for their turn did not wait out the hour
     rows = private_bot.rows("select * from outbox where recipient != ?", [str(ADMIN)])
     assert {r["status"] for r in rows} == {"pending"}
-    assert all(r["next_attempt_at"] >= time.time() + 3000 for r in rows)
+    assert all(epoch_time(r["next_attempt_at"]) >= time.time() + 3000 for r in rows)
     # The admin's baseline notice, then the one send that was told to wait.
     assert [c.status for c in stub.calls_to("sendMessage")] == [200, 429]
 
@@ -542,11 +543,11 @@ def test_network_errors_are_retried_with_backoff(
     (row,) = bot.rows("select * from outbox where recipient = '401'")
     assert row["status"] == "pending" and row["attempts"] == 1
     assert "NetworkError" in row["last_error"]
-    assert row["next_attempt_at"] > time.time()
+    assert epoch_time(row["next_attempt_at"]) > time.time()
     bot.deliver()  # the backoff has not passed: nothing goes to 401 yet
     assert texts(stub, 401) == []
     store = Store.open(bot.config.db_path)
-    store.db.execute("update outbox set next_attempt_at = 0 where recipient = '401'")
+    store.db.execute(f"update outbox set next_attempt_at = '{DUE_AT_ONCE}' where recipient = '401'")
     store.db.conn.commit()
     store.close()
     bot.deliver()
@@ -620,7 +621,7 @@ def test_a_rejected_token_or_an_unreachable_api_keeps_messages_queued(
     stub.stop()  # now nobody answers at all
     monkeypatch.setenv("TELEGRAM_BOT_TOKEN", DEFAULT_TOKEN)
     store = Store.open(private_bot.config.db_path)
-    store.db.execute("update outbox set next_attempt_at = 0")
+    store.db.execute(f"update outbox set next_attempt_at = '{DUE_AT_ONCE}'")
     store.db.conn.commit()
     store.close()
     report = private_bot.deliver()
@@ -818,7 +819,7 @@ def test_no_failure_puts_the_token_in_the_database_output_logs_or_messages(
 
 def make_all_due(bot: Bot) -> None:
     store = Store.open(bot.config.db_path)
-    store.db.execute("update outbox set next_attempt_at = 0")
+    store.db.execute(f"update outbox set next_attempt_at = '{DUE_AT_ONCE}'")
     store.db.conn.commit()
     store.close()
 

@@ -1,5 +1,10 @@
 """The `outbox`: every message to deliver, one row per channel, recipient and part, from
-queued to sent (or given up). deliver.py drains it through the Outbox class."""
+queued to sent (or given up). deliver.py drains it through the Outbox class.
+
+Its times are ISO text like every other table's (times.py). Callers keep their clocks in
+epoch seconds (deliver.py's injected clock): the Outbox converts at its edge, rounding a
+time not to send before up to the next second and a time "now" down, so nothing is sent
+early."""
 
 from __future__ import annotations
 
@@ -12,7 +17,7 @@ import sqlite_utils
 from bot.logs import redact
 from bot.models import UNSENT_STATUSES, MessageKind, OutboxMessage, OutboxStatus
 from bot.store.sql import UNSENT_SQL, to_json
-from bot.store.times import utc_now
+from bot.store.times import DUE_AT_ONCE, epoch_time, iso_time, utc_now
 
 PENDING, SENDING, SENT, FAILED = (
     OutboxStatus.PENDING,
@@ -78,7 +83,7 @@ class Outbox:
             return 0
         before = self.db.execute("select count(*) from outbox").fetchone()[0]
         queued = {"created_at": utc_now(), "poll_id": poll_id, "status": PENDING, "attempts": 0,
-                  "next_attempt_at": 0.0}  # fmt: skip
+                  "next_attempt_at": DUE_AT_ONCE}  # fmt: skip
         columns = [*queued, *MESSAGE_COLUMNS, "dedupe_key"]
         with self.db.atomic():
             self.db.conn.executemany(
@@ -110,13 +115,14 @@ class Outbox:
         """Pending rows of a channel whose time has come, oldest first."""
         sql = f"""select * from outbox where channel = ? and status = '{PENDING}'
             and next_attempt_at <= ? order by id limit ?"""
-        return list(self.db.query(sql, [channel, time.time() if now is None else now, limit]))
+        by = iso_time(time.time() if now is None else now)
+        return list(self.db.query(sql, [channel, by, limit]))
 
     def first_waiting(self, channel: str, now: float) -> dict[str, int]:
         """recipient → id of their oldest pending row that is not due yet (a retry)."""
         sql = f"""select recipient, min(id) from outbox where channel = ? and status = '{PENDING}'
             and next_attempt_at > ? group by recipient"""
-        return dict(self.db.execute(sql, [channel, now]).fetchall())
+        return dict(self.db.execute(sql, [channel, iso_time(now)]).fetchall())
 
     def claim(self, row_id: int) -> bool:
         """Mark one row in flight, right before its request; False if another worker
@@ -159,19 +165,20 @@ class Outbox:
             self.db.execute(
                 f"update outbox set status = '{PENDING}', next_attempt_at = ?, last_error = ?, "
                 "attempts = attempts - ? where id = ?",
-                [at, redact(error), 0 if count_attempt else 1, row_id],
+                [iso_time(at, round_up=True), redact(error), 0 if count_attempt else 1, row_id],
             )
             if failing_at is not None:
                 self.db.execute(
                     f"update outbox set failing_since = ? where {_SAME_RECIPIENT} "
                     f"and status = '{PENDING}' and failing_since is null",
-                    [failing_at, row_id],
+                    [iso_time(failing_at), row_id],
                 )
 
     def failing_since(self, row_id: int) -> float | None:
         """When the row's current failure streak began (None: it is not failing)."""
         sql = "select failing_since from outbox where id = ?"
-        return self.db.execute(sql, [row_id]).fetchone()[0]
+        since = self.db.execute(sql, [row_id]).fetchone()[0]
+        return None if since is None else epoch_time(since)
 
     def mark_failed(
         self, row_id: int, error: str, status: OutboxStatus = OutboxStatus.FAILED
@@ -187,10 +194,10 @@ class Outbox:
         give-up clock. Rows are updated in place, never copied: what was sent stays sent."""
         with self.db.atomic():
             cursor = self.db.execute(
-                f"update outbox set status = '{PENDING}', attempts = 0, next_attempt_at = 0, "
+                f"update outbox set status = '{PENDING}', attempts = 0, next_attempt_at = ?, "
                 f"failing_since = null where status = '{FAILED}' "
                 "and (? is null or channel = ?) and (? is null or created_at >= ?)",
-                [channel, channel, since, since],
+                [DUE_AT_ONCE, channel, channel, since, since],
             )
         return cursor.rowcount
 
@@ -222,7 +229,11 @@ class Outbox:
                 "update outbox set next_attempt_at = max(next_attempt_at, ?), "
                 "failing_since = coalesce(failing_since, ?) "
                 f"where channel = ? and status = '{PENDING}'",
-                [until, failing_at, channel],
+                [
+                    iso_time(until, round_up=True),
+                    None if failing_at is None else iso_time(failing_at),
+                    channel,
+                ],
             )
 
     def skip_recipient(self, channel: str, recipient: str, reason: str) -> int:
@@ -275,7 +286,7 @@ class Outbox:
         sql = f"""select count(*), min(next_attempt_at) from outbox
             where channel = ? and status in {UNSENT_SQL}"""
         messages, next_attempt_at = self.db.execute(sql, [channel]).fetchone()
-        return Backlog(messages, next_attempt_at)
+        return Backlog(messages, None if next_attempt_at is None else epoch_time(next_attempt_at))
 
     def sent_since(self, channel: str, since_iso: str) -> list[dict[str, Any]]:
         sql = f"select * from outbox where channel = ? and status = '{SENT}' and sent_at >= ?"

@@ -7,10 +7,12 @@ A schema change is a new function appended to SCHEMA_STEPS.
 
 from __future__ import annotations
 
+import math
 import sqlite3
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import sqlite_utils
@@ -277,6 +279,32 @@ def add_change_uuids_and_install_id(db: sqlite_utils.Database) -> None:
     db["meta"].upsert({"key": "install_id", "value": str(uuid.uuid4())}, pk="key")
 
 
+def outbox_times_as_iso_text(db: sqlite_utils.Database) -> None:
+    """The outbox's retry clock (next_attempt_at, failing_since) as the ISO text of every
+    other time column instead of epoch seconds: readable in Datasette, and fixed width, so
+    comparing the text compares the times. A retry time rounds up to the next whole second
+    (never sent early); 0, due at once, becomes the start of epoch time."""
+
+    def iso(epoch: float | None, round_up: bool) -> str | None:
+        if epoch is None:
+            return None
+        second = math.ceil(epoch) if round_up else math.floor(epoch)
+        return datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    rows = db.execute("select id, next_attempt_at, failing_since from outbox").fetchall()
+    # Converted while the columns are still REAL: the TEXT columns would store numbers as
+    # their decimal text.
+    db.conn.executemany(
+        "update outbox set next_attempt_at = ?, failing_since = ? where id = ?",
+        [(iso(at, True), iso(since, False), row_id) for row_id, at, since in rows],
+    )
+    db["outbox"].transform(
+        types={"next_attempt_at": str, "failing_since": str},
+        # (attempts named again: transform would re-quote its default as the text '0')
+        defaults={"attempts": 0, "next_attempt_at": "1970-01-01T00:00:00Z"},
+    )
+
+
 # The schema, step by step, in the order they run. Append-only: a step never changes once
 # released (databases in the field have run it); a schema change is a new step at the end.
 SCHEMA_STEPS: tuple[Callable[[sqlite_utils.Database], None], ...] = (
@@ -286,6 +314,7 @@ SCHEMA_STEPS: tuple[Callable[[sqlite_utils.Database], None], ...] = (
     add_outbox_failing_since,
     add_poll_warning_missing_and_churn,
     add_change_uuids_and_install_id,
+    outbox_times_as_iso_text,
 )
 SCHEMA_VERSION = len(SCHEMA_STEPS)
 # sqlite-utils records each applied step by name in _sqlite_migrations.
