@@ -350,7 +350,7 @@ def test_a_version_2_database_is_migrated_keeping_its_rows(tmp_path):
     assert (row["key"], row["before"], row["after"]) == (
         CRYSTAL.key, {"video_requests": 1}, {"video_requests": 2},
     )  # fmt: skip
-    assert [s["chat_id"] for s in store.subscribers.active("telegram")] == ["42"]
+    assert [s.chat_id for s in store.subscribers.active("telegram")] == ["42"]
     # Its first prune switches it to incremental vacuum (a VACUUM) and keeps the change log.
     assert store.db.execute("pragma auto_vacuum").fetchone()[0] == 0
     store.retention.prune(prune_before(0))

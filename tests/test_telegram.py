@@ -26,6 +26,7 @@ from bot.config import load_config
 from bot.deliver import deliver_pending
 from bot.models import OutboxMessage
 from bot.store import Store
+from bot.store.subscribers import Subscriber
 from bot.store.times import DUE_AT_ONCE, epoch_time
 from tests.helpers import Bot, closed_port_url, config_text, database_text, kml, leaked
 from tests.support.cli import run_cli, start_cli, write_config
@@ -156,10 +157,10 @@ def drive_commands(config_path: Path, stub: TelegramStub, script: Callable[..., 
 
 def test_commands_subscribe_unsubscribe_and_filter_by_state(bot: Bot, stub: TelegramStub):
     def states_of(store: Store, chat: int) -> list[str] | str | None:
-        row = store.subscribers.get("telegram", str(chat))
-        if row is None or not row["active"]:
+        subscriber = store.subscribers.get("telegram", str(chat))
+        if subscriber is None or not subscriber.active:
             return "not subscribed"
-        return json.loads(row["states"]) if row["states"] else None
+        return list(subscriber.states) if subscriber.states else None
 
     async def script(say: Say, store: Store) -> None:
         assert "MN, WI" in await say(101, "/subscribe MN WI")
@@ -316,7 +317,7 @@ def test_a_status_too_long_for_telegram_arrives_cut_as_plain_text(
     assert "parse_mode" not in stub.calls_to("sendMessage")[-1].params
 
 
-def store_subscriber(bot: Bot, chat: int) -> dict | None:
+def store_subscriber(bot: Bot, chat: int) -> Subscriber | None:
     store = Store.open(bot.config.db_path, readonly=True)
     try:
         return store.subscribers.get("telegram", str(chat))

@@ -20,7 +20,6 @@ import asyncio
 import enum
 import html
 import inspect
-import json
 import logging
 import time
 from collections import Counter, deque
@@ -56,6 +55,7 @@ from bot.normalise import state_code
 from bot.queries import ChangeFilter, agencies_by_state, query_changes, read_status
 from bot.render import ELLIPSIS, make_environment, render_change, split_text, truncate
 from bot.store import Store
+from bot.store.subscribers import Subscriber
 
 if TYPE_CHECKING:
     from bot.config import Config
@@ -247,10 +247,10 @@ class FairUpdates(BaseUpdateProcessor):
         pass  # nothing to release: the Application waits for the updates in progress
 
 
-def describe_filter(states_json: str | None) -> str:
-    if not states_json:
+def describe_filter(states: Sequence[str] | None) -> str:
+    if not states:
         return "every state"
-    return ", ".join(json.loads(states_json))
+    return ", ".join(states)
 
 
 def change_from_log(row: dict) -> Change:
@@ -327,10 +327,10 @@ class Commands:
         await self.reply(update, "Only an administrator of this group can change its alerts.")
         return True
 
-    def subscription(self, update: Update) -> dict | None:
+    def subscription(self, update: Update) -> Subscriber | None:
         assert update.effective_chat is not None
-        row = self.store.subscribers.get(CHANNEL, str(update.effective_chat.id))
-        return row if row and row["active"] else None
+        subscriber = self.store.subscribers.get(CHANNEL, str(update.effective_chat.id))
+        return subscriber if subscriber and subscriber.active else None
 
     def subscribe_chat(self, update: Update, states: list[str] | None) -> None:
         chat = update.effective_chat
@@ -347,7 +347,7 @@ class Commands:
         if current:
             await self.reply(
                 update,
-                f"You are already subscribed ({html.escape(describe_filter(current['states']))})."
+                f"You are already subscribed ({html.escape(describe_filter(current.states))})."
                 "\n\n" + HELP,
             )
             return
@@ -387,12 +387,12 @@ class Commands:
             await self.reply(update, "Not subscribed. Send /start or /subscribe MN WI.")
             return
         await self.reply(
-            update, f"You get alerts for {html.escape(describe_filter(current['states']))}."
+            update, f"You get alerts for {html.escape(describe_filter(current.states))}."
         )
 
     async def latest(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         current = self.subscription(update)
-        states = json.loads(current["states"]) if current and current["states"] else []
+        states = list(current.states or ()) if current else []
         rows = query_changes(self.store.db, ChangeFilter(states=states, limit=LATEST_COUNT))
         if not rows:
             await self.reply(update, "No changes recorded yet.")
