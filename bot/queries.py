@@ -134,9 +134,8 @@ def change_object(row: dict[str, Any]) -> dict[str, Any]:
 
 def last_good_poll_time(db: sqlite_utils.Database) -> str | None:
     """When the last poll that was believed finished: how fresh the data is."""
-    return db.execute(f"select max(finished_at) from polls where outcome in {GOOD_SQL}").fetchone()[
-        0
-    ]
+    sql = f"select max(finished_at) from polls where outcome in {GOOD_SQL}"
+    return db.execute(sql).fetchone()[0]
 
 
 def daily_records(db: sqlite_utils.Database) -> list[tuple[str, int]]:
@@ -208,9 +207,8 @@ def agency_locations(db: sqlite_utils.Database, keys: Sequence[str]) -> dict[str
 
 def first_good_poll_time(db: sqlite_utils.Database) -> str | None:
     """When the first poll that was believed finished: when ringwatch began watching."""
-    return db.execute(f"select min(finished_at) from polls where outcome in {GOOD_SQL}").fetchone()[
-        0
-    ]
+    sql = f"select min(finished_at) from polls where outcome in {GOOD_SQL}"
+    return db.execute(sql).fetchone()[0]
 
 
 def last_change_time(db: sqlite_utils.Database) -> str | None:
