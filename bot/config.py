@@ -80,6 +80,10 @@ class BotConfig:
     # Sent messages and unreferenced polls older than this are pruned by `run` once a day
     # (0 keeps everything).
     retention: Duration = Duration(90 * 86400)
+    # After SIGTERM: how long the step in progress (a poll, a delivery round) may take to
+    # finish, and the part of it sends on the wire get before they are cancelled.
+    shutdown_grace: Duration = Duration(5)
+    send_grace: Duration = Duration(2)
 
 
 @dataclass(frozen=True)
@@ -357,6 +361,8 @@ def _check_values(config: Config) -> None:
     ):
         if seconds <= 0:
             raise ConfigError(f"{file}: {key}: a duration must be positive")
+    if config.bot.send_grace > config.bot.shutdown_grace:
+        fail("bot.send_grace", "must not be longer than bot.shutdown_grace (it is a part of it)")
     for ours in config.source.fields:
         if ours not in SOURCE_FIELDS:
             fail(

@@ -41,7 +41,11 @@ THREAD_PART_WAIT = 30.0  # a thread's part waits this long for the part before i
 
 
 def backoff_delay(attempts: int, base: float = 5.0) -> float:
-    """Seconds before retry number `attempts`: exponential with jitter, capped."""
+    """Seconds before retry number `attempts`: exponential with jitter, capped.
+
+    Not tenacity's wait_exponential: a retry here is not a loop in this process but a
+    time written into the outbox row (`next_attempt_at`), so it survives a restart and
+    a cron `ringwatch deliver`; only the delay is computed, the waiting is the store's."""
     return min(MAX_BACKOFF, base * 2 ** max(0, attempts - 1)) * random.uniform(0.8, 1.2)
 
 

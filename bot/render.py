@@ -34,6 +34,8 @@ def no_mentions(text: str) -> str:
     An invisible WORD JOINER after the sign ends the entity; URLs (whose `#fragment`
     must survive) are left alone.
     """
+    if not _ENTITY_SIGN.search(text):
+        return text  # most texts: no sign to defuse, no URL scan
     # Imported here: twitter_text takes most of a second to import (its emoji regex),
     # which every CLI command that renders would otherwise pay.
     from twitter_text import extract_urls_with_indices

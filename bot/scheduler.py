@@ -6,10 +6,11 @@ the loop every few seconds and right after a poll. Channels may add their own lo
 tasks (Telegram listens for commands) through `background_tasks`.
 
 SIGINT/SIGTERM end the process within 10 seconds whatever is in flight, so Docker's
-and systemd's grace periods are enough: the step in progress gets SHUTDOWN_GRACE to
-finish; then the fetch is abandoned (the poll records nothing) and sends still on the
-wire are cancelled. Their rows stay SENDING and release_stale makes them pending
-again at the next start: a message the platform did receive may repeat once.
+and systemd's grace periods are enough: the step in progress gets bot.shutdown_grace
+(5 s; sends on the wire bot.send_grace, 2 s, of it) to finish; then the fetch is
+abandoned (the poll records nothing) and sends still on the wire are cancelled. Their
+rows stay SENDING and release_stale makes them pending again at the next start: a
+message the platform did receive may repeat once.
 """
 
 from __future__ import annotations
@@ -44,10 +45,8 @@ from bot.store.times import prune_before
 
 log = logging.getLogger(__name__)
 
-# After SIGTERM: how long sends on the wire may take to finish, how long a poll may, and
-# how long what was then cancelled may take to unwind. Together well under Docker's 10 s.
-SEND_GRACE = 2.0
-SHUTDOWN_GRACE = 5.0
+# After SIGTERM and bot.shutdown_grace: how long what was then cancelled may take to
+# unwind. With the default grace, together well under Docker's 10 s.
 CANCEL_GRACE = 2.0
 
 
@@ -287,7 +286,7 @@ class Runner:
         scheduler.start()
         log.info("ringwatch running: polling %s every %ss", self.config.source.url, bot.interval)
         await self.stop_event.wait()
-        log.info("stopping: the step in progress has %.0fs to finish", SHUTDOWN_GRACE)
+        log.info("stopping: the step in progress has %gs to finish", bot.shutdown_grace)
         scheduler.pause()  # no new runs
         await self._wind_down({*self.steps, *self.background, *extra})
         scheduler.shutdown(wait=False)
@@ -297,11 +296,12 @@ class Runner:
         """Let what is in flight finish for a while, then abandon it (see the module doc)."""
         if not tasks:
             return
-        _, late = await asyncio.wait(tasks, timeout=SEND_GRACE)
+        bot = self.config.bot
+        _, late = await asyncio.wait(tasks, timeout=bot.send_grace)
         for task in late & self.deliveries:
             task.cancel()  # a send still on the wire stays SENDING: retried after restart
         if late:
-            _, late = await asyncio.wait(late, timeout=SHUTDOWN_GRACE - SEND_GRACE)
+            _, late = await asyncio.wait(late, timeout=bot.shutdown_grace - bot.send_grace)
         if not late:
             return
         log.warning("stopping: abandoning %d unfinished steps (a fetch, sends on the wire, "

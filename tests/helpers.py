@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import shutil
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +63,15 @@ class Bot:
     @property
     def config(self) -> Config:
         return load_config(self.config_path)
+
+    def copy(self, directory: Path) -> Bot:
+        """This bot, config and state dir, copied into `directory`: a set-up built once for
+        several tests, each of which changes its own copy."""
+        shutil.copytree(self.config_path.parent, directory, dirs_exist_ok=True)
+        path = directory / self.config_path.name
+        text = path.read_text(encoding="utf-8")
+        path.write_text(text.replace(str(self.config_path.parent), str(directory)), "utf-8")
+        return Bot(path)
 
     def poll(self, *, deliver: bool = True) -> PollResult:
         config = self.config

@@ -151,6 +151,18 @@ def test_an_infinite_interval_is_refused(tmp_path, value):
     )
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('send_grace = "6s"', "bot.send_grace must not be longer than bot.shutdown_grace"),
+        ('shutdown_grace = "1s"', "bot.send_grace must not be longer than bot.shutdown_grace"),
+        ('shutdown_grace = "a while"', "bot.shutdown_grace: 'a while' is not a duration"),
+    ],
+)
+def test_the_shutdown_graces_are_checked(tmp_path, text, expected):
+    assert expected in error(tmp_path, f"[bot]\n{text}\n")
+
+
 def test_the_removed_max_attempts_points_to_give_up_after(tmp_path):
     message = error(tmp_path, "[alerts]\nmax_attempts = 8\n")
     assert "alerts.max_attempts was removed" in message and "alerts.give_up_after" in message

@@ -142,6 +142,9 @@ def test_a_long_broadcast_does_not_hold_up_the_next_poll(tmp_path, source_server
 # SIGTERM must end `run` within 10 s (Docker's grace period); a wait this long only fails
 # when something hangs.
 STOP_WAIT = 20
+# The graces after SIGTERM, shortened: what they let finish and what they abandon is the
+# same, without waiting out the defaults (2 s, 5 s).
+SHORT_GRACE = 'shutdown_grace = "0.5s"\nsend_grace = "0.2s"\n'
 
 
 def stop_run(process: subprocess.Popen) -> str:
@@ -154,16 +157,16 @@ def stop_run(process: subprocess.Popen) -> str:
 
 
 # Fetches that never end on their own: headers at once, then a byte every 0.2 s (the fetch
-# notices the stop between reads), or no answer at all (its thread is stuck in a read).
-STUCK_FETCHES = {"dripping": {"drip": 0.2}, "silent": {"delay": 3600}}
+# notices the stop between reads), or no answer at all (its thread is stuck in a read); and
+# one that would end within the default grace but not within the configured one.
+STUCK_FETCHES = {"dripping": {"drip": 0.2}, "silent": {"delay": 3600}, "slow": {"delay": 4}}
 
 
 @pytest.mark.parametrize("how", list(STUCK_FETCHES))
 def test_sigterm_abandons_a_stuck_fetch_and_records_nothing(tmp_path, source_server, how):
     url = source_server.serve(PATH, Reply(kml(agencies(10)), **STUCK_FETCHES[how]))
-    bot = Bot.create(
-        tmp_path, url, RUN_CONFIG.format(state=tmp_path / "state"), timeout="10m", deadline="1h"
-    )
+    config = RUN_CONFIG.format(state=tmp_path / "state") + SHORT_GRACE
+    bot = Bot.create(tmp_path, url, config, timeout="10m", deadline="1h")
     process = start_cli(
         "run", "--config", str(bot.config_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True,
@@ -196,7 +199,7 @@ def test_sigterm_leaves_a_send_in_flight_to_be_sent_once_later(tmp_path, source_
         bot = Bot.create(
             tmp_path,
             source_server.serve(PATH, kml(agencies(10))),
-            RUN_CONFIG.format(state=tmp_path / "state") + telegram,
+            RUN_CONFIG.format(state=tmp_path / "state") + SHORT_GRACE + telegram,
         )
         env = {"TELEGRAM_BOT_TOKEN": stub.token}
         process = start_cli(
@@ -235,7 +238,8 @@ def test_sigterm_leaves_a_blocking_x_post_behind_and_it_is_not_posted_twice(
         first = agencies(10)
         url = source_server.serve(PATH, kml(first))
         x = f'[x]\nenabled = true\napi_base_url = "{stub.base_url}"\n'
-        bot = Bot.create(tmp_path, url, RUN_CONFIG.format(state=tmp_path / "state") + x)
+        config = RUN_CONFIG.format(state=tmp_path / "state") + SHORT_GRACE + x
+        bot = Bot.create(tmp_path, url, config)
         env = {name: f"test-{name.lower()}" for name in CREDENTIAL_ENV_VARS}
         process = start_cli(
             "run", "--config", str(bot.config_path), env=env, stdout=subprocess.PIPE,

@@ -4,23 +4,38 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.helpers import Bot, agencies, kml
 from tests.support.cli import run_cli
-from tests.support.source_server import Reply
+from tests.support.source_server import Reply, SourceServer
 from tests.support.synthetic import mutate
 
 PATH = "/map.kml"
 
 
-@pytest.fixture
-def history(tmp_path, source_server) -> Bot:
+@pytest.fixture(scope="module")
+def honest_history(tmp_path_factory) -> Iterator[Bot]:
     """A bot whose history holds every kind of poll: baseline, a failed fetch, changes, an
     HTML error page, a 304 that confirms a removal, a suspect fetch, the same one forced and
-    a repeat that confirms what the forced one lacked."""
+    a repeat that confirms what the forced one lacked. Built once; tests get a copy."""
+    source_server = SourceServer().start()
+    try:
+        yield record_history(tmp_path_factory.mktemp("history"), source_server)
+    finally:
+        source_server.stop()
+
+
+@pytest.fixture
+def history(honest_history, tmp_path) -> Bot:
+    """A copy of the honest history, for the test to tamper with."""
+    return honest_history.copy(tmp_path)
+
+
+def record_history(directory: Path, source_server: SourceServer) -> Bot:
     first = agencies(30)
     later = mutate(first, seed=2, add=2, remove=1, rename=1, change=1)
     page = b"<!doctype html><html><body>Service Unavailable</body></html>"
@@ -34,7 +49,7 @@ def history(tmp_path, source_server) -> Bot:
     ]
     # The changed agency's field alerts, so it is a change-log row (the test edits it by id).
     alerting = '[alerts]\nalert_fields = ["coordinates", "video_requests"]\n'
-    bot = Bot.create(tmp_path, source_server.serve(PATH, *replies), alerting, format="kml")
+    bot = Bot.create(directory, source_server.serve(PATH, *replies), alerting, format="kml")
     outcomes = [bot.poll().outcome for _ in range(6)]
     forced = run_cli("poll", "--force", "--config", str(bot.config_path))
     outcomes.append(bot.poll().outcome)

@@ -470,7 +470,7 @@ def test_transient_answers_are_retried_and_refusals_fail_at_once(tmp_path, x_stu
 
 def test_a_dripping_answer_is_a_failed_attempt_and_holds_up_nothing(tmp_path, x_stub, x_env):
     path = x_config_path(
-        tmp_path, x_stub, extra='[console]\nenabled = true\n[alerts]\nsend_timeout = "5s"\n'
+        tmp_path, x_stub, extra='[console]\nenabled = true\n[alerts]\nsend_timeout = "2s"\n'
     )
     config = load_config(path)
     queue(config, [added("Crystal Police Department"), added("Hopkins PD", city="Hopkins")])
@@ -482,7 +482,7 @@ def test_a_dripping_answer_is_a_failed_attempt_and_holds_up_nothing(tmp_path, x_
     assert "Crystal PD, MN" in result.stdout and "Hopkins PD, MN" in result.stdout  # console
     first, second = outbox(config)
     assert first["status"] == "pending" and first["attempts"] == 1
-    assert "no answer within 5s" in first["last_error"]
+    assert "no answer within 2s" in first["last_error"]
     assert second["status"] == "pending" and second["attempts"] == 0  # waits, in order
     x_stub.drip = False
     make_due(config)
@@ -520,7 +520,7 @@ def test_no_failure_puts_x_credentials_in_the_database_output_logs_or_messages(
         tmp_path,
         f'[x]\nenabled = true\napi_base_url = "{base_url}"\n'
         f'[telegram]\nenabled = true\nadmins = [42]\napi_base_url = "{telegram.base_url}"\n'
-        '[alerts]\ngive_up_after = "1ms"\nsend_timeout = "5s"\n',
+        '[alerts]\ngive_up_after = "1ms"\nsend_timeout = "2s"\n',
     )
     config = load_config(path)
     queue(config, [added("Crystal Police Department")])

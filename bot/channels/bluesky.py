@@ -43,8 +43,10 @@ from bot.channels.base import (
 from bot.safe import http_url
 from bot.store import Store
 
-if TYPE_CHECKING:  # atproto takes seconds to import: only a process that posts pays it
-    from atproto import Client, models
+# atproto takes a second to import: only a process that posts pays it, and only for the
+# client (the `atproto` package would add its firehose, identity and DNS modules).
+if TYPE_CHECKING:
+    from atproto_client import Client, models
     from atproto_client.client.session import Session, SessionEvent
 
 log = logging.getLogger(__name__)
@@ -90,7 +92,7 @@ def record_key(delivery: Delivery) -> str:
 
 def link_facets(text: str) -> list[models.AppBskyRichtextFacet.Main]:
     """A link facet for every line that is nothing but an http(s) URL, in UTF-8 bytes."""
-    from atproto import models
+    from atproto_client import models
 
     facets = []
     for match in _URL_LINE.finditer(text):
@@ -126,7 +128,7 @@ class PostRef:
         return cls(*json.loads(external_id))
 
     def reply(self) -> models.AppBskyFeedPost.ReplyRef:
-        from atproto import models
+        from atproto_client import models
 
         strong = models.ComAtprotoRepoStrongRef.Main
         return models.AppBskyFeedPost.ReplyRef(
@@ -214,7 +216,7 @@ class BlueskyChannel(Channel):
 
     def _connect(self) -> Client:
         """A logged-in client: the stored session if there is one, else the app password."""
-        from atproto import Client
+        from atproto_client import Client
         from atproto_client.client.session import Session
         from atproto_client.request import Request
 
@@ -278,7 +280,7 @@ class BlueskyChannel(Channel):
             return self._create_once(delivery)
 
     def _create_once(self, delivery: Delivery) -> str:
-        from atproto import models
+        from atproto_client import models
 
         assert self._client is not None and self._did is not None
         rkey = record_key(delivery)
@@ -310,7 +312,7 @@ class BlueskyChannel(Channel):
         return PostRef(uri, cid, parent.root_uri, parent.root_cid)
 
     def _existing(self, rkey: str) -> tuple[str, str] | None:
-        from atproto import models
+        from atproto_client import models
         from atproto_client.exceptions import BadRequestError
 
         assert self._client is not None and self._did is not None
