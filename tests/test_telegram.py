@@ -714,7 +714,7 @@ def deliver_until(bot: Bot, clock: Clock, until: float, step: float = 10.0) -> N
             (due,) = next_due.execute(NEXT_DUE).fetchone()
             rounds += 1
             if due is not None:  # the first round at or after it (1e-9: float noise)
-                rounds = max(rounds, math.ceil((due - start) / step - 1e-9))
+                rounds = max(rounds, math.ceil((epoch_time(due) - start) / step - 1e-9))
             clock.now = start + rounds * step
     finally:
         next_due.close()
