@@ -155,6 +155,16 @@ def _existing_store(config: Config) -> Store:
     return store
 
 
+def _dry_run_store(config: Config) -> Store:
+    """What a dry run reads: the database, or before the first poll an empty one in memory
+    (a dry run writes nothing, not even an empty file)."""
+    from bot.store import Store
+
+    if not config.db_path.is_file():
+        return Store.empty()
+    return Store.open(config.db_path, readonly=True)
+
+
 def _deliver(config: Config, store: Any, channels: list[Any]) -> str:
     import asyncio
 
@@ -194,7 +204,7 @@ def poll(config: Config, dry_run: bool, force: bool) -> None:
 
     channels = _channels(config)
     if dry_run:
-        store = Store.open(config.db_path, readonly=True)
+        store = _dry_run_store(config)
         try:
             result = run_poll(config, store, channels, dry_run=True, force=force)
         finally:
@@ -778,7 +788,7 @@ def summary(config: Config, dry_run: bool) -> None:
     channels = _channels(config)
     if not dry_run:
         _make_state_dir(config.state_dir)
-    store = Store.open(config.db_path, readonly=dry_run)
+    store = _dry_run_store(config) if dry_run else Store.open(config.db_path)
     try:
         result = queue_summary(config, store, channels, dry_run=dry_run)
         period = f"summary of {result.first_day}..{result.last_day}"
@@ -822,9 +832,7 @@ def snapshots(config: Config, fmt: str) -> None:
     Example:
       ringwatch snapshots --format json
     """
-    from bot.store import Store
-
-    rows = _closed_with_command(Store.open(config.db_path, readonly=True)).polls.snapshots()
+    rows = _existing_store(config).polls.snapshots()
     if fmt == "json":
         click.echo(json.dumps(rows, indent=2))
         return
@@ -849,13 +857,12 @@ def snapshot(config: Config, sha256: str) -> None:
       ringwatch snapshot 3f2a9c01 > map-2020-06-05.kml
     """
     from bot.snapshots import SnapshotError, SnapshotStore, check_prefix
-    from bot.store import Store
 
     try:
         prefix = check_prefix(sha256)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="SHA256") from None
-    store = _closed_with_command(Store.open(config.db_path, readonly=True))
+    store = _existing_store(config)
     matches = store.polls.snapshots_starting(prefix)
     if len(matches) != 1:
         what = "no snapshot" if not matches else f"{len(matches)} snapshots"
@@ -887,9 +894,8 @@ def evidence(config: Config, change_id: int, fmt: str) -> None:
     """
     from bot.evidence import EvidenceError, evidence_text, gather_evidence
     from bot.snapshots import SnapshotError
-    from bot.store import Store
 
-    store = Store.open(config.db_path, readonly=True)
+    store = _existing_store(config)
     try:
         found = gather_evidence(store, config, change_id)
     except EvidenceError as exc:
@@ -914,14 +920,9 @@ def verify(config: Config) -> None:
     Example:
       ringwatch verify
     """
-    from bot.store import Store
     from bot.verify import verify as run_verify
 
-    store = Store.open(config.db_path, readonly=True)
-    try:
-        result = run_verify(config, store)
-    finally:
-        store.close()
+    result = run_verify(config, _existing_store(config))
     for difference in result.differences:
         click.echo(f"DIFFERENCE: {difference}")
     summary = f"{result.snapshots} snapshots, {result.changes} changes"
@@ -1075,22 +1076,19 @@ def datasette(config: Config, print_only: bool, datasette_args: tuple[str, ...])
     help='Folder to build the site in (default: site.out in the config, "site").',
 )
 def site(config: Config, out: Path | None) -> None:
-    """Build the static public site (map, changes, state and agency pages, data) now.
+    """Build the static public site (map, changes, state and agency pages, evidence, data)
+    now.
 
     \b
     Example:
       ringwatch site --out public && rsync -a --delete public/ host:/var/www/ring/
     """
     from bot.site import SiteError, build_site
-    from bot.store import Store
 
-    store = Store.open(config.db_path, readonly=True)
     try:
-        result = build_site(config, store.db, out)
+        result = build_site(config, _existing_store(config).db, out)
     except SiteError as exc:
         raise CommandFailed(str(exc)) from None
-    finally:
-        store.close()
     click.echo(
         f"built {result.pages:,} pages ({result.agencies:,} agencies, {result.changes:,} "
         f"changes) in {result.path}"

@@ -11,6 +11,7 @@ import csv
 import io
 import json
 import unicodedata
+from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -142,18 +143,27 @@ def source_records(body: bytes, url: str, config: SourceConfig) -> tuple[str, di
 # --- the shell: walk the polls behind a change --------------------------------------------
 
 
-class _Reader:
-    """Parses each snapshot at most once."""
+class RecordReader:
+    """The records of the snapshots read last, each parsed once. A walk through the change
+    log in order (the site) keeps coming back to the same few polls, so only the last
+    KEEP parsed documents are kept: memory stays that of a few documents, however long
+    the history."""
+
+    KEEP = 4
 
     def __init__(self, snapshots: SnapshotStore, config: SourceConfig) -> None:
         self.snapshots, self.config = snapshots, config
-        self._cache: dict[str, tuple[str, dict[str, str]]] = {}
+        self._cache: OrderedDict[str, tuple[str, dict[str, str]]] = OrderedDict()
 
     def records(self, poll: dict[str, Any]) -> tuple[str, dict[str, str]]:
         sha256 = poll["snapshot"]
-        if sha256 not in self._cache:
+        if sha256 in self._cache:
+            self._cache.move_to_end(sha256)
+        else:
             body = self.snapshots.read(sha256)
             self._cache[sha256] = source_records(body, poll["url"] or "", self.config)
+            if len(self._cache) > self.KEEP:
+                self._cache.popitem(last=False)
         return self._cache[sha256]
 
     def find(self, poll: dict[str, Any], key: str) -> SourceRecord | None:
@@ -164,13 +174,20 @@ class _Reader:
         return SourceRecord(poll["snapshot"], poll["id"], poll["started_at"], fmt, text)
 
 
+def record_reader(config: Config) -> RecordReader:
+    return RecordReader(SnapshotStore(config.snapshots_dir), config.source)
+
+
 def _before_key(row: dict[str, Any]) -> str:
     """A rename's record before carries the old key; every other change keeps its key."""
     before = json.loads(row["before"]) if row["before"] else {}
     return before.get("key") or row["key"]
 
 
-def gather_evidence(store: Store, config: Config, change_id: int) -> Evidence:
+def gather_evidence(
+    store: Store, config: Config, change_id: int, reader: RecordReader | None = None
+) -> Evidence:
+    """The evidence of one change; `reader` shares parsed snapshots across many changes."""
     row = store.changes.row(change_id)
     if row is None:
         raise EvidenceError(f"no change #{change_id} (ringwatch changes --format json lists ids)")
@@ -180,7 +197,7 @@ def gather_evidence(store: Store, config: Config, change_id: int) -> Evidence:
             f"change #{change_id} cites poll {row['poll_id']}, which is not in the database "
             "(ringwatch verify checks the log)"
         )
-    reader = _Reader(SnapshotStore(config.snapshots_dir), config.source)
+    reader = reader or record_reader(config)
     notes: list[str] = []
     involved: dict[int, dict[str, Any]] = {poll["id"]: poll}
     kind = row["kind"]

@@ -1,10 +1,13 @@
-"""`ringwatch site`: a static public site (map, timeline, change log, agency pages).
+"""`ringwatch site`: a static public site (map, timeline, change log, agency pages, and
+the evidence of every change).
 
 Reading (site_data) is one pass over the database through the same queries as the CLI;
 everything after it is pure: page contexts rendered by the Jinja2 templates in
 bot/templates/site/ (autoescaped; `alerts.templates_dir` overrides them like the alerts),
-plus the CLI's exports in data/. The build goes into a temporary folder beside the target
-and is then swapped in, so a web server serves the old site or the new one, never half.
+plus the CLI's exports in data/. The evidence is the exception: each change's is read
+(bot/evidence.py, from the snapshots) and written one at a time, so that a long history
+never sits in memory. The build goes into a temporary folder beside the target and is
+then swapped in, so a web server serves the old site or the new one, never half.
 
 Safety: every value is escaped by the templates or set as text by the scripts (which
 build the DOM with textContent, from JSON files); links must be http(s) (safe.http_url);
@@ -22,6 +25,7 @@ import os
 import re
 import shutil
 import tempfile
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import metadata, resources
@@ -63,6 +67,15 @@ KIND_LABELS = {
     ChangeKind.RENAMED: "renamed",
     ChangeKind.CHANGED: "details changed",
     ChangeKind.BASELINE: "first recorded",
+}
+
+# What a change's evidence page shows, as its link on the agency page says.
+EVIDENCE_TITLES = {
+    ChangeKind.ADDED: "what the map said",
+    ChangeKind.BASELINE: "what the map said",
+    ChangeKind.REMOVED: "what the map said before",
+    ChangeKind.RENAMED: "what the map said before and after",
+    ChangeKind.CHANGED: "what the map said before and after",
 }
 
 
@@ -405,9 +418,11 @@ def render_site(
             changes=[row for row in newest_first if row["state"] == st],
         )  # fmt: skip
     current = {a["key"]: a for a in agencies}
+    history = [change_context(row) for row in data.history]
+    proof = _publish_evidence(config, db, writer, history)
     histories: dict[str, list[dict[str, Any]]] = {}
-    for row in data.history:
-        histories.setdefault(row["key"], []).append(change_context(row))
+    for row in history:
+        histories.setdefault(row["key"], []).append(row)
     for key, rows in histories.items():
         last = rows[-1]
         known = current.get(key) or agency_context(
@@ -417,15 +432,61 @@ def render_site(
         writer.page(
             "agency.html", f"agencies/{page_name(key)}.html",
             agency=known, listed=key in current, history=rows, state_pages=states,
-            # Links to the evidence (archived copies, documents) about this agency: none yet;
-            # the evidence commands will fill this list of {"title", "url"} rows, each url
-            # passed through safe.http_url like every other link.
-            evidence=[],
+            evidence=[proof[row["id"]] for row in rows if row["id"] in proof],
         )  # fmt: skip
     writer.page("about.html", "about.html", source_url=config.source.url,
                 source_link=http_url(config.source.url), guard=config.guard, **times)  # fmt: skip
     (root / SITE_MARKER).write_text("built by ringwatch site; safe to replace wholesale\n")
     return SiteBuild(root, writer.pages, len(agencies), len(data.changes))
+
+
+@dataclass(frozen=True)
+class EvidenceLink:
+    """Where a change's evidence is published (paths inside the site): a page for readers,
+    and beside the other data the JSON of `ringwatch evidence ID --format json`."""
+
+    title: str
+    page: str
+    data: str
+
+
+def evidence_link(row: dict[str, Any]) -> EvidenceLink:
+    """Named by the change's uuid, checked to be one: the name is a path."""
+    name = str(uuid.UUID(row["uuid"]))
+    return EvidenceLink(
+        title=f"{row['detected_on']} · {row['label']}: {EVIDENCE_TITLES[row['kind']]}",
+        page=f"evidence/{name}.html",
+        data=f"data/evidence/{name}.json",
+    )
+
+
+def _publish_evidence(
+    config: Config, db: sqlite_utils.Database, writer: _Writer, history: Sequence[dict[str, Any]]
+) -> dict[int, EvidenceLink]:
+    """Write every change's evidence (oldest first: one parse per snapshot); change id →
+    its links. A change whose polls or snapshots cannot be read is left without one
+    (`ringwatch verify` says why)."""
+    from bot.evidence import EvidenceError, gather_evidence, record_reader
+    from bot.snapshots import SnapshotError
+    from bot.store import Store
+
+    store, reader = Store(db), record_reader(config)
+    links: dict[int, EvidenceLink] = {}
+    unreadable = 0
+    for row in history:
+        try:
+            found = gather_evidence(store, config, row["id"], reader)
+        except (EvidenceError, SnapshotError):
+            unreadable += 1
+            continue
+        link = links[row["id"]] = evidence_link(row)
+        writer.write(link.data, json.dumps(found.as_json(), indent=2, ensure_ascii=False))
+        writer.page("evidence.html", link.page, change=row, evidence=found,
+                    agency_page=f"agencies/{row['page']}.html", data=link.data)  # fmt: skip
+    if unreadable:
+        log.warning("%d changes have no evidence page: a poll or snapshot they cite cannot "
+                    "be read (ringwatch verify checks them all)", unreadable)  # fmt: skip
+    return links
 
 
 def _feed(config: Config, db: sqlite_utils.Database, env: jinja2.Environment) -> bytes | None:

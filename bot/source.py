@@ -3,7 +3,8 @@
 Fetching: a deadline for each request (body included) and for the whole fetch, retries
 with backoff on 5xx and connection errors, conditional GET (ETag / Last-Modified; 304
 means unchanged), a size cap and an honest User-Agent. Redirects and NetworkLinks are
-followed only over http(s) and only to hosts we trust (see follow_problem).
+followed only over http(s), only to hosts we trust, and only at the addresses checked
+(see check_follow).
 Parsing: KML is streamed with lxml (no DTD, no entities, no network) so a 100,000
 agency export stays small in memory; JSON and CSV map columns through the config.
 """
@@ -30,7 +31,10 @@ import requests
 import urllib3
 from lxml import etree
 from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
+from urllib3.util.connection import create_connection
 
 from bot.config import SourceConfig
 from bot.placemark_scan import ScanMismatch, placemark_digests, record_digest
@@ -176,12 +180,20 @@ class Deadline:
         self.stop.wait(seconds)  # a stop ends the sleep; the next check() reports it
 
 
-def _session(deadline: Deadline) -> requests.Session:
-    """A session whose every new connection is watched by `deadline`."""
+def _session(deadline: Deadline, followed: FollowedHosts) -> requests.Session:
+    """A session whose every new connection is watched by `deadline`, and goes to a
+    followed host only at the addresses it was checked at."""
 
     class Watched:
         def _new_conn(self) -> socket.socket:
-            sock = super()._new_conn()  # type: ignore[misc]
+            # A host no redirect or NetworkLink led to (the configured source's) is resolved
+            # by urllib3 as usual.
+            checked = followed.addresses(self.host)  # type: ignore[attr-defined]
+            sock = (
+                super()._new_conn()  # type: ignore[misc]
+                if checked is None
+                else _connect_checked(self, checked)  # type: ignore[arg-type]
+            )
             deadline.watch(sock)  # before any TLS handshake, which could stall too
             return sock
 
@@ -225,6 +237,9 @@ def _internal(address: Address) -> bool:
     )
 
 
+Resolver = Callable[[str], list[Address]]
+
+
 def resolve(host: str) -> list[Address]:
     """Every address `host` resolves to (none when it does not resolve: the fetch will say)."""
     try:
@@ -234,31 +249,47 @@ def resolve(host: str) -> list[Address]:
     return [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
 
 
-def follow_problem(
+def host_key(host: str) -> str:
+    """A host as a URL and a connection both name it: lower case, no brackets, no final dot."""
+    return host.strip("[]").rstrip(".").lower()
+
+
+@dataclass(frozen=True)
+class Follow:
+    """Whether a redirect or NetworkLink may be followed: why not, or else the addresses
+    its host was checked at, which are the only ones its connections may go to."""
+
+    problem: str | None
+    host: str = ""
+    addresses: tuple[Address, ...] = ()
+
+
+def check_follow(
     what: str,
     target: str,
     source_url: str,
     allow_hosts: Sequence[str],
-    addresses: Callable[[str], list[Address]] = resolve,
-) -> str | None:
-    """Why a redirect or NetworkLink (`what`) to `target` must not be followed, or None.
+    addresses: Resolver = resolve,
+) -> Follow:
+    """May a redirect or NetworkLink (`what`) to `target` be followed, and to where.
 
     A document someone else can edit, or plain HTTP tampered with on the way, must not
     make ringwatch fetch (and store) whatever an internal address answers: only http(s),
     only the source's own host or source.allow_hosts, and never a loopback, link-local or
     private address unless the configured source is one itself (a test or a LAN mirror).
-    `addresses` resolves a host name; DNS may still answer differently a moment later.
+    `addresses` resolves a host name, once: DNS may answer differently a moment later,
+    so the fetch connects to the addresses checked here (FollowedHosts).
     """
     parsed = urlparse(target)
     if parsed.scheme not in ("http", "https"):
-        return (
+        return Follow(
             f"refusing to follow a {what} to {target[:200]}: only http(s) links are followed "
             "(source.url)"
         )
-    host = (parsed.hostname or "").lower()
-    source_host = (urlparse(source_url).hostname or "").lower()
-    if host != source_host and host not in {h.lower().strip("[]") for h in allow_hosts}:
-        return (
+    host = host_key(parsed.hostname or "")
+    source_host = host_key(urlparse(source_url).hostname or "")
+    if host != source_host and host not in {host_key(h) for h in allow_hosts}:
+        return Follow(
             f"refusing to follow a {what} to host {host or '(none)'}: it is neither the "
             f"source's host ({source_host}) nor listed in source.allow_hosts; add it there "
             "if you trust it"
@@ -270,14 +301,66 @@ def follow_problem(
         except ValueError:
             return addresses(name)
 
-    internal = [a for a in resolved(host) if _internal(a)]
+    checked = tuple(resolved(host))
+    internal = [a for a in checked if _internal(a)]
     if internal and not any(_internal(a) for a in resolved(source_host)):
-        return (
+        return Follow(
             f"refusing to follow a {what} to host {host}: it resolves to {internal[0]}, a "
             "loopback, link-local or private address, which ringwatch only fetches when "
             "source.url is one itself"
         )
-    return None
+    return Follow(None, host, checked)
+
+
+class FollowedHosts:
+    """The hosts one fetch followed a redirect or NetworkLink to, each with the addresses
+    check_follow found it at. Their connections go to those addresses and never to a new
+    lookup: a rebinding DNS answers the check with a public address and the connection,
+    a moment later, with 127.0.0.1. The Host header and TLS (SNI, the certificate's
+    name) still use the host's name."""
+
+    def __init__(self, config: SourceConfig, addresses: Resolver = resolve) -> None:
+        self.config = config
+        self.resolver = addresses
+        self._checked: dict[str, tuple[Address, ...]] = {}
+
+    def follow(self, what: str, target: str) -> None:
+        """Check `target` and keep where it may be fetched from; FetchError if nowhere."""
+        follow = check_follow(what, target, self.config.url, self.config.allow_hosts,
+                              self.resolver)  # fmt: skip
+        if follow.problem:
+            raise FetchError(follow.problem)
+        self._checked[follow.host] = follow.addresses
+
+    def addresses(self, host: str) -> tuple[Address, ...] | None:
+        """Where a connection to `host` may go; None: a host never followed to."""
+        return self._checked.get(host_key(host))
+
+
+def _connect_checked(connection: HTTPConnection, addresses: Sequence[Address]) -> socket.socket:
+    """A socket to the first of the checked `addresses` that accepts (in the resolver's
+    order, as urllib3 tries a name's addresses), with urllib3's own socket options; its
+    errors as urllib3 raises them (a timeout stays a timeout for requests)."""
+    failure: OSError | None = None
+    for address in addresses:
+        try:
+            return create_connection(
+                (str(address), connection.port),
+                connection.timeout,
+                source_address=connection.source_address,
+                socket_options=connection.socket_options,
+            )
+        except OSError as exc:
+            failure = exc
+    where = f"{connection.host} at the addresses it was checked at " + (
+        f"({', '.join(map(str, addresses))})" if addresses else "(none: it did not resolve)"
+    )
+    if isinstance(failure, TimeoutError):
+        raise ConnectTimeoutError(
+            connection, f"Connection to {where} timed out. (connect timeout={connection.timeout})"
+        )
+    reason = f": {failure}" if failure else ""
+    raise NewConnectionError(connection, f"Failed to establish a new connection to {where}{reason}")
 
 
 def _local_path(url: str) -> Path | None:
@@ -327,6 +410,7 @@ def _get_once(
     config: SourceConfig,
     validators: Validators,
     deadline: Deadline,
+    followed: FollowedHosts,
 ) -> Fetched:
     """One attempt: the request, every redirect hop (each checked) and the body, all within
     source.timeout (and what is left of source.deadline)."""
@@ -342,11 +426,8 @@ def _get_once(
             url, headers=headers, timeout=left, stream=True, allow_redirects=False
         ) as response:
             if response.status_code in REDIRECT_STATUSES and "Location" in response.headers:
-                target = urljoin(url, response.headers["Location"])
-                problem = follow_problem("redirect", target, config.url, config.allow_hosts)
-                if problem:
-                    raise FetchError(problem)
-                url = target
+                url = urljoin(url, response.headers["Location"])
+                followed.follow("redirect", url)
                 continue
             if response.status_code == 304:
                 if not conditional:
@@ -402,6 +483,7 @@ def _get(
     config: SourceConfig,
     validators: Validators,
     deadline: Deadline,
+    followed: FollowedHosts,
 ) -> Fetched:
     # Our own retry loop rather than urllib3's Retry on the adapter: Retry counts attempts
     # and sleeps on its own, but cannot stop at a total deadline shared by the body reads,
@@ -410,7 +492,7 @@ def _get(
     for attempt in range(config.retries + 1):
         deadline.check(url)
         try:
-            return _get_once(session, url, config, validators, deadline)
+            return _get_once(session, url, config, validators, deadline, followed)
         except Abandoned:
             raise
         except (FetchError, requests.RequestException, urllib3.exceptions.HTTPError) as exc:
@@ -448,11 +530,12 @@ def fetch(
     config: SourceConfig,
     validators: Validators = Validators(),
     stop: threading.Event | None = None,
+    addresses: Resolver = resolve,
 ) -> Fetched:
     """Fetch the source once, following one Google My Maps NetworkLink if that is what we get.
 
     Everything together ends within source.deadline; setting `stop` abandons it at the next
-    read (Abandoned)."""
+    read (Abandoned). `addresses` resolves the hosts a redirect or NetworkLink leads to."""
     path = _local_path(config.url)
     if path is not None:
         try:
@@ -462,15 +545,14 @@ def fetch(
         if len(data) > config.max_bytes:
             raise FetchError(f"{path} is {len(data):,} bytes, over the {config.max_bytes:,} cap")
         return Fetched(url=str(path), status=200, body=data)
-    with Deadline(config.deadline, stop) as deadline, _session(deadline) as session:
-        fetched = _get(session, config.url, config, validators, deadline)
+    followed = FollowedHosts(config, addresses)
+    with Deadline(config.deadline, stop) as deadline, _session(deadline, followed) as session:
+        fetched = _get(session, config.url, config, validators, deadline, followed)
         href = network_link_href(fetched.body, fetched.url) if not fetched.not_modified else None
         if href:
-            problem = follow_problem("NetworkLink", href, config.url, config.allow_hosts)
-            if problem:
-                raise FetchError(problem)
+            followed.follow("NetworkLink", href)
             log.info("following NetworkLink to %s", href)
-            fetched = _get(session, href, config, validators, deadline)
+            fetched = _get(session, href, config, validators, deadline, followed)
         return fetched
 
 

@@ -561,6 +561,41 @@ def read_only(path: Path) -> Iterator[None]:
         subprocess.run(["umount", str(path)], check=True)
 
 
+# Every command that only reads the database, with the arguments it needs to get that far.
+READ_COMMANDS = {
+    "status": (),
+    "changes": (),
+    "report": (),
+    "stats": (),
+    "export": (),
+    "chart": ("growth", "--out", "growth.png"),
+    "datasette": ("--print",),
+    "snapshots": (),
+    "snapshot": ("3f2a9c01",),
+    "evidence": ("1",),
+    "verify": (),
+    "site": (),
+}
+
+
+def test_the_read_command_table_names_every_command_that_needs_a_database():
+    writers = {"poll", "run", "deliver", "prune", "summary", "import", "send-test"}
+    needs_nothing = {"check-config", "demo"}
+    assert set(READ_COMMANDS) == set(cli.commands) - writers - needs_nothing
+
+
+@pytest.mark.parametrize("command", READ_COMMANDS, ids=list(READ_COMMANDS))
+def test_a_read_command_without_a_database_exits_2_saying_how_to_make_one(tmp_path, command):
+    config = write_config(tmp_path, "")
+    db = tmp_path / "state" / "ringwatch.db"
+
+    result = run_cli(command, "--config", str(config), *READ_COMMANDS[command])
+
+    assert_one_line_error(result, 2, f"no database at {db}:", "`ringwatch poll`", "`ringwatch demo")
+    assert result.stdout == ""
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.toml"]  # nothing created
+
+
 CORRUPTIONS = {
     "overwritten": lambda data: b"this is not a database " * (len(data) // 23 + 1),
     "damaged pages": lambda data: data[:4096] + b"\xff" * (len(data) - 4096),

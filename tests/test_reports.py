@@ -251,18 +251,3 @@ def test_report_rejects_a_bad_date_without_a_traceback(sample_config):
     assert result.returncode == 2
     assert "is not a date like 2020-05-25" in result.stderr
     assert "Traceback" not in result.stderr
-
-
-@pytest.mark.parametrize(
-    "command",
-    [("report",), ("stats",), ("export",), ("status",), ("changes",),
-     ("chart", "growth", "--out", "growth.png")],
-)  # fmt: skip
-def test_without_a_database_commands_say_where_it_is_missing(make_config, command):
-    config = make_config("")
-    result = run_cli(*command, "--config", str(config))
-    assert result.returncode == 2, result.stdout
-    db = config.parent / "state" / "ringwatch.db"
-    assert result.stderr.startswith(f"ringwatch: no database at {db}: `ringwatch poll` creates")
-    assert "Traceback" not in result.stderr and result.stdout == ""
-    assert not db.exists()

@@ -15,11 +15,13 @@ import functools
 import json
 import os
 import re
+import shutil
 import socket
 import struct
 import threading
 import zlib
 from collections.abc import Iterator
+from html import unescape
 from html.parser import HTMLParser
 from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -30,6 +32,7 @@ import pytest
 
 from bot.config import load_config
 from bot.site import SITE_MARKER, build_site, content_security_policy, page_name
+from bot.snapshots import SnapshotStore
 from bot.store import Store
 from tests.helpers import Bot
 from tests.support.cli import run_cli, write_config
@@ -376,6 +379,50 @@ def test_big_site_in_a_browser(big_site, browser, serve, tiles, tmp_path):
         assert _console_errors(browser) == []
 
 
+def test_a_reader_follows_an_agency_page_to_what_the_map_said(
+    sample_config, browser, serve, tiles, tmp_path
+):
+    site = _build(sample_config, tmp_path / "site", tiles.origin + "/{z}/{x}/{y}.png")
+    origin = serve(site)
+    from selenium.webdriver.common.by import By
+
+    def follow_evidence(agency_page: str, label: str) -> dict[str, str]:
+        """Open the agency's page, follow its `label` evidence link; the page's parts."""
+        _visit(browser, f"{origin}/agencies/{agency_page}.html")
+        link = browser.find_element(By.PARTIAL_LINK_TEXT, f"{label}: what the map said")
+        link.click()
+        _visit(browser, browser.current_url)
+        records = browser.find_elements(By.CSS_SELECTOR, "pre.record")
+        sections = {s.find_element(By.TAG_NAME, "h2").text: s.text
+                    for s in browser.find_elements(By.CSS_SELECTOR, "main section")}  # fmt: skip
+        assert _console_errors(browser) == []
+        assert (
+            browser.execute_script("return document.getElementsByTagName('township').length") == 0
+        )
+        return {"h1": browser.find_element(By.TAG_NAME, "h1").text, **sections,
+                "records": [r.text for r in records]}  # fmt: skip
+
+    hostile = "Smith & Jones <Township> Police Department"
+    first = follow_evidence("pa-smith-and-jones-township-police-department", "first recorded")
+    assert first["h1"] == f"Source record: {hostile}"
+    assert "This is the first poll ringwatch made." in first["Before"]
+    [after] = first["records"]
+    assert "<name>Smith &amp; Jones &lt;Township&gt; Police Department</name>" in after
+
+    renamed = follow_evidence("az-city-of-mesa-police-department", "renamed")
+    before, after = renamed["records"]
+    assert "<name>Mesa Police Department</name>" in before
+    assert "<name>City of Mesa Police Department</name>" in after
+    proof = browser.find_element(By.LINK_TEXT, "JSON").get_attribute("href")
+    data = json.loads((site / urlsplit(proof).path.lstrip("/")).read_text(encoding="utf-8"))
+    assert data["before"]["record"].split() == before.split()  # the page shows the JSON's record
+    assert data["after"]["record"].split() == after.split()
+    foreign = [r["url"] for r in _requests(browser)
+               if not r["url"].startswith((origin + "/", tiles.origin + "/", "data:"))]  # fmt: skip
+    assert foreign == []
+    _screenshots(browser, browser.current_url, "samples-evidence", tmp_path)
+
+
 def test_markers_show_when_tiles_fail(big_site, browser, serve, tmp_path):
     with socket.socket() as probe:  # a port nothing listens on: every tile is refused
         probe.bind(("127.0.0.1", 0))
@@ -456,6 +503,57 @@ def test_site_command_builds_pages_and_the_clis_exports(sample_config, tmp_path)
     assert "151 listed now. 1 ended" in index  # the growth chart's numbers, in its alt text
 
 
+def test_each_change_on_an_agency_page_links_its_evidence_as_the_cli_shows_it(
+    sample_config, tmp_path
+):
+    site = _build(sample_config, tmp_path / "site", "https://tile.example/{z}/{x}/{y}.png")
+    store = Store.open(load_config(sample_config).db_path, readonly=True)
+    logged = list(store.db.query("select id, uuid, kind, key from changes order by id"))
+    store.close()
+
+    published = sorted(p.stem for p in (site / "data" / "evidence").glob("*.json"))
+    assert published == sorted(row["uuid"] for row in logged)  # the baseline's too
+    [renamed] = [row for row in logged if row["kind"] == "renamed"]
+    page = site / "agencies" / f"{page_name(renamed['key'])}.html"
+    links = {v for t, a, v in _tags(page.read_text(encoding="utf-8")) if a == "href"}
+    assert {
+        f"../evidence/{renamed['uuid']}.html",
+        f"../data/evidence/{renamed['uuid']}.json",
+    } <= links
+    shown = run_cli("evidence", str(renamed["id"]), "--config", str(sample_config),
+                    "--format", "json")  # fmt: skip
+    data = site / "data" / "evidence" / f"{renamed['uuid']}.json"
+    assert data.read_text(encoding="utf-8") + "\n" == shown.stdout
+    proof = json.loads(shown.stdout)
+    html = (site / "evidence" / f"{renamed['uuid']}.html").read_text(encoding="utf-8")
+    quoted = [
+        unescape(r) for r in re.findall(r'<pre class="record"><code>(.*?)</code>', html, re.S)
+    ]
+    assert quoted == [proof["before"]["record"], proof["after"]["record"]]
+    assert "<name>Mesa Police Department</name>" in quoted[0]
+    assert "<name>City of Mesa Police Department</name>" in quoted[1]
+
+
+def test_changes_whose_snapshot_is_lost_are_published_without_evidence(sample_config, tmp_path):
+    config = write_config(tmp_path, "")
+    shutil.copytree(sample_config.parent / "state", tmp_path / "state")
+    store = Store.open(tmp_path / "state" / "ringwatch.db", readonly=True)
+    later = store.db.execute("select snapshot from polls order by id desc").fetchone()[0]
+    logged = list(store.db.query("select uuid, kind from changes order by id"))
+    store.close()
+    SnapshotStore(tmp_path / "state" / "snapshots").path(later).unlink()
+
+    result = run_cli("site", "--config", str(config), "--out", str(tmp_path / "site"))
+
+    assert result.returncode == 0, result.stderr
+    lost = [row for row in logged if row["kind"] != "baseline"]  # each cites the later poll
+    assert len(lost) == 31 and f"{len(lost)} changes have no evidence page" in result.stderr
+    published = {p.stem for p in (tmp_path / "site" / "data" / "evidence").glob("*.json")}
+    assert published == {row["uuid"] for row in logged} - {row["uuid"] for row in lost}
+    mesa = tmp_path / "site" / "agencies" / "az-city-of-mesa-police-department.html"
+    assert "renamed: what the map said" not in mesa.read_text(encoding="utf-8")
+
+
 def test_pages_escape_every_value_and_link_only_over_http(tmp_path, source_server):
     bot = _polled_bot(tmp_path, source_server, 40)
     site = build_site(bot.config, Store.open(bot.config.db_path, readonly=True).db).path
@@ -465,7 +563,11 @@ def test_pages_escape_every_value_and_link_only_over_http(tmp_path, source_serve
     for name in HOSTILE_NAMES:
         assert name not in everything
     assert "&lt;img src=x onerror=&#34;window.pwned=1&#34;&gt;Pwned Police Department" in everything
-    assert "javascript:" not in everything
+    # A source record is quoted whole on its evidence page, its javascript: profile as text;
+    # everywhere else the profile is left out.
+    quoted = re.findall(r'<pre class="record"><code>(.*?)</code></pre>', everything, re.S)
+    assert any("javascript:window.pwned=3" in record for record in quoted)
+    assert "javascript:" not in re.sub(r'<pre class="record">.*?</pre>', "", everything, flags=re.S)
     for path, html in pages.items():
         tags = _tags(html)
         assert ("meta", "http-equiv", "Content-Security-Policy") in tags, path

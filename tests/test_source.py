@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import socket
@@ -18,8 +19,8 @@ from bot.source import (
     FetchError,
     ParseError,
     Validators,
+    check_follow,
     fetch,
-    follow_problem,
     parse,
     parse_kml,
 )
@@ -139,7 +140,7 @@ def test_what_a_redirect_or_network_link_may_lead_to(target, source_url, allow, 
     def addresses(host: str) -> list:
         return [ipaddress.ip_address(a) for a in DNS.get(host.lower(), [])]
 
-    problem = follow_problem("redirect", target, source_url, allow, addresses)
+    problem = check_follow("redirect", target, source_url, allow, addresses).problem
 
     if refusal is None:
         assert problem is None
@@ -188,6 +189,115 @@ def test_a_network_link_to_another_host_is_refused_and_never_fetched(
 
     assert other_host.requests == []
     assert "refusing to follow a NetworkLink to host 127.0.0.2" in bot.polls()[0]["error"]
+
+
+@pytest.mark.parametrize("how", ["redirect", "NetworkLink"])
+def test_a_followed_host_is_fetched_at_the_address_it_was_checked_at(source_server, how):
+    """DNS rebinding, on loopback: the resolver answers the check with the source's server
+    and any later question with another server on the same port (the internal service a
+    rebinding DNS points at). The name resolves nowhere else (.invalid), so the fetch can
+    only succeed by connecting to the address that was checked."""
+    port = source_server.httpd.server_address[1]
+    internal = SourceServer(host="127.0.0.2", port=port).start()
+    internal.serve("/map.kml", kml(agencies(3)))
+    items = agencies(5)
+    source_server.serve("/map.kml", kml(items))
+    target = f"http://rebind.invalid:{port}/map.kml"
+    first = redirect(target) if how == "redirect" else Reply(networklink_kml(target))
+    asked: list[str] = []
+
+    def rebinding(host: str) -> list:
+        asked.append(host)
+        return [ipaddress.ip_address("127.0.0.1" if len(asked) == 1 else "127.0.0.2")]
+
+    try:
+        config = source(source_server.serve("/start", first), allow_hosts=["rebind.invalid"])
+        fetched = fetch(config, addresses=rebinding)
+    finally:
+        internal.stop()
+
+    assert [fields["name"] for _, fields in parse(fetched, config)] == [a.name for a in items]
+    assert fetched.url == target
+    assert asked == ["rebind.invalid"]  # checked once; the connection asked no one again
+    assert internal.requests == []
+    assert source_server.requests[-1]["Host"] == f"rebind.invalid:{port}"  # the name, kept
+
+
+def _self_signed(name: str, folder: Path) -> tuple[Path, Path]:
+    """A certificate for `name` that no one trusts, and its key (PEM files)."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .sign(key, hashes.SHA256())
+    )  # fmt: skip
+    cert_file, key_file = folder / "cert.pem", folder / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))  # fmt: skip
+    return cert_file, key_file
+
+
+def test_tls_to_a_followed_host_goes_to_the_checked_address_and_checks_the_name(
+    source_server, tmp_path
+):
+    """Over HTTPS the connection goes to the checked address, the handshake names the host
+    (SNI) and the certificate is still verified: one no one trusts is refused. (That the
+    certificate's name is matched against the host cannot be shown here: no certificate
+    for a test name is trusted by the fetch.)"""
+    import ssl
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(*_self_signed("rebind.invalid", tmp_path))
+    names: list[str | None] = []
+    context.sni_callback = lambda _sock, name, _context: names.append(name)
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+
+        def handshake() -> None:
+            connection, _ = listener.accept()
+            with connection, contextlib.suppress(ssl.SSLError):
+                context.wrap_socket(connection, server_side=True)
+
+        server = threading.Thread(target=handshake, daemon=True)
+        server.start()
+        url = source_server.serve("/start", redirect(f"https://rebind.invalid:{port}/map.kml"))
+        config = source(url, retries=0, allow_hosts=["rebind.invalid"])
+        with pytest.raises(FetchError, match="CERTIFICATE_VERIFY_FAILED"):
+            fetch(config, addresses=lambda host: [ipaddress.ip_address("127.0.0.1")])
+        server.join(timeout=60)
+
+    assert names == ["rebind.invalid"]
+
+
+def test_a_followed_host_that_did_not_resolve_when_checked_is_not_looked_up_again(
+    source_server,
+):
+    port = source_server.httpd.server_address[1]
+    source_server.serve("/map.kml", kml(agencies(5)))
+    url = source_server.serve("/start", redirect(f"http://rebind.invalid:{port}/map.kml"))
+    asked: list[str] = []
+
+    def late(host: str) -> list:  # nothing to the check, the source's server afterwards
+        asked.append(host)
+        return [ipaddress.ip_address("127.0.0.1")] if len(asked) > 1 else []
+
+    with pytest.raises(FetchError, match="checked at \\(none: it did not resolve\\)"):
+        fetch(source(url, retries=0, allow_hosts=["rebind.invalid"]), addresses=late)
+
+    assert asked == ["rebind.invalid"]
+    assert [r["path"] for r in source_server.requests] == ["/start"]
 
 
 @pytest.mark.parametrize("how", ["redirect", "NetworkLink"])

@@ -307,12 +307,14 @@ def test_the_status_read_model_is_one_read_of_polls_and_outbox(store):
     assert set(report.oldest_waiting) == {"console"}
 
 
-def test_readonly_open_of_a_missing_database_creates_nothing(tmp_path):
+def test_readonly_open_of_a_missing_database_fails_and_creates_nothing(tmp_path):
+    """No command may answer from an empty stand-in: a read needs the database (the CLI
+    says where it is missing first), a dry run asks for Store.empty() itself."""
     path = tmp_path / "state" / "ringwatch.db"
 
-    store = Store.open(path, readonly=True)
+    with pytest.raises(sqlite3.OperationalError):
+        Store.open(path, readonly=True)
 
-    assert store.agencies.active_count() == 0
     assert not (tmp_path / "state").exists()
 
 

@@ -73,8 +73,8 @@ def test_summary_of_the_week_with_the_changes(polled):
     store.close()
 
 
-def test_plan_summary_per_recipient_filter_and_channel_limit(tmp_path):
-    store = Store.open(tmp_path / "none.db", readonly=True)  # an empty, in-memory database
+def test_plan_summary_per_recipient_filter_and_channel_limit():
+    store = Store.empty()
     empty = build_report(store.db, since="2020-06-08", until="2020-06-14")
     mn = build_report(store.db, since="2020-06-08", until="2020-06-14", states=["MN"])
     short = Style(templates=("text",), extension="txt", max_length=60)

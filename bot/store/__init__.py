@@ -54,8 +54,6 @@ class Store:
         (schema.database_problem says why). `busy_timeout` is how long a write waits for
         another process's write lock."""
         if readonly:
-            if not path.exists():
-                return cls.empty()
             return cls(schema.connect_readonly(path, busy_timeout=busy_timeout))
         db = schema.connect(path, busy_timeout=busy_timeout)
         try:

@@ -33,7 +33,7 @@ class _QuietServer(ThreadingHTTPServer):
 class SourceServer:
     """Serves `path → Reply`; a list of replies is consumed one per request, the last sticks."""
 
-    def __init__(self, host: str = "127.0.0.1") -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         self.stopping = threading.Event()
         self.routes: dict[str, list[Reply]] = {}
         self.requests: list[dict[str, str]] = []
@@ -130,7 +130,7 @@ class SourceServer:
             def log_message(self, *args) -> None:
                 pass
 
-        self.httpd = _QuietServer((host, 0), Handler)
+        self.httpd = _QuietServer((host, port), Handler)
         self.httpd.daemon_threads = True
         # A short poll interval makes stop() (shutdown) quick.
         self.thread = threading.Thread(
