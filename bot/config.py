@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from bot.models import DEFAULT_ALERT_FIELDS, LOGGED_BY_NAME
+from bot.normalise import FIELD_ALIASES
 from bot.safe import http_url
 
 DEFAULT_SOURCE_URL = (
@@ -118,9 +120,7 @@ class AlertsConfig:
     # Above this many changes for one recipient in one poll, a digest replaces single messages.
     digest_threshold: int = 5
     # Fields whose change raises an alert; every field change is logged regardless.
-    alert_fields: list[str] = field(
-        default_factory=lambda: ["name", "city", "state", "coordinates", "profile_url"]
-    )
+    alert_fields: list[str] = field(default_factory=lambda: list(DEFAULT_ALERT_FIELDS))
     templates_dir: str | None = None
     # Total time one send may take, answer included; then it counts as a failed attempt.
     send_timeout: Duration = Duration(30)
@@ -243,18 +243,8 @@ SECTIONS: dict[str, type] = {
 
 FORMATS = ("kml", "json", "csv")
 # What source.fields may map a JSON key or CSV column to (see normalise.FIELD_ALIASES).
-SOURCE_FIELDS = ("name", "address", "city", "state", "active_date", "video_requests",
-                 "profile_url", "lat", "lon", "coordinates")  # fmt: skip
-KNOWN_ALERT_FIELDS = (
-    "name",
-    "city",
-    "state",
-    "coordinates",
-    "profile_url",
-    "active_date",
-    "video_requests",
-    "extra",
-)
+SOURCE_FIELDS = tuple(dict.fromkeys(FIELD_ALIASES.values()))
+KNOWN_ALERT_FIELDS = tuple(LOGGED_BY_NAME)
 
 
 def _suggest(key: str, known: list[str]) -> str:

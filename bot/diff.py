@@ -7,10 +7,12 @@ Placemark whose bytes did not change, which is what makes a 1%-change poll cheap
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
+import operator
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
-from bot.models import Agency, Change, ChangeKind
+from bot.models import LOGGED_BY_NAME, LOGGED_FIELDS, Agency, Change, ChangeKind, FieldKind
 from bot.normalise import city_key, clean_text, name_key
 
 # Two points closer than this (degrees, ~100 m) are the same station house.
@@ -42,12 +44,34 @@ def _same_url(a: str | None, b: str | None) -> bool:
     return (a or "").strip().rstrip("/").lower() == (b or "").strip().rstrip("/").lower()
 
 
-def _moved(a: Agency, b: Agency) -> bool:
+def _not_moved(a: tuple[float | None, float | None], b: tuple[float | None, float | None]) -> bool:
+    """[lat, lon] points that are the same place: within MOVE_DEGREES, or one unknown."""
     # Coordinates that appear or vanish say nothing about a move: a source that drops
     # the <Point> of every agency must not announce hundreds of "location" changes.
-    if a.lat is None or b.lat is None or a.lon is None or b.lon is None:
-        return False
-    return abs(a.lat - b.lat) > MOVE_DEGREES or abs(a.lon - b.lon) > MOVE_DEGREES
+    (lat_a, lon_a), (lat_b, lon_b) = a, b
+    if lat_a is None or lat_b is None or lon_a is None or lon_b is None:
+        return True
+    return abs(lat_a - lat_b) <= MOVE_DEGREES and abs(lon_a - lon_b) <= MOVE_DEGREES
+
+
+def _same_extra(a: dict[str, str], b: dict[str, str]) -> bool:
+    def folded(extra: dict[str, str]) -> dict[str, str]:
+        return {k.lower(): clean_text(v).lower() for k, v in extra.items()}
+
+    return folded(a) == folded(b)
+
+
+# When two values of a field of each kind are the same fact (models.FieldKind).
+SAME: dict[FieldKind, Callable[[Any, Any], bool]] = {
+    FieldKind.NAME: lambda a, b: name_key(a) == name_key(b),
+    FieldKind.CITY: lambda a, b: city_key(a) == city_key(b),
+    FieldKind.STATE: operator.eq,
+    FieldKind.DATE: operator.eq,
+    FieldKind.COUNT: operator.eq,
+    FieldKind.URL: _same_url,
+    FieldKind.DEGREES: _not_moved,
+    FieldKind.EXTRA: _same_extra,
+}
 
 
 def _same_place(a: Agency, b: Agency) -> bool:
@@ -56,28 +80,13 @@ def _same_place(a: Agency, b: Agency) -> bool:
     return abs(a.lat - b.lat) <= SAME_PLACE_DEGREES and abs(a.lon - b.lon) <= SAME_PLACE_DEGREES
 
 
+# (name, read, same) of every logged field, looked up once: diffs compare many agencies.
+_COMPARED = tuple((logged.name, logged.read, SAME[logged.kind]) for logged in LOGGED_FIELDS)
+
+
 def changed_fields(old: Agency, new: Agency) -> tuple[str, ...]:
     """Fields that differ in substance; case, spacing and punctuation are not differences."""
-    fields: list[str] = []
-    if name_key(old.name) != name_key(new.name):
-        fields.append("name")
-    if old.state != new.state:
-        fields.append("state")
-    if city_key(old.city) != city_key(new.city):
-        fields.append("city")
-    if _moved(old, new):
-        fields.append("coordinates")
-    if not _same_url(old.profile_url, new.profile_url):
-        fields.append("profile_url")
-    if old.active_date != new.active_date:
-        fields.append("active_date")
-    if old.video_requests != new.video_requests:
-        fields.append("video_requests")
-    old_extra = {k.lower(): clean_text(v).lower() for k, v in old.extra.items()}
-    new_extra = {k.lower(): clean_text(v).lower() for k, v in new.extra.items()}
-    if old_extra != new_extra:
-        fields.append("extra")
-    return tuple(fields)
+    return tuple(name for name, read, same in _COMPARED if not same(read(old), read(new)))
 
 
 def is_rename(old: Agency, new: Agency) -> bool:
@@ -279,16 +288,10 @@ def changes_from_diff(diff: Diff, alert_fields: Iterable[str]) -> list[Change]:
             )
         )
     for old, new, fields in sorted(diff.changed, key=lambda t: (t[1].state, t[1].name)):
-        before = {f: _field_value(old, f) for f in fields}
-        after = {f: _field_value(new, f) for f in fields}
+        before = {f: LOGGED_BY_NAME[f].value(old) for f in fields}
+        after = {f: LOGGED_BY_NAME[f].value(new) for f in fields}
         alert = any(f in alerting for f in fields)
         changes.append(Change(ChangeKind.CHANGED, new, before, after, fields, alert=alert))
     for agency in sorted(diff.removed, key=lambda a: (a.state, a.name)):
         changes.append(Change(ChangeKind.REMOVED, agency, before=_record(agency)))
     return changes
-
-
-def _field_value(agency: Agency, name: str) -> object:
-    if name == "coordinates":
-        return [agency.lat, agency.lon]
-    return getattr(agency, name)

@@ -23,12 +23,14 @@ from typing import Any, TextIO
 
 import sqlite_utils
 
+from bot.models import PUBLIC_FIELDS, URL_FIELDS
 from bot.queries import ChangeFilter, agency_locations, listed_agencies, query_changes
 from bot.safe import csv_cell, http_url
 
 FORMATS = ("csv", "json", "geojson")
-AGENCY_COLUMNS = ("key", "name", "city", "state", "active_date", "video_requests", "profile_url",
-                  "lat", "lon", "first_seen", "updated_at", "extra")  # fmt: skip
+# The declared public fields, when ringwatch first saw the agency and last updated it, and
+# the source's other columns (as JSON).
+AGENCY_COLUMNS = (*PUBLIC_FIELDS, "first_seen", "updated_at", "extra")
 CHANGE_COLUMNS = ("id", "uuid", "detected_at", "kind", "key", "name", "city", "state",
                   "active_date", "fields", "before", "after")  # fmt: skip
 
@@ -40,7 +42,7 @@ def agency_rows(
     state and name; `extra` decoded, `profile_url` only when it is an http(s) URL."""
     listed = listed_agencies(db, AGENCY_COLUMNS, [s.upper() for s in states], since)
     return [
-        {**row, "profile_url": http_url(row["profile_url"]),
+        {**row, **{name: http_url(row[name]) for name in URL_FIELDS},
          "extra": json.loads(row["extra"]) if row["extra"] else {}}
         for row in listed
     ]  # fmt: skip

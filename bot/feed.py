@@ -25,7 +25,7 @@ import sqlite_utils
 
 from bot.channels.base import Style
 from bot.export import write_atomically
-from bot.models import Agency, Change, ChangeKind
+from bot.models import DETAIL_FIELDS, URL_FIELDS, Agency, Change, ChangeKind
 from bot.queries import ChangeFilter, install_id, query_changes
 from bot.render import make_environment, render_change
 from bot.safe import http_url, plain_text
@@ -62,16 +62,15 @@ def change_from_row(row: dict[str, Any]) -> Change:
         if kind in (ChangeKind.ADDED, ChangeKind.REMOVED, ChangeKind.RENAMED) and record
         else {}
     )
+    detail = {name: details.get(name) for name in DETAIL_FIELDS}
+    detail["active_date"] = row["active_date"]  # the log's own column, set for every kind
+    detail.update({name: http_url(detail[name]) for name in URL_FIELDS})
     agency = Agency(
         key=row["key"],
         name=plain_text(row["name"] or ""),
         city=plain_text(row["city"] or ""),
         state=row["state"] or "",
-        active_date=row["active_date"],
-        video_requests=details.get("video_requests"),
-        profile_url=http_url(details.get("profile_url")),
-        lat=details.get("lat"),
-        lon=details.get("lon"),
+        **detail,
     )
     return Change(kind, agency, row["before"], row["after"], tuple(row["fields"]))
 

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Container, Mapping
+from collections.abc import Callable, Container, Mapping
 from dataclasses import replace
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from bot.models import Agency
+from bot.models import READ_FIELDS, Agency, FieldKind
 
 US_STATES = {
     "AL": "Alabama", "AK": "Alaska", "AZ": "Arizona", "AR": "Arkansas", "CA": "California",
@@ -36,37 +36,14 @@ US_STATES = {
 _STATE_BY_NAME = {re.sub(r"[^a-z]", "", name.lower()): code for code, name in US_STATES.items()}
 _STATE_BY_NAME |= {"washingtondc": "DC", "virginislands": "VI", "usvirginislands": "VI"}
 
-# Source field names seen over the years → our field. Compared after _field_id().
+# Source field names seen over the years → our field. Compared after _field_id(). Besides
+# the Agency fields (declared in bot.models), two columns only fill in others: an address
+# ("Crystal, MN") gives city and state, KML's "lon,lat" coordinates give lat and lon.
+PLACE_ALIASES = {"address": ("address", "location", "citystate"), "coordinates": ("coordinates",)}
 FIELD_ALIASES = {
-    "name": "name",
-    "agency": "name",
-    "agencyname": "name",
-    "title": "name",
-    "address": "address",
-    "location": "address",
-    "citystate": "address",
-    "city": "city",
-    "state": "state",
-    "activedate": "active_date",
-    "active": "active_date",
-    "datejoined": "active_date",
-    "startdate": "active_date",
-    "launchdate": "active_date",
-    "partnershipdate": "active_date",
-    "videorequests": "video_requests",
-    "requests": "video_requests",
-    "numberofvideorequests": "video_requests",
-    "agencyprofile": "profile_url",
-    "profile": "profile_url",
-    "profileurl": "profile_url",
-    "url": "profile_url",
-    "link": "profile_url",
-    "coordinates": "coordinates",
-    "latitude": "lat",
-    "lat": "lat",
-    "longitude": "lon",
-    "lon": "lon",
-    "lng": "lon",
+    alias: name
+    for name, aliases in [*((f.name, f.aliases) for f in READ_FIELDS), *PLACE_ALIASES.items()]
+    for alias in aliases
 }
 # Present in exports but derived from the fields above: never a change of its own.
 IGNORED_FIELDS = {"description", "styleurl", "gxmedialinks"}
@@ -207,6 +184,8 @@ def parse_coordinates(value: str) -> tuple[float | None, float | None]:
 
 
 def _float(value: str) -> float | None:
+    if not value:  # most sources give coordinates instead: no exception per record
+        return None
     try:
         return round(float(clean_text(value)), 6)
     except ValueError:
@@ -226,6 +205,23 @@ def agency_key(name: str, state: str) -> str:
     return f"{(state or 'xx').lower()}/{slug}"
 
 
+def _optional_text(value: str) -> str | None:
+    return clean_text(value) or None
+
+
+# How a field of each kind is read from the source's text ('' when the source lacks it).
+PARSERS: dict[FieldKind, Callable[[str], Any]] = {
+    FieldKind.NAME: clean_text,
+    FieldKind.CITY: clean_text,
+    FieldKind.STATE: state_code,
+    FieldKind.DATE: parse_date,
+    FieldKind.COUNT: parse_count,
+    FieldKind.URL: _optional_text,
+    FieldKind.DEGREES: _float,
+}
+_PARSED = tuple((f.name, PARSERS[f.kind]) for f in READ_FIELDS if f.kind is not None)
+
+
 def normalise_record(fields: dict[str, str], raw_hash: str = "") -> Agency:
     """One source record (field name → text) → Agency. Unknown fields are kept in `extra`."""
     ours: dict[str, str] = {}
@@ -239,29 +235,15 @@ def normalise_record(fields: dict[str, str], raw_hash: str = "") -> Agency:
             ours[target] = value
         else:
             extra[clean_text(source_name)] = clean_text(value)
-    name = clean_text(ours.get("name"))
+    values = {name: parse(ours.get(name, "")) for name, parse in _PARSED}
     city, state = split_address(ours.get("address", ""))
-    if ours.get("city"):
-        city = clean_text(ours["city"])
-    if ours.get("state"):
-        state = state_code(ours["state"]) or state
+    if not ours.get("city"):
+        values["city"] = city
+    values["state"] = values["state"] or state
     if "coordinates" in ours:
-        lat, lon = parse_coordinates(ours["coordinates"])
-    else:
-        lat, lon = _float(ours.get("lat", "")), _float(ours.get("lon", ""))
-    return Agency(
-        key=agency_key(name, state),
-        name=name,
-        city=city,
-        state=state,
-        active_date=parse_date(ours.get("active_date", "")),
-        video_requests=parse_count(ours.get("video_requests", "")),
-        profile_url=clean_text(ours.get("profile_url")) or None,
-        lat=lat,
-        lon=lon,
-        extra=extra,
-        raw_hash=raw_hash,
-    )
+        values["lat"], values["lon"] = parse_coordinates(ours["coordinates"])
+    key = agency_key(values["name"], values["state"])
+    return Agency(key=key, **values, extra=extra, raw_hash=raw_hash)
 
 
 def disambiguate(

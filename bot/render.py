@@ -17,7 +17,7 @@ from typing import Any
 import jinja2
 
 from bot.channels.base import Style
-from bot.models import Change, ChangeKind
+from bot.models import LOGGED_FIELDS, Change, ChangeKind, public_defaults
 from bot.normalise import US_STATES, display_name
 
 KIND_ORDER = (ChangeKind.ADDED, ChangeKind.RENAMED, ChangeKind.CHANGED, ChangeKind.REMOVED)
@@ -69,17 +69,14 @@ def make_environment(templates_dir: str | os.PathLike[str] | None = None) -> jin
     )
     env.filters["no_mentions"] = no_mentions
     env.globals["ChangeKind"] = ChangeKind
+    # How an alert names a changed field ("coordinates" → "location"): models.AgencyField.
+    env.globals["field_labels"] = {logged.name: logged.label for logged in LOGGED_FIELDS}
     return env
 
 
 def agency_context(record: dict[str, Any] | None) -> dict[str, Any]:
-    record = dict(record or {})
-    name = record.get("name") or ""
-    record.setdefault("city", "")
-    record.setdefault("state", "")
-    for key in ("active_date", "video_requests", "profile_url", "lat", "lon"):
-        record.setdefault(key, None)
-    record["display_name"] = display_name(name)
+    record = {**public_defaults(), **(record or {})}
+    record["display_name"] = display_name(record["name"] or "")
     return record
 
 

@@ -38,7 +38,7 @@ import sqlite_utils
 
 from bot.config import Config
 from bot.export import agency_rows, write_export
-from bot.models import ChangeKind
+from bot.models import AGENCY_FIELDS, PUBLIC_FIELDS, AgencyField, ChangeKind, FieldKind
 from bot.normalise import US_STATES, display_name
 from bot.queries import (
     ChangeFilter,
@@ -146,6 +146,20 @@ def year_colours(years: Sequence[str]) -> list[tuple[str, str]]:
     return pairs
 
 
+# The map's columns besides its point, year and page: the public fields but the key (the
+# page names it) and lat/lon (the point).
+MAP_FIELDS = tuple(f for f in AGENCY_FIELDS if f.public and f.name not in ("key", "lat", "lon"))
+
+
+def _map_value(spec: AgencyField, value: Any) -> Any:
+    """A count stays a number (or null); a link only when http(s); text '' when missing."""
+    if spec.kind == FieldKind.COUNT:
+        return value
+    if spec.kind == FieldKind.URL:
+        return http_url(value) or ""
+    return value or ""
+
+
 def map_points(agencies: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """The compact JSON the map loads: one short array per agency, not per-marker HTML."""
     colours = year_colours([(a["active_date"] or "")[:4] for a in agencies])
@@ -155,23 +169,17 @@ def map_points(agencies: Sequence[dict[str, Any]]) -> dict[str, Any]:
             round(a["lat"], 5),
             round(a["lon"], 5),
             year_index[(a["active_date"] or "")[:4]],
-            a["name"],
-            a["city"] or "",
-            a["state"] or "",
-            a["active_date"] or "",
-            a["video_requests"],
-            http_url(a["profile_url"]) or "",
+            *(_map_value(spec, a[spec.name]) for spec in MAP_FIELDS),
             page_name(a["key"]),
         ]
         for a in agencies
         if a["lat"] is not None and a["lon"] is not None
     ]
     return {
-        "columns": ["lat", "lon", "year", "name", "city", "state", "active_date",
-                    "video_requests", "profile_url", "page"],
+        "columns": ["lat", "lon", "year", *(spec.name for spec in MAP_FIELDS), "page"],
         "years": [{"year": y or "no date", "colour": c} for y, c in colours],
         "agencies": rows,
-    }  # fmt: skip
+    }
 
 
 def site_headline(report: Report) -> dict[str, Any]:
@@ -214,13 +222,9 @@ def change_context(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-AGENCY_FIELDS = ("key", "name", "city", "state", "active_date", "video_requests", "profile_url",
-                 "lat", "lon")  # fmt: skip
-
-
 def agency_context(agency: dict[str, Any]) -> dict[str, Any]:
     return {
-        **dict.fromkeys(AGENCY_FIELDS),
+        **dict.fromkeys(PUBLIC_FIELDS),
         **agency,
         "display_name": display_name(agency["name"] or ""),
         "profile": http_url(agency.get("profile_url")),

@@ -50,7 +50,7 @@ from bot.channels.telegram import (
     visible_length,
     visible_text,
 )
-from bot.models import Agency, Change, ChangeKind
+from bot.models import DETAIL_FIELDS, Agency, Change, ChangeKind
 from bot.normalise import state_code
 from bot.queries import ChangeFilter, agencies_by_state, query_changes, read_status
 from bot.render import ELLIPSIS, make_environment, render_change, split_text, truncate
@@ -256,13 +256,10 @@ def describe_filter(states: Sequence[str] | None) -> str:
 def change_from_log(row: dict) -> Change:
     """A change-log object (queries.change_object) back as a Change, for the templates."""
     after, before = row["after"] or {}, row["before"] or {}
+    detail = {name: after.get(name) or before.get(name) for name in DETAIL_FIELDS}
+    detail["active_date"] = row["active_date"]  # the log's own column, set for every kind
     agency = Agency(
-        key=row["key"],
-        name=row["name"],
-        city=row["city"] or "",
-        state=row["state"] or "",
-        active_date=row["active_date"],
-        profile_url=after.get("profile_url") or before.get("profile_url"),
+        key=row["key"], name=row["name"], city=row["city"] or "", state=row["state"] or "", **detail
     )
     return Change(
         ChangeKind(row["kind"]), agency, row["before"], row["after"], tuple(row["fields"])

@@ -36,7 +36,7 @@ from bot.channels.base import (
     in_own_thread,
 )
 from bot.config import Duration
-from bot.models import MessageKind
+from bot.models import PUBLIC_FIELDS, REQUIRED_FIELDS, URL_FIELDS, MessageKind
 from bot.safe import http_url
 from bot.store import Store
 
@@ -48,8 +48,6 @@ CHANGE_SCHEMA = "ringwatch.change/1"
 MESSAGE_SCHEMA = "ringwatch.message/1"  # anything that is not one change (a summary, a test)
 USER_AGENT = "ringwatch-webhook/1"
 RETRIED_STATUSES = frozenset({408, 429})
-AGENCY_FIELDS = ("key", "name", "city", "state", "active_date", "video_requests",
-                 "profile_url", "lat", "lon")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -81,9 +79,9 @@ def retry_after(value: str | None, now: float) -> float | None:
 
 def _agency(change: dict[str, Any]) -> dict[str, Any]:
     record = json.loads(change["after"] or change["before"] or "{}")
-    agency = {name: record.get(name) for name in AGENCY_FIELDS}
-    agency.update({name: change[name] for name in ("key", "name", "city", "state")})
-    agency["profile_url"] = http_url(agency["profile_url"])  # only http(s) leaves us
+    agency = {name: record.get(name) for name in PUBLIC_FIELDS}
+    agency.update({name: change[name] for name in REQUIRED_FIELDS})
+    agency.update({name: http_url(agency[name]) for name in URL_FIELDS})  # only http(s) leaves us
     return agency
 
 
