@@ -19,6 +19,7 @@ from bench.server import DocumentServer
 from bot.channels import enabled_channels
 from bot.config import parse_config
 from bot.deliver import deliver_pending
+from bot.models import OutboxStatus
 from bot.poll import Poller
 from bot.store import Store
 from tests.support.synthetic import generate_agencies, mutate, to_kml
@@ -56,22 +57,22 @@ def main() -> None:
         poller.run()  # the baseline: no alerts
         with store.db.atomic():
             for chat in range(FIRST_CHAT_ID, FIRST_CHAT_ID + subscribers):
-                store.subscribe("telegram", str(chat), states=None, chat_type="private")
+                store.subscribers.subscribe("telegram", str(chat), states=None, chat_type="private")
 
         server.publish(to_kml(mutate(agencies, seed=1, add=1)))
         started = time.perf_counter()
         result = poller.run()
         queue_s = time.perf_counter() - started
-    queued = store.db.execute("select count(*) from outbox where poll_id = ?", [result.poll_id])
+    queued = store.outbox.queued_for_poll(result.poll_id)
     started = time.perf_counter()
     finished = asyncio.run(deliver_for(store, channels, seconds))
     deliver_s = time.perf_counter() - started
-    sent = store.db.execute("select count(*) from outbox where status = 'sent'").fetchone()[0]
+    sent = sum(by_status.get(OutboxStatus.SENT, 0) for by_status in store.outbox.counts().values())
     print(
         json.dumps(
             {
                 "poll": result.summary,
-                "queued": queued.fetchone()[0],
+                "queued": queued,
                 "queue_s": queue_s,
                 "sent": sent,
                 "deliver_s": deliver_s,

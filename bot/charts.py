@@ -22,9 +22,15 @@ import sqlite_utils
 
 from bot.export import write_atomically
 from bot.models import ChangeKind
-from bot.queries import ChangeFilter, query_changes
-from bot.reports import last_good_poll_time, long_date
-from bot.store import GOOD_SQL
+from bot.queries import (
+    ChangeFilter,
+    agencies_by_state,
+    daily_records,
+    last_good_poll_time,
+    listed_now,
+    query_changes,
+)
+from bot.reports import long_date
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -107,18 +113,9 @@ def _cumulative(days: list[date]) -> list[tuple[date, int]]:
 def growth_data(db: sqlite_utils.Database) -> GrowthData:
     endings = query_changes(db, ChangeFilter(kinds=(ChangeKind.REMOVED,)))
     ended = _cumulative([date.fromisoformat(row["detected_at"][:10]) for row in endings])
-    listed_now = db.execute("select count(*) from agencies where active = 1").fetchone()[0]
-    observed = [
-        (date.fromisoformat(row["day"]), row["records"])
-        for row in db.query(
-            f"""select substr(finished_at, 1, 10) as day, records from polls
-            where id in (select max(id) from polls
-                         where outcome in {GOOD_SQL} and records is not null
-                         group by substr(finished_at, 1, 10))
-            order by id"""
-        )
-    ]
-    return GrowthData(_cumulative(_active_dates(db)), ended, observed, listed_now, _as_of(db))
+    observed = [(date.fromisoformat(day), records) for day, records in daily_records(db)]
+    listed = listed_now(db).agencies
+    return GrowthData(_cumulative(_active_dates(db)), ended, observed, listed, _as_of(db))
 
 
 def monthly_data(db: sqlite_utils.Database, since: str | None = None) -> MonthlyData:
@@ -153,13 +150,7 @@ def top_states(
 
 
 def states_data(db: sqlite_utils.Database, top: int = 20) -> StatesData:
-    rows = [
-        (state, n)
-        for state, n in db.execute(
-            "select coalesce(state, '??'), count(*) as n from agencies where active = 1 "
-            "group by 1 order by n desc, 1"
-        )
-    ]
+    rows = agencies_by_state(db)
     shown, left_out = top_states(rows, top)
     return StatesData(shown, len(rows), sum(n for _, n in rows), _as_of(db), left_out)
 

@@ -74,7 +74,7 @@ def _database_problems(path: Path) -> Iterator[None]:
     Every write is one transaction, so nothing was half-written."""
     import sqlite3
 
-    from bot.store import database_problem
+    from bot.store.schema import database_problem
 
     try:
         yield
@@ -137,7 +137,8 @@ def _make_state_dir(directory: Path) -> None:
 def _existing_store(config: Config) -> Store:
     """The database, read-only, at the schema this ringwatch reads; without one, exit 2
     saying where it was looked for and how to make one (never an empty answer)."""
-    from bot.store import SCHEMA_VERSION, Store
+    from bot.store import Store
+    from bot.store.schema import SCHEMA_VERSION
 
     path = config.db_path
     if not path.is_file():
@@ -242,7 +243,8 @@ def prune(config: Config, keep: int | None) -> None:
     \b
     Example: ringwatch prune --keep 30
     """
-    from bot.store import Store, prune_before
+    from bot.store import Store
+    from bot.store.times import prune_before
 
     seconds = config.bot.retention if keep is None else keep * 86400
     if keep is None and not seconds:
@@ -252,7 +254,7 @@ def prune(config: Config, keep: int | None) -> None:
         store = Store.open(config.db_path, busy_timeout=config.bot.busy_timeout)
         try:
             before = prune_before(seconds)
-            pruned = store.prune(before)
+            pruned = store.retention.prune(before)
         finally:
             store.close()
     messages = f"{pruned.messages:,} sent message{'' if pruned.messages == 1 else 's'}"
@@ -505,7 +507,7 @@ def status(config: Config) -> None:
             text += f"; oldest waiting {_age(oldest[channel])} (queued {oldest[channel]})"
         click.echo(f"  {channel}: {text}")
     for row in report.failures:
-        line = f"  last failure: {row['channel']}:{row['recipient']}: {row['last_error']}"
+        line = f"  last failure: {row.channel}:{row.recipient}: {row.last_error}"
         click.echo(redact(line))  # rows stored before redaction covered every error
     for channel in channels:
         for line in channel.status_lines(store):
@@ -582,7 +584,8 @@ def send_test(config: Config, channel_name: str) -> None:
 
     from bot.channels import enabled_names, load_channel, registry
     from bot.deliver import send_test as send_test_message
-    from bot.store import Store, utc_now
+    from bot.store import Store
+    from bot.store.times import utc_now
 
     if channel_name not in registry():
         raise CommandFailed(f"no channel {channel_name!r} (known: {', '.join(registry())})")
@@ -829,7 +832,7 @@ def snapshots(config: Config, fmt: str) -> None:
     Example:
       ringwatch snapshots --format json
     """
-    rows = _existing_store(config).snapshots()
+    rows = _existing_store(config).polls.snapshots()
     if fmt == "json":
         click.echo(json.dumps(rows, indent=2))
         return
@@ -860,7 +863,7 @@ def snapshot(config: Config, sha256: str) -> None:
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="SHA256") from None
     store = _existing_store(config)
-    matches = store.snapshots_starting(prefix)
+    matches = store.polls.snapshots_starting(prefix)
     if len(matches) != 1:
         what = "no snapshot" if not matches else f"{len(matches)} snapshots"
         raise CommandFailed(

@@ -329,7 +329,7 @@ async def send_test(
 ) -> list[TestResult]:
     """One test message to each configured recipient of `channel` (its maintainers when it
     has any, never its subscribers), straight to the platform: the outbox is untouched."""
-    subscribed = {row["chat_id"] for row in store.subscribers(channel.name)}
+    subscribed = {subscriber.chat_id for subscriber in store.subscribers.active(channel.name)}
     configured = [r for r in channel.recipients(store) if r.id not in subscribed]
     targets = [r for r in configured if r.maintainer] or configured
     text = (

@@ -188,10 +188,10 @@ def gather_evidence(
     store: Store, config: Config, change_id: int, reader: RecordReader | None = None
 ) -> Evidence:
     """The evidence of one change; `reader` shares parsed snapshots across many changes."""
-    row = store.change_row(change_id)
+    row = store.changes.row(change_id)
     if row is None:
         raise EvidenceError(f"no change #{change_id} (ringwatch changes --format json lists ids)")
-    poll = store.poll(row["poll_id"])
+    poll = store.polls.get(row["poll_id"])
     if poll is None:
         raise EvidenceError(
             f"change #{change_id} cites poll {row['poll_id']}, which is not in the database "
@@ -216,7 +216,7 @@ def gather_evidence(
     if kind != ChangeKind.BASELINE:
         key = _before_key(row)
         start = poll["id"] if kind == ChangeKind.REMOVED else poll["id"] - 1
-        for earlier in store.good_polls_back(start):
+        for earlier in store.polls.good_back(start):
             if not earlier.get("snapshot"):
                 notes.append(f"poll {earlier['id']} predates snapshots: the search stops there")
                 break

@@ -24,7 +24,7 @@ from typing import Any, TextIO
 import sqlite_utils
 
 from bot.models import PUBLIC_FIELDS, URL_FIELDS
-from bot.queries import ChangeFilter, query_changes
+from bot.queries import ChangeFilter, agency_locations, listed_agencies, query_changes
 from bot.safe import csv_cell, http_url
 
 FORMATS = ("csv", "json", "geojson")
@@ -40,18 +40,11 @@ def agency_rows(
 ) -> list[dict[str, Any]]:
     """Agencies listed now (first seen by ringwatch on or after `since`, YYYY-MM-DD), by
     state and name; `extra` decoded, `profile_url` only when it is an http(s) URL."""
-    where, params = ["active = 1"], [s.upper() for s in states]
-    if states:
-        where.append(f"state in ({','.join('?' * len(states))})")
-    if since:
-        where.append("substr(first_seen, 1, 10) >= ?")
-        params.append(since)
-    columns = ", ".join(AGENCY_COLUMNS)
-    sql = f"select {columns} from agencies where {' and '.join(where)} order by state, name"
+    listed = listed_agencies(db, AGENCY_COLUMNS, [s.upper() for s in states], since)
     return [
         {**row, **{name: http_url(row[name]) for name in URL_FIELDS},
          "extra": json.loads(row["extra"]) if row["extra"] else {}}
-        for row in db.query(sql, params)
+        for row in listed
     ]  # fmt: skip
 
 
@@ -62,12 +55,7 @@ def change_rows(
     agency is (or was, for an ending), from the record or, for a field change that did
     not move it, from the agency's row."""
     rows = query_changes(db, ChangeFilter(since=since, states=states, churn=True))
-    keys = sorted({row["key"] for row in rows})
-    places: dict[str, dict[str, Any]] = {}
-    for start in range(0, len(keys), 500):
-        chunk = keys[start : start + 500]
-        sql = f"select key, lat, lon from agencies where key in ({','.join('?' * len(chunk))})"
-        places |= {row["key"]: row for row in db.query(sql, chunk)}
+    places = agency_locations(db, sorted({row["key"] for row in rows}))
     return [
         {**row, "location": _point(row["after"]) or _point(row["before"])
          or _point(places.get(row["key"]))}

@@ -258,10 +258,10 @@ def import_captures(
 ) -> ImportReport:
     """Poll each capture at its own time, oldest first; refuse any older than the latest poll."""
     report = ImportReport(origin)
-    done = store.polled_urls(origin)
+    done = store.polls.polled_urls(origin)
     todo = sorted((c for c in captures if (c.url, c.at_iso) not in done), key=lambda c: c.at)
     report.skipped = len(captures) - len(todo)
-    latest = (store.last_poll() or {}).get("started_at")
+    latest = (store.polls.last() or {}).get("started_at")
     previous = None
     for capture in todo:
         if latest and capture.at_iso <= latest:

@@ -12,7 +12,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import jinja2
@@ -44,7 +44,9 @@ from bot.placemark_scan import ScanMismatch
 from bot.render import make_environment
 from bot.snapshots import SnapshotFile, SnapshotStore
 from bot.source import Abandoned, Fetched, SourceError, Validators, fetch, parse
-from bot.store import Store, utc_now
+from bot.store import Store
+from bot.store.polls import PollRecord
+from bot.store.times import utc_now
 
 log = logging.getLogger(__name__)
 
@@ -65,36 +67,6 @@ class PollResult:
         return {PollOutcome.FAILED: ExitCode.TRANSIENT, PollOutcome.SUSPECT: ExitCode.GUARD}.get(
             self.outcome, ExitCode.OK
         )
-
-
-@dataclass
-class PollRecord:
-    """One poll as the polls table keeps it, filled in as the cycle goes."""
-
-    started_at: str
-    url: str
-    origin: Origin
-    forced: int
-    finished_at: str | None = None
-    outcome: PollOutcome | None = None
-    http_status: int | None = None
-    bytes: int | None = None
-    content_hash: str | None = None
-    etag: str | None = None
-    last_modified: str | None = None
-    snapshot: str | None = None
-    records: int | None = None
-    warning: str | None = None
-    added: int | None = None
-    removed: int | None = None
-    renamed: int | None = None
-    changed: int | None = None
-    missing: int | None = None
-    duration_ms: int | None = None
-    error: str | None = None
-
-    def row(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass
@@ -155,15 +127,15 @@ def _read_records(raw_records, hash_index: dict[str, str], store: Store) -> _Rea
             fresh.append(normalise_record(fields, digest))
     # A source that lists an agency twice (same bytes, or a count off by one, or another
     # spelling of its city) must not announce the copy as a new partnership.
-    repeats = list(store.agencies([key for key, n in unchanged.items() if n > 1]).values())
+    repeats = list(store.agencies.active([key for key, n in unchanged.items() if n > 1]).values())
     if fresh:
         bases = {a.key for a in fresh}
-        listed = store.agencies(k for k in unchanged if k.partition("~")[0] in bases)
+        listed = store.agencies.active(k for k in unchanged if k.partition("~")[0] in bases)
         fresh, dropped = split_duplicates(fresh, listed.values())
         repeats += dropped
     # The same name twice in one state is rare; when it happens, keys must not swap.
     shared = [key for key, n in Counter(a.key for a in fresh).items() if n > 1]
-    stored_city = store.disambiguated_cities(shared) if fresh else {}
+    stored_city = store.agencies.disambiguated_cities(shared) if fresh else {}
     fetched = disambiguate(fresh, unchanged, stored_city)
     indexed = set(hash_index.values())
     return _Read(set(unchanged), fetched, records - len(repeats), indexed, repeats)
@@ -206,7 +178,7 @@ class Poller:
         record = PollRecord(started_at=self.now(), url=self.config.source.url,
                             origin=self.origin, forced=int(self.force))  # fmt: skip
         cycle = _Cycle(record, started=time.perf_counter())
-        last_good = self.store.last_poll(good=True)
+        last_good = self.store.polls.last(good=True)
         read = self._read(cycle, last_good)
         if isinstance(read, PollResult):
             return read
@@ -252,7 +224,7 @@ class Poller:
         record.content_hash = fetched.content_hash
 
         mark = time.perf_counter()
-        hash_index = self.store.hash_index()
+        hash_index = self.store.agencies.hash_index()
         try:
             try:
                 raw = parse(fetched, self.config.source, hash_index)
@@ -275,7 +247,7 @@ class Poller:
         Written before the poll commits, so a committed poll never cites a missing file."""
         if fetched.not_modified:
             sha256 = (last_good or {}).get("snapshot")
-            return self.store.snapshot_file(sha256) if sha256 else None
+            return self.store.polls.snapshot_file(sha256) if sha256 else None
         if self.dry_run:
             return None
         return self.snapshots.put(fetched.body, fetched.content_hash)
@@ -287,16 +259,16 @@ class Poller:
     ) -> _Verdict | PollResult:
         """What the read changes, or the poll's end when a guard refuses to believe it."""
         if read is None:  # the same list again still confirms what is missing
-            streak = self.store.missing_streak()
+            streak = self.store.agencies.missing_streak()
             if not streak:
                 return self._unchanged(cycle)
-            stored = self.store.agencies(streak)
+            stored = self.store.agencies.active(streak)
             diff = advance_missing(streak, stored, self.config.guard.removal_confirmations)
             return _Verdict(PollOutcome.UNCHANGED, diff)
         mark = time.perf_counter()
         active_keys = read.indexed_keys
-        if len(active_keys) != self.store.active_count():  # identical bytes twice: rare
-            active_keys = set(self.store.agencies())
+        if len(active_keys) != self.store.agencies.active_count():  # identical bytes twice: rare
+            active_keys = set(self.store.agencies.active())
         if not active_keys and last_good is None:  # nothing to compare with: record the list
             agencies = list(read.fetched.values())
             problem = baseline_problem(agencies, force=self.force)
@@ -305,9 +277,9 @@ class Poller:
             verdict = _Verdict(PollOutcome.BASELINE, Diff(), agencies)
         else:
             diff = diff_agencies(
-                self.store.agencies(active_keys - read.unchanged_keys),
+                self.store.agencies.active(active_keys - read.unchanged_keys),
                 read.fetched,
-                missing_streak=self.store.missing_streak(),
+                missing_streak=self.store.agencies.missing_streak(),
                 confirmations=self.config.guard.removal_confirmations,
             )
             verdict = _Verdict(PollOutcome.OK, diff)
@@ -338,10 +310,10 @@ class Poller:
         record.duration_ms = round((time.perf_counter() - cycle.started) * 1000)
 
     def _last_poll_id(self) -> int:
-        return (self.store.last_poll() or {}).get("id") or 0
+        return (self.store.polls.last() or {}).get("id") or 0
 
     def _recovery_warning(self) -> list[OutboxMessage]:
-        streak = self.store.bad_streak()
+        streak = self.store.polls.bad_streak()
         if not streak:
             return []
         message = f"polling is healthy again after {streak} failed or suspect polls in a row"
@@ -365,7 +337,7 @@ class Poller:
         assert outcome is not None
         if self.dry_run:
             return PollResult(outcome, summary, messages=messages, timings=timings)
-        poll_id = self.store.record_poll(cycle.record.row(), messages, snapshot=cycle.snapshot)
+        poll_id = self.store.record_poll(cycle.record, messages, snapshot=cycle.snapshot)
         return PollResult(outcome, summary, messages=messages, poll_id=poll_id, timings=timings)
 
     def _bad(self, cycle: _Cycle, outcome: PollOutcome, error: str) -> PollResult:
@@ -373,7 +345,7 @@ class Poller:
         cycle.record.error = error
         log.warning("poll %s: %s", outcome, error)
         messages: list[OutboxMessage] = []
-        if self.store.bad_streak() == 0:  # warn when a streak starts, not on every poll
+        if self.store.polls.bad_streak() == 0:  # warn when a streak starts, not on every poll
             what = "fetch failed" if outcome == PollOutcome.FAILED else "guard tripped"
             messages = self._warning(
                 f"{what}: {error}. Agencies are unchanged; you will hear again when it recovers.",
@@ -408,7 +380,7 @@ class Poller:
         self._finish(cycle, outcome, missing=len(diff.missing), **counts)
         audience_list = audiences(self.channels, self.store)
         recovery = self._recovery_warning()
-        since = self.store.last_poll(good=True)
+        since = self.store.polls.last(good=True)
 
         def plan(poll_id: int, numbered: list[tuple[int, Change]]) -> list[OutboxMessage]:
             if outcome == PollOutcome.BASELINE:
@@ -436,7 +408,7 @@ class Poller:
             messages = plan(0, list(enumerate(changes, 1)))
             return PollResult(outcome, summary, changes, messages, timings=timings)
         poll_id, _ = self.store.commit_poll(
-            cycle.record.row(), diff, changes, plan, baseline=agencies, snapshot=cycle.snapshot
+            cycle.record, diff, changes, plan, baseline=agencies, snapshot=cycle.snapshot
         )
         timings["commit"] = time.perf_counter() - mark
         messages_queued = self.store.outbox.queued_for_poll(poll_id)

@@ -1,4 +1,7 @@
-"""Read the change log: the one query behind `ringwatch changes` and every report."""
+"""The read models: the change log (the one query behind `ringwatch changes` and every
+report), what is listed now, the polls' timeline, and the status of the whole bot.
+
+Reports, charts, exports, the feed and the site read the database only through these."""
 
 from __future__ import annotations
 
@@ -9,8 +12,11 @@ from typing import Any
 
 import sqlite_utils
 
-from bot.models import GOOD_OUTCOMES, ChangeKind
-from bot.store import Store, unpack_churn
+from bot.models import ChangeKind
+from bot.store import Store
+from bot.store.changelog import unpack_churn
+from bot.store.outbox import FailedMessage
+from bot.store.sql import GOOD_SQL
 
 
 @dataclass(frozen=True)
@@ -60,7 +66,7 @@ def query_changes(db: sqlite_utils.Database, flt: ChangeFilter) -> list[dict[str
     order = "active_date, id" if flt.by == "active-date" else "id"
     sql = f"select * from changes where {' and '.join(where)} order by {order}"
     logged = db.query(sql, params)
-    if flt.churn and flt.by == "detected" and "changed" in kinds:
+    if flt.churn and flt.by == "detected" and ChangeKind.CHANGED in kinds:
         rows = _with_churn(list(logged), db, flt)
     else:
         rows = [change_object(row) for row in logged]
@@ -98,8 +104,9 @@ def _with_churn(
             if states and agency.get("state") not in states:
                 continue
             merged.append((entry["poll_id"], 1, {
-                "id": None, "uuid": None, "kind": "changed", "key": key, "name": agency.get("name"),
-                "city": agency.get("city"), "state": agency.get("state"),
+                "id": None, "uuid": None, "kind": ChangeKind.CHANGED, "key": key,
+                "name": agency.get("name"), "city": agency.get("city"),
+                "state": agency.get("state"),
                 "detected_at": entry["detected_at"], "active_date": agency.get("active_date"),
                 "fields": [field], "before": {field: before}, "after": {field: after},
             }))  # fmt: skip
@@ -125,11 +132,83 @@ def change_object(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def last_good_poll_time(db: sqlite_utils.Database) -> str | None:
+    """When the last poll that was believed finished: how fresh the data is."""
+    sql = f"select max(finished_at) from polls where outcome in {GOOD_SQL}"
+    return db.execute(sql).fetchone()[0]
+
+
+def daily_records(db: sqlite_utils.Database) -> list[tuple[str, int]]:
+    """(YYYY-MM-DD, records listed) by the last good poll of each day that counted them,
+    oldest first: the size of the map as observed."""
+    sql = f"""select substr(finished_at, 1, 10), records from polls
+        where id in (select max(id) from polls
+                     where outcome in {GOOD_SQL} and records is not null
+                     group by substr(finished_at, 1, 10))
+        order by id"""
+    return db.execute(sql).fetchall()
+
+
+@dataclass(frozen=True)
+class Listed:
+    """How many agencies are listed now, in how many states."""
+
+    agencies: int
+    states: int
+
+
+def listed_now(db: sqlite_utils.Database, states: Sequence[str] = ()) -> Listed:
+    """Agencies listed now (of `states`, USPS codes in upper case, if any)."""
+    where = "active = 1"
+    if states:
+        where += f" and state in ({','.join('?' * len(states))})"
+    sql = f"select count(*), count(distinct state) from agencies where {where}"
+    return Listed(*db.execute(sql, list(states)).fetchone())
+
+
+def agencies_by_state(db: sqlite_utils.Database) -> list[tuple[str, int]]:
+    """(state, agencies listed now) for every state, most first, then by code; `??` for
+    agencies without a state."""
+    sql = """select coalesce(state, '??'), count(*) as n from agencies where active = 1
+        group by 1 order by n desc, 1"""
+    return db.execute(sql).fetchall()
+
+
+def listed_agencies(
+    db: sqlite_utils.Database,
+    columns: Sequence[str],
+    states: Sequence[str] = (),
+    since: str | None = None,
+) -> list[dict[str, Any]]:
+    """`columns` of the agencies listed now (of `states`, USPS codes in upper case; first
+    seen by ringwatch on or after `since`, YYYY-MM-DD), by state and name."""
+    where, params = ["active = 1"], list(states)
+    if states:
+        where.append(f"state in ({','.join('?' * len(states))})")
+    if since:
+        where.append("substr(first_seen, 1, 10) >= ?")
+        params.append(since)
+    names = ", ".join(f"[{column}]" for column in columns)
+    sql = f"select {names} from agencies where {' and '.join(where)} order by state, name"
+    return list(db.query(sql, params))
+
+
+def agency_locations(db: sqlite_utils.Database, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """key → {"lat", "lon"} of the agencies with these keys, listed now or not."""
+    places: dict[str, dict[str, Any]] = {}
+    for start in range(0, len(keys), 500):
+        chunk = keys[start : start + 500]
+        sql = f"select key, lat, lon from agencies where key in ({','.join('?' * len(chunk))})"
+        places |= {
+            row["key"]: {"lat": row["lat"], "lon": row["lon"]} for row in db.query(sql, chunk)
+        }
+    return places
+
+
 def first_good_poll_time(db: sqlite_utils.Database) -> str | None:
     """When the first poll that was believed finished: when ringwatch began watching."""
-    marks = ",".join("?" * len(GOOD_OUTCOMES))
-    sql = f"select min(finished_at) from polls where outcome in ({marks})"
-    return db.execute(sql, GOOD_OUTCOMES).fetchone()[0]
+    sql = f"select min(finished_at) from polls where outcome in {GOOD_SQL}"
+    return db.execute(sql).fetchone()[0]
 
 
 def last_change_time(db: sqlite_utils.Database) -> str | None:
@@ -152,14 +231,14 @@ class StatusReport:
     polls: tuple[dict[str, Any], ...]  # the most recent, newest first
     deliveries: dict[str, dict[str, int]]  # channel → outbox status → rows
     oldest_waiting: dict[str, str]  # channel → created_at of its oldest unsent row
-    failures: tuple[dict[str, Any], ...]  # the newest failed rows, newest first
+    failures: tuple[FailedMessage, ...]  # the newest failed rows, newest first
 
 
 def read_status(store: Store, *, polls: int, failures: int = 3) -> StatusReport:
     return StatusReport(
-        agencies=store.active_count(),
-        bad_streak=store.bad_streak(),
-        polls=tuple(store.recent_polls(polls)),
+        agencies=store.agencies.active_count(),
+        bad_streak=store.polls.bad_streak(),
+        polls=tuple(store.polls.recent(polls)),
         deliveries=store.outbox.counts(),
         oldest_waiting=store.outbox.oldest_waiting(),
         failures=tuple(store.outbox.last_failures(failures)),

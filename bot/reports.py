@@ -23,9 +23,14 @@ import sqlite_utils
 
 from bot.models import ChangeKind
 from bot.normalise import US_STATES, display_name
-from bot.queries import ChangeFilter, query_changes
+from bot.queries import (
+    ChangeFilter,
+    last_good_poll_time,
+    listed_agencies,
+    listed_now,
+    query_changes,
+)
 from bot.safe import http_url, markdown_text, plain_text
-from bot.store import GOOD_SQL
 
 FORMATS = ("text", "markdown", "json", "html")
 TEMPLATE_EXTENSIONS = {"text": "txt", "markdown": "md", "html": "html"}
@@ -105,12 +110,7 @@ def build_report(
     states = tuple(s.upper() for s in states)
     window = {"since": since, "until": until, "states": states}
     sections = {kind: query_changes(db, _filter(by, kind, **window)) for kind in REPORTED_KINDS}
-    where, params = "active = 1", list(states)
-    if states:
-        where += f" and state in ({','.join('?' * len(states))})"
-    listed, listed_states = db.execute(
-        f"select count(*), count(distinct state) from agencies where {where}", params
-    ).fetchone()
+    listed = listed_now(db, states)
     after: dict[str, int] = {ChangeKind.ADDED: 0, ChangeKind.REMOVED: 0}
     if until:
         next_day = (date.fromisoformat(until) + timedelta(days=1)).isoformat()
@@ -125,17 +125,12 @@ def build_report(
         endings=sections[ChangeKind.REMOVED],
         renames=sections[ChangeKind.RENAMED],
         field_changes=sections[ChangeKind.CHANGED],
-        listed_now=listed,
-        listed_states=listed_states,
+        listed_now=listed.agencies,
+        listed_states=listed.states,
         as_of=last_good_poll_time(db),
         added_after=after[ChangeKind.ADDED],
         ended_after=after[ChangeKind.REMOVED],
     )
-
-
-def last_good_poll_time(db: sqlite_utils.Database) -> str | None:
-    row = db.execute(f"select max(finished_at) from polls where outcome in {GOOD_SQL}").fetchone()
-    return row[0] if row else None
 
 
 @dataclass(frozen=True)
@@ -167,11 +162,7 @@ def agency_type(name: str) -> str:
 
 
 def build_stats(db: sqlite_utils.Database, *, top: int = 10) -> Stats:
-    rows = list(
-        db.query(
-            "select name, city, state, active_date, video_requests from agencies where active = 1"
-        )
-    )
+    rows = listed_agencies(db, ("name", "city", "state", "active_date", "video_requests"))
     states = Counter(row["state"] or "??" for row in rows)
     dated = [row["active_date"] for row in rows if row["active_date"]]
     types = Counter(agency_type(row["name"]) for row in rows)

@@ -39,7 +39,9 @@ from bot.poll import run_poll
 from bot.publish import publish_after_poll
 from bot.render import make_environment
 from bot.source import fetch
-from bot.store import DatabaseProblem, Store, database_problem, prune_before
+from bot.store import Store
+from bot.store.schema import DatabaseProblem, database_problem
+from bot.store.times import prune_before
 
 log = logging.getLogger(__name__)
 
@@ -181,7 +183,7 @@ class Runner:
         self._deliver_soon()
 
     def _prune(self, store: Store) -> str:
-        pruned = store.prune(prune_before(self.config.bot.retention))
+        pruned = store.retention.prune(prune_before(self.config.bot.retention))
         return f"{pruned.messages} sent messages, {pruned.polls} polls removed"
 
     async def prune_job(self) -> None:

@@ -45,10 +45,11 @@ from bot.queries import (
     first_good_poll_time,
     install_id,
     last_change_time,
+    last_good_poll_time,
     query_changes,
 )
 from bot.render import make_environment
-from bot.reports import Report, build_report, last_good_poll_time, long_date, period_phrase
+from bot.reports import Report, build_report, long_date, period_phrase
 from bot.safe import http_url
 
 log = logging.getLogger(__name__)

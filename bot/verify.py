@@ -55,7 +55,7 @@ def _describe(row: dict[str, Any], poll: dict[str, Any] | None) -> str:
 
 def check_snapshots(store: Store, snapshots: SnapshotStore) -> tuple[int, list[str]]:
     """(snapshots checked, one line per file that is missing, damaged or altered)."""
-    rows = store.snapshots()
+    rows = store.polls.snapshots()
     problems = []
     for row in rows:
         try:
@@ -88,7 +88,7 @@ def replay(config: Config, store: Store, scratch: Path) -> tuple[int, list[str]]
     """(changes compared, differences) between the stored log and a replay into `scratch`."""
     stored = SnapshotStore(config.snapshots_dir)
     config = with_overrides(config, "bot", state_dir=str(scratch))
-    polls = store.polls_in_order()
+    polls = store.polls.in_order()
     unkept = [p["id"] for p in polls if p["outcome"] != "failed" and not p["snapshot"]
               and p["http_status"] != 304]  # fmt: skip
     if unkept:
@@ -119,9 +119,9 @@ def replay(config: Config, store: Store, scratch: Path) -> tuple[int, list[str]]
                     f"its snapshot replays as {result.outcome}: {result.summary}"
                 )
         # Each stored poll was replayed as one poll: the n-th replayed is the n-th stored.
-        original = dict(zip((p["id"] for p in replayed.polls_in_order()), by_id, strict=True))
-        ours = store.changes_in_order()
-        theirs = replayed.changes_in_order()
+        original = dict(zip((p["id"] for p in replayed.polls.in_order()), by_id, strict=True))
+        ours = store.changes.in_order()
+        theirs = replayed.changes.in_order()
     finally:
         replayed.close()
     expected: Counter[tuple[int, Signature]] = Counter(

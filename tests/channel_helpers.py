@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bot.store.times import DUE_AT_ONCE
 from tests.support.cli import SAMPLES, run_cli, start_cli, write_config
 from tests.support.source_server import SourceServer
 
@@ -42,7 +43,7 @@ def outbox(config: Path, channel: str) -> list[dict[str, Any]]:
 
 def make_due(config: Path) -> None:
     with sqlite3.connect(database(config)) as db:
-        db.execute("update outbox set next_attempt_at = 0 where status = 'pending'")
+        db.execute(f"update outbox set next_attempt_at = '{DUE_AT_ONCE}' where status = 'pending'")
 
 
 def samples_config(server: SourceServer, directory: Path, extra: str) -> Path:

@@ -26,6 +26,7 @@ from bot.deliver import DeliveryReport, deliver_pending
 from bot.poll import PollResult, run_poll
 from bot.queries import ChangeFilter, query_changes
 from bot.store import Store
+from bot.store.times import iso_time
 from tests.support.cli import write_config
 from tests.support.synthetic import SyntheticAgency, generate_agencies, to_kml
 
@@ -179,3 +180,13 @@ def _holds(predicate: Callable[[], object]) -> bool:
         return bool(predicate())
     except sqlite3.OperationalError:
         return False
+
+
+def as_stored_now(table: str, column: str, value: Any) -> Any:
+    """An old database's value as the current schema keeps it: the outbox's epoch seconds
+    became ISO text (a retry rounded up to its second), every other value stays."""
+    if table != "outbox" or value is None:
+        return value
+    if column == "next_attempt_at":
+        return iso_time(value, round_up=True)
+    return iso_time(value) if column == "failing_since" else value

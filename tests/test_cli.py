@@ -24,7 +24,8 @@ import pytest
 
 from bot.cli import cli
 from bot.lock import state_lock
-from bot.store import Store, pack_churn, unpack_churn
+from bot.store import Store
+from bot.store.changelog import pack_churn, unpack_churn
 from tests.helpers import Bot, agencies, config_text, kml, renamed, wait_for
 from tests.support.cli import REPO, run_cli, start_cli, write_config
 from tests.support.source_server import Reply

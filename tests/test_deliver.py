@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import re
 import signal
+import sqlite3
 import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import quote, quote_plus
 
@@ -28,7 +30,9 @@ from bot.channels.base import (
 from bot.config import AlertsConfig, Config, Duration
 from bot.deliver import backoff_delay, deliver_pending
 from bot.models import OutboxMessage
-from bot.store import SCHEMA_STEPS, Store
+from bot.store import Store
+from bot.store.schema import SCHEMA_STEPS
+from bot.store.times import DUE_AT_ONCE, epoch_time, iso_time
 from tests.helpers import Bot, agencies, kml, wait_for
 from tests.support.cli import run_cli, start_cli
 from tests.support.synthetic import mutate
@@ -165,7 +169,7 @@ def statuses(store: Store) -> list[tuple[str, str, int]]:
 
 def make_due(store: Store) -> None:
     """Time passes: every retry is due now."""
-    store.db.execute("update outbox set next_attempt_at = 0")
+    store.db.execute("update outbox set next_attempt_at = ?", [DUE_AT_ONCE])
     store.db.conn.commit()
 
 
@@ -229,7 +233,7 @@ def test_a_transient_error_is_retried_later_and_keeps_the_recipients_order(store
     assert report.retrying["scripted"] == 1
     row = store.db.execute("select next_attempt_at, last_error from outbox where text = 'a1'")
     next_attempt, error = row.fetchone()
-    assert next_attempt > time.time() and "ConnectionError: reset" in error
+    assert epoch_time(next_attempt) > time.time() and "ConnectionError: reset" in error
     deliver(store, channel)
     assert channel.sent == [("b", "b1")]  # not due yet
     make_due(store)
@@ -244,7 +248,7 @@ def test_transient_failures_never_exhaust_a_message_before_give_up_after(store):
 
     for _ in range(40):  # 40 attempts spread over about 6 hours: still pending
         deliver(store, channel, clock=clock)
-        clock.now = store.db.execute("select next_attempt_at from outbox").fetchone()[0]
+        clock.now = epoch_time(store.db.execute("select next_attempt_at from outbox").fetchone()[0])
 
     assert statuses(store) == [("one", "pending", 40)]
     assert channel.sent == []
@@ -280,7 +284,8 @@ def test_retry_later_for_the_whole_channel_pauses_every_recipient(store):
 
     deliver(store, channel)
 
-    due = store.db.execute("select count(*) from outbox where next_attempt_at > ?", [time.time()])
+    now = iso_time(time.time())
+    due = store.db.execute("select count(*) from outbox where next_attempt_at > ?", [now])
     assert due.fetchone()[0] == 2
     assert channel.sent == []
 
@@ -327,10 +332,53 @@ def test_an_outbox_written_by_the_previous_release_upgrades_and_delivers(tmp_pat
     store.close()
 
 
+EPOCH_TIMES_DUMP = Path(__file__).parent / "data" / "outbox-epoch-times.sql"
+
+
+def test_an_outbox_with_epoch_times_upgrades_and_sends_exactly_the_due_rows_once(tmp_path):
+    path = tmp_path / "ringwatch.db"
+    with sqlite3.connect(path) as old:
+        old.executescript(EPOCH_TIMES_DUMP.read_text(encoding="utf-8"))
+    store = Store.open(path)
+    times = "select text, next_attempt_at, failing_since from outbox order by id"
+    assert store.db.execute(times).fetchall() == [  # readable, to the second
+        ("due", "1970-01-01T00:00:00Z", None),
+        ("retry due", "2026-11-25T23:40:01Z", "2026-11-25T20:53:20Z"),  # a retry rounds up
+        ("retry later", "2100-01-01T00:00:01Z", "2026-11-25T20:53:20Z"),
+        ("failing too long", "2026-11-25T23:40:00Z", "2026-11-26T00:00:00Z"),
+        ("failing briefly", "2026-11-25T23:40:00Z", "2026-11-27T00:00:00Z"),
+        ("sent", "1970-01-01T00:00:00Z", None),
+        ("given up", "1970-01-01T00:00:00Z", "2026-11-18T11:06:40Z"),
+    ]
+    still_down = [ConnectionError("still down")]
+    channel = ScriptedChannel(None, {"a": [], "b": [], "c": [], "d": list(still_down),
+                                     "e": list(still_down), "f": [], "g": []})  # fmt: skip
+    noon = Clock(epoch_time("2026-11-29T12:00:00Z"))  # d has failed for 3.5 days, e for 2.5
+
+    deliver(store, channel, clock=noon)
+    deliver(store, channel, clock=noon)
+
+    assert channel.sent == [("a", "due"), ("b", "retry due")]  # once each; c is not due
+    assert statuses(store) == [
+        ("due", "sent", 1),
+        ("retry due", "sent", 3),
+        ("retry later", "pending", 1),
+        ("failing too long", "failed", 10),  # alerts.give_up_after (3 days) ran from its streak
+        ("failing briefly", "pending", 2),
+        ("sent", "sent", 1),
+        ("given up", "failed", 4),
+    ]
+    streak = "select failing_since from outbox where text = 'failing briefly'"
+    assert store.db.execute(streak).fetchone()[0] == "2026-11-27T00:00:00Z"
+    store.close()
+
+
 def test_retry_failed_requeues_only_the_chosen_failed_rows_in_place(store):
     queue(store, "a", "old", "new", "sent")
     store.outbox.queue(None, [OutboxMessage("other", "b", "alert", "g:x", "other channel")])
-    store.db.execute("update outbox set status = 'failed', attempts = 5, failing_since = 1")
+    store.db.execute(
+        "update outbox set status = 'failed', attempts = 5, failing_since = '2026-10-02T00:00:00Z'"
+    )
     store.db.execute("update outbox set created_at = '2026-10-01T00:00:00Z' where text = 'old'")
     store.db.execute("update outbox set status = 'sent' where text = 'sent'")
     store.db.conn.commit()
@@ -340,10 +388,10 @@ def test_retry_failed_requeues_only_the_chosen_failed_rows_in_place(store):
 
     rows = store.db.query("select text, status, attempts, failing_since from outbox order by id")
     assert [tuple(r.values()) for r in rows] == [
-        ("old", "failed", 5, 1.0),
+        ("old", "failed", 5, "2026-10-02T00:00:00Z"),
         ("new", "pending", 0, None),
-        ("sent", "sent", 5, 1.0),
-        ("other channel", "failed", 5, 1.0),
+        ("sent", "sent", 5, "2026-10-02T00:00:00Z"),
+        ("other channel", "failed", 5, "2026-10-02T00:00:00Z"),
     ]
 
 

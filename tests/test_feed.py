@@ -12,7 +12,9 @@ import feedparser
 from bot.feed import build_feed, entry_id, write_feed
 from bot.queries import ChangeFilter, install_id, query_changes
 from bot.render import make_environment
-from bot.store import SCHEMA_VERSION, Store
+from bot.store import Store
+from bot.store.schema import SCHEMA_VERSION
+from tests.helpers import as_stored_now
 from tests.support.cli import SAMPLES, run_cli, write_config
 
 A = "{http://www.w3.org/2005/Atom}"
@@ -211,7 +213,11 @@ def test_a_release_database_upgrades_with_a_uuid_per_change(tmp_path):
     upgraded = sqlite3.connect(path)
     for table, rows in before.items():  # nothing lost: every old column of every row
         columns = old_columns(table)
-        assert upgraded.execute(f"select {', '.join(columns)} from {table}").fetchall() == rows
+        kept = upgraded.execute(f"select {', '.join(columns)} from {table}").fetchall()
+        assert kept == [
+            tuple(as_stored_now(table, c, v) for c, v in zip(columns, row, strict=True))
+            for row in rows
+        ]
     upgraded.close()
 
     store = Store.open(path)  # a second open changes nothing

@@ -262,7 +262,7 @@ def test_sample_site_in_a_browser(sample_config, browser, serve, tiles, tmp_path
         "return document.querySelector('#map.leaflet-container .leaflet-map-pane') !== null"
     )
     store = Store.open(load_config(sample_config).db_path, readonly=True)
-    listed = store.active_count()
+    listed = store.agencies.active_count()
     first_poll = store.db.execute("select min(finished_at) from polls").fetchone()[0][:10]
     store.close()
     assert _markers(browser) == listed == 151

@@ -9,7 +9,8 @@ import sys
 
 import sqlite_utils
 
-from bot.store import SCHEMA_STEPS, SCHEMA_VERSION, Store
+from bot.store import Store
+from bot.store.schema import SCHEMA_STEPS, SCHEMA_VERSION
 from tests.helpers import Bot, agencies, kml
 from tests.support.cli import REPO, cli_env, run_cli
 from tests.support.source_server import Reply
@@ -147,11 +148,11 @@ def test_a_version_2_database_upgrades_keeping_its_polls_and_changes(tmp_path):
     store = Store.open(path)
 
     assert store.schema_version == SCHEMA_VERSION
-    assert [(p["outcome"], p["origin"], p["snapshot"]) for p in store.polls_in_order()] == [
+    assert [(p["outcome"], p["origin"], p["snapshot"]) for p in store.polls.in_order()] == [
         ("ok", "live", None)
     ]
-    assert [(c["kind"], c["origin"]) for c in store.changes_in_order()] == [("added", "live")]
-    assert store.snapshots() == []
+    assert [(c["kind"], c["origin"]) for c in store.changes.in_order()] == [("added", "live")]
+    assert store.polls.snapshots() == []
     store.close()
 
 

@@ -3,22 +3,28 @@
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import sqlite_utils
 
 from bot.diff import Diff
-from bot.models import Agency, Change, MessageKind, OutboxMessage, OutboxStatus, PollOutcome
-from bot.queries import ChangeFilter, query_changes, read_status
-from bot.store import (
-    MIGRATIONS,
-    SCHEMA_STEPS,
-    SCHEMA_VERSION,
-    Store,
-    database_problem,
-    prune_before,
+from bot.models import (
+    Agency,
+    Change,
+    MessageKind,
+    Origin,
+    OutboxMessage,
+    OutboxStatus,
+    PollOutcome,
 )
+from bot.queries import ChangeFilter, query_changes, read_status
+from bot.store import Store
+from bot.store.polls import PollRecord
+from bot.store.schema import MIGRATIONS, SCHEMA_STEPS, SCHEMA_VERSION, database_problem, migrate
+from bot.store.times import prune_before
+from tests.helpers import as_stored_now
 
 CRYSTAL = Agency("mn/crystal-police-department", "Crystal Police Department", "Crystal", "MN")
 
@@ -28,6 +34,12 @@ def store(tmp_path):
     opened = Store.open(tmp_path / "state" / "ringwatch.db")
     yield opened
     opened.close()
+
+
+def polled(outcome: PollOutcome) -> PollRecord:
+    """A live poll that ended with `outcome`."""
+    return PollRecord("2026-11-29T16:00:00Z", "https://ring.example/map.kml", Origin.LIVE, 0,
+                      outcome=outcome)  # fmt: skip
 
 
 def count(store: Store, table: str) -> int:
@@ -57,7 +69,7 @@ def test_a_version_1_database_is_migrated_keeping_its_rows(tmp_path):
     store = Store.open(path)
 
     assert store.schema_version == SCHEMA_VERSION
-    assert list(store.agencies()) == [CRYSTAL.key]
+    assert list(store.agencies.active()) == [CRYSTAL.key]
     assert [row["kind"] for row in store.db.query("select kind from changes")] == ["added"]
     assert "subscribers" in store.db.table_names()
     store.close()
@@ -165,7 +177,9 @@ def test_an_older_database_records_the_steps_it_has_runs_the_rest_and_loses_noth
         old_columns = rows[0][0] if rows else []
         kept = [tuple(dict(zip(columns, row, strict=True))[c] for c in old_columns)
                 for columns, row in after[table]]  # fmt: skip
-        assert sorted(kept, key=repr) == [row for _, row in rows], table
+        expected = [tuple(as_stored_now(table, c, v) for c, v in zip(old_columns, row, strict=True))
+                    for _, row in rows]  # fmt: skip
+        assert sorted(kept, key=repr) == sorted(expected, key=repr), table
     if steps_it_had == SCHEMA_VERSION:  # nothing re-ran: same uuid, same install id
         assert after["changes"] == before["changes"]
         assert after["meta"] == before["meta"]
@@ -178,7 +192,7 @@ def test_a_new_database_runs_every_step_and_a_second_migrate_changes_nothing(tmp
     schema = store.db.execute("select sql from sqlite_master order by name").fetchall()
     writes = store.db.conn.total_changes
 
-    store.migrate()
+    migrate(store.db)
 
     assert store.db.conn.total_changes == writes
     assert store.db.execute("select sql from sqlite_master order by name").fetchall() == schema
@@ -222,7 +236,7 @@ def test_a_poll_is_committed_whole_or_not_at_all(store):
 
     diff = Diff(added=[CRYSTAL])
     with pytest.raises(RuntimeError):
-        store.commit_poll({"outcome": "ok"}, diff, [Change("added", CRYSTAL)], plan)
+        store.commit_poll(polled(PollOutcome.OK), diff, [Change("added", CRYSTAL)], plan)
 
     assert [count(store, t) for t in ("polls", "agencies", "changes", "outbox")] == [0, 0, 0, 0]
 
@@ -235,7 +249,7 @@ def test_a_committed_poll_links_changes_and_messages(store):
         ]
 
     poll_id, numbered = store.commit_poll(
-        {"outcome": "ok"}, Diff(added=[CRYSTAL]), [Change("added", CRYSTAL)], plan
+        polled(PollOutcome.OK), Diff(added=[CRYSTAL]), [Change("added", CRYSTAL)], plan
     )
 
     ((change_id, _),) = numbered
@@ -245,17 +259,15 @@ def test_a_committed_poll_links_changes_and_messages(store):
         f"[{change_id}]",
         "pending",
     )
-    assert store.agencies()[CRYSTAL.key].name == CRYSTAL.name
+    assert store.agencies.active()[CRYSTAL.key].name == CRYSTAL.name
 
 
 def test_a_removed_agency_is_kept_with_its_end_date(store):
-    store.commit_poll({"outcome": "ok"}, Diff(added=[CRYSTAL]), [], lambda *_: [])
-    store.commit_poll(
-        {"outcome": "ok", "finished_at": "2020-07-01T00:00:00Z"}, Diff(removed=[CRYSTAL]), [],
-        lambda *_: [],
-    )  # fmt: skip
+    store.commit_poll(polled(PollOutcome.OK), Diff(added=[CRYSTAL]), [], lambda *_: [])
+    ended = replace(polled(PollOutcome.OK), finished_at="2020-07-01T00:00:00Z")
+    store.commit_poll(ended, Diff(removed=[CRYSTAL]), [], lambda *_: [])
 
-    assert store.agencies() == {}
+    assert store.agencies.active() == {}
     row = next(store.db.query("select active, ended_at from agencies"))
     assert row == {"active": 0, "ended_at": "2020-07-01T00:00:00Z"}
 
@@ -271,14 +283,14 @@ def test_release_stale_returns_in_flight_rows_to_the_queue(store):
 
 def test_bad_streak_counts_failures_since_the_last_good_poll(store):
     for outcome in ("baseline", "failed", "ok", "failed", "suspect"):
-        store.record_poll({"outcome": outcome})
+        store.record_poll(polled(PollOutcome(outcome)))
 
-    assert store.bad_streak() == 2
+    assert store.polls.bad_streak() == 2
 
 
 def test_the_status_read_model_is_one_read_of_polls_and_outbox(store):
     for outcome in (PollOutcome.OK, PollOutcome.FAILED, PollOutcome.SUSPECT):
-        store.record_poll({"outcome": outcome})
+        store.record_poll(polled(outcome))
     store.outbox.queue(None, [
         OutboxMessage("console", "stdout", MessageKind.ALERT, f"g{n}", "hi") for n in range(3)
     ])  # fmt: skip
@@ -291,7 +303,7 @@ def test_the_status_read_model_is_one_read_of_polls_and_outbox(store):
     assert report.bad_streak == 2
     assert [p["outcome"] for p in report.polls] == [PollOutcome.SUSPECT, PollOutcome.FAILED]
     assert report.deliveries == {"console": {OutboxStatus.FAILED: 2, OutboxStatus.PENDING: 1}}
-    assert [f["last_error"] for f in report.failures] == ["newer", "older"]
+    assert [f.last_error for f in report.failures] == ["newer", "older"]
     assert set(report.oldest_waiting) == {"console"}
 
 
@@ -340,10 +352,25 @@ def test_a_version_2_database_is_migrated_keeping_its_rows(tmp_path):
     assert (row["key"], row["before"], row["after"]) == (
         CRYSTAL.key, {"video_requests": 1}, {"video_requests": 2},
     )  # fmt: skip
-    assert [s["chat_id"] for s in store.subscribers("telegram")] == ["42"]
+    assert [s.chat_id for s in store.subscribers.active("telegram")] == ["42"]
     # Its first prune switches it to incremental vacuum (a VACUUM) and keeps the change log.
     assert store.db.execute("pragma auto_vacuum").fetchone()[0] == 0
-    store.prune(prune_before(0))
+    store.retention.prune(prune_before(0))
     assert store.db.execute("pragma auto_vacuum").fetchone()[0] == 2
     assert len(query_changes(store.db, ChangeFilter(kinds=("changed",)))) == 1
     store.close()
+
+
+def test_a_retry_is_due_from_its_time_rounded_up_to_the_second_never_early(store):
+    store.outbox.queue(None, [OutboxMessage("console", "stdout", MessageKind.ALERT, "g", "hi")])
+    store.outbox.mark_retry(1, at=1_795_910_400.2, error="reset", failing_at=1_795_910_399.7)
+
+    assert store.outbox.due("console", now=1_795_910_400.9) == []
+    assert store.outbox.first_waiting("console", now=1_795_910_400.9) == {"stdout": 1}
+    (row,) = store.outbox.due("console", now=1_795_910_401.0)
+    assert (row["next_attempt_at"], row["failing_since"]) == (
+        "2026-11-29T00:00:01Z",
+        "2026-11-28T23:59:59Z",
+    )
+    assert store.outbox.failing_since(1) == 1_795_910_399.0
+    assert store.outbox.first_waiting("console", now=1_795_910_401.0) == {}

@@ -28,15 +28,9 @@ from bot.config import load_config
 from bot.deliver import deliver_pending
 from bot.models import OutboxMessage
 from bot.store import Store
-from tests.helpers import (
-    Bot,
-    closed_port_url,
-    config_text,
-    database_text,
-    kml,
-    leaked,
-    wait_for,
-)
+from bot.store.subscribers import Subscriber
+from bot.store.times import DUE_AT_ONCE, epoch_time
+from tests.helpers import Bot, closed_port_url, config_text, database_text, kml, leaked, wait_for
 from tests.support.cli import run_cli, start_cli, write_config
 from tests.support.source_server import Reply, SourceServer
 from tests.support.synthetic import SyntheticAgency
@@ -90,7 +84,7 @@ BASE = [agency(f"Base{i} Police Department", "IA", i) for i in range(1, 11)]
 def subscribe(bot: Bot, chat_id: int, states: list[str] | None) -> None:
     store = Store.open(bot.config.db_path)
     try:
-        store.subscribe("telegram", str(chat_id), states=states, chat_type="private")
+        store.subscribers.subscribe("telegram", str(chat_id), states=states, chat_type="private")
     finally:
         store.close()
 
@@ -164,10 +158,10 @@ def drive_commands(config_path: Path, stub: TelegramStub, script: Callable[..., 
 
 def test_commands_subscribe_unsubscribe_and_filter_by_state(bot: Bot, stub: TelegramStub):
     def states_of(store: Store, chat: int) -> list[str] | str | None:
-        row = store.subscriber("telegram", str(chat))
-        if row is None or not row["active"]:
+        subscriber = store.subscribers.get("telegram", str(chat))
+        if subscriber is None or not subscriber.active:
             return "not subscribed"
-        return json.loads(row["states"]) if row["states"] else None
+        return list(subscriber.states) if subscriber.states else None
 
     async def script(say: Say, store: Store) -> None:
         assert "MN, WI" in await say(101, "/subscribe MN WI")
@@ -206,7 +200,7 @@ def test_only_group_admins_change_a_group_and_only_maintainers_get_status(
     async def script(say: Say, store: Store) -> None:
         refused = await say(group, "/subscribe MN", user_id=7)
         assert "Only an administrator" in refused
-        assert store.subscriber("telegram", str(group)) is None
+        assert store.subscribers.get("telegram", str(group)) is None
         assert "MN" in await say(group, f"/subscribe@{'ringwatch_test_bot'} MN", user_id=8)
         assert "for the maintainers" in await say(104, "/status")  # in parallel with the group
         status = await say(ADMIN, "/status")
@@ -325,10 +319,10 @@ def test_a_status_too_long_for_telegram_arrives_cut_as_plain_text(
     assert "parse_mode" not in stub.calls_to("sendMessage")[-1].params
 
 
-def store_subscriber(bot: Bot, chat: int) -> dict | None:
+def store_subscriber(bot: Bot, chat: int) -> Subscriber | None:
     store = Store.open(bot.config.db_path, readonly=True)
     try:
-        return store.subscriber("telegram", str(chat))
+        return store.subscribers.get("telegram", str(chat))
     finally:
         store.close()
 
@@ -466,7 +460,7 @@ def test_a_flood_wait_is_honoured_and_nothing_is_dropped(
     (flooded,) = [c for c in stub.calls_to("sendMessage") if c.status == 429]
     (retry,) = bot.rows("select * from outbox where last_error like 'flood wait%'")
     assert retry["status"] == "pending" and retry["attempts"] == 0  # a wait is no failure
-    wait_for(lambda: time.time() >= retry["next_attempt_at"], timeout=5)
+    wait_for(lambda: time.time() >= epoch_time(retry["next_attempt_at"]), timeout=5)
     bot.deliver()
     for chat in (CHANNEL, 201, 202, 203):
         assert len(texts(stub, chat)) == 1, chat
@@ -493,7 +487,7 @@ def test_a_long_flood_wait_ends_the_round_instead_of_holding_it(
     assert not round_.is_alive()  # senders waiting for their turn did not wait out the hour
     rows = private_bot.rows("select * from outbox where recipient != ?", [str(ADMIN)])
     assert {r["status"] for r in rows} == {"pending"}
-    assert all(r["next_attempt_at"] >= time.time() + 3000 for r in rows)
+    assert all(epoch_time(r["next_attempt_at"]) >= time.time() + 3000 for r in rows)
     # The admin's baseline notice, then the one send that was told to wait.
     assert [c.status for c in stub.calls_to("sendMessage")] == [200, 429]
 
@@ -552,11 +546,11 @@ def test_network_errors_are_retried_with_backoff(
     (row,) = bot.rows("select * from outbox where recipient = '401'")
     assert row["status"] == "pending" and row["attempts"] == 1
     assert "NetworkError" in row["last_error"]
-    assert row["next_attempt_at"] > time.time()
+    assert epoch_time(row["next_attempt_at"]) > time.time()
     bot.deliver()  # the backoff has not passed: nothing goes to 401 yet
     assert texts(stub, 401) == []
     store = Store.open(bot.config.db_path)
-    store.db.execute("update outbox set next_attempt_at = 0 where recipient = '401'")
+    store.db.execute(f"update outbox set next_attempt_at = '{DUE_AT_ONCE}' where recipient = '401'")
     store.db.conn.commit()
     store.close()
     bot.deliver()
@@ -630,7 +624,7 @@ def test_a_rejected_token_or_an_unreachable_api_keeps_messages_queued(
     stub.stop()  # now nobody answers at all
     monkeypatch.setenv("TELEGRAM_BOT_TOKEN", DEFAULT_TOKEN)
     store = Store.open(private_bot.config.db_path)
-    store.db.execute("update outbox set next_attempt_at = 0")
+    store.db.execute(f"update outbox set next_attempt_at = '{DUE_AT_ONCE}'")
     store.db.conn.commit()
     store.close()
     report = private_bot.deliver()
@@ -719,7 +713,7 @@ def deliver_until(bot: Bot, clock: Clock, until: float, step: float = 10.0) -> N
             (due,) = next_due.execute(NEXT_DUE).fetchone()
             rounds += 1
             if due is not None:  # the first round at or after it (1e-9: float noise)
-                rounds = max(rounds, math.ceil((due - start) / step - 1e-9))
+                rounds = max(rounds, math.ceil((epoch_time(due) - start) / step - 1e-9))
             clock.now = start + rounds * step
     finally:
         next_due.close()
@@ -847,7 +841,7 @@ def test_no_failure_puts_the_token_in_the_database_output_logs_or_messages(
 
 def make_all_due(bot: Bot) -> None:
     store = Store.open(bot.config.db_path)
-    store.db.execute("update outbox set next_attempt_at = 0")
+    store.db.execute(f"update outbox set next_attempt_at = '{DUE_AT_ONCE}'")
     store.db.conn.commit()
     store.close()
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.store.times import DUE_AT_ONCE, epoch_time
 from tests.helpers import Bot, agencies, database_text, kml, leaked
 from tests.support.cli import poll_samples, run_cli, write_config
 from tests.support.source_server import SourceServer
@@ -42,7 +43,7 @@ def outbox(config: Path) -> list[dict]:
 
 def make_due(config: Path) -> None:
     with sqlite3.connect(config.parent / "state" / "ringwatch.db") as db:
-        db.execute("update outbox set next_attempt_at = 0 where status = 'pending'")
+        db.execute(f"update outbox set next_attempt_at = '{DUE_AT_ONCE}' where status = 'pending'")
 
 
 def test_every_sample_addition_arrives_once_signed_in_the_documented_schema(
@@ -91,7 +92,7 @@ def test_retries_keep_the_delivery_id_and_honour_retry_after(
     assert run_cli("deliver", "--config", str(config), env=ENV).returncode == 0
     first = outbox(config)[0]
     assert first["status"] == "pending" and "HTTP 429" in first["last_error"]
-    assert 60 < first["next_attempt_at"] - time.time() <= 120  # the receiver's wait, not ours
+    assert 60 < epoch_time(first["next_attempt_at"]) - time.time() <= 121  # the receiver's wait
     assert first["attempts"] == 1  # the 503 counted; a 429 is a wait, not a failure
 
     make_due(config)

@@ -27,6 +27,7 @@ from bot.normalise import display_name
 from bot.notify import audiences, plan_alerts
 from bot.render import WORD_JOINER, make_environment
 from bot.store import Store
+from bot.store.times import DUE_AT_ONCE, epoch_time
 from tests.helpers import closed_port_url, database_text, leaked
 from tests.support.cli import run_cli, start_cli, write_config
 from tests.support.synthetic import generate_agencies, mutate, to_kml
@@ -119,7 +120,7 @@ def sql(config: Config, statement: str, params: list[Any] | None = None) -> None
 
 def make_due(config: Config) -> None:
     """Pretend the wait is over."""
-    sql(config, "update outbox set next_attempt_at = 0 where status = 'pending'")
+    sql(config, f"update outbox set next_attempt_at = '{DUE_AT_ONCE}' where status = 'pending'")
 
 
 def age_sent_posts(config: Config, hours: float) -> None:
@@ -303,7 +304,7 @@ def test_over_budget_posts_wait_for_the_next_window_in_order(tmp_path, x_stub, x
     waiting = [r for r in outbox(config) if r["status"] == "pending"]
     assert len(waiting) == 2
     assert all(r["attempts"] == 0 for r in waiting)  # waiting for budget is not a failure
-    assert all(r["next_attempt_at"] > time.time() + 23 * 3600 for r in waiting)
+    assert all(epoch_time(r["next_attempt_at"]) > time.time() + 23 * 3600 for r in waiting)
     deliver(config)
     assert len(x_stub.requests) == 3  # not before the window frees up
 
@@ -366,7 +367,7 @@ def test_429_pauses_x_until_the_reset_while_other_channels_deliver(
     assert "New partnership: Crystal PD, MN" in printed and "Hopkins PD, MN" in printed
     rows = outbox(config)
     assert [r["status"] for r in rows] == ["pending", "pending"]
-    assert all(r["next_attempt_at"] >= reset for r in rows)
+    assert all(epoch_time(r["next_attempt_at"]) >= reset for r in rows)
     assert rows[0]["attempts"] == 0 and "429" in rows[0]["last_error"]
     assert len(x_stub.requests) == 1  # the channel paused; it did not hammer X
 
@@ -386,7 +387,7 @@ def test_server_errors_are_retried_with_backoff(tmp_path, x_stub, x_env):
 
     (row,) = outbox(config)
     assert row["status"] == "pending" and row["attempts"] == 1
-    assert "500" in row["last_error"] and row["next_attempt_at"] > time.time()
+    assert "500" in row["last_error"] and epoch_time(row["next_attempt_at"]) > time.time()
     make_due(config)
     deliver(config)
     assert outbox(config)[0]["status"] == "sent" and len(x_stub.posts) == 1

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import html
-import json
 import logging
 import os
 import re
@@ -222,9 +221,9 @@ class TelegramChannel(Channel):
         found: dict[str, Recipient] = {}
         if self.settings.channel:
             found[self.settings.channel] = Recipient(self.settings.channel)
-        for row in store.subscribers(CHANNEL):
-            states = frozenset(json.loads(row["states"])) if row["states"] else None
-            found[row["chat_id"]] = Recipient(row["chat_id"], states=states)
+        for subscriber in store.subscribers.active(CHANNEL):
+            states = frozenset(subscriber.states) if subscriber.states else None
+            found[subscriber.chat_id] = Recipient(subscriber.chat_id, states=states)
         for admin in map(str, self.settings.admins):
             existing = found.get(admin)
             found[admin] = Recipient(
@@ -335,7 +334,7 @@ class TelegramChannel(Channel):
             store.close()
 
     def recipient_gone(self, store: Store, recipient: str, reason: str) -> None:
-        if store.deactivate_subscriber(CHANNEL, recipient, reason):
+        if store.subscribers.deactivate(CHANNEL, recipient, reason):
             log.info("telegram: unsubscribed chat %s: %s", recipient, reason)
         else:
             log.error("telegram: configured chat %s cannot be reached: %s", recipient, reason)
@@ -348,8 +347,8 @@ class TelegramChannel(Channel):
         return [listen(self.config, store, stop, make_bot(self.config, self.token, self.pacer))]
 
     def status_lines(self, store: Store) -> list[str]:
-        subscribers = store.subscribers(CHANNEL)
-        filtered = sum(1 for row in subscribers if row["states"])
+        subscribers = store.subscribers.active(CHANNEL)
+        filtered = sum(1 for subscriber in subscribers if subscriber.states)
         target = self.settings.channel or "no channel"
         return [
             f"{len(subscribers)} active subscribers ({filtered} with a state filter), "

@@ -20,7 +20,6 @@ import asyncio
 import enum
 import html
 import inspect
-import json
 import logging
 import time
 from collections import Counter, deque
@@ -53,9 +52,10 @@ from bot.channels.telegram import (
 )
 from bot.models import DETAIL_FIELDS, Agency, Change, ChangeKind
 from bot.normalise import state_code
-from bot.queries import ChangeFilter, query_changes, read_status
+from bot.queries import ChangeFilter, agencies_by_state, query_changes, read_status
 from bot.render import ELLIPSIS, make_environment, render_change, split_text, truncate
 from bot.store import Store
+from bot.store.subscribers import Subscriber
 
 if TYPE_CHECKING:
     from bot.config import Config
@@ -247,10 +247,10 @@ class FairUpdates(BaseUpdateProcessor):
         pass  # nothing to release: the Application waits for the updates in progress
 
 
-def describe_filter(states_json: str | None) -> str:
-    if not states_json:
+def describe_filter(states: Sequence[str] | None) -> str:
+    if not states:
         return "every state"
-    return ", ".join(json.loads(states_json))
+    return ", ".join(states)
 
 
 def change_from_log(row: dict) -> Change:
@@ -324,16 +324,18 @@ class Commands:
         await self.reply(update, "Only an administrator of this group can change its alerts.")
         return True
 
-    def subscription(self, update: Update) -> dict | None:
+    def subscription(self, update: Update) -> Subscriber | None:
         assert update.effective_chat is not None
-        row = self.store.subscriber(CHANNEL, str(update.effective_chat.id))
-        return row if row and row["active"] else None
+        subscriber = self.store.subscribers.get(CHANNEL, str(update.effective_chat.id))
+        return subscriber if subscriber and subscriber.active else None
 
     def subscribe_chat(self, update: Update, states: list[str] | None) -> None:
         chat = update.effective_chat
         assert chat is not None
         title = chat.title or chat.username or chat.full_name
-        self.store.subscribe(CHANNEL, str(chat.id), states=states, chat_type=chat.type, title=title)
+        self.store.subscribers.subscribe(
+            CHANNEL, str(chat.id), states=states, chat_type=chat.type, title=title
+        )
 
     # --- commands -----------------------------------------------------------------------
 
@@ -342,7 +344,7 @@ class Commands:
         if current:
             await self.reply(
                 update,
-                f"You are already subscribed ({html.escape(describe_filter(current['states']))})."
+                f"You are already subscribed ({html.escape(describe_filter(current.states))})."
                 "\n\n" + HELP,
             )
             return
@@ -371,7 +373,7 @@ class Commands:
             return
         assert update.effective_chat is not None
         chat_id = str(update.effective_chat.id)
-        if self.store.deactivate_subscriber(CHANNEL, chat_id, "unsubscribed"):
+        if self.store.subscribers.deactivate(CHANNEL, chat_id, "unsubscribed"):
             await self.reply(update, "Unsubscribed. /start or /subscribe brings alerts back.")
         else:
             await self.reply(update, "You were not subscribed.")
@@ -382,12 +384,12 @@ class Commands:
             await self.reply(update, "Not subscribed. Send /start or /subscribe MN WI.")
             return
         await self.reply(
-            update, f"You get alerts for {html.escape(describe_filter(current['states']))}."
+            update, f"You get alerts for {html.escape(describe_filter(current.states))}."
         )
 
     async def latest(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         current = self.subscription(update)
-        states = json.loads(current["states"]) if current and current["states"] else []
+        states = list(current.states or ()) if current else []
         rows = query_changes(self.store.db, ChangeFilter(states=states, limit=LATEST_COUNT))
         if not rows:
             await self.reply(update, "No changes recorded yet.")
@@ -401,18 +403,14 @@ class Commands:
             await self.reply(update, part)
 
     async def stats(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        total = self.store.active_count()
-        by_state = self.store.db.execute(
-            "select state, count(*) from agencies where active = 1 "
-            "group by state order by count(*) desc, state"
-        ).fetchall()
+        total = self.store.agencies.active_count()
+        by_state = agencies_by_state(self.store.db)
         since = (datetime.now(UTC) - timedelta(days=RECENT_DAYS)).date().isoformat()
         recent = len(
             query_changes(self.store.db, ChangeFilter(since=since, kinds=[ChangeKind.ADDED]))
         )
         top = ", ".join(
-            f"{html.escape(state or '??')} {count:,}"
-            for state, count in by_state[:STATS_TOP_STATES]
+            f"{html.escape(state)} {count:,}" for state, count in by_state[:STATS_TOP_STATES]
         )
         more = len(by_state) - STATS_TOP_STATES
         await self.reply(

@@ -146,7 +146,7 @@ class WebhookChannel(Channel):
         )
 
     def recipients(self, store: Store) -> list[Recipient]:
-        disabled = {url for url in self.settings.urls if store.subscriber(CHANNEL, url)}
+        disabled = {url for url in self.settings.urls if store.subscribers.get(CHANNEL, url)}
         return [Recipient(url) for url in self.settings.urls if url not in disabled]
 
     async def open(self) -> None:
@@ -165,7 +165,7 @@ class WebhookChannel(Channel):
         assert self._store is not None
         change = None
         if delivery.kind == MessageKind.ALERT and len(delivery.change_ids) == 1:
-            change = self._store.change_row(delivery.change_ids[0])
+            change = self._store.changes.row(delivery.change_ids[0])
         if change is None:
             document, event = message_body(delivery), delivery.kind
         else:
@@ -213,8 +213,8 @@ class WebhookChannel(Channel):
 
     def recipient_gone(self, store: Store, recipient: str, reason: str) -> None:
         """Remember the URL as disabled and tell the maintainers once."""
-        store.subscribe(CHANNEL, recipient, states=None, title="webhook URL")
-        store.deactivate_subscriber(CHANNEL, recipient, reason)
+        store.subscribers.subscribe(CHANNEL, recipient, states=None, title="webhook URL")
+        store.subscribers.deactivate(CHANNEL, recipient, reason)
         log.error("webhook: %s", reason)
         self.warn_maintainers(
             store,
@@ -224,7 +224,7 @@ class WebhookChannel(Channel):
         )
 
     def status_lines(self, store: Store) -> list[str]:
-        disabled = [url for url in self.settings.urls if store.subscriber(CHANNEL, url)]
+        disabled = [url for url in self.settings.urls if store.subscribers.get(CHANNEL, url)]
         lines = [f"{len(self.settings.urls) - len(disabled)} URLs active"]
         lines += [f"disabled (410 Gone): {url}" for url in disabled]
         return lines

@@ -39,8 +39,7 @@ from bot.channels.base import (
     timeline_recipients,
     timeline_style,
 )
-from bot.models import OutboxStatus
-from bot.store import UNSENT_SQL, Store
+from bot.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -292,22 +291,13 @@ class XChannel(Channel):
             f"estimated spend ${spend:,.3f}",
             f"posts in the last 24 h: {len(day)} of {x.max_posts_per_day} allowed",
         ]
-        waiting, next_at = store.db.execute(
-            "select count(*), min(next_attempt_at) from outbox "
-            f"where channel = ? and status in {UNSENT_SQL}",
-            [self.name],
-        ).fetchone()
-        if waiting:
-            when = _iso(datetime.fromtimestamp(max(next_at or 0, time.time()), UTC))
-            lines.append(f"waiting: {waiting} posts, next attempt at {when}")
-        failure = store.db.execute(
-            "select created_at, last_error from outbox where channel = ? "
-            f"and status = '{OutboxStatus.FAILED}' "
-            "order by id desc limit 1",
-            [self.name],
-        ).fetchone()
-        if failure:
-            lines.append(f"last failure: {failure[1]} (queued {failure[0]})")
+        backlog = store.outbox.backlog(self.name)
+        if backlog.messages:
+            next_at = max(backlog.next_attempt_at or 0, time.time())
+            when = _iso(datetime.fromtimestamp(next_at, UTC))
+            lines.append(f"waiting: {backlog.messages} posts, next attempt at {when}")
+        for failure in store.outbox.last_failures(1, self.name):
+            lines.append(f"last failure: {failure.last_error} (queued {failure.created_at})")
         return lines + self.problems()
 
 
