@@ -1053,10 +1053,11 @@ def datasette(config: Config, print_only: bool, datasette_args: tuple[str, ...])
     import importlib.util
     import os
     import shlex
-    from importlib import resources
+
+    from bot.datasette import write_metadata
 
     _existing_store(config).close()
-    metadata = resources.files("bot") / "datasette-metadata.json"
+    metadata = write_metadata(config.db_path)
     arguments = ["serve", str(config.db_path), "--metadata", str(metadata), *datasette_args]
     if print_only:
         click.echo(shlex.join(["datasette", *arguments]))

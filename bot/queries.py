@@ -16,7 +16,7 @@ from bot.models import ChangeKind
 from bot.store import Store
 from bot.store.changelog import unpack_churn
 from bot.store.outbox import FailedMessage
-from bot.store.sql import GOOD_SQL
+from bot.store.sql import GOOD_SQL, sql_list
 
 
 @dataclass(frozen=True)
@@ -243,3 +243,52 @@ def read_status(store: Store, *, polls: int, failures: int = 3) -> StatusReport:
         oldest_waiting=store.outbox.oldest_waiting(),
         failures=tuple(store.outbox.last_failures(failures)),
     )
+
+
+# --- canned queries for Datasette (`ringwatch datasette`) ---------------------------------
+# Arbitrary SQL is off there (the metadata's allow_sql), so these are what a reader can ask
+# beyond browsing the public tables. Their vocabulary comes from the enums, like every
+# query here; bot/datasette.py puts them into the metadata Datasette is started with.
+
+CANNED_QUERIES: dict[str, dict[str, Any]] = {
+    "added_since": {
+        "title": "Partnerships begun since a date",
+        "description": "Agencies whose Active Date is on or after :since (YYYY-MM-DD), "
+        "including those listed at the first poll; the same list as "
+        "`ringwatch changes --kind added --since DATE --by active-date`.",
+        "sql": "select active_date, name, city, state, detected_at, kind from changes "
+        f"where kind in {sql_list((ChangeKind.ADDED, ChangeKind.BASELINE))} "
+        "and active_date is not null and substr(active_date, 1, 10) >= :since "
+        "order by active_date, id",
+    },
+    "ended_partnerships": {
+        "title": "Ended partnerships",
+        "description": "Agencies that left the map, newest first (after "
+        "guard.removal_confirmations polls missing).",
+        "sql": "select detected_at as ended_at, name, city, state, active_date as "
+        f"partner_since from changes where kind = '{ChangeKind.REMOVED}' order by id desc",
+    },
+    "by_state": {
+        "title": "Partnerships by state",
+        "description": "Agencies listed now, per state, with the first and latest Active Date.",
+        "sql": "select state, count(*) as partnerships, min(active_date) as first_active, "
+        "max(active_date) as latest_active from agencies where active = 1 group by state "
+        "order by partnerships desc, state",
+    },
+    "agency_history": {
+        "title": "History of one agency",
+        "description": "Every change of an agency across its renames, by its key (e.g. "
+        "az/mesa-police-department) or a part of its current or former name. Required: an "
+        "empty agency lists nothing.",
+        "params": ["agency"],
+        # Start from the changes that name the agency, then follow `renamed_to` both ways.
+        "sql": "with recursive keys(key) as (select key from changes where :agency != '' and "
+        "(key = :agency or name like '%' || :agency || '%' or json_extract(before, '$.name') "
+        "like '%' || :agency || '%') union select case when agencies.key = keys.key then "
+        "agencies.renamed_to else agencies.key end from agencies join keys on "
+        "(agencies.key = keys.key and agencies.renamed_to is not null) or "
+        "agencies.renamed_to = keys.key) select id, detected_at, kind, name, city, state, "
+        "active_date, fields, before, after from changes where key in (select key from keys) "
+        "order by id",
+    },
+}

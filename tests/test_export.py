@@ -5,8 +5,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+import shlex
 import sqlite3
-from importlib import resources
+from pathlib import Path
 
 import pytest
 
@@ -98,9 +99,12 @@ def test_export_rejects_an_unknown_format(sample_config):
 
 
 @pytest.fixture(scope="module")
-def metadata() -> dict:
-    text = (resources.files("bot") / "datasette-metadata.json").read_text(encoding="utf-8")
-    return json.loads(text)
+def metadata(sample_config) -> dict:
+    """The metadata file `ringwatch datasette` hands to Datasette."""
+    printed = run_cli("datasette", "--config", str(sample_config), "--print")
+    assert printed.returncode == 0, printed.stderr
+    words = shlex.split(printed.stdout)
+    return json.loads(Path(words[words.index("--metadata") + 1]).read_text(encoding="utf-8"))
 
 
 def test_datasette_metadata_describes_real_tables_and_columns(sample_config, metadata):
