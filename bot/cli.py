@@ -454,9 +454,9 @@ def _print_table(rows: list[dict[str, Any]]) -> None:
         return
     for row in rows:
         detail = ""
-        if row["kind"] == "renamed" and row["before"]:
+        if row["kind"] == ChangeKind.RENAMED and row["before"]:
             detail = f"  (was {row['before'].get('name')})"
-        elif row["kind"] == "changed":
+        elif row["kind"] == ChangeKind.CHANGED:
             detail = "  " + ", ".join(
                 f"{f}: {row['before'].get(f)} → {row['after'].get(f)}" for f in row["fields"]
             )

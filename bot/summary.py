@@ -74,7 +74,7 @@ def summary_context(report: Report) -> dict[str, Any]:
 
 
 def _short_names(row: dict[str, Any]) -> dict[str, Any]:
-    previous = (row["before"] or {}).get("name") if row["kind"] == "renamed" else None
+    previous = (row["before"] or {}).get("name") if row["kind"] == ChangeKind.RENAMED else None
     return {
         **row,
         "display_name": display_name(row["name"] or ""),

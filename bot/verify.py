@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.config import Config, SourceConfig, with_overrides
+from bot.models import PollOutcome
 from bot.poll import Poller
 from bot.render import make_environment
 from bot.snapshots import SnapshotError, SnapshotStore
@@ -89,7 +90,7 @@ def replay(config: Config, store: Store, scratch: Path) -> tuple[int, list[str]]
     stored = SnapshotStore(config.snapshots_dir)
     config = with_overrides(config, "bot", state_dir=str(scratch))
     polls = store.polls.in_order()
-    unkept = [p["id"] for p in polls if p["outcome"] != "failed" and not p["snapshot"]
+    unkept = [p["id"] for p in polls if p["outcome"] != PollOutcome.FAILED and not p["snapshot"]
               and p["http_status"] != 304]  # fmt: skip
     if unkept:
         return 0, [

@@ -18,7 +18,7 @@ from pathlib import Path
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
-from bot.models import OutboxStatus
+from bot.models import ChangeKind, OutboxStatus
 
 
 @dataclass(frozen=True)
@@ -209,8 +209,8 @@ def add_subscribers_and_recent_changes_view(db: sqlite_utils.Database) -> None:
     )
     db.create_view(
         "recent_changes",
-        """select detected_at, kind, name, city, state, active_date, fields, before, after
-        from changes where kind != 'baseline' order by id desc""",
+        f"""select detected_at, kind, name, city, state, active_date, fields, before, after
+        from changes where kind != '{ChangeKind.BASELINE}' order by id desc""",
         replace=True,
     )
 
