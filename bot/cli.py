@@ -614,6 +614,31 @@ def send_test(config: Config, channel_name: str) -> None:
         click.get_current_context().exit(ExitCode.TRANSIENT)
 
 
+@cli.command("enable-webhook")
+@with_config
+@click.argument("url")
+def enable_webhook(config: Config, url: str) -> None:
+    """Send to a webhook URL again after it answered 410 Gone and was switched off.
+
+    Messages skipped while it was off are not sent; the next change is. Should it answer
+    410 again, it is switched off again, with a new warning.
+
+    \b
+    Example: ringwatch enable-webhook https://example.org/ringwatch-hook
+    """
+    from bot.channels.webhook import CHANNEL
+    from bot.store import Store
+
+    if url not in config.channel_settings(CHANNEL).urls:
+        raise CommandFailed(f"{url} is not one of webhook.urls in {config.path}")
+    _existing_store(config).close()
+    store = _closed_with_command(Store.open(config.db_path, busy_timeout=config.bot.busy_timeout))
+    if store.subscribers.forget(CHANNEL, url):
+        click.echo(f"webhook: {url} is on again")
+    else:
+        click.echo(f"webhook: {url} was not switched off; nothing to do")
+
+
 @cli.command()
 @click.option(
     "--state-dir",

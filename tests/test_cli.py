@@ -578,7 +578,16 @@ READ_COMMANDS = {
 
 
 def test_the_read_command_table_names_every_command_that_needs_a_database():
-    writers = {"poll", "run", "deliver", "prune", "summary", "import", "send-test"}
+    writers = {
+        "poll",
+        "run",
+        "deliver",
+        "prune",
+        "summary",
+        "import",
+        "send-test",
+        "enable-webhook",
+    }
     needs_nothing = {"check-config", "demo"}
     assert set(READ_COMMANDS) == set(cli.commands) - writers - needs_nothing
 

@@ -216,3 +216,49 @@ def test_send_test_posts_a_signed_message(tmp_path: Path, receiver: WebhookRecei
     assert got.signature_ok and got.document["schema"] == "ringwatch.message/1"
     assert got.document["text"].startswith("ringwatch test message")
     assert result.stdout.strip() == f"webhook:{receiver.url('/hook')}: sent (id {got.delivery})"
+
+
+def test_a_switched_off_url_is_switched_on_by_enable_webhook_and_warns_again_if_gone_again(
+    tmp_path: Path, source_server: SourceServer, receiver: WebhookReceiver
+):
+    items = agencies(22)
+    url = source_server.serve("/a.kml", kml(items[:20]), kml(items[:21]), kml(items))
+    hook = receiver.url("/hook")
+    bot = Bot.create(tmp_path, url, "[console]\nenabled = true\n" + webhook_section(hook))
+    config = str(bot.config_path)
+    bot.poll()  # the baseline
+    receiver.answer("/hook", Answer(410))
+    bot.poll()  # one addition: 410, switched off
+    status = run_cli("status", "--config", config, env=ENV)
+    assert f"webhook: disabled (410 Gone): {hook}" in status.stdout
+
+    enabled = run_cli("enable-webhook", "--config", config, hook, env=ENV)
+    assert enabled.returncode == 0, enabled.stderr
+    assert enabled.stdout == f"webhook: {hook} is on again\n"
+    status = run_cli("status", "--config", config, env=ENV).stdout
+    assert "webhook: 1 URLs active" in status and "disabled (410 Gone)" not in status
+    again = run_cli("enable-webhook", "--config", config, hook, env=ENV)
+    assert (again.returncode, again.stdout) == (0, f"webhook: {hook} was not switched off; "
+                                                   "nothing to do\n")  # fmt: skip
+
+    receiver.answer("/hook", Answer(410))
+    bot.poll()  # the next addition goes to the URL again, which is gone again
+    assert [r.status for r in receiver.received] == [410, 410]
+    warnings = [r["text"] for r in bot.outbox() if r["kind"] == "warning"]
+    assert len(warnings) == 2 and all("ringwatch enable-webhook" in w for w in warnings)
+
+
+def test_enable_webhook_names_only_a_configured_url(
+    tmp_path: Path, source_server: SourceServer, receiver: WebhookReceiver
+):
+    url = source_server.serve("/a.kml", kml(agencies(5)))
+    bot = Bot.create(tmp_path, url, webhook_section(receiver.url("/hook")))
+    config = str(bot.config_path)
+    missing = run_cli("enable-webhook", "--config", config, receiver.url("/hook"), env=ENV)
+    assert missing.returncode == 2 and "ringwatch poll" in missing.stderr  # no database yet
+    bot.poll()
+    other = run_cli("enable-webhook", "--config", config, "https://example.org/x", env=ENV)
+    assert other.returncode == 2
+    assert other.stderr.strip().endswith(
+        f"https://example.org/x is not one of webhook.urls in {config}"
+    )

@@ -216,11 +216,14 @@ class WebhookChannel(Channel):
         store.subscribers.subscribe(CHANNEL, recipient, states=None, title="webhook URL")
         store.subscribers.deactivate(CHANNEL, recipient, reason)
         log.error("webhook: %s", reason)
+        # One warning per time the URL is switched off: since names the row that records
+        # it, which `ringwatch enable-webhook` deletes, so a later 410 warns again.
+        since = store.subscribers.get(CHANNEL, recipient).subscribed_at
         self.warn_maintainers(
             store,
             f"The webhook {recipient} answered 410 Gone: ringwatch sends nothing more to it. "
-            "Once it works again, re-enable it as docs/channels.md says (webhook, 410).",
-            f"warning:webhook-gone:{recipient}",
+            f"Once it works again: ringwatch enable-webhook {recipient}",
+            f"warning:webhook-gone:{recipient}:{since}",
         )
 
     def status_lines(self, store: Store) -> list[str]:

@@ -87,6 +87,14 @@ class Subscribers:
             )
         return cursor.rowcount == 1
 
+    def forget(self, channel: str, chat_id: str) -> bool:
+        """Drop a chat's row altogether (a webhook URL a maintainer switched back on)."""
+        with self.db.atomic():
+            cursor = self.db.execute(
+                "delete from subscribers where channel = ? and chat_id = ?", [channel, chat_id]
+            )
+        return cursor.rowcount == 1
+
     def readdress(self, channel: str, old_chat_id: str, new_chat_id: str) -> None:
         """The chat's id changed (a group became a supergroup); part of
         Store.migrate_subscriber, which moves its pending messages along."""
