@@ -917,7 +917,7 @@ def evidence(config: Config, change_id: int, fmt: str) -> None:
     Example:
       ringwatch evidence 31 --format json
     """
-    from bot.evidence import EvidenceError, evidence_text, gather_evidence
+    from bot.evidence import EvidenceError, evidence_json, evidence_text, gather_evidence
     from bot.snapshots import SnapshotError
 
     store = _existing_store(config)
@@ -930,7 +930,7 @@ def evidence(config: Config, change_id: int, fmt: str) -> None:
             f"{exc} (ringwatch verify checks every snapshot)", ExitCode.CHECK_FAILED
         ) from None
     if fmt == "json":
-        click.echo(json.dumps(found.as_json(), indent=2, ensure_ascii=False))
+        click.echo(evidence_json(found))
     else:
         click.echo(evidence_text(found), nl=False)
 

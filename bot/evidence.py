@@ -271,6 +271,11 @@ def _terminal_safe(text: str) -> str:
     )
 
 
+def evidence_json(evidence: Evidence) -> str:
+    """`ringwatch evidence --format json`, and the site's data/evidence/<uuid>.json."""
+    return json.dumps(evidence.as_json(), indent=2, ensure_ascii=False)
+
+
 def evidence_text(evidence: Evidence) -> str:
     c = evidence.change
     place = ", ".join(x for x in (c["city"], c["state"]) if x)

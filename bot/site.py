@@ -470,7 +470,7 @@ def _publish_evidence(
     """Write every change's evidence (oldest first: one parse per snapshot); change id →
     its links. A change whose polls or snapshots cannot be read is left without one
     (`ringwatch verify` says why)."""
-    from bot.evidence import EvidenceError, gather_evidence, record_reader
+    from bot.evidence import EvidenceError, evidence_json, gather_evidence, record_reader
     from bot.snapshots import SnapshotError
     from bot.store import Store
 
@@ -484,7 +484,7 @@ def _publish_evidence(
             unreadable += 1
             continue
         link = links[row["id"]] = evidence_link(row)
-        writer.write(link.data, json.dumps(found.as_json(), indent=2, ensure_ascii=False))
+        writer.write(link.data, evidence_json(found))
         writer.page("evidence.html", link.page, change=row, evidence=found,
                     agency_page=f"agencies/{row['page']}.html", data=link.data)  # fmt: skip
     if unreadable:

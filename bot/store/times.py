@@ -6,17 +6,17 @@ One fixed-width format in every table, so comparing the text compares the times.
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime, timedelta
+import time
+from datetime import UTC, datetime
 
 
 def utc_now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return iso_time(time.time())
 
 
 def prune_before(retention: float) -> str:
     """The ISO time before which rows are pruned, keeping `retention` seconds."""
-    cutoff = datetime.now(UTC) - timedelta(seconds=retention)
-    return cutoff.isoformat(timespec="seconds").replace("+00:00", "Z")
+    return iso_time(time.time() - retention)
 
 
 # When a message that may go at once is due: the start of epoch time, before any clock.
