@@ -53,11 +53,12 @@ def with_config(command: Callable[..., Any]) -> Callable[..., Any]:
     )
     @functools.wraps(command)
     def wrapper(config_path: Path | None, **kwargs: Any) -> Any:
+        from bot.channels import configure
         from bot.config import ConfigError, load_config
         from bot.logs import setup_logging
 
         try:
-            config = load_config(config_path)
+            config = configure(load_config(config_path))
         except ConfigError as exc:
             raise CommandFailed(str(exc)) from None
         setup_logging(config.bot.log_level)
@@ -626,10 +627,11 @@ def enable_webhook(config: Config, url: str) -> None:
     \b
     Example: ringwatch enable-webhook https://example.org/ringwatch-hook
     """
+    from bot.channels import channel_settings
     from bot.channels.webhook import CHANNEL
     from bot.store import Store
 
-    if url not in config.channel_settings(CHANNEL).urls:
+    if url not in channel_settings(config, CHANNEL).urls:
         raise CommandFailed(f"{url} is not one of webhook.urls in {config.path}")
     _existing_store(config).close()
     store = _closed_with_command(Store.open(config.db_path, busy_timeout=config.bot.busy_timeout))

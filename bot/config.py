@@ -177,17 +177,12 @@ class Config:
     summary: SummaryConfig = field(default_factory=SummaryConfig)
     site: SiteConfig = field(default_factory=SiteConfig)
     import_: ImportConfig = field(default_factory=ImportConfig)  # [import]: a Python keyword
-    # Each configured channel's section ([telegram], [mastodon], a plug-in's), validated by
-    # the dataclass its class declares (Channel.Settings); see bot.channels.
+    # Every other table of the file as written: the channels' sections ([telegram],
+    # [mastodon], a plug-in's), which the channel layer validates (bot.channels.configure).
+    channel_tables: dict[str, Any] = field(default_factory=dict)
+    # Each configured channel's section, validated by the dataclass its class declares
+    # (Channel.Settings): filled by bot.channels.configure.
     channels: dict[str, Any] = field(default_factory=dict)
-
-    def channel_settings(self, name: str) -> Any:
-        """A channel's section, or its defaults when the file has none."""
-        if name in self.channels:
-            return self.channels[name]
-        from bot.channels import channel_class
-
-        return channel_class(name).Settings()
 
     @property
     def site_path(self) -> Path:
@@ -235,7 +230,7 @@ class Config:
 SECTION_FIELDS: dict[str, str] = {
     f.name.removesuffix("_"): f.name
     for f in dataclasses.fields(Config)
-    if f.name not in ("path", "channels")
+    if f.name not in ("path", "channel_tables", "channels")
 }
 SECTIONS: dict[str, type] = {
     section: typing.get_type_hints(Config)[name] for section, name in SECTION_FIELDS.items()
@@ -247,7 +242,7 @@ SOURCE_FIELDS = tuple(dict.fromkeys(FIELD_ALIASES.values()))
 KNOWN_ALERT_FIELDS = tuple(LOGGED_BY_NAME)
 
 
-def _suggest(key: str, known: list[str]) -> str:
+def suggest(key: str, known: list[str]) -> str:
     close = difflib.get_close_matches(key, known, n=1)
     return f" (did you mean {close[0]!r}?)" if close else f" (known keys: {', '.join(known)})"
 
@@ -309,7 +304,7 @@ REMOVED_KEYS = {
 }
 
 
-def _build_section(cls: type, table: Any, where: str, file: Path) -> Any:
+def build_section(cls: type, table: Any, where: str, file: Path) -> Any:
     if not isinstance(table, dict):
         raise ConfigError(f"{file}: [{where}] must be a table")
     for key in table:
@@ -321,7 +316,7 @@ def _build_section(cls: type, table: Any, where: str, file: Path) -> Any:
     values: dict[str, Any] = {}
     for key, value in table.items():
         if key not in hints:
-            raise ConfigError(f"{file}: unknown key {where}.{key}{_suggest(key, known)}")
+            raise ConfigError(f"{file}: unknown key {where}.{key}{suggest(key, known)}")
         try:
             values[key] = _coerce(value, hints[key])
         except ValueError as exc:
@@ -357,7 +352,7 @@ def _check_values(config: Config) -> None:
         if ours not in SOURCE_FIELDS:
             fail(
                 f"source.fields.{ours}",
-                f"is not a field ringwatch knows{_suggest(ours, list(SOURCE_FIELDS))}",
+                f"is not a field ringwatch knows{suggest(ours, list(SOURCE_FIELDS))}",
             )
     for host in config.source.allow_hosts:
         if not re.fullmatch(r"[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]", host):
@@ -385,15 +380,10 @@ def _check_values(config: Config) -> None:
         if name not in KNOWN_ALERT_FIELDS:
             fail(
                 "alerts.alert_fields",
-                f"names an unknown field {name!r}{_suggest(name, list(KNOWN_ALERT_FIELDS))}",
+                f"names an unknown field {name!r}{suggest(name, list(KNOWN_ALERT_FIELDS))}",
             )
     if config.bot.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         fail("bot.log_level", "must be DEBUG, INFO, WARNING or ERROR")
-    from bot.channels import channel_class
-
-    for name, settings in config.channels.items():
-        for key, channel_problem in channel_class(name).check_settings(settings):
-            fail(f"{name}.{key}", channel_problem)
     if config.feed.entries < 1:
         fail("feed.entries", "must be at least 1")
     if config.feed.url is not None and http_url(config.feed.url) is None:
@@ -466,23 +456,19 @@ def _relative_to(config_dir: Path, url: str) -> str:
 
 
 def parse_config(data: dict[str, Any], path: Path) -> Config:
-    """Validate an already-decoded TOML document."""
-    from bot.channels import channel_class, registry
-
+    """Validate an already-decoded TOML document; the tables that are not ringwatch's own
+    sections are kept as written for the channel layer (bot.channels.configure)."""
     sections: dict[str, Any] = {}
-    channels: dict[str, Any] = {}
+    channel_tables: dict[str, Any] = {}
     for name, table in data.items():
         if name in SECTIONS:
-            sections[SECTION_FIELDS[name]] = _build_section(SECTIONS[name], table, name, path)
-        elif name in registry():
-            channels[name] = _build_section(channel_class(name).Settings, table, name, path)
+            sections[SECTION_FIELDS[name]] = build_section(SECTIONS[name], table, name, path)
         else:
-            known = [*SECTIONS, *registry()]
-            raise ConfigError(f"{path}: unknown section [{name}]{_suggest(name, known)}")
+            channel_tables[name] = table
     if "source" in sections:
         source = sections["source"]
         sections["source"] = dataclasses.replace(source, url=_relative_to(path.parent, source.url))
-    config = Config(path=path, channels=channels, **sections)
+    config = Config(path=path, channel_tables=channel_tables, **sections)
     _check_values(config)
     return config
 
@@ -506,9 +492,6 @@ def load_config(path: str | os.PathLike[str] | None = None, *, required: bool = 
 
 def with_overrides(config: Config, section: str, **values: Any) -> Config:
     """A copy of config with some keys of one section replaced (CLI flags, demo)."""
-    if section not in SECTIONS:  # a channel's
-        settings = dataclasses.replace(config.channel_settings(section), **values)
-        return dataclasses.replace(config, channels={**config.channels, section: settings})
     return dataclasses.replace(
         config, **{section: dataclasses.replace(getattr(config, section), **values)}
     )

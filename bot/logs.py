@@ -2,8 +2,10 @@
 
 Every error that is stored (the outbox), printed (`ringwatch status`), logged or
 rendered into a message passes through `redact` first. Which environment variables
-are secret is not listed here: each Channel class declares its own (`secrets`), so a
-channel added later is covered without anyone remembering this file.
+are secret is not listed here: each Channel class declares its own (`secrets`) and adds
+them with `declare_secrets` when it is defined, so a channel added later is covered
+without anyone remembering this file. This module imports nothing of ours: every layer
+may log and redact.
 """
 
 from __future__ import annotations
@@ -16,6 +18,14 @@ from urllib.parse import quote, quote_plus
 
 MIN_SECRET_LENGTH = 4  # shorter values would redact ordinary words
 _LIST_SEPARATORS = re.compile(r"[\s,]+")
+# The environment variables whose values are secret: every channel class defined in this
+# process declares its own (bot.channels.base.Channel.__init_subclass__).
+SECRET_VARIABLES: set[str] = set()
+
+
+def declare_secrets(names: tuple[str, ...]) -> None:
+    """From now on, scrub the values of these environment variables from every text."""
+    SECRET_VARIABLES.update(names)
 
 
 def _forms(value: str) -> set[str]:
@@ -35,10 +45,8 @@ def _pattern(secrets: tuple[tuple[str, str], ...]) -> tuple[re.Pattern[str], dic
 def _secrets() -> tuple[tuple[str, str], ...]:
     """(variable, value) of every secret; a list of several (APPRISE_URLS: one URL per
     target, space- or comma-separated) also has each of its items, which an error quotes."""
-    from bot.channels import secret_env_vars
-
     pairs = set()
-    for name in secret_env_vars():
+    for name in SECRET_VARIABLES:
         value = os.environ.get(name, "").strip()
         pairs |= {(name, item) for item in {value, *_LIST_SEPARATORS.split(value)}}
     return tuple(sorted((n, v) for n, v in pairs if len(v) >= MIN_SECRET_LENGTH))

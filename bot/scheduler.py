@@ -29,12 +29,12 @@ from datetime import UTC, datetime, timedelta
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 
-from bot.channels import enabled_channels
+from bot.channels import audiences, enabled_channels
 from bot.channels.base import Channel
 from bot.config import Config
 from bot.deliver import deliver_pending
 from bot.models import ExitCode, MessageKind
-from bot.notify import audiences, plan_maintainer_message
+from bot.notify import plan_maintainer_message
 from bot.poll import run_poll
 from bot.publish import publish_after_poll
 from bot.render import make_environment

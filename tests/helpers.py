@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, quote_plus
 
-from bot.channels import enabled_channels
+from bot.channels import configure, enabled_channels
 from bot.config import Config, load_config
 from bot.deliver import DeliveryReport, deliver_pending
 from bot.poll import PollResult, run_poll
@@ -65,7 +65,7 @@ class Bot:
 
     @property
     def config(self) -> Config:
-        return load_config(self.config_path)
+        return configure(load_config(self.config_path))
 
     def copy(self, directory: Path) -> Bot:
         """This bot, config and state dir, copied into `directory`: a set-up built once for

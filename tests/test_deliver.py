@@ -17,18 +17,12 @@ from urllib.parse import quote, quote_plus
 import pytest
 import sqlite_utils
 
-from bot.channels import REGISTRY, load_channel, secret_env_vars
-from bot.channels.base import (
-    Channel,
-    Delivery,
-    PermanentFailure,
-    Recipient,
-    RecipientGone,
-    RetryLater,
-    Style,
-)
+from bot.channels import REGISTRY, load_channel
+from bot.channels.base import Channel, PermanentFailure, RecipientGone, RetryLater
 from bot.config import AlertsConfig, Config, Duration
 from bot.deliver import backoff_delay, deliver_pending
+from bot.logs import SECRET_VARIABLES
+from bot.messages import Delivery, Recipient, Style
 from bot.models import OutboxMessage
 from bot.store import Store
 from bot.store.schema import SCHEMA_STEPS
@@ -441,4 +435,4 @@ def test_every_registered_channel_declares_the_credentials_it_needs_as_secrets(
             monkeypatch.delenv(variable, raising=False)
         asked_for = set(re.findall(r"\b[A-Z][A-Z0-9]*_[A-Z0-9_]+\b", " ".join(channel.problems())))
         assert asked_for <= set(channel.secrets), name
-        assert set(channel.secrets) <= secret_env_vars()
+        assert set(channel.secrets) <= SECRET_VARIABLES

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.channels import configure
 from bot.channels.mastodon import MastodonChannel
 from bot.config import load_config
 from bot.store.times import epoch_time
@@ -101,7 +102,7 @@ def test_a_digest_is_a_thread_within_the_instances_limit_of_300(
 def test_an_instance_that_states_no_limit_gets_500_characters(tmp_path: Path):
     stub = MastodonStub(max_characters=None).start()
     try:
-        config = load_config(write_config(tmp_path, section(stub)))
+        config = configure(load_config(write_config(tmp_path, section(stub))))
         style = MastodonChannel(config).style()
     finally:
         stub.stop()

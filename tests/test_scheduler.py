@@ -10,8 +10,9 @@ from typing import Any, ClassVar
 
 import pytest
 
-from bot.channels.base import Channel, Delivery, Recipient, Style
+from bot.channels.base import Channel
 from bot.channels.x import CREDENTIAL_ENV_VARS
+from bot.messages import Delivery, Recipient, Style
 from bot.scheduler import Runner
 from bot.store import Store
 from tests.helpers import Bot, agencies, kml, wait_for

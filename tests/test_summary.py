@@ -9,10 +9,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot.channels import load_channel
-from bot.channels.base import Recipient, Style
+from bot.channels import configure, load_channel
 from bot.config import load_config
-from bot.notify import Audience
+from bot.messages import Audience, Recipient, Style
 from bot.render import make_environment
 from bot.reports import build_report
 from bot.scheduler import Runner
@@ -43,7 +42,7 @@ def test_period_is_whole_days_ending_yesterday():
 
 
 def test_summary_of_the_week_with_the_changes(polled):
-    config = load_config(polled)
+    config = configure(load_config(polled))
     store = Store.open(config.db_path)
     channels = [load_channel("console", config)]
     # Tomorrow, the week just ended holds today's 29 additions, the ending and the rename.
@@ -140,7 +139,7 @@ def test_summary_cron_is_validated(tmp_path, cron, problem):
 
 
 def test_scheduler_summary_job_queues_and_delivers(polled, capsys):
-    config = load_config(polled)
+    config = configure(load_config(polled))
     runner = Runner(config)
 
     async def summary_then_deliveries() -> None:

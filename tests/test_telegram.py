@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.channels import configure
 from bot.channels.telegram import TelegramChannel, visible_length
 from bot.channels.telegram_commands import Verdict, command_verdict, parse_states, summarise
 from bot.config import load_config
@@ -128,7 +129,7 @@ Say = Callable[[int, str], Awaitable[str]]
 
 def drive_commands(config_path: Path, stub: TelegramStub, script: Callable[..., Awaitable]):
     """Run the command listener on a loop, as `ringwatch run` does, while `script` talks."""
-    config = load_config(config_path)
+    config = configure(load_config(config_path))
 
     async def say(chat: int, text: str, **kwargs) -> str:
         before = len(stub.texts(chat))
@@ -234,7 +235,7 @@ async def answered(stub: TelegramStub, chat: int, count: int = 1, timeout: float
 
 def listen_during(config_path: Path, script: Callable[[], Awaitable[None]]) -> None:
     """Run the command listener while `script` runs; stopping it must not take long."""
-    config = load_config(config_path)
+    config = configure(load_config(config_path))
 
     async def main() -> None:
         store = Store.open(config.db_path)

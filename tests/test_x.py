@@ -18,13 +18,13 @@ from typing import Any
 import pytest
 from twitter_text import parse_tweet
 
-from bot.channels import enabled_channels
+from bot.channels import audiences, configure, enabled_channels
 from bot.channels.x import CREDENTIAL_ENV_VARS, XChannel, weighted_length
 from bot.config import Config, load_config
 from bot.deliver import DeliveryReport, deliver_pending
 from bot.models import Agency, Change
 from bot.normalise import display_name
-from bot.notify import audiences, plan_alerts
+from bot.notify import plan_alerts
 from bot.render import WORD_JOINER, make_environment
 from bot.store import Store
 from bot.store.times import DUE_AT_ONCE, epoch_time
@@ -59,7 +59,7 @@ def x_config_path(directory: Path, stub: XStub, x: str = "", extra: str = "") ->
 
 
 def x_config(directory: Path, stub: XStub, x: str = "", extra: str = "") -> Config:
-    return load_config(x_config_path(directory, stub, x, extra))
+    return configure(load_config(x_config_path(directory, stub, x, extra)))
 
 
 def agency(name: str, state: str = "MN", **fields: Any) -> Agency:
@@ -411,7 +411,7 @@ def test_refused_credentials_fail_the_post_and_warn_maintainers_once(
     tmp_path, x_stub, x_env, capsys, status
 ):
     path = x_config_path(tmp_path, x_stub, extra="[console]\nenabled = true\n")
-    config = load_config(path)
+    config = configure(load_config(path))
     x_stub.always = refused(status)
     queue(config, [added(f"Town {n} Police Department", city=f"Town {n}") for n in range(3)])
     deliver(config)
@@ -471,7 +471,7 @@ def test_a_dripping_answer_is_a_failed_attempt_and_holds_up_nothing(tmp_path, x_
     path = x_config_path(
         tmp_path, x_stub, extra='[console]\nenabled = true\n[alerts]\nsend_timeout = "2s"\n'
     )
-    config = load_config(path)
+    config = configure(load_config(path))
     queue(config, [added("Crystal Police Department"), added("Hopkins PD", city="Hopkins")])
     x_stub.drip = True  # headers, then a byte a second: minutes for the whole answer
 
@@ -521,7 +521,7 @@ def test_no_failure_puts_x_credentials_in_the_database_output_logs_or_messages(
         f'[telegram]\nenabled = true\nadmins = [42]\napi_base_url = "{telegram.base_url}"\n'
         '[alerts]\ngive_up_after = "1ms"\nsend_timeout = "2s"\n',
     )
-    config = load_config(path)
+    config = configure(load_config(path))
     queue(config, [added("Crystal Police Department")])
     x_stub.echo_requests = True
     x_stub.answers = [answer, answer] if answer else []
@@ -556,7 +556,7 @@ def test_no_failure_puts_x_credentials_in_the_database_output_logs_or_messages(
 
 def test_a_thread_killed_midway_continues_where_it_stopped(tmp_path, x_stub, x_env):
     path = x_config_path(tmp_path, x_stub)
-    config = load_config(path)
+    config = configure(load_config(path))
     queue(config, spread_over_states(30, 10, seed=3))
     parts = len(outbox(config))
     assert parts >= 4

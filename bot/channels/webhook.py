@@ -27,15 +27,14 @@ import requests
 
 from bot.channels.base import (
     Channel,
-    Delivery,
+    MaintainerWarning,
     PermanentFailure,
-    Recipient,
     RecipientGone,
     RetryLater,
-    Style,
     in_own_thread,
 )
 from bot.config import Duration
+from bot.messages import Delivery, Recipient, Style
 from bot.models import PUBLIC_FIELDS, REQUIRED_FIELDS, URL_FIELDS, MessageKind
 from bot.safe import http_url
 from bot.store import Store
@@ -112,7 +111,6 @@ class WebhookChannel(Channel):
     name = CHANNEL
     Settings = WebhookSettings
     secrets = (SECRET_ENV,)
-    uses_store = True
     concurrency = 4  # URLs served at once
 
     def __init__(self, config: Any) -> None:
@@ -149,10 +147,10 @@ class WebhookChannel(Channel):
         disabled = {url for url in self.settings.urls if store.subscribers.get(CHANNEL, url)}
         return [Recipient(url) for url in self.settings.urls if url not in disabled]
 
-    async def open(self) -> None:
+    async def open(self, store: Store, warn: MaintainerWarning) -> None:
         self._session = requests.Session()
         self._session.trust_env = False  # no proxy or netrc from the environment
-        await super().open()
+        await super().open(store, warn)
 
     async def close(self) -> None:
         if self._session is not None:
@@ -162,10 +160,10 @@ class WebhookChannel(Channel):
 
     def body(self, delivery: Delivery) -> tuple[str, bytes]:
         """(event, raw body) of one delivery."""
-        assert self._store is not None
+        assert self.store is not None
         change = None
         if delivery.kind == MessageKind.ALERT and len(delivery.change_ids) == 1:
-            change = self._store.changes.row(delivery.change_ids[0])
+            change = self.store.changes.row(delivery.change_ids[0])
         if change is None:
             document, event = message_body(delivery), delivery.kind
         else:
@@ -219,8 +217,8 @@ class WebhookChannel(Channel):
         # One warning per time the URL is switched off: since names the row that records
         # it, which `ringwatch enable-webhook` deletes, so a later 410 warns again.
         since = store.subscribers.get(CHANNEL, recipient).subscribed_at
-        self.warn_maintainers(
-            store,
+        assert self.warn is not None, "open() first"
+        self.warn(
             f"The webhook {recipient} answered 410 Gone: ringwatch sends nothing more to it. "
             f"Once it works again: ringwatch enable-webhook {recipient}",
             f"warning:webhook-gone:{recipient}:{since}",
