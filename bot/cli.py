@@ -635,7 +635,7 @@ def enable_webhook(config: Config, url: str) -> None:
         raise CommandFailed(f"{url} is not one of webhook.urls in {config.path}")
     _existing_store(config).close()
     store = _closed_with_command(Store.open(config.db_path, busy_timeout=config.bot.busy_timeout))
-    if store.subscribers.forget(CHANNEL, url):
+    if store.disabled_webhooks.enable(url):
         click.echo(f"webhook: {url} is on again")
     else:
         click.echo(f"webhook: {url} was not switched off; nothing to do")

@@ -73,6 +73,7 @@ def test_it_is_datasette_065(datasette):
         ("/ringwatch/subscribers.json", {}),
         ("/ringwatch/subscribers.csv", {}),
         ("/ringwatch/outbox", {}),
+        ("/ringwatch/disabled_webhooks.json", {}),
         ("/ringwatch/outbox.json", {"_shape": "array"}),
         ("/ringwatch", {"sql": "select * from subscribers"}),
         ("/ringwatch.json", {"sql": "select * from subscribers"}),

@@ -162,7 +162,7 @@ def test_each_answer_means_what_the_docs_say(
 
     (row,) = [r for r in bot.outbox() if r["channel"] == "webhook"]
     assert (row["status"], row["attempts"]) == (status, attempts)
-    gone = bot.rows("select * from subscribers where channel = 'webhook' and active = 0")
+    gone = bot.rows("select * from disabled_webhooks")
     assert bool(gone) == disabled
 
 
@@ -262,3 +262,36 @@ def test_enable_webhook_names_only_a_configured_url(
     assert other.stderr.strip().endswith(
         f"https://example.org/x is not one of webhook.urls in {config}"
     )
+
+
+# Made with the code before the disabled_webhooks table (schema step 7): a URL a 410 switched
+# off, stored as an inactive subscribers row, beside a Telegram subscriber and one that left.
+SUBSCRIBERS_DUMP = Path(__file__).parent / "data" / "webhook-disabled-in-subscribers.sql"
+GONE = "https://hooks.example.org/ringwatch?token=abc"
+KEPT = "https://hooks.example.org/other"
+
+
+def test_a_url_switched_off_before_the_upgrade_stays_off_in_its_own_table(tmp_path: Path):
+    (tmp_path / "state").mkdir()
+    database = tmp_path / "state" / "ringwatch.db"
+    with sqlite3.connect(database) as old:
+        old.executescript(SUBSCRIBERS_DUMP.read_text(encoding="utf-8"))
+    config = str(write_config(tmp_path, webhook_section(GONE, KEPT)))
+
+    status = run_cli("status", "--config", config, env=ENV)  # upgrades the database once
+
+    assert status.returncode == 0, status.stderr
+    assert "webhook: 1 URLs active" in status.stdout
+    assert f"webhook: disabled (410 Gone): {GONE}" in status.stdout
+    with sqlite3.connect(database) as db:
+        assert db.execute("select * from disabled_webhooks").fetchall() == [
+            (GONE, f"HTTP 410 from {GONE} (Gone): this URL is disabled", "2026-12-06T20:50:07Z")
+        ]
+        subscribers = "select channel, chat_id, states, active, reason from subscribers"
+        assert db.execute(subscribers).fetchall() == [  # the people who asked, as they were
+            ("telegram", "1001", '["MN", "WI"]', 1, None),
+            ("telegram", "-100200", None, 0, "Forbidden: bot was kicked from the channel chat"),
+        ]
+    enabled = run_cli("enable-webhook", "--config", config, GONE, env=ENV)
+    assert enabled.stdout == f"webhook: {GONE} is on again\n"
+    assert "webhook: 2 URLs active" in run_cli("status", "--config", config, env=ENV).stdout

@@ -6,8 +6,8 @@ convention: `X-Ringwatch-Delivery` is the same on every retry of one delivery (r
 de-duplicate by it), and with `RINGWATCH_WEBHOOK_SECRET` set,
 `X-Ringwatch-Signature-256: sha256=<hex HMAC-SHA256 of the raw body>`.
 
-Each URL is a recipient: a 410 Gone disables that URL (remembered in the subscribers
-table) with one maintainer warning; 408, 429, 5xx and network errors are retried
+Each URL is a recipient: a 410 Gone disables that URL (remembered in the
+disabled_webhooks table) with one maintainer warning; 408, 429, 5xx and network errors are retried
 (a Retry-After is honoured); any other answer that is not 2xx fails the message.
 """
 
@@ -144,7 +144,7 @@ class WebhookChannel(Channel):
         )
 
     def recipients(self, store: Store) -> list[Recipient]:
-        disabled = {url for url in self.settings.urls if store.subscribers.get(CHANNEL, url)}
+        disabled = store.disabled_webhooks.among(self.settings.urls)
         return [Recipient(url) for url in self.settings.urls if url not in disabled]
 
     async def open(self, store: Store, warn: MaintainerWarning) -> None:
@@ -211,12 +211,10 @@ class WebhookChannel(Channel):
 
     def recipient_gone(self, store: Store, recipient: str, reason: str) -> None:
         """Remember the URL as disabled and tell the maintainers once."""
-        store.subscribers.subscribe(CHANNEL, recipient, states=None, title="webhook URL")
-        store.subscribers.deactivate(CHANNEL, recipient, reason)
+        since = store.disabled_webhooks.disable(recipient, reason)
         log.error("webhook: %s", reason)
         # One warning per time the URL is switched off: since names the row that records
         # it, which `ringwatch enable-webhook` deletes, so a later 410 warns again.
-        since = store.subscribers.get(CHANNEL, recipient).subscribed_at
         assert self.warn is not None, "open() first"
         self.warn(
             f"The webhook {recipient} answered 410 Gone: ringwatch sends nothing more to it. "
@@ -225,7 +223,8 @@ class WebhookChannel(Channel):
         )
 
     def status_lines(self, store: Store) -> list[str]:
-        disabled = [url for url in self.settings.urls if store.subscribers.get(CHANNEL, url)]
+        off = store.disabled_webhooks.among(self.settings.urls)
+        disabled = [url for url in self.settings.urls if url in off]  # in the config's order
         lines = [f"{len(self.settings.urls) - len(disabled)} URLs active"]
         lines += [f"disabled (410 Gone): {url}" for url in disabled]
         return lines
