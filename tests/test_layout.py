@@ -235,3 +235,18 @@ def test_the_checker_names_an_import_that_points_up_and_reads_the_table(tmp_path
     assert layers == {"low": 1, "sub": 2, "alone": 2}
     graph = {"pkg.low": {"pkg.sub.high"}, "pkg.sub.high": set(), "pkg.alone": {"pkg.low"}}
     assert upward_imports(graph, layers) == ["pkg.low (layer 1) imports pkg.sub.high (layer 2)"]
+
+
+def reachable(graph: dict[str, set[str]], start: str) -> set[str]:
+    seen, todo = set(), [start]
+    while todo:
+        for target in graph[todo.pop()] - seen:
+            seen.add(target)
+            todo.append(target)
+    return seen
+
+
+@pytest.mark.parametrize("module", ["bot.site", "bot.publish", "bot.feed", "bot.render"])
+def test_building_the_site_and_feed_loads_no_channel_code(module):
+    channels = sorted(m for m in reachable(GRAPH, module) if layer_of(m) == "channels")
+    assert not channels, f"{module} reaches {channels}: share value types through bot.messages"
