@@ -10,7 +10,7 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -446,27 +446,9 @@ def changes(
 
         write_csv(rows, CHANGE_COLUMNS, sys.stdout)
     else:
-        _print_table(rows)
+        from bot.reports import changes_text
 
-
-def _print_table(rows: list[dict[str, Any]]) -> None:
-    if not rows:
-        click.echo("no changes match")
-        return
-    for row in rows:
-        detail = ""
-        if row["kind"] == ChangeKind.RENAMED and row["before"]:
-            detail = f"  (was {row['before'].get('name')})"
-        elif row["kind"] == ChangeKind.CHANGED:
-            detail = "  " + ", ".join(
-                f"{f}: {row['before'].get(f)} → {row['after'].get(f)}" for f in row["fields"]
-            )
-        click.echo(
-            f"{row['detected_at'][:16]:16}  {row['kind']:8}  {row['state'] or '--':2}  "
-            f"{row['name']}{', ' + row['city'] if row['city'] else ''}"
-            f"{'  [' + row['active_date'] + ']' if row['active_date'] else ''}{detail}"
-        )
-    click.echo(f"{len(rows)} change{'' if len(rows) == 1 else 's'}")
+        click.echo(changes_text(rows))
 
 
 @cli.command()
@@ -480,48 +462,16 @@ def status(config: Config) -> None:
     from bot.channels import enabled_channels
     from bot.logs import redact
     from bot.queries import read_status
+    from bot.reports import status_lines
 
     store = _existing_store(config)
-    report = read_status(store, polls=5)
-    click.echo(f"database: {config.db_path}")
-    click.echo(f"agencies tracked: {report.agencies:,}")
-    streak = report.bad_streak
-    click.echo(f"failed or suspect polls in a row: {streak}" + ("  <-- WARNING" if streak else ""))
-    click.echo("last polls:")
-    for poll in report.polls:
-        detail = poll["error"] or (
-            f"{poll['records'] or 0} listed: {poll[ChangeKind.ADDED] or 0} new, "
-            f"{poll[ChangeKind.REMOVED] or 0} ended, {poll[ChangeKind.RENAMED] or 0} renamed, "
-            f"{poll[ChangeKind.CHANGED] or 0} changed"
-        )
-        if poll.get("warning"):
-            detail += f"; {poll['warning']}"
-        click.echo(f"  {poll['started_at']}  {poll['outcome']:9}  {detail}")
     channels = enabled_channels(config)  # loaded first: their secrets are redacted below
-    oldest = report.oldest_waiting
-    click.echo("deliveries:")
-    if not report.deliveries:
-        click.echo("  none yet")
-    for channel, by_status in sorted(report.deliveries.items()):
-        text = ", ".join(f"{n} {s}" for s, n in sorted(by_status.items()))
-        if channel in oldest:
-            text += f"; oldest waiting {_age(oldest[channel])} (queued {oldest[channel]})"
-        click.echo(f"  {channel}: {text}")
-    for row in report.failures:
-        line = f"  last failure: {row.channel}:{row.recipient}: {row.last_error}"
-        click.echo(redact(line))  # rows stored before redaction covered every error
+    # Redacted: failures stored before redaction covered every error, and channel lines.
+    for line in status_lines(read_status(store, polls=5), config.db_path):
+        click.echo(redact(line))
     for channel in channels:
         for line in channel.status_lines(store):
             click.echo(redact(f"{channel.name}: {line}"))
-
-
-def _age(iso: str) -> str:
-    """'2h 5m' since an ISO time in UTC."""
-    seconds = max(0, int((datetime.now(UTC) - datetime.fromisoformat(iso)).total_seconds()))
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    parts = [f"{days}d"] * bool(days) + [f"{hours}h"] * bool(hours) + [f"{rest // 60}m"]
-    return " ".join(parts)
 
 
 @cli.command("check-config")
@@ -533,28 +483,11 @@ def check_config(config: Config) -> None:
     Example: ringwatch check-config --config config.toml
     """
     from bot.channels import enabled_channels
+    from bot.config import describe
 
     channels = enabled_channels(config)
-    click.echo(f"config: {config.path}{'' if config.path.exists() else ' (not found: defaults)'}")
-    click.echo(f"source: {config.source.url} ({config.source.format or 'format inferred'})")
-    click.echo(f"state: {config.db_path}")
-    click.echo(f"interval: every {config.bot.interval:g}s (jitter {config.bot.jitter:g}s)")
-    click.echo(
-        f"guard: removal after {config.guard.removal_confirmations} polls missing; a fetch "
-        f"missing more than {config.guard.max_missing_share:.0%} of agencies, or adding more "
-        f"than {config.guard.max_added_share:.0%}, is not believed"
-    )
-    click.echo(f"channels: {', '.join(ch.name for ch in channels) or 'none'}")
-    feed = config.feed_path
-    published = f", published at {config.feed.url}" if config.feed.url else ""
-    click.echo(f"feed: {feed} ({config.feed.entries} entries{published})" if feed else "feed: off")
-    summary = config.summary
-    click.echo(f"summary: {summary.cron} (UTC)" if summary.enabled else "summary: off")
-    site = f"{config.site_path}, rebuilt after every poll that changes something"
-    click.echo(f"site: {site}" if config.site.enabled else "site: built by `ringwatch site` only")
-    history = config.import_
-    click.echo(f"import: Wayback Machine at {history.wayback_url} "
-               f"(pause {history.pause:g}s, timeout {history.timeout:g}s)")  # fmt: skip
+    for line in describe(config, [channel.name for channel in channels]):
+        click.echo(line)
     problems = []
     for channel in channels:
         missing = channel.problems()
@@ -859,18 +792,13 @@ def snapshots(config: Config, fmt: str) -> None:
     Example:
       ringwatch snapshots --format json
     """
+    from bot.reports import snapshots_text
+
     rows = _existing_store(config).polls.snapshots()
     if fmt == "json":
         click.echo(json.dumps(rows, indent=2))
         return
-    for row in rows:
-        click.echo(
-            f"{row['sha256']}  {row['first_seen']}  {row['last_seen']}  "
-            f"{row['bytes']:>11,} B  {row['compressed_bytes']:>10,} B stored  "
-            f"{row['polls']:>6} poll{'' if row['polls'] == 1 else 's'}"
-        )
-    stored = sum(row["compressed_bytes"] for row in rows)
-    click.echo(f"{len(rows)} snapshot{'' if len(rows) == 1 else 's'}, {stored:,} bytes stored")
+    click.echo(snapshots_text(rows))
 
 
 @cli.command()

@@ -490,6 +490,29 @@ def load_config(path: str | os.PathLike[str] | None = None, *, required: bool = 
     return parse_config(data, file)
 
 
+def describe(config: Config, channels: list[str]) -> list[str]:
+    """What `ringwatch check-config` says the config means, `channels` being the names
+    of the enabled ones."""
+    feed, summary, history = config.feed_path, config.summary, config.import_
+    published = f", published at {config.feed.url}" if config.feed.url else ""
+    site = f"{config.site_path}, rebuilt after every poll that changes something"
+    return [
+        f"config: {config.path}{'' if config.path.exists() else ' (not found: defaults)'}",
+        f"source: {config.source.url} ({config.source.format or 'format inferred'})",
+        f"state: {config.db_path}",
+        f"interval: every {config.bot.interval:g}s (jitter {config.bot.jitter:g}s)",
+        f"guard: removal after {config.guard.removal_confirmations} polls missing; a fetch "
+        f"missing more than {config.guard.max_missing_share:.0%} of agencies, or adding more "
+        f"than {config.guard.max_added_share:.0%}, is not believed",
+        f"channels: {', '.join(channels) or 'none'}",
+        f"feed: {feed} ({config.feed.entries} entries{published})" if feed else "feed: off",
+        f"summary: {summary.cron} (UTC)" if summary.enabled else "summary: off",
+        f"site: {site}" if config.site.enabled else "site: built by `ringwatch site` only",
+        f"import: Wayback Machine at {history.wayback_url} "
+        f"(pause {history.pause:g}s, timeout {history.timeout:g}s)",
+    ]
+
+
 def with_overrides(config: Config, section: str, **values: Any) -> Config:
     """A copy of config with some keys of one section replaced (CLI flags, demo)."""
     return dataclasses.replace(
