@@ -70,8 +70,7 @@ def configure(config: Config) -> Config:
 
 def channel_settings(config: Config, name: str) -> Any:
     """A channel's validated section, or its defaults when the file has none."""
-    section = config.channels.get(name)
-    return section if section is not None else channel_class(name).Settings()
+    return channel_class(name).settings_in(config)
 
 
 def enabled_names(config: Config) -> list[str]:

@@ -6,9 +6,9 @@ the errors below so deliver.py can retry, defer or give up uniformly.
 
 A channel is one module: its class declares its name, its `[name]` config section (a
 frozen dataclass, validated like every other section), the environment variables
-holding its secrets and its message rules. Config sections, the enabled list,
-check-config and secret redaction all derive from the registry (bot/channels), which
-also loads third-party channels from the entry-point group `ringwatch.channels`.
+holding its secrets and its message rules. Config sections, the enabled list and
+check-config derive from the registry (bot/channels), which also loads third-party
+channels from the entry-point group `ringwatch.channels`.
 The environment variables a class declares in `secrets` are scrubbed from every
 stored, printed, logged or sent error text from the moment it exists (bot/logs.py).
 See docs/channels.md, "Writing a channel".
@@ -128,9 +128,14 @@ class Channel(ABC):
 
     @property
     def settings(self) -> Any:
-        """This channel's validated `[name]` section, or its defaults when the file has none."""
-        section = self.config.channels.get(self.name)
-        return section if section is not None else self.Settings()
+        """This channel's validated `[name]` section."""
+        return self.settings_in(self.config)
+
+    @classmethod
+    def settings_in(cls, config: Config) -> Any:
+        """This channel's section of `config`, or its defaults when the file has none."""
+        section = config.channels.get(cls.name)
+        return section if section is not None else cls.Settings()
 
     @classmethod
     def check_settings(cls, settings: Any) -> list[tuple[str, str]]:
