@@ -12,17 +12,9 @@ from pathlib import Path
 import pytest
 
 from bot.config import Duration, SourceConfig
-from bot.placemark_scan import ScanMismatch, placemark_digests
-from bot.source import (
-    Fetched,
-    FetchError,
-    ParseError,
-    Validators,
-    check_follow,
-    fetch,
-    parse,
-    parse_kml,
-)
+from bot.source import Fetched, FetchError, ParseError, ScanMismatch, Validators, fetch, parse
+from bot.source.formats.kml import parse_kml, placemark_digests
+from bot.source.guard import check_follow
 from tests.helpers import Bot, agencies, kml, wait_for
 from tests.support.cli import run_cli
 from tests.support.source_server import Reply, SourceServer

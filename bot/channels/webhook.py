@@ -38,6 +38,7 @@ from bot.channels.base import (
 from bot.config import Duration
 from bot.models import PUBLIC_FIELDS, REQUIRED_FIELDS, URL_FIELDS, MessageKind
 from bot.safe import http_url
+from bot.source import guard
 from bot.store import Store
 
 log = logging.getLogger(__name__)
@@ -150,8 +151,7 @@ class WebhookChannel(Channel):
         return [Recipient(url) for url in self.settings.urls if url not in disabled]
 
     async def open(self) -> None:
-        self._session = requests.Session()
-        self._session.trust_env = False  # no proxy or netrc from the environment
+        self._session = guard.session()
         await super().open()
 
     async def close(self) -> None:
