@@ -41,10 +41,17 @@ from bot.models import (
 )
 from bot.normalise import disambiguate, normalise_record
 from bot.notify import plan_alerts, plan_maintainer_message
-from bot.placemark_scan import ScanMismatch
 from bot.render import make_environment
 from bot.snapshots import SnapshotFile, SnapshotStore
-from bot.source import Abandoned, Fetched, SourceError, Validators, fetch, parse
+from bot.source import (
+    Abandoned,
+    Fetched,
+    ScanMismatch,
+    SourceError,
+    Validators,
+    fetch,
+    parse,
+)
 from bot.store import Store
 from bot.store.polls import PollRecord
 from bot.store.times import utc_now

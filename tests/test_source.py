@@ -11,18 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from bot.config import FORMATS as CONFIG_FORMATS
 from bot.config import Duration, SourceConfig
-from bot.placemark_scan import ScanMismatch, placemark_digests
-from bot.source import (
-    Fetched,
-    FetchError,
-    ParseError,
-    Validators,
-    check_follow,
-    fetch,
-    parse,
-    parse_kml,
-)
+from bot.source import Fetched, FetchError, ParseError, ScanMismatch, Validators, fetch, parse
+from bot.source.formats import FORMATS, infer_format
+from bot.source.formats.kml import parse_kml, placemark_digests
+from bot.source.guard import check_follow
 from tests.helpers import Bot, agencies, kml, wait_for
 from tests.support.cli import run_cli
 from tests.support.source_server import Reply, SourceServer
@@ -423,6 +417,65 @@ def test_a_csv_cut_off_mid_row_is_a_parse_error(source_server):
 
     with pytest.raises(ParseError, match="line 3 has fewer cells"):
         records(source(url))
+
+
+# --- the format registry ------------------------------------------------------------------
+
+# One agency in each built-in format: a KML Placemark, a JSON object, a CSV row.
+DOCUMENTS = {
+    "kml": b'<?xml version="1.0"?><kml xmlns="http://www.opengis.net/kml/2.2"><Document>'
+    b"<Placemark><name>Crystal PD</name></Placemark></Document></kml>",
+    "json": b'[{"name": "Crystal PD", "address": "Crystal, MN"}]',
+    "csv": b'name,address\nCrystal PD,"Crystal, MN"\n',
+}
+
+
+def test_each_format_is_one_module_that_declares_its_name():
+    # The order documents that source.format does not name are tried in.
+    assert list(FORMATS) == ["kml", "json", "csv"]
+    for name, reader in FORMATS.items():
+        assert (reader.name, type(reader).__module__) == (name, f"bot.source.formats.{name}")
+    # source.format accepts exactly the formats registered, and each reads its documents.
+    assert list(FORMATS) == list(CONFIG_FORMATS)
+    assert set(DOCUMENTS) == set(FORMATS)
+
+
+@pytest.mark.parametrize("name", list(DOCUMENTS))
+def test_source_format_names_the_registered_format_that_reads_the_document(tmp_path, name):
+    # Under a name that says another format: source.format decides.
+    path = tmp_path / ("agencies.csv" if name == "kml" else "agencies.kml")
+    path.write_bytes(DOCUMENTS[name])
+    config = source(str(path), format=name)
+
+    fetched = fetch(config)
+
+    assert infer_format(config, fetched) == name
+    assert [fields["name"] for _, fields in parse(fetched, config)] == ["Crystal PD"]
+
+
+@pytest.mark.parametrize(
+    ("path", "content_type", "body", "expected"),
+    [
+        ("/map.kml", "", b"", "kml"),
+        ("/agencies.JSON", "", b"", "json"),
+        ("/agencies.csv", "", b"", "csv"),
+        ("/d/kml", "application/vnd.google-earth.kml+xml", b"", "kml"),
+        ("/agencies", "application/geo+json", b"", "json"),
+        ("/agencies", "text/csv; charset=utf-8", b"", "csv"),
+        # An earlier format's Content-Type outranks a later one's extension.
+        ("/agencies.csv", "application/vnd.google-earth.kml+xml", b"", "kml"),
+        ("/agencies", "text/plain", DOCUMENTS["kml"], "kml"),
+        ("/agencies", "text/plain", b"  " + DOCUMENTS["json"], "json"),
+        ("/agencies", "text/plain", DOCUMENTS["csv"], "csv"),
+        ("/agencies", "text/plain", b"nothing that says", "kml"),  # the first format
+    ],
+)
+def test_a_document_that_source_format_does_not_name_is_recognised(
+    path, content_type, body, expected
+):
+    fetched = Fetched(f"https://example.org{path}", 200, body, content_type=content_type)
+
+    assert infer_format(source(fetched.url), fetched) == expected
 
 
 # --- local files ----------------------------------------------------------------------------

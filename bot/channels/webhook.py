@@ -37,6 +37,7 @@ from bot.config import Duration
 from bot.messages import Delivery, Recipient, Style
 from bot.models import PUBLIC_FIELDS, REQUIRED_FIELDS, URL_FIELDS, MessageKind
 from bot.safe import http_url
+from bot.source import guard
 from bot.store import Store
 
 log = logging.getLogger(__name__)
@@ -148,8 +149,7 @@ class WebhookChannel(Channel):
         return [Recipient(url) for url in self.settings.urls if url not in disabled]
 
     async def open(self, store: Store, warn: MaintainerWarning) -> None:
-        self._session = requests.Session()
-        self._session.trust_env = False  # no proxy or netrc from the environment
+        self._session = guard.session()
         await super().open(store, warn)
 
     async def close(self) -> None:
