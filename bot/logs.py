@@ -3,7 +3,8 @@
 Every error that is stored (the outbox), printed (`ringwatch status`), logged or
 rendered into a message passes through `redact` first. Which environment variables
 are secret is not listed here: each Channel class declares its own (`secrets`), so a
-channel added later is covered without anyone remembering this file.
+channel added later is covered without anyone remembering this file. A secret outside
+the channels (the heartbeat URL) is registered by the code that reads it.
 """
 
 from __future__ import annotations
@@ -32,13 +33,22 @@ def _pattern(secrets: tuple[tuple[str, str], ...]) -> tuple[re.Pattern[str], dic
     return re.compile("|".join(map(re.escape, alternatives)), re.IGNORECASE), names
 
 
+# Secrets that no channel declares, named in the config (health.heartbeat_url_env).
+_REGISTERED: set[str] = set()
+
+
+def register_secret(name: str) -> None:
+    """Scrub the value of the environment variable `name` too, from now on."""
+    _REGISTERED.add(name)
+
+
 def _secrets() -> tuple[tuple[str, str], ...]:
     """(variable, value) of every secret; a list of several (APPRISE_URLS: one URL per
     target, space- or comma-separated) also has each of its items, which an error quotes."""
     from bot.channels import secret_env_vars
 
     pairs = set()
-    for name in secret_env_vars():
+    for name in secret_env_vars() | _REGISTERED:
         value = os.environ.get(name, "").strip()
         pairs |= {(name, item) for item in {value, *_LIST_SEPARATORS.split(value)}}
     return tuple(sorted((n, v) for n, v in pairs if len(v) >= MIN_SECRET_LENGTH))
