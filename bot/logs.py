@@ -13,7 +13,7 @@ import functools
 import logging
 import os
 import re
-from urllib.parse import quote, quote_plus
+from urllib.parse import quote, quote_plus, urlsplit
 
 MIN_SECRET_LENGTH = 4  # shorter values would redact ordinary words
 _LIST_SEPARATORS = re.compile(r"[\s,]+")
@@ -44,14 +44,23 @@ def register_secret(name: str) -> None:
 
 def _secrets() -> tuple[tuple[str, str], ...]:
     """(variable, value) of every secret; a list of several (APPRISE_URLS: one URL per
-    target, space- or comma-separated) also has each of its items, which an error quotes."""
+    target, space- or comma-separated) also has each of its items, which an error quotes,
+    and an http(s) URL its path and query, which urllib3's errors quote without the host
+    ("Max retries exceeded with url: /<uuid>")."""
     from bot.channels import secret_env_vars
 
     pairs = set()
     for name in secret_env_vars() | _REGISTERED:
         value = os.environ.get(name, "").strip()
-        pairs |= {(name, item) for item in {value, *_LIST_SEPARATORS.split(value)}}
+        items = {value, *_LIST_SEPARATORS.split(value)}
+        items |= {_path_of(item) for item in items if item.lower().startswith(("http:", "https:"))}
+        pairs |= {(name, item) for item in items}
     return tuple(sorted((n, v) for n, v in pairs if len(v) >= MIN_SECRET_LENGTH))
+
+
+def _path_of(url: str) -> str:
+    parts = urlsplit(url)
+    return parts.path + (f"?{parts.query}" if parts.query else "")
 
 
 def redact(text: str) -> str:
