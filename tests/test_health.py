@@ -279,6 +279,9 @@ def test_a_heartbeat_variable_that_is_not_set_stops_poll_with_one_line(tmp_path,
         "export it with the push URL (e.g. https://hc-ping.com/<uuid>), or remove the key\n"
     )
     assert not bot.config.db_path.exists()  # refused before anything was written
+    checked = ringwatch(bot, "check-config")
+    assert checked.returncode == 2
+    assert f"health.heartbeat_url_env: ${HEARTBEAT_ENV} is not set" in checked.stderr
 
 
 # --- metrics, scraped while `ringwatch run` runs -----------------------------------------------
