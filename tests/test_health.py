@@ -215,9 +215,11 @@ def test_a_health_or_metrics_mistake_is_one_line_naming_the_key(make_config, sec
 # --- the heartbeat -----------------------------------------------------------------------------
 
 
-def heartbeat_bot(tmp_path: Path, source_server, suffix: str = "") -> tuple[Bot, dict[str, str]]:
+def heartbeat_bot(
+    tmp_path: Path, source_server, suffix: str = "", extra: str = ""
+) -> tuple[Bot, dict[str, str]]:
     """A bot pinging the source server's /ping/TOKEN (with `suffix` after bad polls)."""
-    health = f'[health]\nheartbeat_url_env = "{HEARTBEAT_ENV}"\n'
+    health = f'{extra}[health]\nheartbeat_url_env = "{HEARTBEAT_ENV}"\n'
     if suffix:
         health += f'heartbeat_fail_suffix = "{suffix}"\n'
     bot = Bot.create(tmp_path, source_server.serve(PATH, kml(agencies(10))), health)
@@ -352,6 +354,22 @@ def test_run_serves_metrics_that_move_with_polls_and_pings_the_heartbeat(tmp_pat
     assert {key for _, labels in samples for key, _ in labels} <= LABELS
     assert pings(source_server)[0] == f"/ping/{TOKEN}"
     assert leaked(err, [TOKEN]) == []
+
+
+def test_run_pings_the_fail_url_after_a_failed_poll(tmp_path, source_server):
+    run = RUN.format(state=tmp_path / "state")
+    bot, env = heartbeat_bot(tmp_path, source_server, suffix="/fail", extra=run)
+    source_server.serve(PATH, Reply(b"", status=500))
+    process = start_cli("run", "--config", str(bot.config_path), env=env,
+                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        wait_for(lambda: f"/ping/{TOKEN}/fail" in pings(source_server))
+    finally:
+        err = stop(process)
+
+    assert process.returncode == 0, err
+    assert set(pings(source_server)) == {f"/ping/{TOKEN}/fail"}
+    assert {p["outcome"] for p in bot.polls()} == {"failed"}
 
 
 def test_without_metrics_run_listens_on_no_port(tmp_path, source_server):
