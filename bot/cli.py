@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from bot.models import ChangeKind, ExitCode  # light: the vocabulary only
+from bot.models import GOOD_OUTCOMES, ChangeKind, ExitCode  # light: the vocabulary only
 
 if TYPE_CHECKING:
     from bot.config import Config
@@ -98,6 +98,25 @@ def _channels(config: Config) -> list[Any]:
     if problems:
         raise CommandFailed("; ".join(problems))
     return channels
+
+
+def _heartbeat(config: Config) -> Any:
+    """The configured heartbeat (None: none), or exit 2 when its URL is not in the env."""
+    from bot.config import ConfigError
+    from bot.heartbeat import Heartbeat
+
+    try:
+        return Heartbeat.from_config(config)
+    except ConfigError as exc:
+        raise CommandFailed(str(exc)) from None
+
+
+def _heartbeat_problems(config: Config) -> list[str]:
+    try:
+        _heartbeat(config)
+    except CommandFailed as exc:
+        return [exc.format_message()]
+    return []
 
 
 @contextmanager
@@ -215,6 +234,7 @@ def poll(config: Config, dry_run: bool, force: bool) -> None:
             click.echo(message.text)
         click.echo(f"dry run, nothing written: {result.summary}")
         click.get_current_context().exit(result.exit_code)
+    heartbeat = _heartbeat(config)
     with _locked(config):
         store = Store.open(config.db_path, busy_timeout=config.bot.busy_timeout)
         try:
@@ -225,6 +245,8 @@ def poll(config: Config, dry_run: bool, force: bool) -> None:
             delivered = _deliver(config, store, channels)
         finally:
             store.close()
+        if heartbeat is not None:  # after the alerts, which matter more
+            heartbeat.ping(result.outcome in GOOD_OUTCOMES)
     click.echo(f"{result.summary}; delivered: {delivered}")
     click.get_current_context().exit(result.exit_code)
 
@@ -276,9 +298,15 @@ def run(config: Config) -> None:
     """
     import asyncio
 
+    from bot.config import ConfigError
+
     channels = _channels(config)
+    _heartbeat(config)
     with _locked(config):
-        code = asyncio.run(_run(config, channels))
+        try:
+            code = asyncio.run(_run(config, channels))
+        except ConfigError as exc:  # metrics.listen cannot be listened on
+            raise CommandFailed(str(exc)) from None
     click.get_current_context().exit(code)
 
 
@@ -472,6 +500,38 @@ def status(config: Config) -> None:
     for channel in channels:
         for line in channel.status_lines(store):
             click.echo(redact(f"{channel.name}: {line}"))
+    import time
+
+    from bot.health import check_health, monitoring_lines
+
+    click.echo(f"health now: {check_health(config, store, time.time()).line()}")
+    for line in monitoring_lines(config):
+        click.echo(line)
+
+
+@cli.command()
+@with_config
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
+def health(config: Config, fmt: str) -> None:
+    """Exit 0 when the last good poll is recent and no message waits too long, else 1
+    naming each reason (for Docker's HEALTHCHECK, a systemd timer, a monitor).
+
+    \b
+    Example: ringwatch health --format json
+    """
+    import time
+
+    from bot.health import check_health
+
+    verdict = check_health(config, _existing_store(config), time.time())
+    if fmt == "json":
+        click.echo(json.dumps(verdict.as_json(), indent=2))
+    else:
+        click.echo(verdict.line())
+    if not verdict.healthy:
+        click.get_current_context().exit(ExitCode.CHECK_FAILED)
 
 
 @cli.command("check-config")
@@ -488,7 +548,11 @@ def check_config(config: Config) -> None:
     channels = enabled_channels(config)
     for line in describe(config, [channel.name for channel in channels]):
         click.echo(line)
-    problems = []
+    from bot.health import monitoring_lines
+
+    for line in monitoring_lines(config):
+        click.echo(line)
+    problems = _heartbeat_problems(config)
     for channel in channels:
         missing = channel.problems()
         secrets = ", ".join(channel.secrets) or "none needed"

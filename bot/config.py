@@ -167,6 +167,43 @@ class ImportConfig:
 
 
 @dataclass(frozen=True)
+class HealthConfig:
+    """`ringwatch health` and the heartbeat: what "alive" means, and whom to tell after polls."""
+
+    # The last good poll may be this old; None: three times bot.interval (Config.max_poll_age).
+    max_poll_age: Duration | None = None
+    # A message that should have gone out may wait this long (since it was queued).
+    max_backlog_age: Duration = Duration(30 * 60)
+    # The environment variable holding the push URL (a secret: anyone with it can ping);
+    # empty: no heartbeat.
+    heartbeat_url_env: str = ""
+    # Appended to the URL after a failed or suspect poll (healthchecks.io: "/fail"); empty:
+    # nothing is requested then.
+    heartbeat_fail_suffix: str = ""
+    heartbeat_timeout: Duration = Duration(10)  # one request's total deadline
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    """`ringwatch run` serves Prometheus metrics at http://listen/metrics; empty: off."""
+
+    listen: str = ""
+
+    @property
+    def address(self) -> tuple[str, int] | None:
+        """(host, port) to bind, or None when metrics are off (listen was validated)."""
+        return listen_address(self.listen) if self.listen else None
+
+    @property
+    def url(self) -> str | None:
+        """Where the metrics are served, or None when they are off."""
+        if self.address is None:
+            return None
+        host, port = self.address
+        return f"http://{f'[{host}]' if ':' in host else host}:{port}/metrics"
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     bot: BotConfig = field(default_factory=BotConfig)
@@ -177,6 +214,8 @@ class Config:
     summary: SummaryConfig = field(default_factory=SummaryConfig)
     site: SiteConfig = field(default_factory=SiteConfig)
     import_: ImportConfig = field(default_factory=ImportConfig)  # [import]: a Python keyword
+    health: HealthConfig = field(default_factory=HealthConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     # Every other table of the file as written: the channels' sections ([telegram],
     # [mastodon], a plug-in's), which the channel layer validates (bot.channels.configure).
     channel_tables: dict[str, Any] = field(default_factory=dict)
@@ -212,6 +251,11 @@ class Config:
             return None
         directory = Path(self.alerts.templates_dir)
         return directory if directory.is_absolute() else self.path.parent / directory
+
+    @property
+    def max_poll_age(self) -> float:
+        """health.max_poll_age, by default three poll intervals."""
+        return self.health.max_poll_age or 3 * self.bot.interval
 
     @property
     def db_path(self) -> Path:
@@ -397,6 +441,9 @@ def _check_values(config: Config) -> None:
     problem = cron_problem(config.summary.cron)
     if problem:
         fail("summary.cron", problem)
+    problem = health_problem(config.health) or metrics_problem(config.metrics)
+    if problem:
+        fail(*problem)
     problem = site_problem(config.site)
     if problem:
         fail(*problem)
@@ -427,6 +474,46 @@ def site_problem(site: SiteConfig) -> tuple[str, str] | None:
             return "site.since", f"must be a date like 2020-05-25 (or empty), got {site.since!r}"
     if not site.out.strip():
         return "site.out", 'must name a folder, e.g. "site"'
+    return None
+
+
+def health_problem(health: HealthConfig) -> tuple[str, str] | None:
+    """(key, what is wrong) for a [health] value that cannot work, or None."""
+    for key in ("max_poll_age", "max_backlog_age", "heartbeat_timeout"):
+        if getattr(health, key) is not None and getattr(health, key) <= 0:
+            return f"health.{key}", "must be a positive duration such as '45m'"
+    if health.heartbeat_url_env and not re.fullmatch(
+        r"[A-Za-z_][A-Za-z0-9_]*", health.heartbeat_url_env
+    ):
+        return "health.heartbeat_url_env", (
+            "names the environment variable holding the URL (e.g. "
+            f'"RINGWATCH_HEARTBEAT_URL"), not the URL itself; got {health.heartbeat_url_env!r}'
+        )
+    if health.heartbeat_fail_suffix and not health.heartbeat_url_env:
+        return "health.heartbeat_fail_suffix", "needs health.heartbeat_url_env (the URL it extends)"
+    return None
+
+
+def listen_address(listen: str) -> tuple[str, int]:
+    """ "HOST:PORT", "[::1]:PORT" or a bare "PORT" (on 127.0.0.1) → (host, port);
+    ValueError when it is none of these."""
+    host, colon, port = listen.strip().rpartition(":")
+    if not colon:
+        host = "127.0.0.1"
+    host = host.removeprefix("[").removesuffix("]")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{listen!r} is not HOST:PORT")
+    return host, int(port)
+
+
+def metrics_problem(metrics: MetricsConfig) -> tuple[str, str] | None:
+    """(key, what is wrong) for a [metrics] value that cannot be listened on, or None."""
+    if not metrics.listen:
+        return None
+    try:
+        listen_address(metrics.listen)
+    except ValueError as exc:
+        return "metrics.listen", f'{exc}: write e.g. "127.0.0.1:9464" (empty: no metrics)'
     return None
 
 

@@ -105,6 +105,8 @@ class DeliveryReport:
     failed: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     # channel → last error of each message given up after alerts.give_up_after
     gave_up: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    # channel → seconds each send attempt took, answered or not (the metrics' latency)
+    send_seconds: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
 
     def summary(self) -> str:
         channels = sorted(set(self.sent) | set(self.retrying) | set(self.failed))
@@ -208,12 +210,16 @@ class _ChannelRound:
                 return False
             if not self.store.outbox.claim(row["id"]):
                 return True  # another worker has it
+            started = time.perf_counter()
             try:
                 external_id = await asyncio.wait_for(
                     self.channel.send(delivery), self.alerts.send_timeout
                 )
             except Exception as exc:
                 return self._record(row, classify(exc, self.alerts.send_timeout))
+            finally:
+                elapsed = time.perf_counter() - started
+                self.report.send_seconds[self.channel.name].append(elapsed)
         self.store.outbox.mark_sent(row["id"], external_id)
         self.report.sent[self.channel.name] += 1
         return True

@@ -378,13 +378,17 @@ def changes_text(rows: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def age(iso: str) -> str:
-    """'2h 5m' since an ISO time in UTC."""
-    seconds = max(0, int((datetime.now(UTC) - datetime.fromisoformat(iso)).total_seconds()))
-    days, rest = divmod(seconds, 86400)
+def age_text(seconds: float) -> str:
+    """'2d 3h 5m', '4m', '0m': a time span for people, to the minute."""
+    days, rest = divmod(max(0, int(seconds)), 86400)
     hours, rest = divmod(rest, 3600)
     parts = [f"{days}d"] * bool(days) + [f"{hours}h"] * bool(hours) + [f"{rest // 60}m"]
     return " ".join(parts)
+
+
+def age(iso: str) -> str:
+    """'2h 5m' since an ISO time in UTC."""
+    return age_text((datetime.now(UTC) - datetime.fromisoformat(iso)).total_seconds())
 
 
 def status_lines(report: StatusReport, database: Path) -> list[str]:

@@ -563,6 +563,7 @@ def read_only(path: Path) -> Iterator[None]:
 # Every command that only reads the database, with the arguments it needs to get that far.
 READ_COMMANDS = {
     "status": (),
+    "health": (),
     "changes": (),
     "report": (),
     "stats": (),
