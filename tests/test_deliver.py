@@ -33,9 +33,11 @@ from bot.models import OutboxMessage
 from bot.store import Store
 from bot.store.schema import SCHEMA_STEPS
 from bot.store.times import DUE_AT_ONCE, epoch_time, iso_time
-from tests.helpers import Bot, agencies, kml, wait_for
+from tests.support.agencies import agencies
+from tests.support.bot import Bot
 from tests.support.cli import run_cli, start_cli
-from tests.support.synthetic import mutate
+from tests.support.synthetic import mutate, to_kml
+from tests.support.wait import wait_for
 
 PATH = "/map.kml"
 
@@ -47,13 +49,13 @@ def test_a_poll_killed_mid_delivery_is_completed_by_deliver_exactly_once(tmp_pat
     first = agencies(10)
     bot = Bot.create(
         tmp_path,
-        source_server.serve(PATH, kml(first)),
+        source_server.serve(PATH, to_kml(first)),
         "[alerts]\ndigest_threshold = 5000\n[guard]\nmax_added_share = 200\n",
     )
     bot.poll()
     # ~1000 alerts are far more than a pipe buffer holds: printing blocks while we don't read,
     # so the process is stuck inside a send when it is killed.
-    source_server.serve(PATH, kml(mutate(first, seed=3, add=1000)))
+    source_server.serve(PATH, to_kml(mutate(first, seed=3, add=1000)))
     process = start_cli("poll", "--config", str(bot.config_path), stdout=subprocess.PIPE)
     try:
         wait_for(lambda: bot.rows("select id from outbox where status = 'sending'"))
@@ -80,9 +82,9 @@ def test_a_poll_killed_mid_delivery_is_completed_by_deliver_exactly_once(tmp_pat
 
 def test_a_row_left_sending_by_a_kill_is_sent_again_after_restart(tmp_path, source_server):
     first = agencies(20)
-    bot = Bot.create(tmp_path, source_server.serve(PATH, kml(first)))
+    bot = Bot.create(tmp_path, source_server.serve(PATH, to_kml(first)))
     bot.poll()
-    source_server.serve(PATH, kml(mutate(first, seed=3, add=2)))
+    source_server.serve(PATH, to_kml(mutate(first, seed=3, add=2)))
     bot.poll(deliver=False)
     store = Store.open(bot.config.db_path)
     in_flight = store.db.execute("select min(id) from outbox where status = 'pending'").fetchone()

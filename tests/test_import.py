@@ -13,10 +13,10 @@ import pytest
 
 from bot.channels.x import CREDENTIAL_ENV_VARS
 from bot.store import Store
-from tests.helpers import agencies, kml
+from tests.support.agencies import agencies
 from tests.support.cli import SAMPLES, run_cli, write_config
 from tests.support.source_server import Reply, SourceServer
-from tests.support.synthetic import mutate
+from tests.support.synthetic import mutate, to_kml
 from tests.support.telegram_stub import DEFAULT_TOKEN, TelegramStub
 from tests.support.x_stub import XStub
 
@@ -105,10 +105,10 @@ def test_one_file_at_a_given_time_then_an_older_one_is_refused(tmp_path):
 
 
 def test_a_live_poll_after_an_import_goes_on_from_the_imported_state(tmp_path, source_server):
-    (tmp_path / "2020-05-24.kml").write_bytes(kml(agencies(20)))
+    (tmp_path / "2020-05-24.kml").write_bytes(to_kml(agencies(20)))
     newer = mutate(agencies(20), seed=5, add=1)
     config = write_config(
-        tmp_path, f'[source]\nurl = "{source_server.serve("/map.kml", kml(newer))}"\n'
+        tmp_path, f'[source]\nurl = "{source_server.serve("/map.kml", to_kml(newer))}"\n'
     )
     assert ringwatch(config, "import", str(tmp_path / "2020-05-24.kml")).returncode == 0
 

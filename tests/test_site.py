@@ -33,7 +33,7 @@ from bot.config import load_config
 from bot.site import SITE_MARKER, build_site, content_security_policy, page_name
 from bot.snapshots import SnapshotStore
 from bot.store import Store
-from tests.helpers import Bot
+from tests.support.bot import Bot
 from tests.support.cli import run_cli, write_config
 from tests.support.http import StubHandler, StubServer
 from tests.support.source_server import SourceServer

@@ -24,7 +24,7 @@ from bot.store import Store
 from bot.store.polls import PollRecord
 from bot.store.schema import MIGRATIONS, SCHEMA_STEPS, SCHEMA_VERSION, database_problem, migrate
 from bot.store.times import prune_before
-from tests.helpers import as_stored_now
+from tests.support.outbox import as_stored_now
 
 CRYSTAL = Agency("mn/crystal-police-department", "Crystal Police Department", "Crystal", "MN")
 

@@ -30,11 +30,14 @@ from bot.models import OutboxMessage
 from bot.store import Store
 from bot.store.subscribers import Subscriber
 from bot.store.times import DUE_AT_ONCE, epoch_time
-from tests.helpers import Bot, closed_port_url, config_text, database_text, kml, leaked, wait_for
+from tests.support.bot import Bot, config_text
 from tests.support.cli import run_cli, start_cli, write_config
+from tests.support.http import closed_port_url
+from tests.support.leaks import database_text, leaked
 from tests.support.source_server import Reply, SourceServer
-from tests.support.synthetic import SyntheticAgency
+from tests.support.synthetic import SyntheticAgency, to_kml
 from tests.support.telegram_stub import CHAT_NOT_FOUND, DEFAULT_TOKEN, Fault, TelegramStub, flood
+from tests.support.wait import wait_for
 
 PATH = "/map.kml"
 CHANNEL = "@ring_alerts"
@@ -95,7 +98,9 @@ SMALL_MAP_GUARD = "[guard]\nmax_added_share = 100\n"
 
 def start_bot(directory: Path, source_server: SourceServer, section: str) -> Bot:
     """ringwatch with Telegram on, its baseline recorded (10 agencies in IA)."""
-    created = Bot.create(directory, source_server.serve(PATH, kml(BASE)), section + SMALL_MAP_GUARD)
+    created = Bot.create(
+        directory, source_server.serve(PATH, to_kml(BASE)), section + SMALL_MAP_GUARD
+    )
     assert created.poll().outcome == "baseline"
     return created
 
@@ -300,7 +305,7 @@ def test_a_status_too_long_for_telegram_arrives_cut_as_plain_text(
     tmp_path: Path, source_server: SourceServer, stub: TelegramStub
 ):
     long_url = source_server.url(PATH) + "?mid=" + "x" * 1500  # each error quotes it
-    source_server.serve(PATH, kml(BASE))
+    source_server.serve(PATH, to_kml(BASE))
     bot = Bot.create(tmp_path, long_url, telegram_section(stub, channel=None))
     assert bot.poll().outcome == "baseline"
     source_server.serve(PATH, Reply(b"gone", status=404))
@@ -379,7 +384,7 @@ def test_channel_and_subscribers_get_what_matches_their_filter(
     subscribe(bot, 204, ["WI"])
     added = [agency(f"North{i} Police Department", "MN", 20 + i) for i in range(2)]
     added.append(agency("Madison Police Department", "WI", 30))
-    source_server.serve(PATH, kml(BASE + added))
+    source_server.serve(PATH, to_kml(BASE + added))
 
     bot.poll()
 
@@ -409,7 +414,7 @@ def test_source_values_arrive_escaped_and_linked(
 ):
     subscribe(bot, 201, None)
     odd = agency("Crystal <b>PD</b> & Co", "MN", 40, profile="https://ring.com/a?x=1&y=<2>")
-    source_server.serve(PATH, kml([*BASE, odd]))
+    source_server.serve(PATH, to_kml([*BASE, odd]))
 
     bot.poll()
 
@@ -428,7 +433,7 @@ def test_a_digest_over_4096_characters_is_split_at_lines_and_loses_nobody(
         agency(f"Longname{i:03d} County Sheriff's Office Division", "MN", 100 + i)
         for i in range(90)
     ]
-    source_server.serve(PATH, kml(BASE + many))
+    source_server.serve(PATH, to_kml(BASE + many))
 
     bot.poll()
 
@@ -452,7 +457,7 @@ def test_a_flood_wait_is_honoured_and_nothing_is_dropped(
     bot = start_bot(tmp_path, source_server, section)
     for chat in (201, 202, 203):
         subscribe(bot, chat, None)
-    source_server.serve(PATH, kml([*BASE, agency("Crystal Police Department", "MN", 50)]))
+    source_server.serve(PATH, to_kml([*BASE, agency("Crystal Police Department", "MN", 50)]))
     stub.fail_next("*", flood(1))
 
     bot.poll()
@@ -477,7 +482,7 @@ def test_a_long_flood_wait_ends_the_round_instead_of_holding_it(
     private_bot = start_bot(tmp_path, source_server, section)
     for chat in range(201, 206):
         subscribe(private_bot, chat, None)
-    source_server.serve(PATH, kml([*BASE, agency("Crystal Police Department", "MN", 50)]))
+    source_server.serve(PATH, to_kml([*BASE, agency("Crystal Police Department", "MN", 50)]))
     stub.fail_next("*", flood(3600))
 
     round_ = threading.Thread(target=private_bot.poll, daemon=True)
@@ -501,7 +506,7 @@ def test_blocked_and_vanished_chats_are_deactivated_not_retried(
     stub.blocked.add("301")
     stub.fail_next(302, CHAT_NOT_FOUND)
     two = [agency("Crystal Police Department", "MN", 50), agency("Eagan Police", "MN", 51)]
-    source_server.serve(PATH, kml(BASE + two))
+    source_server.serve(PATH, to_kml(BASE + two))
 
     bot.poll()
     bot.deliver()
@@ -524,7 +529,7 @@ def test_an_unreachable_configured_channel_fails_one_message_not_the_queue(
 ):
     stub.fail_next(CHANNEL, CHAT_NOT_FOUND)  # e.g. the bot is not yet an admin there
     two = [agency("Crystal Police Department", "MN", 50), agency("Eagan Police", "MN", 51)]
-    source_server.serve(PATH, kml(BASE + two))
+    source_server.serve(PATH, to_kml(BASE + two))
 
     bot.poll()
 
@@ -539,7 +544,7 @@ def test_network_errors_are_retried_with_backoff(
     bot = private_bot
     subscribe(bot, 401, None)
     stub.fail_next(401, Fault(502, "Bad Gateway"))
-    source_server.serve(PATH, kml([*BASE, agency("Crystal Police Department", "MN", 50)]))
+    source_server.serve(PATH, to_kml([*BASE, agency("Crystal Police Department", "MN", 50)]))
 
     bot.poll()
 
@@ -570,7 +575,7 @@ def test_a_group_that_became_a_supergroup_is_followed(
             migrate_to_chat_id=-100600,
         ),
     )
-    source_server.serve(PATH, kml([*BASE, agency("Crystal Police Department", "MN", 50)]))
+    source_server.serve(PATH, to_kml([*BASE, agency("Crystal Police Department", "MN", 50)]))
 
     bot.poll()
 
@@ -611,7 +616,7 @@ def test_a_rejected_token_or_an_unreachable_api_keeps_messages_queued(
     private_bot: Bot, stub: TelegramStub, source_server: SourceServer, monkeypatch
 ):
     subscribe(private_bot, 201, None)
-    source_server.serve(PATH, kml([*BASE, agency("Crystal Police Department", "MN", 50)]))
+    source_server.serve(PATH, to_kml([*BASE, agency("Crystal Police Department", "MN", 50)]))
     monkeypatch.setenv("TELEGRAM_BOT_TOKEN", "654321:WRONG-token")
 
     private_bot.poll()
@@ -648,7 +653,7 @@ def test_a_dripping_bot_api_answer_is_a_failed_attempt_and_holds_up_nothing(
     chats = [301, 302, 303]
     for chat in chats:
         subscribe(bot, chat, None)
-    source_server.serve(PATH, kml([*BASE, agency("Crystal Police Department", "MN", 50)]))
+    source_server.serve(PATH, to_kml([*BASE, agency("Crystal Police Department", "MN", 50)]))
     bot.poll(deliver=False)
     stub.drip_to.add("301")  # headers, then a byte a second: minutes for the whole answer
 
@@ -726,7 +731,7 @@ def outage_bot(directory: Path, source_server: SourceServer, stub: TelegramStub,
     for chat in (301, 302, 303):
         subscribe(bot, chat, None)
     two = [agency("Crystal Police Department", "MN", 50), agency("Eagan Police", "MN", 51)]
-    source_server.serve(PATH, kml(BASE + two))
+    source_server.serve(PATH, to_kml(BASE + two))
     bot.poll(deliver=False)
     return bot
 
@@ -808,7 +813,7 @@ def test_no_failure_puts_the_token_in_the_database_output_logs_or_messages(
     limits = 'give_up_after = "1ms"\nsend_timeout = "2s"\n'
     bot = start_bot(tmp_path, source_server, telegram_section(stub, channel=None) + limits)
     subscribe(bot, 301, None)
-    source_server.serve(PATH, kml([*BASE, agency("Crystal Police Department", "MN", 50)]))
+    source_server.serve(PATH, to_kml([*BASE, agency("Crystal Police Department", "MN", 50)]))
     bot.poll(deliver=False)
     stub.echo_requests = True
     if fault is not None:
@@ -857,7 +862,7 @@ def test_kill_during_a_broadcast_then_restart_loses_and_repeats_nothing(
     for chat in chats:
         subscribe(bot, chat, None)
     two = [agency("Crystal Police Department", "MN", 50), agency("Eagan Police", "MN", 51)]
-    source_server.serve(PATH, kml(BASE + two))
+    source_server.serve(PATH, to_kml(BASE + two))
     bot.poll(deliver=False)
     expected = {(r["recipient"], r["text"]) for r in bot.outbox() if r["status"] == "pending"}
     assert len(expected) == 2 * len(chats)
@@ -890,7 +895,7 @@ def test_kill_during_a_broadcast_then_restart_loses_and_repeats_nothing(
 def test_run_subscribes_users_and_delivers_the_right_alerts(
     tmp_path: Path, stub: TelegramStub, source_server: SourceServer
 ):
-    url = source_server.serve(PATH, kml(BASE))
+    url = source_server.serve(PATH, to_kml(BASE))
     bot_section = (
         f'[bot]\nstate_dir = "{tmp_path / "state"}"\ninterval = "1s"\njitter = "0.05s"\n'
         'deliver_every = "0.2s"\n'
@@ -913,7 +918,7 @@ def test_run_subscribes_users_and_delivers_the_right_alerts(
         wait_for(lambda: texts(stub, ADMIN), 20)  # the baseline is in
 
         added = [agency("Crystal Police Department", "MN", 50), agency("Madison PD", "WI", 51)]
-        source_server.serve(PATH, kml(BASE + added))
+        source_server.serve(PATH, to_kml(BASE + added))
         wait_for(lambda: len(texts(stub, CHANNEL)) == 1, 20)
         wait_for(lambda: len(texts(stub, 502)) == 2, 20)
         wait_for(lambda: len(texts(stub, 501)) == 2, 20)
@@ -946,7 +951,7 @@ def test_kill_during_a_broadcast_to_80_repeats_at_most_the_sends_on_the_wire(
     chats = list(range(2001, 2081))
     for chat in chats:
         subscribe(bot, chat, None)
-    source_server.serve(PATH, kml([*BASE, agency("Crystal Police Department", "MN", 50)]))
+    source_server.serve(PATH, to_kml([*BASE, agency("Crystal Police Department", "MN", 50)]))
     bot.poll(deliver=False)
     expected = {(r["recipient"], r["text"]) for r in bot.outbox() if r["status"] == "pending"}
     assert len(expected) == len(chats)

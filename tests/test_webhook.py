@@ -14,9 +14,12 @@ from pathlib import Path
 import pytest
 
 from bot.store.times import DUE_AT_ONCE, epoch_time
-from tests.helpers import Bot, agencies, database_text, kml, leaked
+from tests.support.agencies import agencies
+from tests.support.bot import Bot
 from tests.support.cli import poll_samples, run_cli, write_config
+from tests.support.leaks import database_text, leaked
 from tests.support.source_server import SourceServer
+from tests.support.synthetic import to_kml
 from tests.support.webhook_receiver import Answer, WebhookReceiver
 
 SECRET = "whsec-0123456789abcdef"
@@ -108,7 +111,7 @@ def test_a_receiver_that_does_not_answer_in_time_is_retried(
     tmp_path: Path, source_server: SourceServer, receiver: WebhookReceiver
 ):
     items = agencies(20)
-    url = source_server.serve("/a.kml", kml(items[:19]), kml(items))
+    url = source_server.serve("/a.kml", to_kml(items[:19]), to_kml(items))
     bot = Bot.create(
         tmp_path, url, webhook_section(receiver.url("/hook"), extra='timeout = "1s"\n')
     )
@@ -154,7 +157,7 @@ def test_each_answer_means_what_the_docs_say(
     disabled: bool,
 ):
     items = agencies(20)
-    url = source_server.serve("/a.kml", kml(items[:19]), kml(items))
+    url = source_server.serve("/a.kml", to_kml(items[:19]), to_kml(items))
     bot = Bot.create(tmp_path, url, webhook_section(receiver.url("/hook")))
     bot.poll()  # the baseline: no alerts
     receiver.answer("/hook", answer)
@@ -222,7 +225,7 @@ def test_a_switched_off_url_is_switched_on_by_enable_webhook_and_warns_again_if_
     tmp_path: Path, source_server: SourceServer, receiver: WebhookReceiver
 ):
     items = agencies(22)
-    url = source_server.serve("/a.kml", kml(items[:20]), kml(items[:21]), kml(items))
+    url = source_server.serve("/a.kml", to_kml(items[:20]), to_kml(items[:21]), to_kml(items))
     hook = receiver.url("/hook")
     bot = Bot.create(tmp_path, url, "[console]\nenabled = true\n" + webhook_section(hook))
     config = str(bot.config_path)
@@ -251,7 +254,7 @@ def test_a_switched_off_url_is_switched_on_by_enable_webhook_and_warns_again_if_
 def test_enable_webhook_names_only_a_configured_url(
     tmp_path: Path, source_server: SourceServer, receiver: WebhookReceiver
 ):
-    url = source_server.serve("/a.kml", kml(agencies(5)))
+    url = source_server.serve("/a.kml", to_kml(agencies(5)))
     bot = Bot.create(tmp_path, url, webhook_section(receiver.url("/hook")))
     config = str(bot.config_path)
     missing = run_cli("enable-webhook", "--config", config, receiver.url("/hook"), env=ENV)

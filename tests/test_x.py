@@ -28,8 +28,9 @@ from bot.notify import audiences, plan_alerts
 from bot.render import WORD_JOINER, make_environment
 from bot.store import Store
 from bot.store.times import DUE_AT_ONCE, epoch_time
-from tests.helpers import closed_port_url, database_text, leaked
 from tests.support.cli import run_cli, start_cli, write_config
+from tests.support.http import closed_port_url
+from tests.support.leaks import database_text, leaked
 from tests.support.synthetic import generate_agencies, mutate, to_kml
 from tests.support.telegram_stub import DEFAULT_TOKEN, TelegramStub
 from tests.support.x_stub import XStub, duplicate, problem, rate_limited, refused, server_error

@@ -1,15 +1,15 @@
-"""What the channel tests (Mastodon, Bluesky, Apprise) share: the bundled samples polled
-through the real CLI, a kill -9 in the middle of a broadcast, the outbox read back, and
-time simulated by editing next_attempt_at (never by sleeping)."""
+"""What the channel tests (Mastodon, Bluesky, Apprise, X) share: the bundled samples polled
+through the real CLI, the additions they posted counted, and a kill -9 in the middle of a
+broadcast."""
 
 from __future__ import annotations
 
 import signal
 import sqlite3
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from bot.store.times import DUE_AT_ONCE
 from tests.support.cli import SAMPLES, run_cli, start_cli, write_config
@@ -31,19 +31,19 @@ def database(config: Path) -> Path:
     return config.parent / "state" / "ringwatch.db"
 
 
-def query(config: Path, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
-    with sqlite3.connect(database(config)) as db:
-        db.row_factory = sqlite3.Row
-        return [dict(row) for row in db.execute(sql, params or [])]
-
-
-def outbox(config: Path, channel: str) -> list[dict[str, Any]]:
-    return query(config, "select * from outbox where channel = ? order by id", [channel])
-
-
 def make_due(config: Path) -> None:
     with sqlite3.connect(database(config)) as db:
         db.execute(f"update outbox set next_attempt_at = '{DUE_AT_ONCE}' where status = 'pending'")
+
+
+def additions(texts: list[str]) -> Counter[str]:
+    """How often each 'New partnership' line was posted, single posts and digest lines."""
+    lines = [line for text in texts for line in text.splitlines()]
+    return Counter(
+        line.removeprefix("New partnership: ").removeprefix("+ ").split(" (")[0]
+        for line in lines
+        if line.startswith(("New partnership: ", "+ "))
+    )
 
 
 def samples_config(server: SourceServer, directory: Path, extra: str) -> Path:
