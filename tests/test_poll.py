@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import random
 import re
-import socket
 from pathlib import Path
 
 import pytest
@@ -12,6 +11,7 @@ import pytest
 from bot.normalise import display_name
 from tests.support.agencies import agencies, renamed
 from tests.support.bot import Bot
+from tests.support.http import closed_port_url
 from tests.support.source_server import Reply, SourceServer
 from tests.support.synthetic import mutate, to_kml
 
@@ -450,9 +450,7 @@ def test_a_refused_connection_changes_nothing(start, capsys):
     first = agencies(20)
     bot = start(first)
     before = bot.agencies()
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        dead = f"http://127.0.0.1:{sock.getsockname()[1]}/map.kml"  # nobody listens there
+    dead = f"{closed_port_url()}/map.kml"  # nobody listens there
     bot.config_path.write_text(
         re.sub(r'url = ".*"', f'url = "{dead}"', bot.config_path.read_text()), encoding="utf-8"
     )

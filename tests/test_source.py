@@ -26,6 +26,7 @@ from bot.source import (
 from tests.support.agencies import agencies
 from tests.support.bot import Bot
 from tests.support.cli import run_cli
+from tests.support.http import closed_port_url
 from tests.support.source_server import Reply, SourceServer
 from tests.support.synthetic import networklink_kml, to_kml
 from tests.support.wait import wait_for
@@ -553,12 +554,8 @@ def source_server_wait(server: SourceServer) -> None:
 
 
 def test_a_refused_connection_is_a_fetch_error():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]  # closed again before the fetch: nobody listens
-
     with pytest.raises(FetchError, match="ConnectionError"):
-        fetch(source(f"http://127.0.0.1:{port}/map.kml"))
+        fetch(source(f"{closed_port_url()}/map.kml"))
 
 
 def test_a_body_shorter_than_its_content_length_is_a_fetch_error(source_server):

@@ -138,11 +138,10 @@ def drive_commands(config_path: Path, stub: TelegramStub, script: Callable[..., 
     async def say(chat: int, text: str, **kwargs) -> str:
         before = len(stub.texts(chat))
         stub.user_says(chat, text, **kwargs)
-        for _ in range(500):
-            if len(stub.texts(chat)) > before:
-                return plain(stub.texts(chat)[-1])
-            await asyncio.sleep(0.02)
-        raise AssertionError(f"no answer to {text!r} in chat {chat}")
+        # In a thread: the listener answers on this loop, which must not be blocked.
+        unanswered = f"no answer to {text!r} in chat {chat}"
+        await asyncio.to_thread(wait_for, lambda: len(stub.texts(chat)) > before, 60, unanswered)
+        return plain(stub.texts(chat)[-1])
 
     async def main() -> None:
         store = Store.open(config.db_path)
@@ -231,10 +230,8 @@ FLOODER, OTHER = 7001, 7002
 
 async def answered(stub: TelegramStub, chat: int, count: int = 1, timeout: float = 60) -> None:
     """Wait (without blocking the listener's loop) until `chat` has `count` answers."""
-    deadline = time.monotonic() + timeout
-    while len(stub.texts(chat)) < count:
-        assert time.monotonic() < deadline, f"chat {chat} got no answer"
-        await asyncio.sleep(0.02)
+    unanswered = f"chat {chat} got no answer"
+    await asyncio.to_thread(wait_for, lambda: len(stub.texts(chat)) >= count, timeout, unanswered)
 
 
 def listen_during(config_path: Path, script: Callable[[], Awaitable[None]]) -> None:

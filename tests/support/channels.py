@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import signal
 import sqlite3
-import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -14,6 +13,7 @@ from pathlib import Path
 from bot.store.times import DUE_AT_ONCE
 from tests.support.cli import SAMPLES, run_cli, start_cli, write_config
 from tests.support.source_server import SourceServer
+from tests.support.wait import wait_for
 
 SAMPLE_ADDITIONS = 29
 # One alert per change, whatever a channel's own digest threshold says.
@@ -67,10 +67,7 @@ def kill_mid_broadcast(config: Path, env: dict[str, str], posted: Callable[[], i
     """Baseline poll, then a poll whose broadcast is SIGKILLed once `posted()` reaches 3."""
     cli(config, "poll", env)
     process = start_cli("poll", "--config", str(config), env=env)
-    deadline = time.monotonic() + 120
-    while posted() < 3:
-        assert process.poll() is None, "the poll ended before it could be killed"
-        assert time.monotonic() < deadline, "nothing was posted"
-        time.sleep(0.05)
+    wait_for(lambda: posted() >= 3 or process.poll() is not None, 120, "nothing was posted")
+    assert process.poll() is None, "the poll ended before it could be killed"
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=30)

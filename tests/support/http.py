@@ -134,8 +134,14 @@ class StubHandler(BaseHTTPRequestHandler):
         pass
 
 
-def closed_port_url() -> str:
-    """An address on 127.0.0.1 where nothing listens: connections are refused."""
+def free_port() -> int:
+    """A port on 127.0.0.1 that was free a moment ago, for a server that cannot take port 0
+    and report the port it got; until one binds it, nothing listens there."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return f"http://127.0.0.1:{sock.getsockname()[1]}"
+        return sock.getsockname()[1]
+
+
+def closed_port_url() -> str:
+    """An address on 127.0.0.1 where nothing listens: connections are refused."""
+    return f"http://127.0.0.1:{free_port()}"
