@@ -13,13 +13,11 @@ from tests.support.channels import (
     SAMPLE_ADDITIONS,
     additions,
     cli,
-    database,
-    make_due,
     samples_config,
 )
-from tests.support.cli import run_cli, write_config
+from tests.support.cli import database, run_cli, write_config
 from tests.support.leaks import database_text, leaked
-from tests.support.outbox import outbox
+from tests.support.outbox import make_due, outbox
 from tests.support.smtp_server import SmtpServer
 from tests.support.source_server import SourceServer
 from tests.support.webhook_receiver import Answer, WebhookReceiver
@@ -83,7 +81,7 @@ def test_a_refusing_target_is_retried_and_then_gets_each_message_once(
     )
     assert first["status"] == "pending" and first["attempts"] == 1
     assert len(smtp.messages) > SAMPLE_ADDITIONS  # the other target did not wait
-    make_due(config)
+    make_due(database(config))  # the CLI reads the real clock
     cli(config, "deliver", env)
 
     counts = additions([r.document["message"] for r in receiver.accepted("/apprise")])

@@ -20,14 +20,12 @@ from tests.support.channels import (
     SAMPLE_ADDITIONS,
     additions,
     cli,
-    database,
     kill_mid_broadcast,
-    make_due,
     samples_config,
 )
-from tests.support.cli import run_cli, write_config
+from tests.support.cli import database, run_cli, write_config
 from tests.support.leaks import database_text, leaked
-from tests.support.outbox import outbox
+from tests.support.outbox import make_due, outbox
 from tests.support.source_server import SourceServer
 from tests.support.synthetic import to_kml
 
@@ -162,7 +160,7 @@ def test_a_429_or_5xx_is_waited_out_then_everything_goes_once(
     if attempts == 0:  # the reset time, for the whole channel
         assert 60 < epoch_time(first["next_attempt_at"]) - time.time() <= 125
 
-    make_due(config)
+    make_due(database(config))  # the CLI reads the real clock
     cli(config, "deliver", ENV)
 
     texts = [r.text for r in stub.posts()]
@@ -229,7 +227,7 @@ def test_a_wrong_app_password_pauses_bluesky_with_one_warning(
     wrong = {"BLUESKY_APP_PASSWORD": "wrong-password-123"}
     cli(config, "poll", wrong)
     cli(config, "poll", wrong)
-    make_due(config)
+    make_due(database(config))  # the CLI reads the real clock
     cli(config, "deliver", wrong)
 
     assert stub.posts() == []

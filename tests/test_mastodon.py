@@ -21,15 +21,14 @@ from tests.support.channels import (
     SAMPLE_ADDITIONS,
     additions,
     cli,
-    database,
     kill_mid_broadcast,
-    make_due,
     samples_config,
 )
-from tests.support.cli import run_cli, write_config
+from tests.support.cli import database, run_cli, write_config
+from tests.support.clock import Clock
 from tests.support.leaks import database_text, leaked
 from tests.support.mastodon_stub import HASHTAG, MENTION, TOKEN, MastodonStub, error, rate_limited
-from tests.support.outbox import outbox
+from tests.support.outbox import make_due, outbox
 from tests.support.source_server import SourceServer
 from tests.support.synthetic import to_kml
 
@@ -138,7 +137,7 @@ def test_a_429_waits_for_the_reset_without_counting_an_attempt(
     waits = [epoch_time(r["next_attempt_at"]) - time.time() for r in rows]
     assert all(60 < wait <= 125 for wait in waits)  # the whole channel
     assert "429" in rows[0]["last_error"]
-    make_due(config)
+    make_due(database(config))  # the CLI reads the real clock
     cli(config, "deliver", ENV)
     assert {r["status"] for r in outbox(database(config), channel="mastodon")} == {"sent"}
 
@@ -155,7 +154,7 @@ def test_a_5xx_is_retried_and_then_everything_goes_once(
     first = outbox(database(config), channel="mastodon")[0]
     assert first["status"] == "pending" and first["attempts"] == 1
 
-    make_due(config)
+    make_due(database(config))  # the CLI reads the real clock
     cli(config, "deliver", ENV)
 
     texts = [s.text for s in stub.statuses]
@@ -189,12 +188,11 @@ def test_refusals(
     bot.poll()
     stub.answers = [answer] * times
     bot.poll()
-    make_due(bot.config_path)
-    bot.deliver()
+    bot.deliver(Clock().until_due(bot.config.db_path))
 
-    rows = [r for r in bot.outbox() if r["channel"] == "mastodon"]
+    rows = bot.outbox(channel="mastodon")
     assert rows[0]["status"] == status
-    assert len([r for r in bot.outbox() if r["kind"] == "warning"]) == warnings
+    assert len(bot.outbox(kind="warning")) == warnings
     if status == "failed":
         assert [r["status"] for r in rows[1:]] == ["sent"]
 

@@ -11,7 +11,6 @@ import sqlite_utils
 
 from bot.diff import Diff
 from bot.models import (
-    Agency,
     Change,
     MessageKind,
     Origin,
@@ -24,9 +23,10 @@ from bot.store import Store
 from bot.store.polls import PollRecord
 from bot.store.schema import MIGRATIONS, SCHEMA_STEPS, SCHEMA_VERSION, database_problem, migrate
 from bot.store.times import prune_before
+from tests.support.agencies import make_agency
 from tests.support.outbox import as_stored_now
 
-CRYSTAL = Agency("mn/crystal-police-department", "Crystal Police Department", "Crystal", "MN")
+CRYSTAL = make_agency()
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ import json
 import math
 import re
 import signal
-import sqlite3
 import subprocess
 import threading
 import time
@@ -29,11 +28,13 @@ from bot.deliver import deliver_pending
 from bot.models import OutboxMessage
 from bot.store import Store
 from bot.store.subscribers import Subscriber
-from bot.store.times import DUE_AT_ONCE, epoch_time
+from bot.store.times import epoch_time
 from tests.support.bot import Bot, config_text
 from tests.support.cli import run_cli, start_cli, write_config
+from tests.support.clock import Clock
 from tests.support.http import closed_port_url
 from tests.support.leaks import database_text, leaked
+from tests.support.outbox import make_due
 from tests.support.source_server import Reply, SourceServer
 from tests.support.synthetic import SyntheticAgency, to_kml
 from tests.support.telegram_stub import CHAT_NOT_FOUND, DEFAULT_TOKEN, Fault, TelegramStub, flood
@@ -460,7 +461,7 @@ def test_a_flood_wait_is_honoured_and_nothing_is_dropped(
     bot.poll()
 
     (flooded,) = [c for c in stub.calls_to("sendMessage") if c.status == 429]
-    (retry,) = bot.rows("select * from outbox where last_error like 'flood wait%'")
+    (retry,) = [r for r in bot.outbox() if (r["last_error"] or "").lower().startswith("flood wait")]
     assert retry["status"] == "pending" and retry["attempts"] == 0  # a wait is no failure
     wait_for(lambda: time.time() >= epoch_time(retry["next_attempt_at"]), timeout=5)
     bot.deliver()
@@ -487,7 +488,7 @@ def test_a_long_flood_wait_ends_the_round_instead_of_holding_it(
     round_.join(timeout=60)
 
     assert not round_.is_alive()  # senders waiting for their turn did not wait out the hour
-    rows = private_bot.rows("select * from outbox where recipient != ?", [str(ADMIN)])
+    rows = [r for r in private_bot.outbox() if r["recipient"] != str(ADMIN)]
     assert {r["status"] for r in rows} == {"pending"}
     assert all(epoch_time(r["next_attempt_at"]) >= time.time() + 3000 for r in rows)
     # The admin's baseline notice, then the one send that was told to wait.
@@ -515,9 +516,7 @@ def test_blocked_and_vanished_chats_are_deactivated_not_retried(
     assert rows["301"]["active"] == 0 and "blocked" in rows["301"]["reason"]
     assert rows["302"]["active"] == 0 and "not found" in rows["302"]["reason"]
     assert rows["303"]["active"] == 1
-    statuses = Counter(
-        r["status"] for r in bot.rows("select * from outbox where recipient in ('301', '302')")
-    )
+    statuses = Counter(r["status"] for r in bot.outbox() if r["recipient"] in ("301", "302"))
     assert statuses == {"failed": 2, "skipped": 2}
 
 
@@ -530,7 +529,7 @@ def test_an_unreachable_configured_channel_fails_one_message_not_the_queue(
 
     bot.poll()
 
-    rows = bot.rows("select status from outbox where recipient = ? order by id", [CHANNEL])
+    rows = bot.outbox(recipient=CHANNEL)
     assert [r["status"] for r in rows] == ["failed", "sent"]  # the next alert still went out
     assert len(texts(stub, CHANNEL)) == 1
 
@@ -545,17 +544,13 @@ def test_network_errors_are_retried_with_backoff(
 
     bot.poll()
 
-    (row,) = bot.rows("select * from outbox where recipient = '401'")
+    (row,) = bot.outbox(recipient="401")
     assert row["status"] == "pending" and row["attempts"] == 1
     assert "NetworkError" in row["last_error"]
     assert epoch_time(row["next_attempt_at"]) > time.time()
     bot.deliver()  # the backoff has not passed: nothing goes to 401 yet
     assert texts(stub, 401) == []
-    store = Store.open(bot.config.db_path)
-    store.db.execute(f"update outbox set next_attempt_at = '{DUE_AT_ONCE}' where recipient = '401'")
-    store.db.conn.commit()
-    store.close()
-    bot.deliver()
+    bot.deliver(Clock().until_due(bot.config.db_path))  # the backoff has passed
     assert len(texts(stub, 401)) == 1
 
 
@@ -618,19 +613,15 @@ def test_a_rejected_token_or_an_unreachable_api_keeps_messages_queued(
 
     private_bot.poll()
 
-    (row,) = private_bot.rows("select * from outbox where recipient = '201'")
+    (row,) = private_bot.outbox(recipient="201")
     assert row["status"] == "pending" and "rejected TELEGRAM_BOT_TOKEN" in row["last_error"]
     assert "WRONG" not in row["last_error"]
     assert texts(stub, 201) == []
 
     stub.stop()  # now nobody answers at all
     monkeypatch.setenv("TELEGRAM_BOT_TOKEN", DEFAULT_TOKEN)
-    store = Store.open(private_bot.config.db_path)
-    store.db.execute(f"update outbox set next_attempt_at = '{DUE_AT_ONCE}'")
-    store.db.conn.commit()
-    store.close()
-    report = private_bot.deliver()
-    (row,) = private_bot.rows("select * from outbox where recipient = '201'")
+    report = private_bot.deliver(Clock().until_due(private_bot.config.db_path))
+    (row,) = private_bot.outbox(recipient="201")
     assert report.failed["telegram"] == 0
     assert row["status"] == "pending" and "Bot API unreachable" in row["last_error"]
 
@@ -663,8 +654,7 @@ def test_a_dripping_bot_api_answer_is_a_failed_attempt_and_holds_up_nothing(
     status = run_cli("status", env={"RINGWATCH_CONFIG": str(bot.config_path)})
     assert re.search(r"telegram: 1 pending, 3 sent; oldest waiting \d+m \(queued 2", status.stdout)
     stub.drip_to.clear()
-    make_all_due(bot)
-    bot.deliver()
+    bot.deliver(Clock().until_due(bot.config.db_path))
     assert {r["status"] for r in bot.outbox()} == {"sent"}
     assert texts(stub, 301)  # (twice, if the dripped answer's message was kept: at least once)
 
@@ -672,20 +662,13 @@ def test_a_dripping_bot_api_answer_is_a_failed_attempt_and_holds_up_nothing(
 # --- an outage, compressed with a controllable clock ---------------------------------------
 
 
-class Clock:
-    """deliver_pending's time, moved by the test: minutes pass in no time."""
-
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
-
-
-# When the next round has work: the earliest retry time of a recipient's first pending row.
-NEXT_DUE = """select min(next_attempt_at) from outbox as o where status = 'pending' and id = (
-    select min(id) from outbox where channel = o.channel and recipient = o.recipient
-    and status = 'pending')"""
+def next_due(bot: Bot) -> float | None:
+    """When the next round has work: the earliest retry time of a recipient's first pending
+    row (the rows behind it wait for it), or None when nothing is pending."""
+    first: dict[tuple[str, str], str] = {}
+    for row in bot.outbox(status="pending"):  # in id order: the first row of each recipient
+        first.setdefault((row["channel"], row["recipient"]), row["next_attempt_at"])
+    return min(map(epoch_time, first.values()), default=None)
 
 
 def deliver_until(bot: Bot, clock: Clock, until: float, step: float = 10.0) -> None:
@@ -699,7 +682,6 @@ def deliver_until(bot: Bot, clock: Clock, until: float, step: float = 10.0) -> N
     """
     config = bot.config
     store = Store.open(config.db_path)
-    next_due = sqlite3.connect(config.db_path)
     start, rounds = clock.now, 0
     try:
         while clock.now < until:
@@ -712,13 +694,12 @@ def deliver_until(bot: Bot, clock: Clock, until: float, step: float = 10.0) -> N
                     templates=config.templates_path,
                 )
             )
-            (due,) = next_due.execute(NEXT_DUE).fetchone()
+            due = next_due(bot)
             rounds += 1
             if due is not None:  # the first round at or after it (1e-9: float noise)
-                rounds = max(rounds, math.ceil((epoch_time(due) - start) / step - 1e-9))
+                rounds = max(rounds, math.ceil((due - start) / step - 1e-9))
             clock.now = start + rounds * step
     finally:
-        next_due.close()
         store.close()
 
 
@@ -826,11 +807,11 @@ def test_no_failure_puts_the_token_in_the_database_output_logs_or_messages(
     for _ in range(3):  # fail, fail again (give up, warn the admin), send the warning
         result = run_cli("deliver", env=env)
         output += result.stdout + result.stderr
-        make_all_due(bot)
+        make_due(bot.config.db_path)  # the CLI reads the real clock
     status = run_cli("status", env=env)
     output += status.stdout + status.stderr
 
-    (row,) = bot.rows("select * from outbox where recipient = '301'")
+    (row,) = bot.outbox(recipient="301")
     assert row["status"] == "failed", row["last_error"]
     if fault is not None and fault.status != 401:  # PTB's 401 message is never stored
         assert "<TELEGRAM_BOT_TOKEN>" in row["last_error"]  # the echo was there, redacted
@@ -839,13 +820,6 @@ def test_no_failure_puts_the_token_in_the_database_output_logs_or_messages(
     assert leaked(database_text(bot.config.db_path), [DEFAULT_TOKEN]) == []
     assert leaked(output, [DEFAULT_TOKEN]) == []
     assert leaked(sent, [DEFAULT_TOKEN]) == []
-
-
-def make_all_due(bot: Bot) -> None:
-    store = Store.open(bot.config.db_path)
-    store.db.execute(f"update outbox set next_attempt_at = '{DUE_AT_ONCE}'")
-    store.db.conn.commit()
-    store.close()
 
 
 # --- crash and restart --------------------------------------------------------------------
@@ -871,7 +845,7 @@ def test_kill_during_a_broadcast_then_restart_loses_and_repeats_nothing(
     finally:
         process.send_signal(signal.SIGKILL)
         process.wait()
-    in_flight = len(bot.rows("select id from outbox where status = 'sending'"))
+    in_flight = len(bot.outbox(status="sending"))
     assert 0 < len(stub.sent) < len(expected)
 
     stub.send_delay = 0

@@ -1,11 +1,11 @@
 """The webhook channel against a receiver on 127.0.0.1 that verifies the signature itself,
-through requests, the real CLI and real SQLite files. Time is simulated by editing the
-outbox's next_attempt_at, never by sleeping."""
+through requests, the real CLI and real SQLite files. Time is never slept: a delivery
+in-process moves the clock deliver_pending takes; the CLI, which reads the real clock, is
+given its retries due (tests/support/outbox.py's make_due)."""
 
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -13,11 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from bot.store.times import DUE_AT_ONCE, epoch_time
+from bot.store.times import epoch_time
 from tests.support.agencies import agencies
 from tests.support.bot import Bot
-from tests.support.cli import poll_samples, run_cli, write_config
+from tests.support.cli import database, poll_samples, run_cli, write_config
+from tests.support.clock import Clock
 from tests.support.leaks import database_text, leaked
+from tests.support.outbox import make_due, outbox
 from tests.support.source_server import SourceServer
 from tests.support.synthetic import to_kml
 from tests.support.webhook_receiver import Answer, WebhookReceiver
@@ -37,18 +39,6 @@ def webhook_section(*urls: str, extra: str = "") -> str:
     return f"[webhook]\nenabled = true\nurls = {json.dumps(list(urls))}\n{extra}"
 
 
-def outbox(config: Path) -> list[dict]:
-    with sqlite3.connect(config.parent / "state" / "ringwatch.db") as db:
-        db.row_factory = sqlite3.Row
-        rows = db.execute("select * from outbox where channel = 'webhook' order by id")
-        return [dict(row) for row in rows]
-
-
-def make_due(config: Path) -> None:
-    with sqlite3.connect(config.parent / "state" / "ringwatch.db") as db:
-        db.execute(f"update outbox set next_attempt_at = '{DUE_AT_ONCE}' where status = 'pending'")
-
-
 def test_every_sample_addition_arrives_once_signed_in_the_documented_schema(
     tmp_path: Path, source_server: SourceServer, receiver: WebhookReceiver
 ):
@@ -58,7 +48,11 @@ def test_every_sample_addition_arrives_once_signed_in_the_documented_schema(
     added = [r.document for r in got if r.document.get("kind") == "added"]
     assert len(added) == SAMPLE_ADDITIONS
     assert len({d["agency"]["key"] for d in added}) == SAMPLE_ADDITIONS
-    assert len({r.delivery for r in got}) == len(got) == len(outbox(config))
+    assert (
+        len({r.delivery for r in got})
+        == len(got)
+        == len(outbox(database(config), channel="webhook"))
+    )
     assert all(r.signature_ok for r in got)
     assert all(r.headers["content-type"] == "application/json" for r in got)
     assert {r.headers["x-ringwatch-event"] for r in got} == {"change"}
@@ -72,7 +66,7 @@ def test_every_sample_addition_arrives_once_signed_in_the_documented_schema(
         *("key", "name", "city", "state", "active_date", "video_requests"),
         *("profile_url", "lat", "lon"),
     }
-    assert {r["status"] for r in outbox(config)} == {"sent"}
+    assert {r["status"] for r in outbox(database(config), channel="webhook")} == {"sent"}
     assert not leaked(database_text(config.parent / "state" / "ringwatch.db"), [SECRET])
 
 
@@ -90,21 +84,21 @@ def test_retries_keep_the_delivery_id_and_honour_retry_after(
 ):
     receiver.answer("/hook", Answer(503), Answer(429, {"Retry-After": "120"}))
     config = poll_samples(source_server, tmp_path, webhook_section(receiver.url("/hook")), ENV)
-    assert "HTTP 503" in outbox(config)[0]["last_error"]
-    make_due(config)
+    assert "HTTP 503" in outbox(database(config), channel="webhook")[0]["last_error"]
+    make_due(database(config))  # the CLI reads the real clock
     assert run_cli("deliver", "--config", str(config), env=ENV).returncode == 0
-    first = outbox(config)[0]
+    first = outbox(database(config), channel="webhook")[0]
     assert first["status"] == "pending" and "HTTP 429" in first["last_error"]
     assert 60 < epoch_time(first["next_attempt_at"]) - time.time() <= 121  # the receiver's wait
     assert first["attempts"] == 1  # the 503 counted; a 429 is a wait, not a failure
 
-    make_due(config)
+    make_due(database(config))  # the CLI reads the real clock
     assert run_cli("deliver", "--config", str(config), env=ENV).returncode == 0
 
     tries = [r for r in receiver.received if r.document["id"] == str(first["change_ids"][1:-1])]
     assert [r.status for r in tries] == [503, 429, 204]
     assert len({r.delivery for r in tries}) == 1
-    assert len(receiver.accepted("/hook")) == len(outbox(config))
+    assert len(receiver.accepted("/hook")) == len(outbox(database(config), channel="webhook"))
 
 
 def test_a_receiver_that_does_not_answer_in_time_is_retried(
@@ -119,14 +113,13 @@ def test_a_receiver_that_does_not_answer_in_time_is_retried(
     receiver.answer("/hook", Answer(204, delay=5))
     bot.poll()
 
-    (row,) = [r for r in bot.outbox() if r["channel"] == "webhook"]
+    (row,) = bot.outbox(channel="webhook")
     assert (row["status"], row["attempts"]) == ("pending", 1)
     assert "timed out" in row["last_error"].lower()
-    make_due(bot.config_path)
-    bot.deliver()
+    bot.deliver(Clock().until_due(bot.config.db_path))
     first, again = receiver.received
     assert first.delivery == again.delivery and again.status == 204
-    (row,) = [r for r in bot.outbox() if r["channel"] == "webhook"]
+    (row,) = bot.outbox(channel="webhook")
     assert row["status"] == "sent"
 
 
@@ -163,7 +156,7 @@ def test_each_answer_means_what_the_docs_say(
     receiver.answer("/hook", answer)
     bot.poll()
 
-    (row,) = [r for r in bot.outbox() if r["channel"] == "webhook"]
+    (row,) = bot.outbox(channel="webhook")
     assert (row["status"], row["attempts"]) == (status, attempts)
     gone = bot.rows("select * from subscribers where channel = 'webhook' and active = 0")
     assert bool(gone) == disabled
@@ -175,17 +168,14 @@ def test_a_410_disables_that_url_only_with_one_maintainer_warning(
     receiver.answer("/gone", *[Answer(410)] * 5)
     section = webhook_section(receiver.url("/gone"), receiver.url("/ok"))
     config = poll_samples(source_server, tmp_path, "[console]\nenabled = true\n" + section, ENV)
-    make_due(config)
+    make_due(database(config))  # the CLI reads the real clock
     run_cli("deliver", "--config", str(config), env=ENV)
 
     assert [r.status for r in receiver.received if r.path == "/gone"] == [410]
     ok = [r.document for r in receiver.accepted("/ok")]
     assert Counter(d["kind"] for d in ok)["added"] == SAMPLE_ADDITIONS
-    with sqlite3.connect(config.parent / "state" / "ringwatch.db") as db:
-        warnings = db.execute(
-            "select text from outbox where channel = 'console' and kind = 'warning'"
-        ).fetchall()
-    assert len(warnings) == 1 and "410 Gone" in warnings[0][0]
+    warnings = outbox(database(config), channel="console", kind="warning")
+    assert len(warnings) == 1 and "410 Gone" in warnings[0]["text"]
     status = run_cli("status", "--config", str(config), env=ENV)
     assert f"webhook: disabled (410 Gone): {receiver.url('/gone')}" in status.stdout
 

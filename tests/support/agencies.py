@@ -11,7 +11,7 @@ from bot.normalise import agency_key
 from tests.support.synthetic import SyntheticAgency, generate_agencies
 
 
-def agency(
+def make_agency(
     name: str = "Crystal Police Department", *, city: str = "Crystal", state: str = "MN",
     **fields: Any,
 ) -> Agency:  # fmt: skip

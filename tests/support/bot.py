@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,14 +71,14 @@ class Bot:
             store.close()
         return result
 
-    def deliver(self) -> DeliveryReport:
+    def deliver(self, clock: Callable[[], float] = time.time) -> DeliveryReport:
+        """What is due at `clock`'s time (tests/support/clock.py moves it), delivered."""
         config = self.config
         store = Store.open(config.db_path)
         try:
             store.outbox.release_stale()
-            return asyncio.run(
-                deliver_pending(store, enabled_channels(config), alerts=config.alerts)
-            )
+            channels = enabled_channels(config)
+            return asyncio.run(deliver_pending(store, channels, alerts=config.alerts, clock=clock))
         finally:
             store.close()
 

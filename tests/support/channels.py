@@ -1,16 +1,14 @@
-"""What the channel tests (Mastodon, Bluesky, Apprise, X) share: the bundled samples polled
+"""What the channel tests (Mastodon, Bluesky, Apprise) share: the bundled samples polled
 through the real CLI, the additions they posted counted, and a kill -9 in the middle of a
 broadcast."""
 
 from __future__ import annotations
 
 import signal
-import sqlite3
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
-from bot.store.times import DUE_AT_ONCE
 from tests.support.cli import SAMPLES, run_cli, start_cli, write_config
 from tests.support.source_server import SourceServer
 from tests.support.wait import wait_for
@@ -25,15 +23,6 @@ HOSTILE_NAMES = [
     "Police https://evil.example/phish Department",
     "＠everyone ＃tag PD",
 ]
-
-
-def database(config: Path) -> Path:
-    return config.parent / "state" / "ringwatch.db"
-
-
-def make_due(config: Path) -> None:
-    with sqlite3.connect(database(config)) as db:
-        db.execute(f"update outbox set next_attempt_at = '{DUE_AT_ONCE}' where status = 'pending'")
 
 
 def additions(texts: list[str]) -> Counter[str]:

@@ -25,6 +25,11 @@ def write_config(directory: Path, text: str) -> Path:
     return path
 
 
+def database(config: Path) -> Path:
+    """The database of a config that `write_config` wrote."""
+    return config.parent / "state" / "ringwatch.db"
+
+
 def cli_env(env: dict[str, str] | None) -> dict[str, str]:
     """This process's environment without RINGWATCH_* settings, plus `env`."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("RINGWATCH_")}
