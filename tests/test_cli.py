@@ -29,6 +29,7 @@ from bot.store.changelog import pack_churn, unpack_churn
 from tests.support.agencies import agencies, renamed
 from tests.support.bot import Bot, config_text
 from tests.support.cli import REPO, run_cli, start_cli, write_config
+from tests.support.outbox import outbox
 from tests.support.source_server import Reply
 from tests.support.synthetic import mutate, to_kml
 from tests.support.wait import wait_for
@@ -379,8 +380,7 @@ def test_status_warns_about_a_failure_streak_and_failed_deliveries(bot, source_s
     bot.poll()
     bot.poll()
     store = Store.open(bot.config.db_path)
-    row_id = store.db.execute("select max(id) from outbox").fetchone()[0]
-    store.outbox.mark_failed(row_id, "chat not found")
+    store.outbox.mark_failed(outbox(store)[-1]["id"], "chat not found")
     store.close()
 
     result = ringwatch(bot, "status")

@@ -24,7 +24,7 @@ from bot.store.polls import PollRecord
 from bot.store.schema import MIGRATIONS, SCHEMA_STEPS, SCHEMA_VERSION, database_problem, migrate
 from bot.store.times import prune_before
 from tests.support.agencies import make_agency
-from tests.support.outbox import as_stored_now
+from tests.support.outbox import as_stored_now, outbox
 
 CRYSTAL = make_agency()
 
@@ -253,7 +253,7 @@ def test_a_committed_poll_links_changes_and_messages(store):
     )
 
     ((change_id, _),) = numbered
-    row = next(store.db.query("select * from outbox"))
+    row = outbox(store)[0]
     assert (row["poll_id"], row["change_ids"], row["status"]) == (
         poll_id,
         f"[{change_id}]",
