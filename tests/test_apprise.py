@@ -13,9 +13,8 @@ from tests.support.channels import (
     SAMPLE_ADDITIONS,
     additions,
     cli,
-    samples_config,
 )
-from tests.support.cli import database, run_cli, write_config
+from tests.support.cli import database, run_cli, samples_config, write_config
 from tests.support.leaks import database_text, leaked
 from tests.support.outbox import make_due, outbox
 from tests.support.smtp_server import SmtpServer

@@ -22,9 +22,8 @@ from tests.support.channels import (
     additions,
     cli,
     kill_mid_broadcast,
-    samples_config,
 )
-from tests.support.cli import database, run_cli, write_config
+from tests.support.cli import database, run_cli, samples_config, write_config
 from tests.support.clock import Clock
 from tests.support.leaks import database_text, leaked
 from tests.support.mastodon_stub import HASHTAG, MENTION, TOKEN, MastodonStub, error, rate_limited

@@ -9,8 +9,7 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.support.cli import SAMPLES, run_cli, start_cli, write_config
-from tests.support.source_server import SourceServer
+from tests.support.cli import run_cli, start_cli
 from tests.support.wait import wait_for
 
 SAMPLE_ADDITIONS = 29
@@ -33,18 +32,6 @@ def additions(texts: list[str]) -> Counter[str]:
         for line in lines
         if line.startswith(("New partnership: ", "+ "))
     )
-
-
-def samples_config(server: SourceServer, directory: Path, extra: str) -> Path:
-    """A config polling the bundled samples: baseline, later, later again."""
-    url = server.serve(
-        "/samples.kml",
-        (SAMPLES / "baseline.kml").read_bytes(),
-        (SAMPLES / "later.kml").read_bytes(),
-    )
-    # The samples add 29 agencies to 123 (24%) in one poll, as the demo does.
-    guard = "[guard]\nmax_added_share = 0.25\n"
-    return write_config(directory, f'[source]\nurl = "{url}"\nformat = "kml"\n{guard}{extra}')
 
 
 def cli(config: Path, command: str, env: dict[str, str]) -> None:
