@@ -25,10 +25,14 @@ from bot.queries import HealthFacts, Waiting
 from bot.store import Store
 from bot.store.polls import PollRecord
 from bot.store.times import epoch_time, iso_time
-from tests.helpers import Bot, agencies, closed_port_url, database_text, kml, leaked, wait_for
+from tests.support.agencies import agencies
+from tests.support.bot import Bot
 from tests.support.cli import run_cli, start_cli
+from tests.support.http import closed_port_url
+from tests.support.leaks import database_text, leaked
 from tests.support.source_server import Reply
-from tests.support.synthetic import mutate
+from tests.support.synthetic import mutate, to_kml
+from tests.support.wait import wait_for
 
 PATH = "/map.kml"
 HEARTBEAT_ENV = "RINGWATCH_HEARTBEAT_URL"
@@ -97,7 +101,7 @@ def test_a_poll_exactly_at_the_limit_is_still_healthy():
 @pytest.fixture
 def bot(tmp_path, source_server) -> Bot:
     """A bot whose baseline poll was just recorded and delivered."""
-    made = Bot.create(tmp_path, source_server.serve(PATH, kml(agencies(10))))
+    made = Bot.create(tmp_path, source_server.serve(PATH, to_kml(agencies(10))))
     made.poll()
     return made
 
@@ -142,7 +146,7 @@ def test_health_max_poll_age_sets_the_limit(tmp_path, source_server):
 
 
 def test_health_exits_1_naming_a_channel_whose_messages_wait_too_long(tmp_path, source_server):
-    bot = Bot.create(tmp_path, source_server.serve(PATH, kml(agencies(10))))
+    bot = Bot.create(tmp_path, source_server.serve(PATH, to_kml(agencies(10))))
     bot.poll(deliver=False)  # the baseline's notice stays in the outbox
     store = Store.open(bot.config.db_path)
     try:  # and one message held back on purpose (a spent budget): not due, not failing
@@ -174,10 +178,10 @@ def test_status_says_what_watches_the_bot(tmp_path, source_server):
     port = urlsplit(closed_port_url()).port
     extra = (f'[health]\nheartbeat_url_env = "{HEARTBEAT_ENV}"\nheartbeat_fail_suffix = "/fail"\n'
              f'[metrics]\nlisten = "127.0.0.1:{port}"\n')  # fmt: skip
-    bot = Bot.create(tmp_path, source_server.serve(PATH, kml(agencies(10))), extra)
+    bot = Bot.create(tmp_path, source_server.serve(PATH, to_kml(agencies(10))), extra)
     bot.poll()
     (tmp_path / "plain").mkdir()
-    plain = Bot.create(tmp_path / "plain", source_server.serve(PATH, kml(agencies(10))))
+    plain = Bot.create(tmp_path / "plain", source_server.serve(PATH, to_kml(agencies(10))))
     plain.poll()
 
     status = ringwatch(bot, "status").stdout
@@ -222,7 +226,7 @@ def heartbeat_bot(
     health = f'{extra}[health]\nheartbeat_url_env = "{HEARTBEAT_ENV}"\n'
     if suffix:
         health += f'heartbeat_fail_suffix = "{suffix}"\n'
-    bot = Bot.create(tmp_path, source_server.serve(PATH, kml(agencies(10))), health)
+    bot = Bot.create(tmp_path, source_server.serve(PATH, to_kml(agencies(10))), health)
     env = {HEARTBEAT_ENV: source_server.serve(f"/ping/{TOKEN}", b"OK")}
     source_server.serve(f"/ping/{TOKEN}/fail", b"OK")
     return bot, env
@@ -237,7 +241,7 @@ def test_a_good_poll_pings_the_heartbeat_and_a_suspect_one_its_fail_url(tmp_path
 
     assert ringwatch(bot, "poll", env=env).returncode == 0
     assert pings(source_server) == [f"/ping/{TOKEN}"]
-    source_server.serve(PATH, kml(agencies(10)[:5]))  # half the agencies gone: not believed
+    source_server.serve(PATH, to_kml(agencies(10)[:5]))  # half the agencies gone: not believed
     assert ringwatch(bot, "poll", env=env).returncode == 4
     assert pings(source_server) == [f"/ping/{TOKEN}", f"/ping/{TOKEN}/fail"]
 
@@ -321,7 +325,7 @@ def test_run_serves_metrics_that_move_with_polls_and_pings_the_heartbeat(tmp_pat
     port = urlsplit(closed_port_url()).port
     extra = (RUN.format(state=tmp_path / "state") + f'[metrics]\nlisten = "127.0.0.1:{port}"\n'
              f'[health]\nheartbeat_url_env = "{HEARTBEAT_ENV}"\n')  # fmt: skip
-    bot = Bot.create(tmp_path, source_server.serve(PATH, kml(first)), extra)
+    bot = Bot.create(tmp_path, source_server.serve(PATH, to_kml(first)), extra)
     env = {HEARTBEAT_ENV: source_server.serve(f"/ping/{TOKEN}", b"OK")}
     url = f"http://127.0.0.1:{port}/metrics"
     process = start_cli("run", "--config", str(bot.config_path), env=env,
@@ -329,7 +333,7 @@ def test_run_serves_metrics_that_move_with_polls_and_pings_the_heartbeat(tmp_pat
     try:
         wait_for(lambda: value(scrape(url), "ringwatch_polls_total", outcome="baseline") == 1)
         wait_for(lambda: pings(source_server))
-        source_server.serve(PATH, kml(mutate(first, seed=4, add=1)))
+        source_server.serve(PATH, to_kml(mutate(first, seed=4, add=1)))
         wait_for(lambda: value(scrape(url), "ringwatch_changes_total", kind="added") == 1)
         wait_for(lambda: value(scrape(url), "ringwatch_sends_total", channel="console",
                                result="sent") == 2)  # fmt: skip
@@ -349,7 +353,7 @@ def test_run_serves_metrics_that_move_with_polls_and_pings_the_heartbeat(tmp_pat
     good = {epoch_time(p["finished_at"]) for p in bot.polls() if p["outcome"] != "failed"}
     assert value(samples, "ringwatch_last_good_poll_timestamp_seconds") in good
     assert value(samples, "ringwatch_fetch_duration_seconds_count") >= 2
-    assert value(samples, "ringwatch_fetched_bytes_total") >= len(kml(first))
+    assert value(samples, "ringwatch_fetched_bytes_total") >= len(to_kml(first))
     assert value(samples, "ringwatch_snapshots_stored_bytes") > 0
     assert {key for _, labels in samples for key, _ in labels} <= LABELS
     assert pings(source_server)[0] == f"/ping/{TOKEN}"
@@ -373,7 +377,7 @@ def test_run_pings_the_fail_url_after_a_failed_poll(tmp_path, source_server):
 
 
 def test_without_metrics_run_listens_on_no_port(tmp_path, source_server):
-    bot = Bot.create(tmp_path, source_server.serve(PATH, kml(agencies(10))),
+    bot = Bot.create(tmp_path, source_server.serve(PATH, to_kml(agencies(10))),
                      RUN.format(state=tmp_path / "state"))  # fmt: skip
     process = start_cli("run", "--config", str(bot.config_path), stdout=subprocess.PIPE,
                         stderr=subprocess.PIPE, text=True)  # fmt: skip
@@ -390,7 +394,7 @@ def test_without_metrics_run_listens_on_no_port(tmp_path, source_server):
 def test_a_metrics_port_in_use_stops_run_with_one_line(tmp_path, source_server):
     with socket_listening() as port:
         extra = RUN.format(state=tmp_path / "state") + f'[metrics]\nlisten = "127.0.0.1:{port}"\n'
-        bot = Bot.create(tmp_path, source_server.serve(PATH, kml(agencies(10))), extra)
+        bot = Bot.create(tmp_path, source_server.serve(PATH, to_kml(agencies(10))), extra)
 
         result = ringwatch(bot, "run")
 

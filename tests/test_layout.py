@@ -1,6 +1,7 @@
 """The house rules a reviewer can check by reading, checked by a test instead (issue 11's
-"Done when"): modules meet only through public names, SQL lives in the data layer, and
-vocabulary values are written once, in the enums of bot/models.py."""
+"Done when"): modules meet only through public names, SQL lives in the data layer,
+vocabulary values are written once, in the enums of bot/models.py, and what tests share
+lives in tests/support/ (issue 18)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
-BOT = Path(__file__).resolve().parent.parent / "bot"
+REPO = Path(__file__).resolve().parent.parent
+BOT = REPO / "bot"
 MODULES = sorted(BOT.rglob("*.py"))
+SUPPORT = "tests.support"
 # Where SQL may be written: the store package and the read models.
 DATA_LAYER = ("store/", "queries.py")
 
@@ -250,3 +253,46 @@ def reachable(graph: dict[str, set[str]], start: str) -> set[str]:
 def test_building_the_site_and_feed_loads_no_channel_code(module):
     channels = sorted(m for m in reachable(GRAPH, module) if layer_of(m) == "channels")
     assert not channels, f"{module} reaches {channels}: share value types through bot.messages"
+
+
+def imported_names(path: Path) -> list[str]:
+    """The modules `path` imports from, at any depth (inside functions too)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    return [
+        name
+        for node in ast.walk(tree)
+        for name in (
+            [alias.name for alias in node.names] if isinstance(node, ast.Import)
+            else [node.module or ""] if isinstance(node, ast.ImportFrom)
+            else []
+        )
+    ]  # fmt: skip
+
+
+def outside_support(path: Path) -> list[str]:
+    """What `path` imports from tests/ other than tests/support/."""
+    return [
+        name
+        for name in imported_names(path)
+        if (name == "tests" or name.startswith("tests."))
+        and not (name == SUPPORT or name.startswith(f"{SUPPORT}."))
+    ]
+
+
+def from_repo(path: Path) -> str:
+    return path.relative_to(REPO).as_posix()
+
+
+TEST_MODULES = sorted(p for p in (REPO / "tests").glob("*.py"))
+
+
+@pytest.mark.parametrize("path", TEST_MODULES, ids=from_repo)
+def test_tests_share_helpers_only_through_tests_support(path):
+    # A helper two test modules need moves to tests/support/, named for what it holds.
+    assert not outside_support(path), "import it from tests/support/ (move it there)"
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "bench").glob("*.py")), ids=from_repo)
+def test_the_benchmark_uses_only_tests_support_of_the_tests(path):
+    # bench/ may share the stubs and synthetic data; test modules are not its to import.
+    assert not outside_support(path), "the benchmark imports only tests/support/ of tests/"
