@@ -93,7 +93,7 @@ def _with_churn(
     churn = list(db.query(sql, params))
     if not churn:
         return [change_object(row) for row in logged]
-    sql = "select key, name, city, state, active_date from agencies"
+    sql = "select key, name, city, state, active_date, county from agencies"
     agencies = {row["key"]: row for row in db.query(sql)}
     states = {s.upper() for s in flt.states}
     merged = [(row["poll_id"] or 0, 0, change_object(row)) for row in logged]
@@ -106,7 +106,7 @@ def _with_churn(
             merged.append((entry["poll_id"], 1, {
                 "id": None, "uuid": None, "kind": ChangeKind.CHANGED, "key": key,
                 "name": agency.get("name"), "city": agency.get("city"),
-                "state": agency.get("state"),
+                "state": agency.get("state"), "county": agency.get("county"),
                 "detected_at": entry["detected_at"], "active_date": agency.get("active_date"),
                 "fields": [field], "before": {field: before}, "after": {field: after},
             }))  # fmt: skip
@@ -126,6 +126,7 @@ def change_object(row: dict[str, Any]) -> dict[str, Any]:
         "state": row["state"],
         "detected_at": row["detected_at"],
         "active_date": row["active_date"],
+        "county": row["county"],
         "fields": json.loads(row["fields"]) if row["fields"] else [],
         "before": json.loads(row["before"]) if row["before"] else None,
         "after": json.loads(row["after"]) if row["after"] else None,

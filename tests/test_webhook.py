@@ -67,8 +67,9 @@ def test_every_sample_addition_arrives_once_signed_in_the_documented_schema(
     assert crystal["detected_at"].endswith("Z") and crystal["id"].isdigit()
     assert set(crystal["agency"]) == {
         *("key", "name", "city", "state", "active_date", "video_requests"),
-        *("profile_url", "lat", "lon"),
+        *("profile_url", "lat", "lon", "county"),
     }
+    assert crystal["agency"]["county"] == "Hennepin County"
     assert {r["status"] for r in outbox(config)} == {"sent"}
     assert not leaked(database_text(config.parent / "state" / "ringwatch.db"), [SECRET])
 

@@ -36,7 +36,7 @@ from bot.channels.base import (
     in_own_thread,
 )
 from bot.config import Duration
-from bot.models import PUBLIC_FIELDS, REQUIRED_FIELDS, URL_FIELDS, MessageKind
+from bot.models import DERIVED_FIELDS, PUBLIC_FIELDS, REQUIRED_FIELDS, URL_FIELDS, MessageKind
 from bot.safe import http_url
 from bot.store import Store
 
@@ -79,8 +79,9 @@ def retry_after(value: str | None, now: float) -> float | None:
 
 def _agency(change: dict[str, Any]) -> dict[str, Any]:
     record = json.loads(change["after"] or change["before"] or "{}")
-    agency = {name: record.get(name) for name in PUBLIC_FIELDS}
+    agency = {name: record.get(name) for name in PUBLIC_FIELDS if name not in DERIVED_FIELDS}
     agency.update({name: change[name] for name in REQUIRED_FIELDS})
+    agency["county"] = change["county"]  # found by ringwatch: kept on the change-log row
     agency.update({name: http_url(agency[name]) for name in URL_FIELDS})  # only http(s) leaves us
     return agency
 
