@@ -564,6 +564,7 @@ def read_only(path: Path) -> Iterator[None]:
 READ_COMMANDS = {
     "status": (),
     "changes": (),
+    "near": ("55427",),
     "report": (),
     "stats": (),
     "export": (),

@@ -3,6 +3,7 @@ and the one filter: reading what people type, distances and what a filter matche
 
 from __future__ import annotations
 
+import json
 import math
 import sqlite3
 from pathlib import Path
@@ -23,6 +24,7 @@ from bot.places import (
     parse_radius,
 )
 from bot.store import Store
+from tests.support.cli import run_cli
 
 BEFORE_PLACES_DUMP = Path(__file__).parent / "data" / "agencies-before-places.sql"
 CRYSTAL = Agency("mn/crystal-police-department", "Crystal Police Department", "Crystal", "MN",
@@ -196,3 +198,58 @@ def test_a_filter_says_what_it_follows_in_words():
         places=(parse_point("55427"),),
     )
     assert str(flt) == "Minnesota; Hennepin County, MN; within 25 miles of ZIP 55427"
+
+
+# --- the CLI: near, and changes/report by place --------------------------------------------
+
+
+def test_near_lists_the_agencies_within_the_radius_nearest_first(sample_config):
+    result = run_cli("near", "55427", "--radius", "10mi", "--format", "json",
+                     "--config", str(sample_config))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)
+    db = sqlite3.connect(sample_config.parent / "state" / "ringwatch.db")
+    listed = db.execute("select name, lat, lon from agencies where active = 1").fetchall()
+    # The ZIP's centre as zipcodes gives it; the distances computed another way
+    expected = sorted(
+        (independent_miles(45.0, -93.391, lat, lon), name)
+        for name, lat, lon in listed
+        if independent_miles(45.0, -93.391, lat, lon) <= 10
+    )
+    assert [row["name"] for row in rows] == [name for _, name in expected]
+    assert [row["miles"] for row in rows] == [round(miles, 1) for miles, _ in expected]
+    assert "Crystal Police Department" in [row["name"] for row in rows]
+    assert {row["county"] for row in rows} == {"Hennepin County"}
+    assert {row["state"] for row in rows} == {"MN"}
+
+    text = run_cli("near", "55427", "--radius", "10", "--config", str(sample_config)).stdout
+    assert "Crystal Police Department (Crystal, MN, Hennepin County), since 2020-06-03" in text
+    assert text.endswith(f"{len(rows)} agencies within 10 miles of ZIP 55427\n")
+
+
+def test_changes_by_county_and_place_list_only_theirs(sample_config):
+    config = ("--config", str(sample_config), "--format", "json")
+    by_county = json.loads(run_cli("changes", "--county", "Hennepin, MN", *config).stdout)
+    assert by_county and {row["county"] for row in by_county} == {"Hennepin County"}
+    near = json.loads(run_cli("changes", "--near", "55427", "--radius", "10", *config).stdout)
+    assert "Crystal Police Department" in {row["name"] for row in near}
+    assert {row["state"] for row in near} == {"MN"}
+    everything = json.loads(run_cli("changes", *config).stdout)
+    assert len(everything) > len(by_county) and all("county" in row for row in everything)
+    report = run_cli("report", "--county", "Hennepin MN", "--config", str(sample_config))
+    assert "(Hennepin County, MN)" in report.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        (("near", "00000"), "No US ZIP code 00000"),
+        (("near", "55427", "--radius", "0"), "above 0 and at most 250 miles"),
+        (("changes", "--county", "Hennipen, MN"), "did you mean Hennepin?"),
+        (("changes", "--radius", "10"), "--radius goes with --near"),
+    ],
+)
+def test_a_bad_place_is_one_clear_error(sample_config, args, error):
+    result = run_cli(*args, "--config", str(sample_config))
+    assert result.returncode == 2 and error in result.stderr
+    assert "Traceback" not in result.stderr
