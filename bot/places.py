@@ -224,7 +224,7 @@ def point_in_us(lat: float, lon: float, radius_miles: float = DEFAULT_RADIUS_MIL
     return Place(lat, lon, radius_miles)
 
 
-def _state_and_rest(text: str) -> tuple[str, str]:
+def state_and_rest(text: str) -> tuple[str, str]:
     """ "Hennepin County, Minnesota" → ("MN", "Hennepin County"); "St. Louis MN" too."""
     text = clean_text(text)
     if "," in text:
@@ -247,7 +247,7 @@ COUNTY_EXAMPLE = 'a county and its state, like "Hennepin MN" or "Hennepin County
 def parse_county(text: str) -> County:
     """ "Hennepin MN", "Hennepin County, Minnesota" → County("MN", "Hennepin County"); an
     unknown one is refused with the closest names of that state."""
-    state, rest = _state_and_rest(text)
+    state, rest = state_and_rest(text)
     if not state or not rest:
         raise PlaceError(f"Name {COUNTY_EXAMPLE}.")
     bare = _KIND_WORDS.sub("", rest)

@@ -186,7 +186,8 @@ def test_commands_subscribe_unsubscribe_and_filter_by_state(bot: Bot, stub: Tele
 
     drive_commands(bot.config_path, stub, script)
     registered = [c["command"] for c in stub.commands]
-    assert registered == ["start", "subscribe", "unsubscribe", "states", "latest", "stats", "help"]
+    assert registered == ["start", "subscribe", "unsubscribe", "states", "near", "county",
+                          "following", "check", "latest", "stats", "help"]  # fmt: skip
     replies = stub.calls_to("sendMessage")
     assert all(c.params["parse_mode"] == "HTML" for c in replies)
 

@@ -24,10 +24,11 @@ import os
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from bot.models import MessageKind
+from bot.models import Change, MessageKind
+from bot.places import Filter, matches
 from bot.store import Store
 
 if TYPE_CHECKING:
@@ -37,12 +38,12 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class Recipient:
     id: str
-    states: frozenset[str] | None = None  # None: every state
+    follows: Filter = field(default_factory=Filter)  # empty: everything
     alerts: bool = True  # receives partnership alerts
     maintainer: bool = False  # receives maintainer warnings
 
-    def wants(self, state: str) -> bool:
-        return self.states is None or state in self.states
+    def wants(self, change: Change) -> bool:
+        return matches(self.follows, change)
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,7 @@ from bot.channels.base import (
     Style,
 )
 from bot.config import Duration
+from bot.places import Filter
 from bot.store import Store
 
 if TYPE_CHECKING:
@@ -222,13 +223,12 @@ class TelegramChannel(Channel):
         if self.settings.channel:
             found[self.settings.channel] = Recipient(self.settings.channel)
         for subscriber in store.subscribers.active(CHANNEL):
-            states = frozenset(subscriber.states) if subscriber.states else None
-            found[subscriber.chat_id] = Recipient(subscriber.chat_id, states=states)
+            found[subscriber.chat_id] = Recipient(subscriber.chat_id, follows=subscriber.follows)
         for admin in map(str, self.settings.admins):
             existing = found.get(admin)
             found[admin] = Recipient(
                 admin,
-                states=existing.states if existing else None,
+                follows=existing.follows if existing else Filter(),
                 alerts=existing is not None,
                 maintainer=True,
             )
@@ -347,10 +347,16 @@ class TelegramChannel(Channel):
         return [listen(self.config, store, stop, make_bot(self.config, self.token, self.pacer))]
 
     def status_lines(self, store: Store) -> list[str]:
+        """Counts only: where a subscriber lives is never shown (docs/channels.md)."""
         subscribers = store.subscribers.active(CHANNEL)
-        filtered = sum(1 for subscriber in subscribers if subscriber.states)
+        kinds = {"by state": 0, "by place": 0, "by county": 0}
+        for subscriber in subscribers:
+            kinds["by state"] += bool(subscriber.states)
+            kinds["by place"] += bool(subscriber.places)
+            kinds["by county"] += bool(subscriber.counties)
+        by_kind = ", ".join(f"{n} {kind}" for kind, n in kinds.items())
         target = self.settings.channel or "no channel"
         return [
-            f"{len(subscribers)} active subscribers ({filtered} with a state filter), "
+            f"{len(subscribers)} active subscribers ({by_kind}), "
             f"{target}, {len(self.settings.admins)} admins"
         ]

@@ -322,6 +322,13 @@ def add_agency_places(db: sqlite_utils.Database) -> None:
     db.execute("update changes set county = (select county from agencies where key = changes.key)")
 
 
+def add_subscriber_places(db: sqlite_utils.Database) -> None:
+    """What a subscriber follows besides states: counties ([[state, name]]) and places
+    ([{lat, lon, radius_miles, zip}], kept to 0.01°), JSON; none for everyone so far."""
+    db["subscribers"].add_column("counties", str, not_null_default="[]")
+    db["subscribers"].add_column("places", str, not_null_default="[]")
+
+
 # The schema, step by step, in the order they run. Append-only: a step never changes once
 # released (databases in the field have run it); a schema change is a new step at the end.
 SCHEMA_STEPS: tuple[Callable[[sqlite_utils.Database], None], ...] = (
@@ -333,6 +340,7 @@ SCHEMA_STEPS: tuple[Callable[[sqlite_utils.Database], None], ...] = (
     add_change_uuids_and_install_id,
     outbox_times_as_iso_text,
     add_agency_places,
+    add_subscriber_places,
 )
 SCHEMA_VERSION = len(SCHEMA_STEPS)
 # sqlite-utils records each applied step by name in _sqlite_migrations.
