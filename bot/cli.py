@@ -693,8 +693,9 @@ def enable_webhook(config: Config, url: str) -> None:
     from bot.channels.webhook import CHANNEL
     from bot.store import Store
 
-    if url not in config.channel_settings(CHANNEL).urls:
-        raise CommandFailed(f"{url} is not one of webhook.urls in {config.path}")
+    settings = config.channel_settings(CHANNEL)
+    if url not in [*settings.urls, *(route.destination() for route in settings.targets)]:
+        raise CommandFailed(f"{url} is not one of webhook.urls or webhook.targets in {config.path}")
     _existing_store(config).close()
     store = _closed_with_command(Store.open(config.db_path, busy_timeout=config.bot.busy_timeout))
     if store.subscribers.forget(CHANNEL, url):

@@ -37,6 +37,8 @@ from bot.channels.base import (
 )
 from bot.config import Duration
 from bot.models import DERIVED_FIELDS, PUBLIC_FIELDS, REQUIRED_FIELDS, URL_FIELDS, MessageKind
+from bot.places import Filter
+from bot.routes import RouteSettings, route_filter, route_problems
 from bot.safe import http_url
 from bot.store import Store
 
@@ -55,6 +57,7 @@ class WebhookSettings:
     enabled: bool = False
     urls: list[str] = field(default_factory=list)
     timeout: Duration = Duration(10)  # connect and read, each; alerts.send_timeout bounds all
+    targets: list[RouteSettings] = field(default_factory=list)  # URLs with a filter (routes)
 
 
 class WebhookUnavailable(Exception):
@@ -127,8 +130,14 @@ class WebhookChannel(Channel):
             for url in settings.urls
             if http_url(url) is None
         ]
-        if settings.enabled and not settings.urls:
+        if settings.enabled and not settings.urls and not settings.targets:
             problems.append(("urls", "must name at least one URL when the webhook is enabled"))
+        problems += route_problems(settings.targets, "targets")
+        problems += [
+            (f"targets[{n}]", f"url must be an http(s) URL, got {route.url!r}")
+            for n, route in enumerate(settings.targets, 1)
+            if route.url and http_url(route.url) is None
+        ]
         if settings.timeout <= 0:
             problems.append(("timeout", "must be positive"))
         return problems
@@ -147,8 +156,19 @@ class WebhookChannel(Channel):
         )
 
     def recipients(self, store: Store) -> list[Recipient]:
-        disabled = {url for url in self.settings.urls if store.subscribers.get(CHANNEL, url)}
-        return [Recipient(url) for url in self.settings.urls if url not in disabled]
+        """Each URL once: a plain one gets everything, a route what its filter matches."""
+        routes = [(Filter(), url) for url in self.settings.urls]
+        routes += [(route_filter(r), r.destination()) for r in self.settings.targets]
+        found: dict[str, Recipient] = {}
+        for follows, url in routes:
+            if (
+                url
+                and http_url(url)
+                and url not in found
+                and not store.subscribers.get(CHANNEL, url)
+            ):
+                found[url] = Recipient(url, follows=follows)
+        return list(found.values())
 
     async def open(self) -> None:
         self._session = requests.Session()
@@ -228,7 +248,9 @@ class WebhookChannel(Channel):
         )
 
     def status_lines(self, store: Store) -> list[str]:
-        disabled = [url for url in self.settings.urls if store.subscribers.get(CHANNEL, url)]
-        lines = [f"{len(self.settings.urls) - len(disabled)} URLs active"]
+        urls = [*self.settings.urls, *(r.destination() for r in self.settings.targets)]
+        disabled = [url for url in urls if store.subscribers.get(CHANNEL, url)]
+        routes = len(self.settings.targets)
+        lines = [f"{len(urls) - len(disabled)} URLs active ({routes} with a filter)"]
         lines += [f"disabled (410 Gone): {url}" for url in disabled]
         return lines
