@@ -87,7 +87,7 @@ def test_a_known_place_is_kept_while_the_record_keeps_it():
     assert again.county == "Hennepin County"
 
 
-def test_an_old_database_gets_places_without_a_change_row(tmp_path):
+def test_an_old_database_gets_places_without_a_change_row_and_keeps_its_subscribers(tmp_path):
     path = tmp_path / "ringwatch.db"
     with sqlite3.connect(path) as old:
         old.executescript(BEFORE_PLACES_DUMP.read_text(encoding="utf-8"))
@@ -98,6 +98,7 @@ def test_an_old_database_gets_places_without_a_change_row(tmp_path):
         ).fetchall()
         changes = store.db.execute("select kind, key, county from changes order by id").fetchall()
         churn = store.db.execute("select count(*) from churn").fetchone()[0]
+        subscribers = store.subscribers.active("telegram")
     finally:
         store.close()
     (crystal, dakota, plymouth) = rows
@@ -111,6 +112,12 @@ def test_an_old_database_gets_places_without_a_change_row(tmp_path):
         ("baseline", "mn/dakota-county-sheriffs-office", "Dakota County"),
     ]
     assert churn == 0
+    # What they followed is kept: states, and no county or place yet (add_subscriber_places)
+    assert [(s.chat_id, s.states, s.counties, s.places, s.title) for s in subscribers] == [
+        ("101", ("MN", "WI"), (), (), "Reader"),
+        ("102", None, (), (), "All"),
+    ]
+    assert [str(s.follows) for s in subscribers] == ["Minnesota; Wisconsin", "everything"]
 
 
 # --- reading what people type ---------------------------------------------------------------

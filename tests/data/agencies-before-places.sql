@@ -5,13 +5,13 @@ CREATE TABLE "_sqlite_migrations" (
    "name" TEXT,
    "applied_at" TEXT
 );
-INSERT INTO "_sqlite_migrations" VALUES(1,'ringwatch','create_agencies_polls_changes_outbox','2026-12-06 20:50:57.286517+00:00');
-INSERT INTO "_sqlite_migrations" VALUES(2,'ringwatch','add_subscribers_and_recent_changes_view','2026-12-06 20:50:57.286909+00:00');
-INSERT INTO "_sqlite_migrations" VALUES(3,'ringwatch','add_snapshots_and_poll_origin','2026-12-06 20:50:57.300570+00:00');
-INSERT INTO "_sqlite_migrations" VALUES(4,'ringwatch','add_outbox_failing_since','2026-12-06 20:50:57.301021+00:00');
-INSERT INTO "_sqlite_migrations" VALUES(5,'ringwatch','add_poll_warning_missing_and_churn','2026-12-06 20:50:57.301866+00:00');
-INSERT INTO "_sqlite_migrations" VALUES(6,'ringwatch','add_change_uuids_and_install_id','2026-12-06 20:50:57.302661+00:00');
-INSERT INTO "_sqlite_migrations" VALUES(7,'ringwatch','outbox_times_as_iso_text','2026-12-06 20:50:57.315476+00:00');
+INSERT INTO "_sqlite_migrations" VALUES(1,'ringwatch','create_agencies_polls_changes_outbox','2026-12-06 21:22:13.975233+00:00');
+INSERT INTO "_sqlite_migrations" VALUES(2,'ringwatch','add_subscribers_and_recent_changes_view','2026-12-06 21:22:13.975715+00:00');
+INSERT INTO "_sqlite_migrations" VALUES(3,'ringwatch','add_snapshots_and_poll_origin','2026-12-06 21:22:14.003657+00:00');
+INSERT INTO "_sqlite_migrations" VALUES(4,'ringwatch','add_outbox_failing_since','2026-12-06 21:22:14.016248+00:00');
+INSERT INTO "_sqlite_migrations" VALUES(5,'ringwatch','add_poll_warning_missing_and_churn','2026-12-06 21:22:14.017764+00:00');
+INSERT INTO "_sqlite_migrations" VALUES(6,'ringwatch','add_change_uuids_and_install_id','2026-12-06 21:22:14.018746+00:00');
+INSERT INTO "_sqlite_migrations" VALUES(7,'ringwatch','outbox_times_as_iso_text','2026-12-06 21:22:14.068712+00:00');
 CREATE TABLE "agencies" (
    "key" TEXT PRIMARY KEY,
    "name" TEXT NOT NULL,
@@ -64,7 +64,7 @@ CREATE TABLE "meta" (
    "key" TEXT PRIMARY KEY,
    "value" TEXT
 );
-INSERT INTO "meta" VALUES('install_id','0c0f1f80-fbe8-4ae8-bb41-1b1ff0a1a244');
+INSERT INTO "meta" VALUES('install_id','c3d4906a-8b45-497c-92f0-e5ad844772cf');
 INSERT INTO "meta" VALUES('schema_version','7');
 CREATE TABLE "outbox" (
    "id" INTEGER PRIMARY KEY,
@@ -128,6 +128,8 @@ CREATE TABLE "subscribers" (
    "reason" TEXT,
    PRIMARY KEY ("channel", "chat_id")
 );
+INSERT INTO "subscribers" VALUES('telegram','101','private','Reader','["MN", "WI"]',1,'2026-12-06T21:22:14Z','2026-12-06T21:22:14Z',NULL);
+INSERT INTO "subscribers" VALUES('telegram','102','private','All',NULL,1,'2026-12-06T21:22:14Z','2026-12-06T21:22:14Z',NULL);
 CREATE UNIQUE INDEX "idx__sqlite_migrations_migration_set_name"
     ON "_sqlite_migrations" ("migration_set", "name");
 CREATE INDEX "idx_agencies_raw_hash"
