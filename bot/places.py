@@ -104,13 +104,16 @@ class Spot:
 
 
 def spots(change: Change) -> list[Spot]:
-    """The agency's place, and for an ending, a rename or a move its place before."""
+    """The agency's place, and for an ending, a rename or a move its place before. A
+    record before has no county (derived fields are not logged there): a rename stays in
+    its town, so the agency's county stands for it in the same state."""
     agency = change.agency
     found = [Spot(agency.state, agency.county, agency.lat, agency.lon)]
     before = change.before or {}
     if change.kind in (ChangeKind.RENAMED, ChangeKind.REMOVED) and before:
-        found.append(Spot(before.get("state") or agency.state, before.get("county"),
-                          before.get("lat"), before.get("lon")))  # fmt: skip
+        state = before.get("state") or agency.state
+        county = agency.county if state == agency.state else None
+        found.append(Spot(state, county, before.get("lat"), before.get("lon")))
     elif before.get("coordinates"):
         lat, lon = before["coordinates"]
         found.append(Spot(agency.state, agency.county, lat, lon))

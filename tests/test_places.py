@@ -196,6 +196,10 @@ def test_a_rename_or_ending_matches_on_the_place_before():
     renamed = Change(ChangeKind.RENAMED, moved, before=before)
     assert matches(Filter(places=(parse_point("55427", 10),)), renamed)
     assert matches(Filter(states=frozenset({"MN"})), renamed)
+    renamed_in_town = Change(ChangeKind.RENAMED, locate(CRYSTAL), before={**before, "lat": None})
+    hennepin = Filter(counties=frozenset({County("MN", "Hennepin County")}))
+    assert matches(hennepin, renamed_in_town)
+    assert not matches(hennepin, Change(ChangeKind.ADDED, locate(AUSTIN)))
 
 
 def test_a_filter_says_what_it_follows_in_words():
