@@ -410,6 +410,65 @@ _STATES_OPTION = click.option(
 )
 
 
+def _radius(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
+    from bot.places import PlaceError, parse_radius
+
+    try:
+        return None if value is None else parse_radius(value)
+    except PlaceError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def _counties(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> tuple:
+    from bot.places import PlaceError, parse_county
+
+    try:
+        return tuple(parse_county(value) for value in values)
+    except PlaceError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def _point(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+    from bot.places import PlaceError, parse_point
+
+    try:
+        return None if value is None else parse_point(value)
+    except PlaceError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+_RADIUS_OPTION = click.option(
+    "--radius",
+    callback=_radius,
+    help='With --near: how far, e.g. 10, 10mi, "25 miles", 40km (default 25 miles, at most 250).',
+)
+
+
+def _area_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """--near, --radius and --county (repeatable): changes of agencies in those places."""
+    for option in reversed((
+        click.option("--near", callback=_point,
+                     help="Only agencies near this ZIP code or LAT,LON (see --radius)."),
+        _RADIUS_OPTION,
+        click.option("--county", "counties", multiple=True, callback=_counties,
+                     help='Only this county, e.g. "Hennepin, MN" (repeatable).'),
+    )):  # fmt: skip
+        command = option(command)
+    return command
+
+
+def _area(near: Any, radius: float | None, counties: tuple) -> Any:
+    """The filter --near, --radius and --county ask for (states stay --state's)."""
+    from dataclasses import replace
+
+    from bot.areas import DEFAULT_RADIUS_MILES, Filter
+
+    if radius is not None and near is None:
+        raise click.BadParameter("--radius goes with --near ZIP|LAT,LON", param_hint="--radius")
+    places = (replace(near, radius_miles=radius or DEFAULT_RADIUS_MILES),) if near else ()
+    return Filter(counties=frozenset(counties), places=places)
+
+
 @cli.command()
 @with_config
 @click.option(
@@ -424,6 +483,7 @@ _STATES_OPTION = click.option(
     help="Only this kind of change (repeatable).",
 )
 @_STATES_OPTION
+@_area_options
 @_BY_OPTION
 @click.option(
     "--format",
@@ -445,6 +505,9 @@ def changes(
     until: str | None,
     kinds: tuple[str, ...],
     states: tuple[str, ...],
+    near: Any,
+    radius: float | None,
+    counties: tuple,
     by: str,
     fmt: str,
     limit: int | None,
@@ -454,6 +517,7 @@ def changes(
     \b
     Example: ringwatch changes --since 2020-05-25 --state MN --limit 20
     """
+    area = _area(near, radius, counties)
     from bot.queries import ChangeFilter, query_changes
 
     if by == "active-date" and set(kinds) - {ChangeKind.ADDED, ChangeKind.BASELINE}:
@@ -465,7 +529,7 @@ def changes(
     store = _existing_store(config)
     chosen = tuple(ChangeKind(kind) for kind in kinds)
     rows = query_changes(
-        store.db, ChangeFilter(since, until, chosen, states, by, limit, churn=True)
+        store.db, ChangeFilter(since, until, chosen, states, by, limit, churn=True, area=area)
     )
     if fmt == "json":
         click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
@@ -628,8 +692,9 @@ def enable_webhook(config: Config, url: str) -> None:
     from bot.channels.webhook import CHANNEL
     from bot.store import Store
 
-    if url not in channel_settings(config, CHANNEL).urls:
-        raise CommandFailed(f"{url} is not one of webhook.urls in {config.path}")
+    settings = channel_settings(config, CHANNEL)
+    if url not in [*settings.urls, *(route.destination() for route in settings.targets)]:
+        raise CommandFailed(f"{url} is not one of webhook.urls or webhook.targets in {config.path}")
     _existing_store(config).close()
     store = _closed_with_command(Store.open(config.db_path, busy_timeout=config.bot.busy_timeout))
     if store.disabled_webhooks.enable(url):
@@ -668,6 +733,7 @@ def demo(state_dir: Path | None) -> None:
 @click.option("--since", callback=_iso_date, help="First day, YYYY-MM-DD (inclusive).")
 @click.option("--until", callback=_iso_date, help="Last day, YYYY-MM-DD (inclusive).")
 @_STATES_OPTION
+@_area_options
 @_BY_OPTION
 @click.option(
     "--format",
@@ -681,6 +747,9 @@ def report(
     since: str | None,
     until: str | None,
     states: tuple[str, ...],
+    near: Any,
+    radius: float | None,
+    counties: tuple,
     by: str,
     fmt: str,
 ) -> None:
@@ -693,8 +762,42 @@ def report(
     from bot.reports import build_report, render_report
 
     store = _existing_store(config)
-    result = build_report(store.db, since=since, until=until, states=states, by=by)
+    area = _area(near, radius, counties)
+    result = build_report(store.db, since=since, until=until, states=states, by=by, area=area)
     click.echo(render_report(make_environment(config.templates_path), result, fmt), nl=False)
+
+
+@cli.command()
+@with_config
+@click.argument("where", metavar="ZIP|LAT,LON", callback=_point)
+@_RADIUS_OPTION
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
+def near(config: Config, where: Any, radius: float | None, fmt: str) -> None:
+    """The agencies listed now near a ZIP code or a point, nearest first.
+
+    \b
+    Example: ringwatch near 55427 --radius 10mi
+    """
+    from dataclasses import replace
+
+    from bot.areas import DEFAULT_RADIUS_MILES, distance_text
+    from bot.queries import agencies_near
+
+    place = replace(where, radius_miles=radius or DEFAULT_RADIUS_MILES)
+    rows = agencies_near(_existing_store(config).db, place)
+    if fmt == "json":
+        shown = [{**row, "approximate": bool(row["approximate"]),
+                  "miles": round(row["miles"], 1)} for row in rows]  # fmt: skip
+        click.echo(json.dumps(shown, indent=2, ensure_ascii=False))
+        return
+    for row in rows:
+        where_text = ", ".join(p for p in (row["city"], row["state"], row["county"]) if p)
+        since = f", since {row['active_date']}" if row["active_date"] else ""
+        click.echo(f"{distance_text(row['miles']):>12}  {row['name']} ({where_text}){since}")
+    n = len(rows)
+    click.echo(f"{n} agenc{'y' if n == 1 else 'ies'} {place}")
 
 
 @cli.command()

@@ -328,6 +328,14 @@ def _coerce(value: Any, tp: Any) -> Any:
             raise TypeError
         (item_type,) = typing.get_args(tp)
         return [_coerce(item, item_type) for item in value]
+    if dataclasses.is_dataclass(tp) and isinstance(tp, type):  # a table of a list of tables
+        if not isinstance(value, dict):
+            raise TypeError
+        hints = typing.get_type_hints(tp)
+        unknown = [key for key in value if key not in hints]
+        if unknown:
+            raise ValueError(f"unknown key {unknown[0]}{suggest(unknown[0], list(hints))}")
+        return tp(**{key: _coerce(item, hints[key]) for key, item in value.items()})
     if origin is dict:
         if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
             raise TypeError
@@ -370,6 +378,19 @@ def build_section(cls: type, table: Any, where: str, file: Path) -> Any:
                 f"{file}: {where}.{key} must be {_type_name(hints[key])}, got {value!r}"
             ) from None
     return cls(**values)
+
+
+def table_line(file: Path, section: str, key: str) -> str:
+    """ " (line 12)" for a key naming the nth of a list of tables ("targets[2]"): where
+    its `[[section.targets]]` header is in the file; "" otherwise."""
+    found = re.fullmatch(r"(\w+)\[(\d+)\]", key)
+    if not found or not file.is_file():
+        return ""
+    header = re.compile(rf"\s*\[\[\s*{section}\.{found[1]}\s*\]\]")
+    lines = file.read_text(encoding="utf-8").splitlines()
+    numbers = [n for n, line in enumerate(lines, 1) if header.match(line)]
+    nth = int(found[2])
+    return f" (line {numbers[nth - 1]})" if len(numbers) >= nth else ""
 
 
 def _check_values(config: Config) -> None:

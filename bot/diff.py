@@ -9,10 +9,18 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable, Collection, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from bot.models import LOGGED_BY_NAME, LOGGED_FIELDS, Agency, Change, ChangeKind, FieldKind
+from bot.models import (
+    DERIVED_FIELDS,
+    LOGGED_BY_NAME,
+    LOGGED_FIELDS,
+    Agency,
+    Change,
+    ChangeKind,
+    FieldKind,
+)
 from bot.normalise import city_key, clean_text, name_key
 
 # Two points closer than this (degrees, ~100 m) are the same station house.
@@ -84,8 +92,15 @@ def _same_place(a: Agency, b: Agency) -> bool:
 _COMPARED = tuple((logged.name, logged.read, SAME[logged.kind]) for logged in LOGGED_FIELDS)
 
 
+def as_listed(agency: Agency) -> Agency:
+    """The agency as its source listed it: an approximate point (its town's centroid,
+    bot.places.locate) is no point of the source's, so it compares as unknown."""
+    return replace(agency, lat=None, lon=None) if agency.approximate else agency
+
+
 def changed_fields(old: Agency, new: Agency) -> tuple[str, ...]:
     """Fields that differ in substance; case, spacing and punctuation are not differences."""
+    old, new = as_listed(old), as_listed(new)
     return tuple(name for name, read, same in _COMPARED if not same(read(old), read(new)))
 
 
@@ -93,7 +108,7 @@ def is_rename(old: Agency, new: Agency) -> bool:
     """Same agency under a new name: same city and state, and same place or profile URL."""
     if old.state != new.state or city_key(old.city) != city_key(new.city):
         return False
-    return _same_place(old, new) or bool(
+    return _same_place(as_listed(old), as_listed(new)) or bool(
         old.profile_url and _same_url(old.profile_url, new.profile_url)
     )
 
@@ -270,8 +285,9 @@ def split_duplicates(
 
 
 def _record(agency: Agency) -> dict[str, object]:
-    row = agency.as_row()
-    row.pop("raw_hash")
+    row = as_listed(agency).as_row()
+    for name in ("raw_hash", *DERIVED_FIELDS):  # what the source said, as it said it
+        row.pop(name)
     return row
 
 

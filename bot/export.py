@@ -31,7 +31,7 @@ FORMATS = ("csv", "json", "geojson")
 # The declared public fields, when ringwatch first saw the agency and last updated it, and
 # the source's other columns (as JSON).
 AGENCY_COLUMNS = (*PUBLIC_FIELDS, "first_seen", "updated_at", "extra")
-CHANGE_COLUMNS = ("id", "uuid", "detected_at", "kind", "key", "name", "city", "state",
+CHANGE_COLUMNS = ("id", "uuid", "detected_at", "kind", "key", "name", "city", "state", "county",
                   "active_date", "fields", "before", "after")  # fmt: skip
 
 

@@ -2,7 +2,8 @@
 who it is for (`Recipient`), how a channel renders it (`Style`), who a channel speaks to
 (`Audience`) and one message on its way to one recipient (`Delivery`).
 
-Plain values: this module imports nothing of ours but bot/models.py, so rendering (the
+Plain values: this module imports nothing of ours but bot/models.py and the filter
+vocabulary beside it (bot/areas.py), so rendering (the
 static site, the feed) never loads channel code, and a channel never needs the planner.
 """
 
@@ -11,21 +12,22 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from bot.models import MessageKind
+from bot.areas import Filter, matches
+from bot.models import Change, MessageKind
 
 
 @dataclass(frozen=True)
 class Recipient:
     id: str
-    states: frozenset[str] | None = None  # None: every state
+    follows: Filter = field(default_factory=Filter)  # empty: everything
     alerts: bool = True  # receives partnership alerts
     maintainer: bool = False  # receives maintainer warnings
 
-    def wants(self, state: str) -> bool:
-        return self.states is None or state in self.states
+    def wants(self, change: Change) -> bool:
+        return matches(self.follows, change)
 
 
 @dataclass(frozen=True)

@@ -108,6 +108,9 @@ class AgencyField:
     order: int = 99
     logged_as: str = ""
     public: bool = False
+    # Found by ringwatch from the other fields (bot.places.locate), not read from the source:
+    # kept with the agency and the change log's rows, never in a change's before or after.
+    derived: bool = False
     name: str = ""  # the dataclass field's name (filled in by AGENCY_FIELDS)
 
 
@@ -186,6 +189,16 @@ class Agency:
     )
     lat: float | None = point_field(("latitude", "lat"))
     lon: float | None = point_field(("longitude", "lon", "lng"))
+    # Derived, never read from the source nor compared, so never a change by itself
+    # (bot.places.locate): `approximate` marks lat/lon as the centroid of the agency's
+    # town, for a record without a point of its own; `county` is where the point lies, or
+    # the county a county agency's name gives ("Dakota County").
+    approximate: bool = declared(
+        AgencyField(public=True, derived=True), default=False, compare=False
+    )
+    county: str | None = declared(
+        AgencyField(public=True, derived=True), default=None, compare=False
+    )
     # The source's other columns: exported (as JSON, last), never published on the site.
     extra: dict[str, str] = field(
         default_factory=dict,
@@ -206,6 +219,7 @@ class Agency:
         for name, when_null in _COLUMNS.items():
             value = row.get(name)
             values[name] = when_null() if value is None else value
+        values["approximate"] = bool(values["approximate"])  # SQLite stores 0 or 1
         if isinstance(values["extra"], str):
             values["extra"] = json.loads(values["extra"] or "{}")
         return cls(**values)
@@ -236,6 +250,8 @@ REQUIRED_FIELDS = tuple(
 )
 # The public fields a record may lack: what a change-log record adds to its columns.
 DETAIL_FIELDS = tuple(name for name in PUBLIC_FIELDS if name not in REQUIRED_FIELDS)
+# Found by ringwatch, not read from the source (bot.places.locate).
+DERIVED_FIELDS = tuple(f.name for f in AGENCY_FIELDS if f.derived)
 # Public fields that hold a link: only an http(s) one leaves ringwatch (safe.http_url).
 URL_FIELDS = tuple(f.name for f in AGENCY_FIELDS if f.public and f.kind == FieldKind.URL)
 

@@ -1,7 +1,7 @@
 """Plan deliveries: which message goes to which recipient of which channel.
 
 Pure: changes and audiences in, OutboxMessages out. A recipient gets single messages
-while the changes that match their state filter stay within the channel's digest
+while the changes that match their filter (bot.places) stay within the channel's digest
 threshold, and one digest (split to the channel's length limit) above it.
 """
 
@@ -49,7 +49,7 @@ def plan_alerts(
         for recipient in audience.recipients:
             if not recipient.alerts:
                 continue
-            matching = [(cid, c) for cid, c in alerting if recipient.wants(c.agency.state)]
+            matching = [(cid, c) for cid, c in alerting if recipient.wants(c)]
             if not matching:
                 continue
             ids = tuple(cid for cid, _ in matching)

@@ -41,6 +41,7 @@ from bot.models import (
 )
 from bot.normalise import disambiguate, normalise_record
 from bot.notify import plan_alerts, plan_maintainer_message
+from bot.places import locate
 from bot.render import make_environment
 from bot.snapshots import SnapshotFile, SnapshotStore
 from bot.source import (
@@ -136,7 +137,9 @@ def _read_records(raw_records, hash_index: dict[str, str], store: Store) -> _Rea
     # A source that lists an agency twice (same bytes, or a count off by one, or another
     # spelling of its city) must not announce the copy as a new partnership.
     repeats = list(store.agencies.active([key for key, n in unchanged.items() if n > 1]).values())
-    if fresh:
+    if fresh:  # only records read anew are placed; a stored place that still holds is kept
+        known = store.agencies.active({a.key for a in fresh})
+        fresh = [locate(agency, known.get(agency.key)) for agency in fresh]
         bases = {a.key for a in fresh}
         listed = store.agencies.active(k for k in unchanged if k.partition("~")[0] in bases)
         fresh, dropped = split_duplicates(fresh, listed.values())

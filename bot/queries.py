@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import sqlite_utils
 
+from bot.areas import Filter, Place, Spot, admits, miles_between
 from bot.models import ChangeKind
+from bot.normalise import city_key
 from bot.store import Store
 from bot.store.changelog import unpack_churn
 from bot.store.outbox import FailedMessage
@@ -32,6 +34,45 @@ class ChangeFilter:
     # agency, without an id: for readers of the whole log (`changes`, exports, reports), not
     # for news (feed, site, bot commands).
     churn: bool = False
+    # Only changes of agencies the filter matches, where they are or were (bot.places).
+    area: Filter = field(default_factory=Filter)
+
+
+def _register_distance(db: sqlite_utils.Database) -> None:
+    """miles_between(lat, lon, lat, lon) in SQL: the filter's great-circle distance."""
+    db.conn.create_function("miles_between", 4, _miles_or_null, deterministic=True)
+
+
+def _miles_or_null(lat1: Any, lon1: Any, lat2: float, lon2: float) -> float | None:
+    return None if lat1 is None or lon1 is None else miles_between(lat1, lon1, lat2, lon2)
+
+
+def filter_sql(db: sqlite_utils.Database, flt: Filter, table: str) -> tuple[str, list[Any]]:
+    """The filter as a condition on rows of `table` with state, county, lat and lon columns
+    (what bot.places.admits says of one place): "(… or …)" and its parameters."""
+    _register_distance(db)
+    parts, params = [], []
+    if flt.states:
+        parts.append(f"{table}.state in ({','.join('?' * len(flt.states))})")
+        params += sorted(flt.states)
+    for county in sorted(flt.counties):
+        parts.append(f"({table}.state = ? and {table}.county = ?)")
+        params += [county.state, county.name]
+    for place in flt.places:
+        parts.append(f"miles_between({table}.lat, {table}.lon, ?, ?) <= ?")
+        params += [place.lat, place.lon, place.radius_miles]
+    return f"({' or '.join(parts) or '1'})", params
+
+
+def _area_sql(db: sqlite_utils.Database, flt: Filter) -> tuple[str, list[Any]]:
+    """Changes of agencies the filter matches: where the agency is, or where the agency it
+    was renamed from was (bot.places.matches: before or after)."""
+    where, params = filter_sql(db, flt, "a")
+    sql = (
+        f"(key in (select a.key from agencies a where {where}) or key in (select a.renamed_to"
+        f" from agencies a where a.renamed_to is not null and {where}))"
+    )
+    return sql, params * 2
 
 
 def query_changes(db: sqlite_utils.Database, flt: ChangeFilter) -> list[dict[str, Any]]:
@@ -64,6 +105,10 @@ def query_changes(db: sqlite_utils.Database, flt: ChangeFilter) -> list[dict[str
     if flt.states:
         where.append(f"state in ({','.join('?' * len(flt.states))})")
         params += [s.upper() for s in flt.states]
+    if flt.area:
+        area, area_params = _area_sql(db, flt.area)
+        where.append(area)
+        params += area_params
     order = "active_date, id" if flt.by == "active-date" else "id"
     sql = f"select * from changes where {' and '.join(where)} order by {order}"
     logged = db.query(sql, params)
@@ -94,20 +139,28 @@ def _with_churn(
     churn = list(db.query(sql, params))
     if not churn:
         return [change_object(row) for row in logged]
-    sql = "select key, name, city, state, active_date from agencies"
+    sql = "select key, name, city, state, active_date, county, lat, lon from agencies"
     agencies = {row["key"]: row for row in db.query(sql)}
     states = {s.upper() for s in flt.states}
+
+    def outside(agency: dict[str, Any]) -> bool:
+        spot = Spot(agency.get("state") or "", agency.get("county"), agency.get("lat"),
+                    agency.get("lon"))  # fmt: skip
+        return bool(states and agency.get("state") not in states) or bool(
+            flt.area and not admits(flt.area, spot)
+        )
+
     merged = [(row["poll_id"] or 0, 0, change_object(row)) for row in logged]
     for entry in churn:
         field = entry["field"]
         for key, (before, after) in sorted(unpack_churn(entry["data"]).items()):
             agency = agencies.get(key, {})
-            if states and agency.get("state") not in states:
+            if outside(agency):
                 continue
             merged.append((entry["poll_id"], 1, {
                 "id": None, "uuid": None, "kind": ChangeKind.CHANGED, "key": key,
                 "name": agency.get("name"), "city": agency.get("city"),
-                "state": agency.get("state"),
+                "state": agency.get("state"), "county": agency.get("county"),
                 "detected_at": entry["detected_at"], "active_date": agency.get("active_date"),
                 "fields": [field], "before": {field: before}, "after": {field: after},
             }))  # fmt: skip
@@ -127,6 +180,7 @@ def change_object(row: dict[str, Any]) -> dict[str, Any]:
         "state": row["state"],
         "detected_at": row["detected_at"],
         "active_date": row["active_date"],
+        "county": row["county"],
         "fields": json.loads(row["fields"]) if row["fields"] else [],
         "before": json.loads(row["before"]) if row["before"] else None,
         "after": json.loads(row["after"]) if row["after"] else None,
@@ -158,13 +212,20 @@ class Listed:
     states: int
 
 
-def listed_now(db: sqlite_utils.Database, states: Sequence[str] = ()) -> Listed:
-    """Agencies listed now (of `states`, USPS codes in upper case, if any)."""
-    where = "active = 1"
+def listed_now(
+    db: sqlite_utils.Database, states: Sequence[str] = (), area: Filter | None = None
+) -> Listed:
+    """Agencies listed now (of `states`, USPS codes in upper case, if any; that `area`
+    matches, if any)."""
+    where, params = "active = 1", list(states)
     if states:
         where += f" and state in ({','.join('?' * len(states))})"
+    if area:
+        condition, area_params = filter_sql(db, area, "agencies")
+        where += f" and {condition}"
+        params += area_params
     sql = f"select count(*), count(distinct state) from agencies where {where}"
-    return Listed(*db.execute(sql, list(states)).fetchone())
+    return Listed(*db.execute(sql, params).fetchone())
 
 
 def agencies_by_state(db: sqlite_utils.Database) -> list[tuple[str, int]]:
@@ -204,6 +265,28 @@ def agency_locations(db: sqlite_utils.Database, keys: Sequence[str]) -> dict[str
             row["key"]: {"lat": row["lat"], "lon": row["lon"]} for row in db.query(sql, chunk)
         }
     return places
+
+
+def agencies_near(
+    db: sqlite_utils.Database, place: Place, limit: int | None = None
+) -> list[dict[str, Any]]:
+    """The agencies listed now within the place's radius, nearest first, each with `miles`."""
+    _register_distance(db)
+    sql = """select key, name, city, state, county, active_date, lat, lon, approximate,
+        miles_between(lat, lon, ?, ?) as miles from agencies
+        where active = 1 and lat is not null and miles <= ? order by miles, name"""
+    params: list[Any] = [place.lat, place.lon, place.radius_miles]
+    if limit:
+        sql += " limit ?"
+        params.append(limit)
+    return list(db.query(sql, params))
+
+
+def agencies_in_town(db: sqlite_utils.Database, city: str, state: str) -> list[dict[str, Any]]:
+    """The agencies listed now in a town (its name compared as normalise.city_key does)."""
+    wanted = city_key(city)
+    sql = "select * from agencies where active = 1 and state = ? order by name"
+    return [row for row in db.query(sql, [state]) if city_key(row["city"] or "") == wanted]
 
 
 def first_good_poll_time(db: sqlite_utils.Database) -> str | None:

@@ -23,6 +23,7 @@ from typing import Any
 import jinja2
 import sqlite_utils
 
+from bot.areas import Filter
 from bot.models import ChangeKind
 from bot.normalise import US_STATES, display_name
 from bot.queries import (
@@ -76,6 +77,7 @@ class Report:
     # Detected after `until` (a report of a past period): what its "listed now" includes.
     added_after: int = 0
     ended_after: int = 0
+    area: Filter = field(default_factory=Filter)  # counties and places (--county, --near)
 
     @property
     def addition_states(self) -> list[str]:
@@ -109,15 +111,18 @@ def build_report(
     until: str | None = None,
     states: Sequence[str] = (),
     by: str = "detected",
+    area: Filter | None = None,
 ) -> Report:
-    states = tuple(s.upper() for s in states)
-    window = {"since": since, "until": until, "states": states}
+    states, area = tuple(s.upper() for s in states), area or Filter()
+    window = {"since": since, "until": until, "states": states, "area": area}
     sections = {kind: query_changes(db, _filter(by, kind, **window)) for kind in REPORTED_KINDS}
-    listed = listed_now(db, states)
+    listed = listed_now(db, states, area)
     after: dict[str, int] = {ChangeKind.ADDED: 0, ChangeKind.REMOVED: 0}
     if until:
         next_day = (date.fromisoformat(until) + timedelta(days=1)).isoformat()
-        later = query_changes(db, ChangeFilter(since=next_day, kinds=tuple(after), states=states))
+        later = query_changes(
+            db, ChangeFilter(since=next_day, kinds=tuple(after), states=states, area=area)
+        )
         after |= Counter(row["kind"] for row in later)
     return Report(
         since=since,
@@ -133,6 +138,7 @@ def build_report(
         as_of=last_good_poll_time(db),
         added_after=after[ChangeKind.ADDED],
         ended_after=after[ChangeKind.REMOVED],
+        area=area,
     )
 
 
@@ -221,6 +227,8 @@ def headline(report: Report) -> str:
     )
     if report.states:
         total += f" in {', '.join(report.states)}"
+    if report.area:
+        total += f" ({report.area})"
     new = _count(len(report.additions), "new partnership")
     return f"{new}{where} {period_phrase(report.since, report.until)}; {total}"
 
@@ -264,6 +272,7 @@ def report_context(report: Report) -> dict[str, Any]:
         "since": report.since,
         "until": report.until,
         "states": list(report.states),
+        "area": str(report.area) if report.area else None,
         "by": report.by,
         "basis": BASIS_TEXT[report.by],
         "as_of": report.as_of,

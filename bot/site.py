@@ -146,9 +146,12 @@ def year_colours(years: Sequence[str]) -> list[tuple[str, str]]:
     return pairs
 
 
-# The map's columns besides its point, year and page: the public fields but the key (the
-# page names it) and lat/lon (the point).
-MAP_FIELDS = tuple(f for f in AGENCY_FIELDS if f.public and f.name not in ("key", "lat", "lon"))
+# The map's columns besides its point, year and page: the public fields read from the
+# source but the key (the page names it) and lat/lon (the point); the agency page shows
+# the derived ones.
+MAP_FIELDS = tuple(
+    f for f in AGENCY_FIELDS if f.public and not f.derived and f.name not in ("key", "lat", "lon")
+)
 
 
 def _map_value(spec: AgencyField, value: Any) -> Any:

@@ -24,6 +24,7 @@ from typing import Any
 
 import jinja2
 
+from bot.areas import Filter
 from bot.channels import audiences as channel_audiences
 from bot.channels.base import Channel
 from bot.config import Config
@@ -57,7 +58,13 @@ def summary_context(report: Report) -> dict[str, Any]:
         "period": span,
         "first_day": first,
         "last_day": last,
-        "states": list(report.states),
+        # What the recipient follows, shortest first: "MN, Hennepin County, MN"
+        "states": [
+            *report.states,
+            *sorted(report.area.states),
+            *map(str, sorted(report.area.counties)),
+            *map(str, report.area.places),
+        ],
         ChangeKind.ADDED: len(report.additions),
         "added_states": len(report.addition_states),
         ChangeKind.REMOVED: len(report.endings),
@@ -92,7 +99,7 @@ def plan_summary(
 ) -> list[OutboxMessage]:
     """One summary per alert recipient, split to its channel; the chart rides on part 0.
 
-    `reports` holds a report per distinct state filter of the recipients (None: all).
+    `reports` holds a report per distinct filter of the recipients (empty: all).
     """
     messages: list[OutboxMessage] = []
     for audience in audiences:
@@ -101,18 +108,18 @@ def plan_summary(
         style = audience.style
         if "text" not in style.templates:
             style = replace(style, templates=(*style.templates, "text"))
-        rendered: dict[frozenset[str] | None, list[str]] = {}
+        rendered: dict[Filter, list[str]] = {}
         for recipient in audience.recipients:
             if not recipient.alerts:
                 continue
-            states = recipient.states
-            if states not in rendered:
-                text = render(env, style, "summary", **summary_context(reports[states]))
-                rendered[states] = split_text(text, style.max_length, style.measure)
+            follows = recipient.follows
+            if follows not in rendered:
+                text = render(env, style, "summary", **summary_context(reports[follows]))
+                rendered[follows] = split_text(text, style.max_length, style.measure)
             messages += [
                 OutboxMessage(audience.channel, recipient.id, MessageKind.SUMMARY, group, text,
                               part, attachment=attachment if part == 0 else None)
-                for part, text in enumerate(rendered[states])
+                for part, text in enumerate(rendered[follows])
             ]  # fmt: skip
     return messages
 
@@ -138,10 +145,10 @@ def queue_summary(
     today = today or datetime.now(UTC).date()
     first, last = summary_period(today, config.summary.days)
     audience_list = channel_audiences(channels, store)
-    filters = {r.states for a in audience_list for r in a.recipients if r.alerts}
+    filters = {r.follows for a in audience_list for r in a.recipients if r.alerts}
     reports = {
-        states: build_report(store.db, since=first, until=last, states=sorted(states or ()))
-        for states in filters
+        follows: build_report(store.db, since=first, until=last, area=follows)
+        for follows in filters
     }
     attachment = None
     if not dry_run:

@@ -10,6 +10,7 @@ import pytest
 
 from tests.support.cli import poll_samples, write_config
 from tests.support.source_server import SourceServer
+from tests.support.telegram_stub import DEFAULT_TOKEN
 
 
 @pytest.fixture
@@ -37,3 +38,10 @@ def hostile_config(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
     with SourceServer() as server:
         yield poll_hostile(server, tmp_path_factory.mktemp("hostile"))
+
+
+@pytest.fixture
+def telegram_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The token every Telegram test needs (`pytestmark = pytest.mark.usefixtures(...)`)."""
+    monkeypatch.setenv("PTB_TIMEDELTA", "1")  # RetryAfter.retry_after as a timedelta
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", DEFAULT_TOKEN)

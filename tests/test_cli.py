@@ -567,6 +567,7 @@ READ_COMMANDS = {
     "status": (),
     "health": (),
     "changes": (),
+    "near": ("55427",),
     "report": (),
     "stats": (),
     "export": (),

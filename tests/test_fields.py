@@ -33,6 +33,7 @@ from bot.export import agency_rows, change_rows, write_export
 from bot.models import (
     AGENCY_FIELDS,
     DEFAULT_ALERT_FIELDS,
+    DERIVED_FIELDS,
     LOGGED_BY_NAME,
     LOGGED_FIELDS,
     PUBLIC_FIELDS,
@@ -219,7 +220,8 @@ def logged_row(followed: Followed, field: str) -> dict[str, Any]:
 def test_the_table_covers_every_public_field_read_from_the_source():
     read = {spec.name for spec in READ_FIELDS if spec.public}
     assert set(FIELD_CASES) == read, f"FIELD_CASES needs a row of each ({ADDING_A_FIELD})"
-    assert set(PUBLIC_FIELDS) - set(FIELD_CASES) == {"key"}  # followed by name and state
+    # The key is followed by name and state; the derived fields by tests/test_places.py.
+    assert set(PUBLIC_FIELDS) - set(FIELD_CASES) == {"key", *DERIVED_FIELDS}
 
 
 @pytest.mark.parametrize("field", FIELD_CASES)
@@ -282,7 +284,7 @@ def test_a_changed_field_reaches_the_webhook_and_the_feed_only_when_it_alerts(
 # --- the declaration and the database ----------------------------------------------------------
 
 # What a column of each Python type is in SQLite (sqlite-utils' names); `extra` is JSON text.
-COLUMN_TYPES = {str: str, int: int, float: float, dict: str}
+COLUMN_TYPES = {str: str, int: int, float: float, dict: str, bool: int}
 
 
 def unstored_fields(db: sqlite_utils.Database) -> list[str]:
@@ -326,7 +328,8 @@ def test_an_agency_survives_the_database_field_for_field(tmp_path):
         **{
             name: stored(name) if name in FIELD_CASES else f"text of {name}"
             for name in (spec.name for spec in AGENCY_FIELDS if spec.name != "extra")
-        },
+        }
+        | {"approximate": True},
         extra={"Phone": "555-0100"},
     )
     row = {**agency.as_row(), "extra": json.dumps(agency.extra)}

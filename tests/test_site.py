@@ -468,6 +468,10 @@ def test_site_command_builds_pages_and_the_clis_exports(sample_config, tmp_path)
                 assert target.is_file(), f"{page.relative_to(out)}: <{tag} {attribute}={value}>"
     crystal = (out / "agencies/mn-crystal-police-department.html").read_text(encoding="utf-8")
     assert "new partnership" in crystal and "2020-06-03" in crystal
+    assert "<dt>County</dt><dd>Hennepin County</dd>" in crystal
+    about = (out / "about.html").read_text(encoding="utf-8")
+    for source in ("Census Bureau", "us-atlas", "ISC", "zipcodes", "MIT"):
+        assert source in about
     index = (out / "index.html").read_text(encoding="utf-8")
     assert 'alt="Line chart of Ring partnerships listed over time' in index
     assert "151 listed now. 1 ended" in index  # the growth chart's numbers, in its alt text

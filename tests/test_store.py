@@ -11,6 +11,7 @@ import sqlite_utils
 
 from bot.diff import Diff
 from bot.models import (
+    DERIVED_FIELDS,
     Change,
     MessageKind,
     Origin,
@@ -27,6 +28,13 @@ from tests.support.agencies import make_agency
 from tests.support.outbox import as_stored_now, outbox
 
 CRYSTAL = make_agency()
+# Its row, with its point, as databases wrote it before agencies had places (the migration
+# add_agency_places adds the county and leaves the rest as it was).
+CRYSTAL_BEFORE_PLACES = {
+    **{k: v for k, v in CRYSTAL.as_row().items() if k not in DERIVED_FIELDS},
+    "lat": 45.03,
+    "lon": -93.36,
+}
 
 
 @pytest.fixture
@@ -58,7 +66,9 @@ def test_a_version_1_database_is_migrated_keeping_its_rows(tmp_path):
     old = sqlite_utils.Database(path)
     SCHEMA_STEPS[0](old)
     old["meta"].insert({"key": "schema_version", "value": "1"}, pk="key")
-    old["agencies"].insert({**CRYSTAL.as_row(), "extra": "{}", "active": 1, "missing_polls": 0})
+    old["agencies"].insert(
+        {**CRYSTAL_BEFORE_PLACES, "extra": "{}", "active": 1, "missing_polls": 0}
+    )
     poll_id = old["polls"].insert({"started_at": "2020-06-03T00:00:00Z", "outcome": "ok"}).last_pk
     old["changes"].insert(
         {"poll_id": poll_id, "kind": "added", "key": CRYSTAL.key, "name": CRYSTAL.name,
@@ -101,7 +111,9 @@ def current_main_before_named_steps(path: Path) -> None:
         for step in SCHEMA_STEPS[:6]:
             step(db)
         db["meta"].insert({"key": "schema_version", "value": "6"}, pk="key")
-        db["agencies"].insert({**CRYSTAL.as_row(), "extra": "{}", "active": 1, "missing_polls": 0})
+        db["agencies"].insert(
+            {**CRYSTAL_BEFORE_PLACES, "extra": "{}", "active": 1, "missing_polls": 0}
+        )
         poll_id = (
             db["polls"]
             .insert(
@@ -333,7 +345,9 @@ def test_a_version_2_database_is_migrated_keeping_its_rows(tmp_path):
     for migration in SCHEMA_STEPS[:2]:
         migration(old)
     old["meta"].insert({"key": "schema_version", "value": "2"}, pk="key")
-    old["agencies"].insert({**CRYSTAL.as_row(), "extra": "{}", "active": 1, "missing_polls": 0})
+    old["agencies"].insert(
+        {**CRYSTAL_BEFORE_PLACES, "extra": "{}", "active": 1, "missing_polls": 0}
+    )
     poll_id = old["polls"].insert({"started_at": "2024-06-03T00:00:00Z", "outcome": "ok"}).last_pk
     old["changes"].insert(
         {"poll_id": poll_id, "kind": "changed", "key": CRYSTAL.key, "name": CRYSTAL.name,

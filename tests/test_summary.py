@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from bot.areas import Filter
 from bot.channels import configure, load_channel
 from bot.config import load_config
 from bot.messages import Audience, Recipient, Style
@@ -69,17 +70,18 @@ def test_summary_of_the_week_with_the_changes(polled):
 def test_plan_summary_per_recipient_filter_and_channel_limit():
     store = Store.empty()
     empty = build_report(store.db, since="2020-06-08", until="2020-06-14")
-    mn = build_report(store.db, since="2020-06-08", until="2020-06-14", states=["MN"])
+    only_mn = Filter(states=frozenset({"MN"}))
+    mn = build_report(store.db, since="2020-06-08", until="2020-06-14", area=only_mn)
     short = Style(templates=("text",), extension="txt", max_length=60)
     audiences = [
         Audience("x", short, [Recipient("feed")]),
         Audience("t", Style(("telegram",), "html", 4096), [Recipient("all"), Recipient(
-            "mn", states=frozenset({"MN"})), Recipient("admin", alerts=False, maintainer=True)]),
+            "mn", follows=only_mn), Recipient("admin", alerts=False, maintainer=True)]),
     ]  # fmt: skip
     messages = plan_summary(
         make_environment(),
         audiences,
-        {None: empty, frozenset({"MN"}): mn},
+        {Filter(): empty, only_mn: mn},
         group="summary:2020-06-14",
         attachment="/tmp/chart.png",
     )

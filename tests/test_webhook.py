@@ -65,8 +65,9 @@ def test_every_sample_addition_arrives_once_signed_in_the_documented_schema(
     assert crystal["detected_at"].endswith("Z") and crystal["id"].isdigit()
     assert set(crystal["agency"]) == {
         *("key", "name", "city", "state", "active_date", "video_requests"),
-        *("profile_url", "lat", "lon"),
+        *("profile_url", "lat", "lon", "county"),
     }
+    assert crystal["agency"]["county"] == "Hennepin County"
     assert {r["status"] for r in outbox(database(config), channel="webhook")} == {"sent"}
     assert not leaked(database_text(config.parent / "state" / "ringwatch.db"), [SECRET])
 
@@ -230,7 +231,9 @@ def test_a_switched_off_url_is_switched_on_by_enable_webhook_and_warns_again_if_
     assert enabled.returncode == 0, enabled.stderr
     assert enabled.stdout == f"webhook: {hook} is on again\n"
     status = run_cli("status", "--config", config, env=ENV).stdout
-    assert "webhook: 1 URLs active" in status and "disabled (410 Gone)" not in status
+    assert (
+        "webhook: 1 URLs active (0 with a filter)" in status and "disabled (410 Gone)" not in status
+    )
     again = run_cli("enable-webhook", "--config", config, hook, env=ENV)
     assert (again.returncode, again.stdout) == (0, f"webhook: {hook} was not switched off; "
                                                    "nothing to do\n")  # fmt: skip
@@ -254,7 +257,7 @@ def test_enable_webhook_names_only_a_configured_url(
     other = run_cli("enable-webhook", "--config", config, "https://example.org/x", env=ENV)
     assert other.returncode == 2
     assert other.stderr.strip().endswith(
-        f"https://example.org/x is not one of webhook.urls in {config}"
+        f"https://example.org/x is not one of webhook.urls or webhook.targets in {config}"
     )
 
 

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any
 
-from bot.config import SECTIONS, Config, ConfigError, build_section, suggest
+from bot.config import SECTIONS, Config, ConfigError, build_section, suggest, table_line
 from bot.messages import Audience
 
 if TYPE_CHECKING:
@@ -63,7 +63,8 @@ def configure(config: Config) -> Config:
         cls = channel_class(name)
         settings = build_section(cls.Settings, table, name, config.path)
         for key, problem in cls.check_settings(settings):
-            raise ConfigError(f"{config.path}: {name}.{key} {problem}")
+            where = f"{name}.{key}{table_line(config.path, name, key)}"
+            raise ConfigError(f"{config.path}: {where} {problem}")
         channels[name] = settings
     return dataclasses.replace(config, channels=channels)
 

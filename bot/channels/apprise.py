@@ -1,10 +1,12 @@
 """The Apprise channel: the long tail (email, Discord, Slack, Matrix, ntfy, any JSON
 endpoint …) through Apprise.
 
-Targets come from `APPRISE_URLS` (space- or comma-separated Apprise URLs). They carry
-credentials, so they never appear in the config file, the database or a log: each
-target is a recipient named by its position and scheme ("2:mailto"), and Apprise's own
-log messages, which quote target URLs, are silenced. Apprise only says success or
+Targets come from `APPRISE_URLS` (space- or comma-separated Apprise URLs), which get
+every alert, and from routes (`[[apprise.targets]]`, bot.routes), which get what their
+filter matches, their URLs usually in a variable of their own (`url_env`). They carry
+credentials, so they never appear in the database or a log: each target is a recipient
+named by its position and scheme ("2:mailto", "route1.1:slack"), and Apprise's own log
+messages, which quote target URLs, are silenced. Apprise only says success or
 failure: a failure is a transient one, retried with backoff like any other.
 """
 
@@ -13,9 +15,12 @@ from __future__ import annotations
 import logging
 import os
 import re
+from dataclasses import dataclass, field
 
+from bot.areas import Filter
 from bot.channels.base import Channel, in_own_thread
 from bot.messages import Delivery, Recipient, Style
+from bot.routes import RouteSettings, route_filter, route_problems
 from bot.store import Store
 
 CHANNEL = "apprise"
@@ -28,12 +33,20 @@ _SEPARATORS = re.compile(r"[\s,]+")
 logging.getLogger("apprise").setLevel(logging.CRITICAL)
 
 
+@dataclass(frozen=True)
+class AppriseSettings:
+    enabled: bool = False
+    targets: list[RouteSettings] = field(default_factory=list)  # URLs with a filter (routes)
+
+
 class AppriseFailed(Exception):
     """Apprise said the target did not take the message (it says no more)."""
 
 
-def target_urls() -> list[str]:
-    return [url for url in _SEPARATORS.split(os.environ.get(URLS_ENV, "")) if url]
+def target_urls(text: str | None = None) -> list[str]:
+    """The Apprise URLs in `text` (default: APPRISE_URLS)."""
+    source = os.environ.get(URLS_ENV, "") if text is None else text
+    return [url for url in _SEPARATORS.split(source) if url]
 
 
 def recipient_id(position: int, url: str) -> str:
@@ -43,14 +56,34 @@ def recipient_id(position: int, url: str) -> str:
 
 class AppriseChannel(Channel):
     name = CHANNEL
+    Settings = AppriseSettings
     secrets = (URLS_ENV,)
     concurrency = 4  # targets served at once
 
+    @classmethod
+    def check_settings(cls, settings: AppriseSettings) -> list[tuple[str, str]]:
+        return route_problems(settings.targets, "targets")
+
+    def _routed(self) -> dict[str, tuple[str, Filter]]:
+        """recipient id → (Apprise URL, its filter): APPRISE_URLS' get everything."""
+        found = {recipient_id(n, url): (url, Filter()) for n, url in enumerate(target_urls(), 1)}
+        for r, route in enumerate(self.settings.targets, 1):
+            follows = route_filter(route)
+            for n, url in enumerate(target_urls(route.destination()), 1):
+                found[f"route{r}.{recipient_id(n, url)}"] = (url, follows)
+        return found
+
     def _targets(self) -> dict[str, str]:
-        return {recipient_id(n, url): url for n, url in enumerate(target_urls(), 1)}
+        return {recipient: url for recipient, (url, _) in self._routed().items()}
 
     def problems(self) -> list[str]:
-        missing = super().problems()
+        # With routes, APPRISE_URLS (everything) is optional; a route's variable is not.
+        missing = [] if self.settings.targets else super().problems()
+        missing += [
+            f"apprise.targets[{n}]: {route.url_env} is not set in the environment"
+            for n, route in enumerate(self.settings.targets, 1)
+            if route.url_env and not route.destination()
+        ]
         if missing:
             return missing
         import apprise
@@ -69,7 +102,8 @@ class AppriseChannel(Channel):
         return Style(templates=(CHANNEL, "text"), extension="txt", max_length=MAX_LENGTH)
 
     def recipients(self, store: Store) -> list[Recipient]:
-        return [Recipient(recipient) for recipient in self._targets()]
+        return [Recipient(recipient, follows=follows)
+                for recipient, (_, follows) in self._routed().items()]  # fmt: skip
 
     async def send(self, delivery: Delivery) -> str | None:
         url = self._targets().get(delivery.recipient)

@@ -27,6 +27,7 @@ from telegram.error import BadRequest, ChatMigrated, Forbidden, InvalidToken, Re
 from telegram.ext import BaseRateLimiter, ExtBot
 from telegram.request import HTTPXRequest
 
+from bot.areas import Filter
 from bot.channels import channel_settings
 from bot.channels.base import (
     Channel,
@@ -195,13 +196,12 @@ class TelegramChannel(Channel):
         if self.settings.channel:
             found[self.settings.channel] = Recipient(self.settings.channel)
         for subscriber in store.subscribers.active(CHANNEL):
-            states = frozenset(subscriber.states) if subscriber.states else None
-            found[subscriber.chat_id] = Recipient(subscriber.chat_id, states=states)
+            found[subscriber.chat_id] = Recipient(subscriber.chat_id, follows=subscriber.follows)
         for admin in map(str, self.settings.admins):
             existing = found.get(admin)
             found[admin] = Recipient(
                 admin,
-                states=existing.states if existing else None,
+                follows=existing.follows if existing else Filter(),
                 alerts=existing is not None,
                 maintainer=True,
             )
@@ -319,10 +319,16 @@ class TelegramChannel(Channel):
         return [listen(self.config, store, stop, make_bot(self.config, self.token, self.pacer))]
 
     def status_lines(self, store: Store) -> list[str]:
+        """Counts only: where a subscriber lives is never shown (docs/channels.md)."""
         subscribers = store.subscribers.active(CHANNEL)
-        filtered = sum(1 for subscriber in subscribers if subscriber.states)
+        kinds = {"by state": 0, "by place": 0, "by county": 0}
+        for subscriber in subscribers:
+            kinds["by state"] += bool(subscriber.states)
+            kinds["by place"] += bool(subscriber.places)
+            kinds["by county"] += bool(subscriber.counties)
+        by_kind = ", ".join(f"{n} {kind}" for kind, n in kinds.items())
         target = self.settings.channel or "no channel"
         return [
-            f"{len(subscribers)} active subscribers ({filtered} with a state filter), "
+            f"{len(subscribers)} active subscribers ({by_kind}), "
             f"{target}, {len(self.settings.admins)} admins"
         ]

@@ -17,10 +17,12 @@ characters, and stopping drops the updates still queued.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import enum
 import html
 import inspect
 import logging
+import re
 import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Sequence
@@ -43,6 +45,7 @@ from telegram.ext import (
     filters,
 )
 
+from bot.areas import DEFAULT_RADIUS_MILES, County, Filter, Place
 from bot.channels import channel_settings
 from bot.channels.telegram_chat import (
     CHANNEL,
@@ -51,8 +54,10 @@ from bot.channels.telegram_chat import (
     visible_length,
     visible_text,
 )
+from bot.local import check_answer
 from bot.models import DETAIL_FIELDS, Agency, Change, ChangeKind
 from bot.normalise import state_code
+from bot.places import PlaceError, in_words, parse_county, parse_point, parse_radius, point_in_us
 from bot.queries import ChangeFilter, agencies_by_state, query_changes, read_status
 from bot.render import ELLIPSIS, make_environment, render_change, split_text, truncate
 from bot.store import Store
@@ -68,6 +73,10 @@ COMMANDS = (
     ("subscribe", "Subscribe to some states: /subscribe MN WI (none: all)"),
     ("unsubscribe", "Stop all alerts"),
     ("states", "Show which states you follow"),
+    ("near", "Alerts near a ZIP code: /near 55427 10 (or share a location; /near off)"),
+    ("county", "Alerts for a county: /county Hennepin MN (/county off)"),
+    ("following", "Everything this chat follows"),
+    ("check", "Does my town partner with Ring? /check Crystal MN or /check 55427"),
     ("latest", "The last few changes"),
     ("stats", "Partnership totals"),
     ("help", "What this bot does"),
@@ -95,7 +104,18 @@ HELP = (
     + "\n".join(f"/{name} - {html.escape(text)}" for name, text in COMMANDS)
     + "\n\nStates are two-letter codes or names: <code>/subscribe MN WI</code>, "
     "<code>/subscribe New York</code>. In a group, only an administrator can change "
-    "the subscription."
+    "the subscription.\n\n"
+    "Places: <code>/near 55427</code> follows 25 miles around a ZIP code, "
+    "<code>/near 55427 10mi</code> or <code>40km</code> another radius (at most 250 miles), "
+    "and sharing a location does the same from that point; <code>/near 15</code> changes the "
+    "radius. Any of your states, counties and places brings an alert.\n\n"
+    "What is kept: this chat's id and what it follows: states, counties, and a place as its "
+    "ZIP code or as a point rounded to about 1 km. It is kept while the chat is subscribed; "
+    "<code>/near off</code>, <code>/county off</code> and /unsubscribe delete it at once. "
+    "It is never written to logs."
+)
+NEAR_HOW = (
+    "Send <code>/near ZIP [RADIUS]</code>, e.g. <code>/near 55427 10</code>, or share a location."
 )
 
 
@@ -248,6 +268,20 @@ class FairUpdates(BaseUpdateProcessor):
         pass  # nothing to release: the Application waits for the updates in progress
 
 
+def near_place(args: Sequence[str], current: Sequence[Place]) -> Place:
+    """/near's words → the place to follow: "55427", "55427 10mi", "45.03,-93.36 25 miles",
+    or only a radius ("15") for the place already followed."""
+    if not args:
+        raise PlaceError("Which place?")
+    first, rest = args[0], " ".join(args[1:])
+    if re.fullmatch(r"[0-9]{5}|-?[0-9.]+,-?[0-9.]+", first):
+        return parse_point(first, parse_radius(rest) if rest else DEFAULT_RADIUS_MILES)
+    radius = parse_radius(" ".join(args))
+    if not current:
+        raise PlaceError("Which place? Name a ZIP code first.")
+    return dataclasses.replace(current[0], radius_miles=radius)
+
+
 def describe_filter(states: Sequence[str] | None) -> str:
     if not states:
         return "every state"
@@ -278,9 +312,10 @@ class Commands:
         self.admins = set(channel_settings(config, CHANNEL).admins)
 
     def register(self, application: Application) -> None:
-        for name in ("start", "subscribe", "unsubscribe", "states", "latest", "stats", "help"):
+        for name, _ in COMMANDS:
             application.add_handler(CommandHandler(name, getattr(self, name)))
         application.add_handler(CommandHandler("status", self.status))
+        application.add_handler(MessageHandler(filters.LOCATION, self.location))
         private = filters.ChatType.PRIVATE
         application.add_handler(MessageHandler(private & filters.COMMAND, self.unknown_command))
         application.add_handler(MessageHandler(private & ~filters.COMMAND, self.unknown_text))
@@ -330,12 +365,43 @@ class Commands:
         subscriber = self.store.subscribers.get(CHANNEL, str(update.effective_chat.id))
         return subscriber if subscriber and subscriber.active else None
 
-    def subscribe_chat(self, update: Update, states: list[str] | None) -> None:
+    def subscribe_chat(
+        self,
+        update: Update,
+        states: list[str] | None,
+        counties: tuple[County, ...] = (),
+        places: tuple[Place, ...] = (),
+    ) -> None:
         chat = update.effective_chat
         assert chat is not None
         title = chat.title or chat.username or chat.full_name
-        self.store.subscribers.subscribe(
-            CHANNEL, str(chat.id), states=states, chat_type=chat.type, title=title
+        self.store.subscribers.subscribe(CHANNEL, str(chat.id), states=states,
+                                         chat_type=chat.type, title=title, counties=counties,
+                                         places=places)  # fmt: skip
+
+    async def follow(
+        self, update: Update, context: ContextTypes.DEFAULT_TYPE, **changed: Any
+    ) -> Subscriber | None:
+        """Change part of the chat's filter (`counties`, `places`), keeping the rest; None
+        when a group member who is no administrator asked (they were told)."""
+        if await self.refuse_unless_allowed(update, context):
+            return None
+        current = self.subscription(update)
+        kept = {"states": list(current.states) if current and current.states else None,
+                "counties": current.counties if current else (),
+                "places": current.places if current else ()}  # fmt: skip
+        self.subscribe_chat(update, **(kept | changed))
+        return self.subscription(update)
+
+    async def follow_place(
+        self, update: Update, context: ContextTypes.DEFAULT_TYPE, place: Place
+    ) -> None:
+        if await self.follow(update, context, places=(place,)) is None:
+            return
+        await self.reply(
+            update,
+            f"You get alerts {html.escape(str(place))}. Change the radius with "
+            "<code>/near 15</code>; <code>/near off</code> stops them.",
         )
 
     # --- commands -----------------------------------------------------------------------
@@ -365,7 +431,11 @@ class Commands:
             return
         if await self.refuse_unless_allowed(update, context):
             return
-        self.subscribe_chat(update, states or None)
+        current = self.subscription(update)
+        if states and current:  # its counties and places stay; no states at all: everything
+            self.subscribe_chat(update, states, current.counties, current.places)
+        else:
+            self.subscribe_chat(update, states or None)
         what = ", ".join(states) if states else "every state"
         await self.reply(update, f"Subscribed to alerts for {html.escape(what)}.")
 
@@ -374,6 +444,7 @@ class Commands:
             return
         assert update.effective_chat is not None
         chat_id = str(update.effective_chat.id)
+        # Its states, counties and places go with it (Subscribers.deactivate).
         if self.store.subscribers.deactivate(CHANNEL, chat_id, "unsubscribed"):
             await self.reply(update, "Unsubscribed. /start or /subscribe brings alerts back.")
         else:
@@ -388,10 +459,77 @@ class Commands:
             update, f"You get alerts for {html.escape(describe_filter(current.states))}."
         )
 
+    async def near(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        args, current = context.args or [], self.subscription(update)
+        if [arg.lower() for arg in args] == ["off"]:
+            await self.drop(update, context, "place", places=())
+            return
+        try:
+            place = near_place(args, current.places if current else ())
+        except PlaceError as exc:
+            await self.reply(update, f"{html.escape(str(exc))}\n{NEAR_HOW}")
+            return
+        await self.follow_place(update, context, place)
+
+    async def location(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        message, current = update.effective_message, self.subscription(update)
+        assert message is not None and message.location is not None
+        radius = current.places[0].radius_miles if current and current.places else None
+        try:
+            place = point_in_us(message.location.latitude, message.location.longitude,
+                                radius or DEFAULT_RADIUS_MILES)  # fmt: skip
+        except PlaceError as exc:
+            await self.reply(update, html.escape(str(exc)))
+            return
+        await self.follow_place(update, context, place)
+
+    async def county(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        words = " ".join(context.args or [])
+        if words.strip().lower() == "off":
+            await self.drop(update, context, "county", counties=())
+            return
+        try:
+            county = parse_county(words)
+        except PlaceError as exc:
+            await self.reply(
+                update, f"{html.escape(str(exc))} E.g. <code>/county Hennepin MN</code>."
+            )
+            return
+        current = self.subscription(update)
+        counties = (*(current.counties if current else ()), county)
+        if await self.follow(update, context, counties=counties) is not None:
+            await self.reply(update, f"You get alerts for {html.escape(str(county))}. "
+                             f"{self.following_text(update)}")  # fmt: skip
+
+    async def drop(
+        self, update: Update, context: ContextTypes.DEFAULT_TYPE, what: str, **dropped: Any
+    ) -> None:
+        """/near off, /county off: that part of the filter goes, the rest stays."""
+        if self.subscription(update) is None:
+            await self.reply(update, self.following_text(update))
+        elif await self.follow(update, context, **dropped) is not None:
+            await self.reply(update, f"No {what} followed now. {self.following_text(update)}")
+
+    def following_text(self, update: Update) -> str:
+        current = self.subscription(update)
+        if not current:
+            return "Not subscribed. Send /start, /subscribe MN WI or /near 55427."
+        return f"You follow: {html.escape(in_words(current.follows))}."
+
+    async def following(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        await self.reply(update, self.following_text(update))
+
+    async def check(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        try:
+            answer = check_answer(self.store.db, " ".join(context.args or []))
+        except PlaceError as exc:
+            answer = str(exc)
+        await self.reply(update, html.escape(answer))
+
     async def latest(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         current = self.subscription(update)
-        states = list(current.states or ()) if current else []
-        rows = query_changes(self.store.db, ChangeFilter(states=states, limit=LATEST_COUNT))
+        area = current.follows if current else Filter()
+        rows = query_changes(self.store.db, ChangeFilter(limit=LATEST_COUNT, area=area))
         if not rows:
             await self.reply(update, "No changes recorded yet.")
             return

@@ -25,6 +25,7 @@ from typing import Any
 
 import requests
 
+from bot.areas import Filter
 from bot.channels.base import (
     Channel,
     MaintainerWarning,
@@ -35,7 +36,8 @@ from bot.channels.base import (
 )
 from bot.config import Duration
 from bot.messages import Delivery, Recipient, Style
-from bot.models import PUBLIC_FIELDS, REQUIRED_FIELDS, URL_FIELDS, MessageKind
+from bot.models import DERIVED_FIELDS, PUBLIC_FIELDS, REQUIRED_FIELDS, URL_FIELDS, MessageKind
+from bot.routes import RouteSettings, route_filter, route_problems
 from bot.safe import http_url
 from bot.source import guard
 from bot.store import Store
@@ -55,6 +57,7 @@ class WebhookSettings:
     enabled: bool = False
     urls: list[str] = field(default_factory=list)
     timeout: Duration = Duration(10)  # connect and read, each; alerts.send_timeout bounds all
+    targets: list[RouteSettings] = field(default_factory=list)  # URLs with a filter (routes)
 
 
 class WebhookUnavailable(Exception):
@@ -79,8 +82,9 @@ def retry_after(value: str | None, now: float) -> float | None:
 
 def _agency(change: dict[str, Any]) -> dict[str, Any]:
     record = json.loads(change["after"] or change["before"] or "{}")
-    agency = {name: record.get(name) for name in PUBLIC_FIELDS}
+    agency = {name: record.get(name) for name in PUBLIC_FIELDS if name not in DERIVED_FIELDS}
     agency.update({name: change[name] for name in REQUIRED_FIELDS})
+    agency["county"] = change["county"]  # found by ringwatch: kept on the change-log row
     agency.update({name: http_url(agency[name]) for name in URL_FIELDS})  # only http(s) leaves us
     return agency
 
@@ -125,8 +129,14 @@ class WebhookChannel(Channel):
             for url in settings.urls
             if http_url(url) is None
         ]
-        if settings.enabled and not settings.urls:
+        if settings.enabled and not settings.urls and not settings.targets:
             problems.append(("urls", "must name at least one URL when the webhook is enabled"))
+        problems += route_problems(settings.targets, "targets")
+        problems += [
+            (f"targets[{n}]", f"url must be an http(s) URL, got {route.url!r}")
+            for n, route in enumerate(settings.targets, 1)
+            if route.url and http_url(route.url) is None
+        ]
         if settings.timeout <= 0:
             problems.append(("timeout", "must be positive"))
         return problems
@@ -145,8 +155,15 @@ class WebhookChannel(Channel):
         )
 
     def recipients(self, store: Store) -> list[Recipient]:
-        disabled = store.disabled_webhooks.among(self.settings.urls)
-        return [Recipient(url) for url in self.settings.urls if url not in disabled]
+        """Each URL once: a plain one gets everything, a route what its filter matches."""
+        routes = [(Filter(), url) for url in self.settings.urls]
+        routes += [(route_filter(r), r.destination()) for r in self.settings.targets]
+        disabled = store.disabled_webhooks.among([url for _, url in routes if url])
+        found: dict[str, Recipient] = {}
+        for follows, url in routes:
+            if url and http_url(url) and url not in found and url not in disabled:
+                found[url] = Recipient(url, follows=follows)
+        return list(found.values())
 
     async def open(self, store: Store, warn: MaintainerWarning) -> None:
         self._session = guard.session()
@@ -223,8 +240,10 @@ class WebhookChannel(Channel):
         )
 
     def status_lines(self, store: Store) -> list[str]:
-        off = store.disabled_webhooks.among(self.settings.urls)
-        disabled = [url for url in self.settings.urls if url in off]  # in the config's order
-        lines = [f"{len(self.settings.urls) - len(disabled)} URLs active"]
+        urls = [*self.settings.urls, *(r.destination() for r in self.settings.targets)]
+        off = store.disabled_webhooks.among(urls)
+        disabled = [url for url in urls if url in off]  # in the config's order
+        routes = len(self.settings.targets)
+        lines = [f"{len(urls) - len(disabled)} URLs active ({routes} with a filter)"]
         lines += [f"disabled (410 Gone): {url}" for url in disabled]
         return lines

@@ -102,6 +102,7 @@ class ChangeLog:
                     "city": change.agency.city,
                     "state": change.agency.state,
                     "active_date": change.agency.active_date,
+                    "county": change.agency.county,
                     "fields": to_json(list(change.fields)) if change.fields else None,
                     "before": to_json(change.before),
                     "after": to_json(change.after),

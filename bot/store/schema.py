@@ -18,7 +18,8 @@ from pathlib import Path
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
-from bot.models import ChangeKind, OutboxStatus
+from bot.models import Agency, ChangeKind, OutboxStatus
+from bot.places import locate
 
 
 @dataclass(frozen=True)
@@ -319,6 +320,29 @@ def disabled_webhooks_apart_from_subscribers(db: sqlite_utils.Database) -> None:
     db.execute("delete from subscribers where channel = 'webhook'")
 
 
+def add_agency_places(db: sqlite_utils.Database) -> None:
+    """Every agency's county, and coordinates for those the source gave none (their town's
+    centroid, `approximate`), found as a poll finds them (bot.places.locate). They are
+    derived, not read from the source: filling them writes no change and no churn. A
+    change-log row keeps its agency's county, as it keeps its name and state."""
+    db["agencies"].add_column("approximate", int, not_null_default=0)
+    db["agencies"].add_column("county", str)
+    db["changes"].add_column("county", str)
+    placed = [locate(Agency.from_row(row)) for row in db.query("select * from agencies")]
+    db.conn.executemany(
+        "update agencies set lat = ?, lon = ?, approximate = ?, county = ? where key = ?",
+        [(a.lat, a.lon, int(a.approximate), a.county, a.key) for a in placed],
+    )
+    db.execute("update changes set county = (select county from agencies where key = changes.key)")
+
+
+def add_subscriber_places(db: sqlite_utils.Database) -> None:
+    """What a subscriber follows besides states: counties ([[state, name]]) and places
+    ([{lat, lon, radius_miles, zip}], kept to 0.01°), JSON; none for everyone so far."""
+    db["subscribers"].add_column("counties", str, not_null_default="[]")
+    db["subscribers"].add_column("places", str, not_null_default="[]")
+
+
 # The schema, step by step, in the order they run. Append-only: a step never changes once
 # released (databases in the field have run it); a schema change is a new step at the end.
 SCHEMA_STEPS: tuple[Callable[[sqlite_utils.Database], None], ...] = (
@@ -330,6 +354,8 @@ SCHEMA_STEPS: tuple[Callable[[sqlite_utils.Database], None], ...] = (
     add_change_uuids_and_install_id,
     outbox_times_as_iso_text,
     disabled_webhooks_apart_from_subscribers,
+    add_agency_places,
+    add_subscriber_places,
 )
 SCHEMA_VERSION = len(SCHEMA_STEPS)
 # sqlite-utils records each applied step by name in _sqlite_migrations.

@@ -9,6 +9,7 @@ from typing import Any
 
 import sqlite_utils
 
+from bot.areas import County, Filter, Place
 from bot.store.sql import to_json
 from bot.store.times import utc_now
 
@@ -26,17 +27,31 @@ class Subscriber:
     subscribed_at: str | None = None
     updated_at: str | None = None
     reason: str | None = None  # why it stopped
+    # Where it lives, as little as needed: a place is kept rounded to 0.01° (Place.stored),
+    # written nowhere but here, and dropped when the chat stops (deactivate).
+    counties: tuple[County, ...] = ()
+    places: tuple[Place, ...] = ()
+
+    @property
+    def follows(self) -> Filter:
+        """What it receives: any of its states, counties and places (none: everything)."""
+        return Filter(frozenset(self.states or ()), frozenset(self.counties), self.places)
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Subscriber:
         states = json.loads(row["states"]) if row["states"] is not None else None
+        counties = tuple(County(*pair) for pair in json.loads(row.get("counties") or "[]"))
+        places = tuple(Place.from_json(p) for p in json.loads(row.get("places") or "[]"))
         return cls(**{**row, "states": None if states is None else tuple(states),
-                      "active": bool(row["active"])})  # fmt: skip
+                      "active": bool(row["active"]), "counties": counties,
+                      "places": places})  # fmt: skip
 
     def as_row(self) -> dict[str, Any]:
         row = {f.name: getattr(self, f.name) for f in fields(self)}
         return {**row, "states": None if self.states is None else to_json(list(self.states)),
-                "active": int(self.active)}  # fmt: skip
+                "active": int(self.active),
+                "counties": to_json([[c.state, c.name] for c in self.counties]),
+                "places": to_json([p.stored().as_json() for p in self.places])}  # fmt: skip
 
 
 class Subscribers:
@@ -61,8 +76,11 @@ class Subscribers:
         states: list[str] | None,
         chat_type: str | None = None,
         title: str | None = None,
+        counties: tuple[County, ...] = (),
+        places: tuple[Place, ...] = (),
     ) -> None:
-        """(Re)activate a subscription; `states` None means every state."""
+        """(Re)activate a subscription with its whole filter; nothing at all (`states`
+        None, no county, no place) means everything."""
         now = utc_now()
         existing = self.get(channel, chat_id)
         subscriber = Subscriber(
@@ -73,16 +91,19 @@ class Subscribers:
             states=tuple(sorted(states)) if states is not None else None,
             subscribed_at=(existing and existing.subscribed_at) or now,
             updated_at=now,
+            counties=tuple(sorted(set(counties))),
+            places=tuple(place.stored() for place in places),
         )
         with self.db.atomic():
             self.db["subscribers"].upsert(subscriber.as_row(), pk=("channel", "chat_id"))
 
     def deactivate(self, channel: str, chat_id: str, reason: str) -> bool:
-        """Stop sending to a chat (it unsubscribed, blocked us, or is gone)."""
+        """Stop sending to a chat (it unsubscribed, blocked us, or is gone); where it lives
+        (its counties and places) is forgotten at once."""
         with self.db.atomic():
             cursor = self.db.execute(
-                "update subscribers set active = 0, reason = ?, updated_at = ? "
-                "where channel = ? and chat_id = ? and active = 1",
+                "update subscribers set active = 0, reason = ?, updated_at = ?, "
+                "counties = '[]', places = '[]' where channel = ? and chat_id = ? and active = 1",
                 [reason, utc_now(), channel, chat_id],
             )
         return cursor.rowcount == 1

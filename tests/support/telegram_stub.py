@@ -165,8 +165,10 @@ class TelegramStub(StubServer):
         chat_type: str | None = None,
         title: str = "Test group",
         sender_chat_id: int | None = None,
+        location: tuple[float, float] | None = None,
     ) -> int:
-        """Queue an incoming message for getUpdates; a leading /command gets its entity."""
+        """Queue an incoming message for getUpdates; a leading /command gets its entity.
+        With `location` (latitude, longitude) it is a shared location instead of text."""
         chat_type = chat_type or ("private" if chat_id > 0 else "supergroup")
         self.chat_types[str(chat_id)] = chat_type
         user_id = user_id if user_id is not None else chat_id
@@ -182,6 +184,9 @@ class TelegramStub(StubServer):
             "from": {"id": user_id, "is_bot": False, "first_name": f"User{user_id}"},
             "text": text,
         }
+        if location is not None:
+            del message["text"]
+            message["location"] = {"latitude": location[0], "longitude": location[1]}
         if sender_chat_id is not None:
             message["sender_chat"] = {"id": sender_chat_id, "type": chat_type, "title": title}
         if text.startswith("/"):
