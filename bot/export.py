@@ -94,10 +94,8 @@ def geojson(rows: Sequence[dict[str, Any]], what: str) -> dict[str, Any]:
         else:
             feature_id, geometry = row["uuid"], row["location"]
             properties = {k: v for k, v in row.items() if k != "location"}
-        feature = {"type": "Feature", "geometry": geometry, "properties": properties}
-        if feature_id is not None:  # a churn row (a count that moved) has no change id
-            feature["id"] = feature_id
-        features.append(feature)
+        features.append({"type": "Feature", "id": feature_id, "geometry": geometry,
+                         "properties": properties})  # fmt: skip
     return {"type": "FeatureCollection", "features": features}
 
 

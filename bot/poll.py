@@ -18,7 +18,7 @@ from typing import Any
 import jinja2
 
 from bot.channels.base import Channel
-from bot.config import Config, SourceConfig
+from bot.config import Config, PollSettings, SourceConfig
 from bot.diff import (
     Diff,
     advance_missing,
@@ -176,7 +176,8 @@ class Poller:
     def run(self) -> PollResult:
         """read → assess → commit; each step may end the poll with its outcome instead."""
         record = PollRecord(started_at=self.now(), url=self.config.source.url,
-                            origin=self.origin, forced=int(self.force))  # fmt: skip
+                            origin=self.origin, forced=int(self.force),
+                            settings=PollSettings.of(self.config).to_json())  # fmt: skip
         cycle = _Cycle(record, started=time.perf_counter())
         last_good = self.store.polls.last(good=True)
         read = self._read(cycle, last_good)

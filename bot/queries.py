@@ -14,7 +14,7 @@ import sqlite_utils
 
 from bot.models import ChangeKind
 from bot.store import Store
-from bot.store.changelog import unpack_churn
+from bot.store.changelog import ChangeLog
 from bot.store.outbox import FailedMessage
 from bot.store.sql import GOOD_SQL, sql_list
 
@@ -28,7 +28,7 @@ class ChangeFilter:
     by: str = "detected"  # detected | active-date
     limit: int | None = None
     # Also field changes that do not alert (stored compactly in `churn`), one object per
-    # agency, without an id: for readers of the whole log (`changes`, exports, reports), not
+    # agency, with its own id: for readers of the whole log (`changes`, exports, reports), not
     # for news (feed, site, bot commands).
     churn: bool = False
 
@@ -79,8 +79,8 @@ def _with_churn(
     """Change objects for the `logged` rows and for the churn of the same window, each
     poll's churn after its logged rows.
 
-    A churn object has no id (it is not a `changes` row); name, city and state are the
-    agency's as stored now.
+    A churn object's id and uuid are its entry's (ChangeLog.churn_rows); name, city and
+    state are the agency's as stored now.
     """
     where, params = ["1"], []
     if flt.since:
@@ -93,23 +93,13 @@ def _with_churn(
     churn = list(db.query(sql, params))
     if not churn:
         return [change_object(row) for row in logged]
-    sql = "select key, name, city, state, active_date from agencies"
-    agencies = {row["key"]: row for row in db.query(sql)}
     states = {s.upper() for s in flt.states}
     merged = [(row["poll_id"] or 0, 0, change_object(row)) for row in logged]
-    for entry in churn:
-        field = entry["field"]
-        for key, (before, after) in sorted(unpack_churn(entry["data"]).items()):
-            agency = agencies.get(key, {})
-            if states and agency.get("state") not in states:
-                continue
-            merged.append((entry["poll_id"], 1, {
-                "id": None, "uuid": None, "kind": ChangeKind.CHANGED, "key": key,
-                "name": agency.get("name"), "city": agency.get("city"),
-                "state": agency.get("state"),
-                "detected_at": entry["detected_at"], "active_date": agency.get("active_date"),
-                "fields": [field], "before": {field: before}, "after": {field: after},
-            }))  # fmt: skip
+    merged += [
+        (row["poll_id"], 1, change_object(row))
+        for row in ChangeLog(db).churn_rows(churn)
+        if not states or row["state"] in states
+    ]
     merged.sort(key=lambda item: item[:2])  # stable: each side keeps its own order
     return [row for *_, row in merged]
 

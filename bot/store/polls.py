@@ -3,8 +3,10 @@ per distinct document fetched, counting the polls that read it)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass, fields
+import hashlib
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import sqlite_utils
@@ -40,6 +42,20 @@ class PollRecord:
     missing: int | None = None
     duration_ms: int | None = None
     error: str | None = None
+    settings: str | None = None  # how it was judged: bot.config.PollSettings.to_json()
+    seal: str | None = None  # poll_seal(), written by Polls.insert
+
+
+# What a poll's seal covers: how it was judged and what it read. An edit of any of them
+# afterwards (a forged setting, outcome or snapshot) no longer matches the seal.
+SEALED_COLUMNS = ("started_at", "url", "origin", "forced", "outcome", "http_status",
+                  "snapshot", "content_hash", "etag", "last_modified", "settings")  # fmt: skip
+
+
+def poll_seal(poll: Mapping[str, Any]) -> str:
+    """SHA-256 of a poll's SEALED_COLUMNS, as `ringwatch verify` recomputes it."""
+    text = json.dumps([poll[column] for column in SEALED_COLUMNS], separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 # The columns of a polls row, in PollRecord's order.
@@ -51,7 +67,8 @@ class Polls:
         self.db = db
 
     def insert(self, poll: PollRecord, snapshot: SnapshotFile | None) -> int:
-        """Record a poll and count it for the snapshot it read; its id."""
+        """Record a poll (sealed) and count it for the snapshot it read; its id."""
+        poll.seal = poll_seal(asdict(poll))
         poll_id = self.db.execute(
             f"insert into polls ({', '.join(f'[{c}]' for c in POLL_COLUMNS)}) "
             f"values ({', '.join('?' * len(POLL_COLUMNS))})",
