@@ -19,13 +19,14 @@ import os
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TextIO
-
-import sqlite_utils
+from typing import TYPE_CHECKING, Any, TextIO
 
 from bot.models import PUBLIC_FIELDS, URL_FIELDS
 from bot.queries import ChangeFilter, agency_locations, listed_agencies, query_changes
 from bot.safe import csv_cell, http_url
+
+if TYPE_CHECKING:
+    import sqlite_utils
 
 FORMATS = ("csv", "json", "geojson")
 # The declared public fields, when ringwatch first saw the agency and last updated it, and

@@ -8,15 +8,16 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
-
-import sqlite_utils
+from typing import TYPE_CHECKING, Any
 
 from bot.models import ChangeKind
 from bot.store import Store
 from bot.store.changelog import ChangeLog
 from bot.store.outbox import FailedMessage
 from bot.store.sql import GOOD_SQL, sql_list
+
+if TYPE_CHECKING:
+    import sqlite_utils
 
 
 @dataclass(frozen=True)

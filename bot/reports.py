@@ -16,10 +16,9 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jinja2
-import sqlite_utils
 
 from bot.models import ChangeKind
 from bot.normalise import US_STATES, display_name
@@ -31,6 +30,9 @@ from bot.queries import (
     query_changes,
 )
 from bot.safe import http_url, markdown_text, plain_text
+
+if TYPE_CHECKING:
+    import sqlite_utils
 
 FORMATS = ("text", "markdown", "json", "html")
 TEMPLATE_EXTENSIONS = {"text": "txt", "markdown": "md", "html": "html"}

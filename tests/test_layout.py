@@ -58,3 +58,22 @@ def test_vocabulary_values_are_compared_only_through_the_enums(path):
         if COMPARED.search(line) and not ENUM_MEMBER.match(line)
     ]
     assert not literal, "use the StrEnum member from bot/models.py"
+
+
+@pytest.mark.parametrize(
+    "path", [p for p in MODULES if not relative(p).startswith("store/")], ids=relative
+)
+def test_only_the_store_imports_sqlite_utils(path):
+    # bot.store imports it without numpy (bot/store/without_numpy.py); a module imported
+    # before bot.store that imported it itself would bring numpy into every command.
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    direct = [
+        node.lineno
+        for node in tree.body
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        and any(
+            (getattr(node, "module", None) or alias.name).split(".")[0] == "sqlite_utils"
+            for alias in node.names
+        )
+    ]
+    assert not direct, "import sqlite_utils under `if TYPE_CHECKING:`; use it through bot.store"
