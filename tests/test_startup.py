@@ -8,15 +8,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+from bot.config import SummaryConfig, cron_problem
 from tests.support.cli import REPO, SAMPLES, cli_env, write_config
 from tests.support.source_server import SourceServer
 
 # What a console-only poll has no use for: the other channels' clients, charts, Datasette,
-# numpy (sqlite-utils imports it when installed: bot/store/without_numpy.py) and
-# pkg_resources (twitter-text's emoji table).
+# numpy (sqlite-utils imports it when installed: bot/store/without_numpy.py),
+# pkg_resources (twitter-text's emoji table) and APScheduler (`run`'s, and summary.cron's
+# check when it is not the default).
 UNUSED = ("telegram", "tweepy", "twitter_text", "mastodon", "atproto", "apprise", "httpx",
           "matplotlib", "datasette", "numpy", "pandas", "pkg_resources", "bot.charts",
-          "bot.datasette")  # fmt: skip
+          "bot.datasette", "apscheduler")  # fmt: skip
 # Every other channel configured, and off: its section is validated, its library not loaded.
 CHANNELS_OFF = "".join(
     f"[{name}]\nenabled = false\n"
@@ -66,3 +68,7 @@ def test_a_console_only_poll_imports_no_unused_library(tmp_path):
     assert "bot.channels.telegram" in loaded  # for [telegram]'s settings
     packages = {name if name.startswith("bot.") else name.split(".")[0] for name in loaded}
     assert not packages & set(UNUSED), "a console-only poll imported what it does not use"
+
+
+def test_the_default_summary_schedule_which_config_does_not_check_is_valid():
+    assert cron_problem(SummaryConfig.cron) is None

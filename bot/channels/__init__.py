@@ -39,9 +39,15 @@ def registry() -> dict[str, str]:
     return found
 
 
+def is_channel(name: str) -> bool:
+    """A built-in channel is known without registry()'s scan of every installed
+    distribution's entry points (about 30 ms of every command)."""
+    return name in REGISTRY or name in registry()
+
+
 @functools.cache
 def channel_class(name: str) -> type[Channel]:
-    module_name, class_name = registry()[name].split(":")
+    module_name, class_name = (REGISTRY.get(name) or registry()[name]).split(":")
     return getattr(importlib.import_module(module_name), class_name)
 
 
@@ -61,9 +67,10 @@ def secret_env_vars() -> set[str]:
 def enabled_names(config: Config) -> list[str]:
     """Console first (when on), then the enabled channels in registry order."""
     names = ["console"] if config.console_enabled else []
+    plugins = set(config.channels) - set(REGISTRY)
     return names + [
         name
-        for name in registry()
+        for name in (registry() if plugins else REGISTRY)
         if name != "console" and name in config.channels and config.channels[name].enabled
     ]
 
