@@ -177,7 +177,7 @@ class Poller:
         """read → assess → commit; each step may end the poll with its outcome instead."""
         record = PollRecord(started_at=self.now(), url=self.config.source.url,
                             origin=self.origin, forced=int(self.force),
-                            settings=PollSettings.of(self.config).to_json())  # fmt: skip
+                            judged_by=PollSettings.of(self.config).to_json())  # fmt: skip
         cycle = _Cycle(record, started=time.perf_counter())
         last_good = self.store.polls.last(good=True)
         read = self._read(cycle, last_good)

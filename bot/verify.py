@@ -28,7 +28,7 @@ from bot.render import make_environment
 from bot.snapshots import SnapshotError, SnapshotStore
 from bot.source import Fetched, FetchError, Validators
 from bot.store import Store
-from bot.store.polls import poll_seal
+from bot.store.polls import poll_seal, settings_name
 
 Signature = tuple[str, str, Any, Any, Any]  # kind, key, fields, before, after
 
@@ -98,7 +98,7 @@ class _Judging:
     unrecorded: list[int] = field(default_factory=list)  # polls from before settings were kept
     sealed_before: bool = False
 
-    def config_for(self, poll: dict[str, Any], today: Config) -> Config:
+    def config_for(self, poll: dict[str, Any], today: Config, store: Store) -> Config:
         if poll["seal"] is None:
             if self.sealed_before:
                 self.differences.append(
@@ -114,8 +114,11 @@ class _Judging:
                 f"poll {poll['id']} ({poll['started_at']}) was altered after it was recorded: "
                 "its seal does not match its settings, outcome and snapshot"
             )
+        text = store.polls.settings(poll["settings"] or "")
         try:
-            return PollSettings.from_json(poll["settings"] or "").applied_to(today)
+            if text is None or settings_name(text) != poll["settings"]:
+                raise ValueError(f"{poll['settings']} are missing or altered")
+            return PollSettings.from_json(text).applied_to(today)
         except ValueError as exc:
             self.differences.append(f"poll {poll['id']} ({poll['started_at']}): settings {exc}")
             return today
@@ -157,7 +160,7 @@ def replay(config: Config, store: Store, scratch: Path) -> tuple[int, list[str],
     try:
         for poll in polls:
             poller = Poller(
-                judging.config_for(poll, config),
+                judging.config_for(poll, config, store),
                 replayed,
                 [],
                 env=env,

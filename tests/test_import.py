@@ -85,7 +85,9 @@ def test_files_named_by_their_time_import_as_polls_at_that_time(tmp_path):
     assert ringwatch(config, "verify").returncode == 0
     # Each imported poll recorded how it was judged: verify replays it so, whatever the
     # config says later (here the default guard, which would refuse the 29 additions).
-    settings = [json.loads(p["settings"]) for p in rows(config, "select settings from polls")]
+    judged_by = "select s.settings from polls p join poll_settings s on s.sha256 = p.settings"
+    settings = [json.loads(p["settings"]) for p in rows(config, judged_by)]
+    assert len(settings) == 3
     assert {s["guard"]["max_added_share"] for s in settings} == {0.25}
     text = config.read_text()
     assert SAMPLES_GUARD in text

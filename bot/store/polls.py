@@ -42,7 +42,10 @@ class PollRecord:
     missing: int | None = None
     duration_ms: int | None = None
     error: str | None = None
-    settings: str | None = None  # how it was judged: bot.config.PollSettings.to_json()
+    # How it was judged (bot.config.PollSettings.to_json()): kept once per distinct text in
+    # `poll_settings`, named by its SHA-256, which is the `settings` column.
+    judged_by: str | None = None
+    settings: str | None = None  # written by Polls.insert
     seal: str | None = None  # poll_seal(), written by Polls.insert
 
 
@@ -52,14 +55,19 @@ SEALED_COLUMNS = ("started_at", "url", "origin", "forced", "outcome", "http_stat
                   "snapshot", "content_hash", "etag", "last_modified", "settings")  # fmt: skip
 
 
+def settings_name(text: str) -> str:
+    """The name of a poll's settings in `poll_settings`: their SHA-256."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 def poll_seal(poll: Mapping[str, Any]) -> str:
     """SHA-256 of a poll's SEALED_COLUMNS, as `ringwatch verify` recomputes it."""
     text = json.dumps([poll[column] for column in SEALED_COLUMNS], separators=(",", ":"))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-# The columns of a polls row, in PollRecord's order.
-POLL_COLUMNS = tuple(f.name for f in fields(PollRecord))
+# The columns of a polls row, in PollRecord's order (the settings' text has a table).
+POLL_COLUMNS = tuple(f.name for f in fields(PollRecord) if f.name != "judged_by")
 
 
 class Polls:
@@ -67,7 +75,12 @@ class Polls:
         self.db = db
 
     def insert(self, poll: PollRecord, snapshot: SnapshotFile | None) -> int:
-        """Record a poll (sealed) and count it for the snapshot it read; its id."""
+        """Record a poll (sealed, with the settings it was judged by) and count it for the
+        snapshot it read; its id."""
+        if poll.judged_by is not None:
+            poll.settings = settings_name(poll.judged_by)
+            self.db.execute("insert or ignore into poll_settings (sha256, settings) values (?, ?)",
+                            [poll.settings, poll.judged_by])  # fmt: skip
         poll.seal = poll_seal(asdict(poll))
         poll_id = self.db.execute(
             f"insert into polls ({', '.join(f'[{c}]' for c in POLL_COLUMNS)}) "
@@ -124,6 +137,12 @@ class Polls:
             [poll_id],
         ).fetchone()
         return previous[0] if previous else None
+
+    def settings(self, name: str) -> str | None:
+        """The text of the settings named `name` (settings_name), or None."""
+        row = self.db.execute("select settings from poll_settings where sha256 = ?", [name])
+        found = row.fetchone()
+        return found[0] if found else None
 
     # --- snapshots ----------------------------------------------------------------------
 

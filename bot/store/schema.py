@@ -306,11 +306,14 @@ def outbox_times_as_iso_text(db: sqlite_utils.Database) -> None:
 
 
 def add_poll_settings_and_churn_ids(db: sqlite_utils.Database) -> None:
-    """Each poll records how it was judged (`settings`, bot.config.PollSettings) under a
-    `seal` (bot.store.polls.poll_seal); polls from before have neither, and `verify` replays
-    them with the config of the day. Each churn entry gets a change id: a churn row's
+    """Each poll records how it was judged (bot.config.PollSettings): `settings` names a
+    `poll_settings` row (its text, kept once, named by its SHA-256), and a `seal`
+    (bot.store.polls.poll_seal) covers it with the poll; polls from before have neither, and
+    `verify` replays them with the config of the day. Each churn entry gets a change id: a
+    churn row's
     entries, in key order, are numbered from its `first_id`, in the same sequence as the
     `changes` rows; existing entries are numbered after the existing changes."""
+    db["poll_settings"].create({"sha256": str, "settings": str}, pk="sha256")
     db["polls"].add_column("settings", str)
     db["polls"].add_column("seal", str)
     db["churn"].add_column("first_id", int)
