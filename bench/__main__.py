@@ -9,9 +9,7 @@ import argparse
 import json
 import os
 import platform
-import shutil
 import sqlite3
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -19,7 +17,8 @@ from typing import Any
 
 import lxml.etree
 
-from bench.polls import REPO, Plan, measure_size
+from bench.polls import Plan, measure_size
+from bench.process import help_time
 from bench.server import DocumentServer
 from bench.snapshots import measure_snapshots
 
@@ -34,6 +33,9 @@ MAX_RSS_MB_AT_100K = 300.0
 MAX_UNCHANGED_GROWTH_PER_100 = 100 * KB
 MIN_BROADCAST_SHARE = 0.9
 MAX_HELP_S = 0.3
+# Issue 19: whole `ringwatch poll` processes, start-up included.
+MAX_PROCESS_CHANGE_RATIO = 3.0  # the 1%-change poll / the floor, at 20,000 agencies and more
+MAX_UNCHANGED_OVER_HELP_S = 0.15  # an unchanged (304) poll at 2,000 agencies, over --help
 # Issue 9: a year of daily polls where Ring updates every one of 2,000 agencies' video counts.
 MAX_CHURN_YEAR_PER_2000 = 20 * MB
 
@@ -41,7 +43,7 @@ MAX_CHURN_YEAR_PER_2000 = 20 * MB
 def plan_for(size: int, quick: bool, change_polls: int | None) -> Plan:
     if quick:
         return Plan(floor_repeats=1, repeats=2, unchanged_polls=4, change_polls=change_polls or 2,
-                    churn_polls=2)  # fmt: skip
+                    churn_polls=2, process_polls=2)  # fmt: skip
     # Successive 1%-change polls cost a mutation, a KML serialisation and a poll each: fewer at
     # the larger sizes keep the whole run within 5 minutes (growth is also given per poll).
     default_changes = 100 if size <= 2000 else 30 if size <= 20000 else 10
@@ -50,20 +52,8 @@ def plan_for(size: int, quick: bool, change_polls: int | None) -> Plan:
         repeats=5,
         unchanged_polls=100,
         change_polls=change_polls or default_changes,
+        process_polls=3 if size > 20000 else 5,
     )
-
-
-def help_time(runs: int) -> dict[str, Any]:
-    """Wall time of `ringwatch --help` in a fresh process, best of `runs`."""
-    script = shutil.which("ringwatch", path=str(Path(sys.executable).parent))
-    command = [script, "--help"] if script else [sys.executable, "-m", "bot", "--help"]
-    times = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        subprocess.run(command, check=True, capture_output=True, cwd=REPO)
-        times.append(time.perf_counter() - started)
-    shown = " ".join([Path(command[0]).name, *command[1:]])
-    return {"command": shown, "best_s": min(times), "runs": runs}
 
 
 def machine() -> dict[str, Any]:
@@ -116,6 +106,14 @@ def check_targets(report: dict[str, Any]) -> list[dict[str, Any]]:
                " (bytes)", year, MAX_CHURN_YEAR_PER_2000)  # fmt: skip
         if int(size) >= 100_000:
             target(f"{size}: peak RSS of a poll (MB)", result["rss_mb"]["peak"], MAX_RSS_MB_AT_100K)
+        process = result["process"]
+        if int(size) >= 20_000:
+            target(f"{size}: whole `ringwatch poll` process, 1% changes / floor",
+                   process["change_1pct"]["ratio_to_floor"], MAX_PROCESS_CHANGE_RATIO)  # fmt: skip
+        if int(size) == 2000:
+            over = process["unchanged_304"]["best_s"] - report["help"]["best_s"]
+            target(f"{size}: whole `ringwatch poll` process, unchanged (304), over --help (s)",
+                   over, MAX_UNCHANGED_OVER_HELP_S)  # fmt: skip
     broadcast = report.get("broadcast") or {}
     if "share_of_rate" in broadcast:
         share = broadcast["share_of_rate"]
@@ -186,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     days = args.snapshot_days or (2 if args.quick else 30)
     progress(f"storing {days} days of 15-minute polls as snapshots")
     report["snapshots"] = measure_snapshots(days)
+    progress("timing ringwatch --help")
     report["help"] = help_time(2 if args.quick else 5)
     report["targets"] = check_targets(report)
     report["elapsed_s"] = time.perf_counter() - started
@@ -229,6 +228,14 @@ def print_report(report: dict[str, Any]) -> None:
         print(f"  peak RSS {rss['peak']:.0f} MB (worker idle {rss['worker_idle']:.0f} MB; "
               f"a process that only reads and parses: {rss['parse_only_stream']:.0f} MB streaming, "
               f"{rss['parse_only_tree']:.0f} MB as a whole tree)")  # fmt: skip
+        pr = r["process"]
+        change, unchanged = pr["change_1pct"], pr["unchanged_304"]
+        print(f"  whole `ringwatch poll` processes: 1% changes {change['median_s']:.3f} s = "
+              f"{change['ratio_to_floor']:.2f}× floor (in-process "
+              f"{r['polls']['change_1pct']['ratio_to_floor']:.2f}×; CPU "
+              f"{change['cpu_median_s']:.3f} s); unchanged 304 {unchanged['best_s']:.3f} s best, "
+              f"{unchanged['median_s']:.3f} s median (CPU {unchanged['cpu_median_s']:.3f} s; "
+              f"n={change['runs']}, {unchanged['runs']})")  # fmt: skip
         print(f"  DB {db['after_baseline_bytes'] / KB:,.0f} KB after baseline; "
               f"+{db['unchanged_growth_bytes'] / KB:,.0f} KB after {db['unchanged_polls']} "
               f"unchanged polls; +{db['change_growth_bytes'] / KB:,.0f} KB after "
@@ -256,7 +263,9 @@ def print_report(report: dict[str, Any]) -> None:
     for name, c in s["compressors"].items():
         print(f"  {name:<18} {c['mean_bytes'] / KB:,.0f} KB/map, {c['year_mb']:.1f} MB/year, "
               f"{c['compress_s_per_document']:.2f} s/map")  # fmt: skip
-    print(f"ringwatch --help: {report['help']['best_s']:.3f} s (best of {report['help']['runs']})")
+    h = report["help"]
+    print(f"ringwatch --help: {h['best_s']:.3f} s (best of {h['runs']}; "
+          f"CPU {h['cpu_median_s']:.3f} s)")  # fmt: skip
     print()
     print("targets:")
     for t in report["targets"]:

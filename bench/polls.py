@@ -11,7 +11,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from bench import process
 from bench.server import DocumentServer
+from bench.worker import MAX_BYTES
 from tests.support.synthetic import SyntheticAgency, generate_agencies, mutate, to_kml
 
 REPO = Path(__file__).resolve().parent.parent
@@ -27,6 +29,7 @@ class Plan:
     unchanged_polls: int  # for database growth: half answered 304, half 200 with the same bytes
     change_polls: int  # successive 1%-change polls, for timing (median) and growth
     churn_polls: int = 10  # polls where every agency's video-request count changes: growth
+    process_polls: int = 5  # whole `ringwatch poll` processes of each kind (bench/process.py)
 
 
 class Worker:
@@ -147,6 +150,21 @@ def one_percent(agencies: list[SyntheticAgency], seed: int) -> list[SyntheticAge
     return mutate(agencies, seed, add=quarter, remove=quarter, rename=quarter, change=quarter)
 
 
+def whole_processes(
+    server: DocumentServer, agencies: list[SyntheticAgency], state_dir: Path, runs: int
+) -> dict[str, dict[str, Any]]:
+    """`ringwatch poll` as whole processes on the worker's database: 1%-change polls, then
+    unchanged ones answered 304."""
+    config = process.write_config(state_dir, server.url, MAX_BYTES)
+    changed = []
+    for i in range(runs):
+        agencies = one_percent(agencies, seed=1000 + i)
+        server.publish(to_kml(agencies))
+        changed.append(process.poll(config, "ok: "))
+    not_modified = [process.poll(config, "unchanged") for _ in range(runs)]
+    return {"change_1pct": process.timings(changed), "unchanged_304": process.timings(not_modified)}
+
+
 def measure_size(size: int, server: DocumentServer, plan: Plan) -> dict[str, Any]:
     agencies = generate_agencies(size, seed=size)
     document = to_kml(agencies)
@@ -199,9 +217,12 @@ def measure_size(size: int, server: DocumentServer, plan: Plan) -> dict[str, Any
             churn_growth = worker.db_bytes() - before
         finally:
             worker.close()
+        whole = whole_processes(server, snapshot, Path(tmp), plan.process_polls)
 
     polls = [baseline, *not_modified, *same_bytes, *other_bytes, *changed]
     floor_result = aggregate_floor(floors)
+    for kind in whole.values():
+        kind["ratio_to_floor"] = kind["median_s"] / floor_result["total_s"]
     return {
         "agencies": size,
         "bytes": len(document),
@@ -213,6 +234,7 @@ def measure_size(size: int, server: DocumentServer, plan: Plan) -> dict[str, Any
             "unchanged_200_reordered": summarise(other_bytes, floor_result),
             "unchanged_304": summarise(not_modified, floor_result),
         },
+        "process": whole,
         "rss_mb": {
             "peak": max(p["rss_mb"] for p in polls),
             "after_baseline": baseline["rss_mb"],

@@ -18,8 +18,6 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import sqlite_utils
-
 from bot.export import write_atomically
 from bot.models import ChangeKind
 from bot.queries import (
@@ -33,6 +31,7 @@ from bot.queries import (
 from bot.reports import long_date
 
 if TYPE_CHECKING:
+    import sqlite_utils
     from matplotlib.figure import Figure
 
 KINDS = ("growth", "monthly", "states")

@@ -1045,11 +1045,13 @@ def verify(config: Config) -> None:
     from bot.verify import verify as run_verify
 
     result = run_verify(config, _existing_store(config))
+    for note in result.notes:
+        click.echo(f"NOTE: {note}")
     for difference in result.differences:
         click.echo(f"DIFFERENCE: {difference}")
     summary = f"{result.snapshots} snapshots, {result.changes} changes"
     if result.ok:
-        click.echo(f"{summary} verified")
+        click.echo(f"{summary} verified, 0 differences")
         return
     click.echo(f"{summary}: {len(result.differences)} differences", err=True)
     click.get_current_context().exit(ExitCode.CHECK_FAILED)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
 import math
 import os
 import re
@@ -459,7 +460,9 @@ def _check_values(config: Config) -> None:
         fail("import.wayback_url", f"must be an http(s) URL, got {config.import_.wayback_url!r}")
     if config.import_.timeout <= 0:
         fail("import.timeout", "must be positive")
-    problem = cron_problem(config.summary.cron)
+    # The default needs no check, nor APScheduler's import (about 30 ms of every command).
+    cron = config.summary.cron
+    problem = cron_problem(cron) if cron != SummaryConfig.cron else None
     if problem:
         fail("summary.cron", problem)
     problem = health_problem(config.health) or metrics_problem(config.metrics)
@@ -626,3 +629,70 @@ def with_overrides(config: Config, section: str, **values: Any) -> Config:
     return dataclasses.replace(
         config, **{section: dataclasses.replace(getattr(config, section), **values)}
     )
+
+
+@dataclass(frozen=True)
+class PollSettings:
+    """How a poll was judged: the settings that decide what a document's records are
+    (source.format, records_path, fields, allow_hosts), whether a change alerts or is churn
+    (alerts.alert_fields) and whether the poll is believed (the guard). Every poll records
+    them, so `ringwatch verify` replays it as it was judged, whatever the config says now.
+    """
+
+    max_missing_share: float
+    max_added_share: float
+    removal_confirmations: int
+    alert_fields: tuple[str, ...]
+    format: str | None
+    records_path: str
+    fields: tuple[tuple[str, str], ...]  # source.fields, sorted
+    allow_hosts: tuple[str, ...]
+
+    @classmethod
+    def of(cls, config: Config) -> PollSettings:
+        guard, source = config.guard, config.source
+        return cls(
+            guard.max_missing_share, guard.max_added_share, guard.removal_confirmations,
+            tuple(config.alerts.alert_fields), source.format, source.records_path,
+            tuple(sorted(source.fields.items())), tuple(source.allow_hosts),
+        )  # fmt: skip
+
+    def to_json(self) -> str:
+        """The polls row's `settings`: one canonical text, so its seal is reproducible."""
+        data = {
+            "guard": {"max_missing_share": self.max_missing_share,
+                      "max_added_share": self.max_added_share,
+                      "removal_confirmations": self.removal_confirmations},
+            "alerts": {"alert_fields": list(self.alert_fields)},
+            "source": {"format": self.format, "records_path": self.records_path,
+                       "fields": dict(self.fields), "allow_hosts": list(self.allow_hosts)},
+        }  # fmt: skip
+        return json.dumps(data, sort_keys=True, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> PollSettings:
+        """ValueError when the text is not settings this ringwatch wrote."""
+        try:
+            data = json.loads(text)
+            guard, alerts, source = data["guard"], data["alerts"], data["source"]
+            return cls(
+                float(guard["max_missing_share"]), float(guard["max_added_share"]),
+                int(guard["removal_confirmations"]), tuple(alerts["alert_fields"]),
+                source["format"], str(source["records_path"]),
+                tuple(sorted(dict(source["fields"]).items())), tuple(source["allow_hosts"]),
+            )  # fmt: skip
+        except (ValueError, TypeError, KeyError) as exc:
+            raise ValueError(f"not poll settings: {exc}") from None
+
+    def applied_to(self, config: Config) -> Config:
+        """`config` with these settings in force: how verify replays the poll."""
+        config = with_overrides(
+            config, "guard", max_missing_share=self.max_missing_share,
+            max_added_share=self.max_added_share,
+            removal_confirmations=self.removal_confirmations,
+        )  # fmt: skip
+        config = with_overrides(config, "alerts", alert_fields=list(self.alert_fields))
+        return with_overrides(
+            config, "source", format=self.format, records_path=self.records_path,
+            fields=dict(self.fields), allow_hosts=list(self.allow_hosts),
+        )  # fmt: skip

@@ -19,13 +19,14 @@ import os
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TextIO
-
-import sqlite_utils
+from typing import TYPE_CHECKING, Any, TextIO
 
 from bot.models import PUBLIC_FIELDS, URL_FIELDS
 from bot.queries import ChangeFilter, agency_locations, listed_agencies, query_changes
 from bot.safe import csv_cell, http_url
+
+if TYPE_CHECKING:
+    import sqlite_utils
 
 FORMATS = ("csv", "json", "geojson")
 # The declared public fields, when ringwatch first saw the agency and last updated it, and
@@ -94,10 +95,8 @@ def geojson(rows: Sequence[dict[str, Any]], what: str) -> dict[str, Any]:
         else:
             feature_id, geometry = row["uuid"], row["location"]
             properties = {k: v for k, v in row.items() if k != "location"}
-        feature = {"type": "Feature", "geometry": geometry, "properties": properties}
-        if feature_id is not None:  # a churn row (a count that moved) has no change id
-            feature["id"] = feature_id
-        features.append(feature)
+        features.append({"type": "Feature", "id": feature_id, "geometry": geometry,
+                         "properties": properties})  # fmt: skip
     return {"type": "FeatureCollection", "features": features}
 
 

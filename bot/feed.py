@@ -17,11 +17,10 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin
 
 import jinja2
-import sqlite_utils
 
 from bot.export import write_atomically
 from bot.messages import Style
@@ -29,6 +28,9 @@ from bot.models import DETAIL_FIELDS, URL_FIELDS, Agency, Change, ChangeKind
 from bot.queries import ChangeFilter, install_id, query_changes
 from bot.render import make_environment, render_change
 from bot.safe import http_url, plain_text
+
+if TYPE_CHECKING:
+    import sqlite_utils
 
 ATOM = "http://www.w3.org/2005/Atom"
 TAG = "tag:ringwatch,2026:"

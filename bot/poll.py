@@ -19,7 +19,7 @@ import jinja2
 
 from bot.channels import audiences
 from bot.channels.base import Channel
-from bot.config import Config, SourceConfig
+from bot.config import Config, PollSettings, SourceConfig
 from bot.diff import (
     Diff,
     advance_missing,
@@ -187,7 +187,8 @@ class Poller:
     def run(self) -> PollResult:
         """read → assess → commit; each step may end the poll with its outcome instead."""
         record = PollRecord(started_at=self.now(), url=self.config.source.url,
-                            origin=self.origin, forced=int(self.force))  # fmt: skip
+                            origin=self.origin, forced=int(self.force),
+                            judged_by=PollSettings.of(self.config).to_json())  # fmt: skip
         cycle = _Cycle(record, started=time.perf_counter())
         last_good = self.store.polls.last(good=True)
         read = self._read(cycle, last_good)

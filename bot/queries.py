@@ -8,18 +8,19 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
-
-import sqlite_utils
+from typing import TYPE_CHECKING, Any
 
 from bot.areas import Filter, Place, Spot, admits, miles_between
 from bot.models import ChangeKind
 from bot.normalise import city_key
 from bot.store import Store
-from bot.store.changelog import unpack_churn
+from bot.store.changelog import ChangeLog
 from bot.store.outbox import FailedMessage
 from bot.store.sql import GOOD_SQL, UNSENT_SQL, sql_list
 from bot.store.times import iso_time
+
+if TYPE_CHECKING:
+    import sqlite_utils
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,7 @@ class ChangeFilter:
     by: str = "detected"  # detected | active-date
     limit: int | None = None
     # Also field changes that do not alert (stored compactly in `churn`), one object per
-    # agency, without an id: for readers of the whole log (`changes`, exports, reports), not
+    # agency, with its own id: for readers of the whole log (`changes`, exports, reports), not
     # for news (feed, site, bot commands).
     churn: bool = False
     # Only changes of agencies the filter matches, where they are or were (bot.places).
@@ -125,8 +126,8 @@ def _with_churn(
     """Change objects for the `logged` rows and for the churn of the same window, each
     poll's churn after its logged rows.
 
-    A churn object has no id (it is not a `changes` row); name, city and state are the
-    agency's as stored now.
+    A churn object's id and uuid are its entry's (ChangeLog.churn_rows); name, city and
+    state are the agency's as stored now.
     """
     where, params = ["1"], []
     if flt.since:
@@ -139,31 +140,24 @@ def _with_churn(
     churn = list(db.query(sql, params))
     if not churn:
         return [change_object(row) for row in logged]
-    sql = "select key, name, city, state, active_date, county, lat, lon from agencies"
-    agencies = {row["key"]: row for row in db.query(sql)}
+    # Where each agency is now, for a place filter (churn rows carry state and county).
+    sql = "select key, lat, lon from agencies"
+    located = {row["key"]: row for row in db.query(sql)} if flt.area else {}
     states = {s.upper() for s in flt.states}
 
-    def outside(agency: dict[str, Any]) -> bool:
-        spot = Spot(agency.get("state") or "", agency.get("county"), agency.get("lat"),
-                    agency.get("lon"))  # fmt: skip
-        return bool(states and agency.get("state") not in states) or bool(
+    def outside(row: dict[str, Any]) -> bool:
+        where = located.get(row["key"], {})
+        spot = Spot(row["state"] or "", row["county"], where.get("lat"), where.get("lon"))
+        return bool(states and row["state"] not in states) or bool(
             flt.area and not admits(flt.area, spot)
         )
 
     merged = [(row["poll_id"] or 0, 0, change_object(row)) for row in logged]
-    for entry in churn:
-        field = entry["field"]
-        for key, (before, after) in sorted(unpack_churn(entry["data"]).items()):
-            agency = agencies.get(key, {})
-            if outside(agency):
-                continue
-            merged.append((entry["poll_id"], 1, {
-                "id": None, "uuid": None, "kind": ChangeKind.CHANGED, "key": key,
-                "name": agency.get("name"), "city": agency.get("city"),
-                "state": agency.get("state"), "county": agency.get("county"),
-                "detected_at": entry["detected_at"], "active_date": agency.get("active_date"),
-                "fields": [field], "before": {field: before}, "after": {field: after},
-            }))  # fmt: skip
+    merged += [
+        (row["poll_id"], 1, change_object(row))
+        for row in ChangeLog(db).churn_rows(churn)
+        if not outside(row)
+    ]
     merged.sort(key=lambda item: item[:2])  # stable: each side keeps its own order
     return [row for *_, row in merged]
 

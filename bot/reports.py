@@ -18,10 +18,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jinja2
-import sqlite_utils
 
 from bot.areas import Filter
 from bot.models import ChangeKind
@@ -35,6 +34,9 @@ from bot.queries import (
     query_changes,
 )
 from bot.safe import http_url, markdown_text, plain_text
+
+if TYPE_CHECKING:
+    import sqlite_utils
 
 FORMATS = ("text", "markdown", "json", "html")
 TEMPLATE_EXTENSIONS = {"text": "txt", "markdown": "md", "html": "html"}

@@ -30,11 +30,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import metadata, resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import jinja2
-import sqlite_utils
 
 from bot.config import Config
 from bot.export import agency_rows, write_export
@@ -51,6 +50,9 @@ from bot.queries import (
 from bot.render import make_environment
 from bot.reports import Report, build_report, long_date, period_phrase
 from bot.safe import http_url
+
+if TYPE_CHECKING:
+    import sqlite_utils
 
 log = logging.getLogger(__name__)
 

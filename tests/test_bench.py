@@ -79,6 +79,14 @@ def test_memory_and_database_growth_are_reported(report: dict) -> None:
     assert db["churn_polls"] == 2 and db["churn_growth_per_poll_bytes"] < 200 * 100
 
 
+def test_whole_ringwatch_processes_are_measured_beside_the_in_process_polls(report: dict):
+    process = report["sizes"]["200"]["process"]
+    for kind in ("change_1pct", "unchanged_304"):
+        assert process[kind]["runs"] == 2
+        assert process[kind]["best_s"] > 0 and process[kind]["cpu_median_s"] > 0
+        assert process[kind]["ratio_to_floor"] > 0
+
+
 def test_broadcast_help_and_targets_are_reported(report: dict) -> None:
     broadcast = report["broadcast"]
     assert broadcast["queued"] == broadcast["subscribers"] == 100

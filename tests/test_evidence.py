@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
 import sqlite3
 from pathlib import Path
@@ -75,13 +77,48 @@ def test_a_rename_shows_the_old_record_and_the_new(sample_config):
 
 
 def test_a_field_change_shows_both_values_in_the_records(source_server, tmp_path):
-    # A change of a field that alerts has a change-log row (others are churn, without ids).
+    # A change of a field that alerts has a change-log row (others are churn).
     config = poll_samples(source_server, tmp_path, '[alerts]\nalert_fields = ["video_requests"]\n')
     found = evidence(config, change_id(config, "changed", "Westfield Police Department"))
 
     assert found["change"]["fields"] == ["video_requests"]
     assert "<value>12</value>" in found["before"]["record"]
     assert "<value>19</value>" in found["after"]["record"]
+
+
+def test_a_churn_entry_has_an_id_and_its_records_before_and_after(sample_config):
+    # Video requests do not alert by default: the change is churn, proven like any other.
+    found = evidence(
+        sample_config, change_id(sample_config, "changed", "Westfield Police Department")
+    )
+
+    change = found["change"]
+    assert change["fields"] == ["video_requests"] and change["uuid"]
+    assert change["before"] == {"video_requests": 12} and change["after"] == {"video_requests": 19}
+    assert "<value>12</value>" in found["before"]["record"]
+    assert "<value>19</value>" in found["after"]["record"]
+    assert_quoted_from(sample_config, found["before"])
+    assert_quoted_from(sample_config, found["after"])
+    assert [p["outcome"] for p in found["polls"]] == ["baseline", "ok"]
+
+
+def test_every_change_listed_or_exported_has_a_stable_id(sample_config):
+    def run(*args: str) -> str:
+        result = run_cli(*args, "--config", str(sample_config))
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    listed = json.loads(run("changes", "--format", "json"))
+    again = json.loads(run("changes", "--format", "json"))
+    rows = list(csv.DictReader(io.StringIO(run("changes", "--format", "csv"))))
+    features = json.loads(run("export", "--what", "changes", "--format", "geojson"))["features"]
+
+    ids = [(c["id"], c["uuid"]) for c in listed]
+    assert all(i and u for i, u in ids) and len(set(ids)) == len(ids)
+    assert [(c["id"], c["uuid"]) for c in again] == ids  # the same on every read
+    assert any(c["fields"] == ["video_requests"] for c in listed)  # churn among them
+    assert [(int(r["id"]), r["uuid"]) for r in rows] == ids
+    assert [f["id"] for f in features] == [u for _, u in ids]
 
 
 def test_an_ending_lists_the_snapshots_it_was_missing_from_one_per_confirmation(sample_config):

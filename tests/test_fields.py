@@ -234,8 +234,8 @@ def test_a_changed_field_is_logged_as_declared(followed: Followed, field: str):
         logged = row["after"][name]
         assert value == (logged[LOGGED_BY_NAME[name].members.index(field)]
                          if isinstance(logged, list) else logged)  # fmt: skip
-        # Churn (a change that does not alert) is kept compactly, without a change id.
-        assert (row["id"] is not None) == alerts(field)
+        # Churn (a change that does not alert) is kept compactly, with a change id too.
+        assert row["id"] is not None and row["uuid"]
     else:
         assert row["after"][field] == value
     (csv_row,) = [

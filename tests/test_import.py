@@ -84,6 +84,16 @@ def test_files_named_by_their_time_import_as_polls_at_that_time(tmp_path):
     assert {c["origin"] for c in rows(config, "select origin from changes")} == {"file"}
     assert outbox(database(config)) == []
     assert ringwatch(config, "verify").returncode == 0
+    # Each imported poll recorded how it was judged: verify replays it so, whatever the
+    # config says later (here the default guard, which would refuse the 29 additions).
+    judged_by = "select s.settings from polls p join poll_settings s on s.sha256 = p.settings"
+    settings = [json.loads(p["settings"]) for p in rows(config, judged_by)]
+    assert len(settings) == 3
+    assert {s["guard"]["max_added_share"] for s in settings} == {0.25}
+    text = config.read_text()
+    assert SAMPLES_GUARD in text
+    config.write_text(text.replace(SAMPLES_GUARD, ""))
+    assert ringwatch(config, "verify").returncode == 0
 
 
 def test_one_file_at_a_given_time_then_an_older_one_is_refused(tmp_path):

@@ -301,3 +301,22 @@ def test_tests_share_helpers_only_through_tests_support(path):
 def test_the_benchmark_uses_only_tests_support_of_the_tests(path):
     # bench/ may share the stubs and synthetic data; test modules are not its to import.
     assert not outside_support(path), "the benchmark imports only tests/support/ of tests/"
+
+
+@pytest.mark.parametrize(
+    "path", [p for p in MODULES if not relative(p).startswith("store/")], ids=relative
+)
+def test_only_the_store_imports_sqlite_utils(path):
+    # bot.store imports it without numpy (bot/store/without_numpy.py); a module imported
+    # before bot.store that imported it itself would bring numpy into every command.
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    direct = [
+        node.lineno
+        for node in tree.body
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        and any(
+            (getattr(node, "module", None) or alias.name).split(".")[0] == "sqlite_utils"
+            for alias in node.names
+        )
+    ]
+    assert not direct, "import sqlite_utils under `if TYPE_CHECKING:`; use it through bot.store"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 from collections.abc import Iterator
@@ -77,10 +78,85 @@ def test_an_honest_history_verifies(history):
     result = verify(history)
 
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.strip() == f"{snapshots} snapshots, {changes} changes verified"
+    assert result.stdout.strip() == (
+        f"{snapshots} snapshots, {changes} changes verified, 0 differences"
+    )
     assert snapshots == 4  # first, later, the error page, the short list
     kinds = {r["kind"] for r in history.rows("select kind from changes")}
     assert kinds == {"baseline", "added", "removed", "renamed", "changed"}
+
+
+def test_a_config_tightened_afterwards_still_verifies_each_poll_as_it_was_judged(history):
+    # Every guard at its strictest and the default alerting fields: under these the
+    # history's polls would have been judged otherwise (the forced one suspect, the
+    # changed count churn). Each poll recorded the settings it was judged with.
+    text = history.config_path.read_text(encoding="utf-8")
+    text = text.replace('alert_fields = ["coordinates", "video_requests"]', "")
+    strict = "[guard]\nmax_missing_share = 0.0\nmax_added_share = 0.0\nremoval_confirmations = 5\n"
+    history.config_path.write_text(text + strict, encoding="utf-8")
+
+    result = verify(history)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip().endswith("verified, 0 differences")
+    assert "NOTE" not in result.stdout
+
+
+def test_the_demo_database_verifies(tmp_path):
+    demo = run_cli("demo", "--state-dir", str(tmp_path))
+    assert demo.returncode == 0, demo.stderr
+
+    result = run_cli("verify", "--config", str(tmp_path / "config.toml"))
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.endswith("verified, 0 differences\n")
+
+
+LENIENT = '"max_missing_share":0.9'
+
+
+def test_a_poll_made_to_cite_settings_it_was_not_judged_by_is_caught(history):
+    # The suspect poll, made to look judged by a guard that would have believed it: the
+    # lenient settings are stored under their own name, as ringwatch would store them.
+    (poll,) = history.rows("select id, settings from polls where outcome = 'suspect'")
+    (text,) = [r["settings"] for r in history.rows("select settings from poll_settings")]
+    lenient = text.replace('"max_missing_share":0.1', LENIENT)
+    name = hashlib.sha256(lenient.encode()).hexdigest()
+    sql(history, "insert into poll_settings (sha256, settings) values (?, ?)", (name, lenient))
+    sql(history, "update polls set settings = ? where id = ?", (name, poll["id"]))
+
+    result = verify(history)
+
+    assert result.returncode == 1
+    first = next(line for line in result.stdout.splitlines() if line.startswith("DIFFERENCE"))
+    assert first.startswith(f"DIFFERENCE: poll {poll['id']} (")
+    assert "was altered after it was recorded: its seal does not match" in first
+
+
+def test_edited_settings_are_caught(history):
+    sql(history, f"update poll_settings set settings = replace(settings, "
+                 f"'\"max_missing_share\":0.1', '{LENIENT}')")  # fmt: skip
+
+    result = verify(history)
+
+    assert result.returncode == 1
+    first = next(line for line in result.stdout.splitlines() if line.startswith("DIFFERENCE"))
+    assert first.startswith("DIFFERENCE: poll 1 (") and "are missing or altered" in first
+
+
+def test_a_poll_whose_seal_was_removed_is_caught(history):
+    # So that today's config would judge it.
+    (poll,) = history.rows("select id from polls where outcome = 'suspect'")
+    sql(history, "update polls set seal = null where id = ?", (poll["id"],))
+
+    result = verify(history)
+
+    assert result.returncode == 1
+    differences = [line for line in result.stdout.splitlines() if line.startswith("DIFFERENCE")]
+    assert differences == [
+        f"DIFFERENCE: poll {poll['id']} ({differences[0].split('(')[1].split(')')[0]}) has no "
+        "seal, though an earlier poll has one: its recorded settings were removed"
+    ]
 
 
 @pytest.mark.parametrize("index", range(4))
@@ -182,3 +258,40 @@ def test_a_snapshot_name_that_is_not_a_hash_never_leaves_the_directory(history):
 
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "DIFFERENCE: '../../../etc/passwd' is not a SHA-256 (64 hex digits)" in result.stdout
+
+
+DEMO_DUMP = Path(__file__).parent / "data" / "demo-before-poll-settings.sql"
+
+
+def test_a_database_from_before_poll_settings_upgrades_and_verifies_with_todays_config(tmp_path):
+    """The demo's database as the code before add_poll_settings_and_churn_ids wrote it: it
+    upgrades keeping every row, its churn entry gets an id after the changes, and verify
+    replays its polls with today's config (the demo's guard), saying so once."""
+    from bot.snapshots import SnapshotStore
+    from tests.support.cli import SAMPLES
+
+    state = tmp_path / "state"
+    state.mkdir()
+    with sqlite3.connect(state / "ringwatch.db") as old:
+        old.executescript(DEMO_DUMP.read_text(encoding="utf-8"))
+    for sample in ("baseline.kml", "later.kml"):
+        SnapshotStore(state / "snapshots").put((SAMPLES / sample).read_bytes())
+    config = tmp_path / "config.toml"
+    config.write_text(f'[bot]\nstate_dir = "{state}"\n[guard]\nmax_added_share = 0.25\n')
+
+    result = run_cli("verify", "--config", str(config))
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert lines == [
+        "NOTE: polls 1..3 (3 polls) were recorded before ringwatch kept how each poll was "
+        "judged: they were replayed with today's config (guard, alerts.alert_fields, "
+        "source.format, records_path, fields)",
+        "2 snapshots, 155 changes verified, 0 differences",
+    ]
+    listed = run_cli("changes", "--format", "json", "--config", str(config))
+    changes = json.loads(listed.stdout)
+    assert len(changes) == 32 and all(c["id"] and c["uuid"] for c in changes)
+    (churn,) = [c for c in changes if c["fields"] == ["video_requests"]]
+    assert churn["id"] == 155  # after the 154 change-log rows
+    assert len({c["uuid"] for c in changes}) == len(changes)

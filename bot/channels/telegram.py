@@ -21,12 +21,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from telegram import LinkPreviewOptions, Message
-from telegram.constants import MessageLimit, ParseMode
-from telegram.error import BadRequest, ChatMigrated, Forbidden, InvalidToken, RetryAfter
-from telegram.ext import BaseRateLimiter, ExtBot
-from telegram.request import HTTPXRequest
-
 from bot.areas import Filter
 from bot.channels import channel_settings
 from bot.channels.base import (
@@ -46,7 +40,12 @@ from bot.channels.telegram_chat import (
 from bot.messages import Delivery, Recipient, Style
 from bot.store import Store
 
+# python-telegram-bot is imported where it is used: a config naming [telegram] loads this
+# module (for its settings) even when the channel is off, and PTB costs every command ~70 ms.
 if TYPE_CHECKING:
+    from telegram import Message
+    from telegram.ext import ExtBot
+
     from bot.config import Config
 
 log = logging.getLogger(__name__)
@@ -77,8 +76,11 @@ def seconds(value: timedelta | float) -> float:
     return value.total_seconds() if isinstance(value, timedelta) else float(value)
 
 
-class TelegramPacer(BaseRateLimiter[None]):
+class TelegramPacer:
     """Spaces message sends so Telegram never has to answer 429.
+
+    PTB's BaseRateLimiter interface (initialize, shutdown, process_request), without
+    subclassing it, which would import PTB with this module.
 
     Every send reserves the next free slot of its chat (1 s apart for a private chat,
     3 s for a group or channel), then the next free slot overall (1/rate apart).
@@ -144,6 +146,9 @@ class TelegramPacer(BaseRateLimiter[None]):
 def make_bot(config: Config, token: str, pacer: TelegramPacer | None) -> ExtBot[None]:
     """A Bot for `[telegram] api_base_url` whose connection pool fits the concurrency.
     Without a pacer the caller paces its sends itself (TelegramChannel.admit)."""
+    from telegram.ext import ExtBot
+    from telegram.request import HTTPXRequest
+
     pool = TelegramChannel.concurrency + 8
     return ExtBot(
         token,
@@ -227,6 +232,8 @@ class TelegramChannel(Channel):
         await self.pacer.wait_turn(chat_id_param(recipient))
 
     async def send(self, delivery: Delivery) -> str | None:
+        from telegram.error import ChatMigrated
+
         if self._bot is None or self._open_error is not None:
             error = self._translate(self._open_error or RuntimeError("the channel is not open"))
             if isinstance(error, RetryLater):
@@ -255,6 +262,9 @@ class TelegramChannel(Channel):
         return recipient == self.settings.channel or recipient in map(str, self.settings.admins)
 
     async def _send(self, recipient: str, delivery: Delivery) -> Message:
+        from telegram import LinkPreviewOptions
+        from telegram.constants import MessageLimit, ParseMode
+
         assert self._bot is not None
         chat_id = chat_id_param(recipient)
         text = delivery.text
@@ -280,6 +290,8 @@ class TelegramChannel(Channel):
 
     def _translate(self, exc: Exception) -> Exception:
         """Telegram's answer → what deliver.py should do with the message."""
+        from telegram.error import BadRequest, Forbidden, InvalidToken, RetryAfter
+
         if isinstance(exc, RetryAfter):
             delay = seconds(exc.retry_after)
             self.pacer.pause(delay)

@@ -10,8 +10,6 @@ import html
 import re
 from dataclasses import dataclass, field
 
-from telegram.constants import MessageLimit
-
 from bot.config import Duration
 from bot.messages import Style
 
@@ -45,6 +43,8 @@ def visible_length(text: str) -> int:
 
 def message_style() -> Style:
     """HTML messages, measured as Telegram counts them (tags do not count)."""
+    from telegram.constants import MessageLimit  # python-telegram-bot: only when sending
+
     return Style(
         templates=("telegram", "text"),
         extension="html",

@@ -21,12 +21,10 @@ import time
 import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import requests
-import tweepy
 from requests.adapters import HTTPAdapter
-from twitter_text import extract_urls, parse_tweet
 
 from bot.channels.base import (
     Channel,
@@ -39,6 +37,12 @@ from bot.channels.base import (
 )
 from bot.messages import Delivery, Recipient, Style
 from bot.store import Store
+
+# tweepy and twitter-text are imported where they are used: a config naming [x] loads this
+# module (for its settings) even when the channel is off, and they cost every command
+# ~150 ms (twitter-text reads its emoji table through pkg_resources).
+if TYPE_CHECKING:
+    import tweepy
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +75,8 @@ class XSettings:
 
 def weighted_length(text: str) -> int:
     """Length as X counts it: after NFC, URLs weigh 23, CJK and emoji 2, Latin 1."""
+    from twitter_text import parse_tweet
+
     return parse_tweet(text).weightedLength
 
 
@@ -81,6 +87,8 @@ def _iso(moment: datetime) -> str:
 
 def _comparable(text: str) -> str:
     """A post's text as X hands it back: entities unescaped, links shortened, NFC."""
+    from twitter_text import extract_urls
+
     text = unicodedata.normalize("NFC", html.unescape(text))
     for url in extract_urls(text):
         text = text.replace(url, "<url>")
@@ -108,6 +116,8 @@ class _RedirectAdapter(HTTPAdapter):
 
 def make_client(api_base_url: str) -> tweepy.Client:
     """A tweepy Client with OAuth 1.0a user context from the environment."""
+    import tweepy
+
     client = tweepy.Client(
         consumer_key=os.environ["X_CONSUMER_KEY"],
         consumer_secret=os.environ["X_CONSUMER_SECRET"],
@@ -176,6 +186,8 @@ class XChannel(Channel):
     # --- sending ------------------------------------------------------------------------
 
     async def send(self, delivery: Delivery) -> str | None:
+        import tweepy
+
         if self._client is None:
             raise RetryLater(
                 REFUSED_PAUSE, "; ".join(self.problems()), whole_channel=True, counts=False
@@ -235,6 +247,8 @@ class XChannel(Channel):
         A later part of a thread needs its id to reply to, so look for it among our
         recent posts; failing that, the parent's id keeps the thread together.
         """
+        import tweepy
+
         log.warning(
             "x: message %d is already on X (duplicate content): recorded as sent", delivery.id
         )
@@ -277,6 +291,8 @@ class XChannel(Channel):
     # --- status -------------------------------------------------------------------------
 
     def status_lines(self, store: Store) -> list[str]:
+        from twitter_text import extract_urls
+
         x = self.settings
         now = datetime.now(UTC)
         month_start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)

@@ -19,6 +19,9 @@ read models) writes SQL.
 
 from __future__ import annotations
 
+from bot.store import without_numpy  # noqa: F401  first: sqlite-utils without numpy
+
+# isort: split
 from collections.abc import Callable, Iterable
 from pathlib import Path
 

@@ -37,31 +37,66 @@ def unpack_churn(data: bytes) -> dict[str, list[Any]]:
     return json.loads(zlib.decompress(data))
 
 
+def churn_uuid(install_id: str, change_id: int) -> str:
+    """A churn entry's UUID: derived, not stored (2,000 random UUIDs would not compress),
+    the same on every read, and like a `changes` row's unique to this database."""
+    return str(uuid.uuid5(uuid.UUID(install_id), f"churn/{change_id}"))
+
+
 class ChangeLog:
     def __init__(self, db: sqlite_utils.Database) -> None:
         self.db = db
 
     def row(self, change_id: int) -> dict[str, Any] | None:
+        """The change with this id: a `changes` row, or a churn entry as one (churn_rows)."""
         rows = list(self.db.query("select * from changes where id = ?", [change_id]))
-        return rows[0] if rows else None
+        if rows:
+            return rows[0]
+        sql = "select * from churn where first_id <= ? order by first_id desc limit 1"
+        entries = list(self.db.query(sql, [change_id]))
+        if not entries or change_id >= entries[0]["first_id"] + entries[0]["agencies"]:
+            return None
+        return self.churn_rows(entries)[change_id - entries[0]["first_id"]]
 
-    def in_order(self) -> list[dict[str, Any]]:
-        """Every change-log row in order, then every churn entry as a row of its own (kind
-        `changed`, one field, `before`/`after` as JSON; its id names the churn row): what
-        `ringwatch verify` compares with a replay."""
-        rows = list(self.db.query("select * from changes order by id"))
-        names = dict(self.db.execute("select key, name from agencies"))
-        for entry in self.db.query("select * from churn order by id"):
+    def churn_rows(self, entries: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Churn rows' entries as change-log rows (kind `changed`, one field, `before` and
+        `after` as JSON), in key order: id `first_id` + their place, uuid churn_uuid. Name,
+        city, state, county and Active Date are the agency's as stored now."""
+        entries = list(entries)
+        if not entries:
+            return []
+        sql = "select key, name, city, state, county, active_date from agencies"
+        agencies = {row["key"]: row for row in self.db.query(sql)}
+        install = self.db.execute("select value from meta where key = 'install_id'").fetchone()[0]
+        rows = []
+        for entry in entries:
             name = entry["field"]
-            for key, (before, after) in sorted(unpack_churn(entry["data"]).items()):
+            values = sorted(unpack_churn(entry["data"]).items())
+            for change_id, (key, (before, after)) in enumerate(values, entry["first_id"]):
+                agency = agencies.get(key, {})
                 rows.append({
-                    "id": f"{entry['id']} (churn)", "poll_id": entry["poll_id"],
-                    "detected_at": entry["detected_at"], "kind": ChangeKind.CHANGED, "key": key,
-                    "name": names.get(key, key), "city": None, "state": None,
-                    "fields": to_json([name]), "before": to_json({name: before}),
-                    "after": to_json({name: after}),
+                    "id": change_id, "uuid": churn_uuid(install, change_id),
+                    "poll_id": entry["poll_id"], "detected_at": entry["detected_at"],
+                    "kind": ChangeKind.CHANGED, "key": key, "name": agency.get("name", key),
+                    "city": agency.get("city"), "state": agency.get("state"),
+                    "county": agency.get("county"), "active_date": agency.get("active_date"),
+                    "fields": to_json([name]),
+                    "before": to_json({name: before}), "after": to_json({name: after}),
+                    "alert": 0, "snapshot": None, "before_snapshot": None, "origin": None,
                 })  # fmt: skip
         return rows
+
+    def in_order(self) -> list[dict[str, Any]]:
+        """Every change-log row in order, then every churn entry as a row of its own: what
+        `ringwatch verify` compares with a replay."""
+        rows = list(self.db.query("select * from changes order by id"))
+        return rows + self.churn_rows(self.db.query("select * from churn order by id"))
+
+    def next_id(self) -> int:
+        """The next change id: `changes` rows and churn entries are numbered in one sequence."""
+        sql = """select max(coalesce((select max(id) from changes), 0),
+            coalesce((select first_id + agencies - 1 from churn order by id desc limit 1), 0))"""
+        return self.db.execute(sql).fetchone()[0] + 1
 
     def append(
         self,
@@ -76,17 +111,16 @@ class ChangeLog:
         is the document the stored agencies were last read from: where a "before" is found."""
         churn = [c for c in changes if c.kind == ChangeKind.CHANGED and not c.alert]
         changes = [c for c in changes if c.kind != ChangeKind.CHANGED or c.alert]
-        insert_rows(
-            self.db,
-            "churn",
-            (
-                {"poll_id": poll_id, "detected_at": now, "field": name,
-                 "agencies": len(values), "data": pack_churn(values)}
-                for name, values in sorted(churn_by_field(churn).items())
-            ),
-        )  # fmt: skip
-        start = (self.db.execute("select max(id) from changes").fetchone()[0] or 0) + 1
+        start = self.next_id()
         numbered = list(enumerate(changes, start))
+        first_id = start + len(changes)  # the churn's entries follow the poll's rows
+        churn_rows = []
+        for name, values in sorted(churn_by_field(churn).items()):
+            churn_rows.append({"poll_id": poll_id, "detected_at": now, "field": name,
+                               "agencies": len(values), "data": pack_churn(values),
+                               "first_id": first_id})  # fmt: skip
+            first_id += len(values)
+        insert_rows(self.db, "churn", churn_rows)
         insert_rows(
             self.db,
             "changes",

@@ -3,8 +3,10 @@ per distinct document fetched, counting the polls that read it)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass, fields
+import hashlib
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import sqlite_utils
@@ -40,10 +42,32 @@ class PollRecord:
     missing: int | None = None
     duration_ms: int | None = None
     error: str | None = None
+    # How it was judged (bot.config.PollSettings.to_json()): kept once per distinct text in
+    # `poll_settings`, named by its SHA-256, which is the `settings` column.
+    judged_by: str | None = None
+    settings: str | None = None  # written by Polls.insert
+    seal: str | None = None  # poll_seal(), written by Polls.insert
 
 
-# The columns of a polls row, in PollRecord's order.
-POLL_COLUMNS = tuple(f.name for f in fields(PollRecord))
+# What a poll's seal covers: how it was judged and what it read. An edit of any of them
+# afterwards (a forged setting, outcome or snapshot) no longer matches the seal.
+SEALED_COLUMNS = ("started_at", "url", "origin", "forced", "outcome", "http_status",
+                  "snapshot", "content_hash", "etag", "last_modified", "settings")  # fmt: skip
+
+
+def settings_name(text: str) -> str:
+    """The name of a poll's settings in `poll_settings`: their SHA-256."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def poll_seal(poll: Mapping[str, Any]) -> str:
+    """SHA-256 of a poll's SEALED_COLUMNS, as `ringwatch verify` recomputes it."""
+    text = json.dumps([poll[column] for column in SEALED_COLUMNS], separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+# The columns of a polls row, in PollRecord's order (the settings' text has a table).
+POLL_COLUMNS = tuple(f.name for f in fields(PollRecord) if f.name != "judged_by")
 
 
 class Polls:
@@ -51,7 +75,13 @@ class Polls:
         self.db = db
 
     def insert(self, poll: PollRecord, snapshot: SnapshotFile | None) -> int:
-        """Record a poll and count it for the snapshot it read; its id."""
+        """Record a poll (sealed, with the settings it was judged by) and count it for the
+        snapshot it read; its id."""
+        if poll.judged_by is not None:
+            poll.settings = settings_name(poll.judged_by)
+            self.db.execute("insert or ignore into poll_settings (sha256, settings) values (?, ?)",
+                            [poll.settings, poll.judged_by])  # fmt: skip
+        poll.seal = poll_seal(asdict(poll))
         poll_id = self.db.execute(
             f"insert into polls ({', '.join(f'[{c}]' for c in POLL_COLUMNS)}) "
             f"values ({', '.join('?' * len(POLL_COLUMNS))})",
@@ -107,6 +137,12 @@ class Polls:
             [poll_id],
         ).fetchone()
         return previous[0] if previous else None
+
+    def settings(self, name: str) -> str | None:
+        """The text of the settings named `name` (settings_name), or None."""
+        row = self.db.execute("select settings from poll_settings where sha256 = ?", [name])
+        found = row.fetchone()
+        return found[0] if found else None
 
     # --- snapshots ----------------------------------------------------------------------
 

@@ -343,6 +343,27 @@ def add_subscriber_places(db: sqlite_utils.Database) -> None:
     db["subscribers"].add_column("places", str, not_null_default="[]")
 
 
+def add_poll_settings_and_churn_ids(db: sqlite_utils.Database) -> None:
+    """Each poll records how it was judged (bot.config.PollSettings): `settings` names a
+    `poll_settings` row (its text, kept once, named by its SHA-256), and a `seal`
+    (bot.store.polls.poll_seal) covers it with the poll; polls from before have neither, and
+    `verify` replays them with the config of the day. Each churn entry gets a change id: a
+    churn row's
+    entries, in key order, are numbered from its `first_id`, in the same sequence as the
+    `changes` rows; existing entries are numbered after the existing changes."""
+    db["poll_settings"].create({"sha256": str, "settings": str}, pk="sha256")
+    db["polls"].add_column("settings", str)
+    db["polls"].add_column("seal", str)
+    db["churn"].add_column("first_id", int)
+    next_id = (db.execute("select max(id) from changes").fetchone()[0] or 0) + 1
+    numbered = []
+    for churn_id, agencies in db.execute("select id, agencies from churn order by id").fetchall():
+        numbered.append((next_id, churn_id))
+        next_id += agencies
+    db.conn.executemany("update churn set first_id = ? where id = ?", numbered)
+    db["churn"].create_index(["first_id"], unique=True)
+
+
 # The schema, step by step, in the order they run. Append-only: a step never changes once
 # released (databases in the field have run it); a schema change is a new step at the end.
 SCHEMA_STEPS: tuple[Callable[[sqlite_utils.Database], None], ...] = (
@@ -356,6 +377,7 @@ SCHEMA_STEPS: tuple[Callable[[sqlite_utils.Database], None], ...] = (
     disabled_webhooks_apart_from_subscribers,
     add_agency_places,
     add_subscriber_places,
+    add_poll_settings_and_churn_ids,
 )
 SCHEMA_VERSION = len(SCHEMA_STEPS)
 # sqlite-utils records each applied step by name in _sqlite_migrations.
