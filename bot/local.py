@@ -8,13 +8,14 @@ all, nearest first, with distances from the town's centre (bot.places).
 from __future__ import annotations
 
 import re
-from typing import Any
-
-import sqlite_utils
+from typing import TYPE_CHECKING, Any
 
 from bot.areas import MAX_RADIUS_MILES, Place, distance_text
 from bot.places import PlaceError, state_and_rest, town_point, zip_place
 from bot.queries import agencies_in_town, agencies_near
+
+if TYPE_CHECKING:
+    import sqlite_utils
 
 CHECK_LISTED = 10  # agencies named in one answer
 CHECK_NEAR_MILES = 10.0  # "Within 10 miles: 4 more"

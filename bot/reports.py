@@ -25,6 +25,7 @@ import jinja2
 from bot.areas import Filter
 from bot.models import ChangeKind
 from bot.normalise import US_STATES, display_name
+from bot.places import in_words
 from bot.queries import (
     ChangeFilter,
     StatusReport,
@@ -230,7 +231,7 @@ def headline(report: Report) -> str:
     if report.states:
         total += f" in {', '.join(report.states)}"
     if report.area:
-        total += f" ({report.area})"
+        total += f" ({in_words(report.area)})"
     new = _count(len(report.additions), "new partnership")
     return f"{new}{where} {period_phrase(report.since, report.until)}; {total}"
 

@@ -12,7 +12,7 @@ import pytest
 
 from bot.areas import County, Filter, Place, matches, miles_between
 from bot.models import Agency, Change, ChangeKind
-from bot.places import PlaceError, locate, parse_county, parse_point, parse_radius
+from bot.places import PlaceError, in_words, locate, parse_county, parse_point, parse_radius
 from bot.store import Store
 from tests.support.cli import run_cli
 
@@ -107,7 +107,7 @@ def test_an_old_database_gets_places_without_a_change_row_and_keeps_its_subscrib
         ("101", ("MN", "WI"), (), (), "Reader"),
         ("102", None, (), (), "All"),
     ]
-    assert [str(s.follows) for s in subscribers] == ["Minnesota; Wisconsin", "everything"]
+    assert [in_words(s.follows) for s in subscribers] == ["Minnesota; Wisconsin", "everything"]
 
 
 # --- reading what people type ---------------------------------------------------------------
@@ -198,7 +198,7 @@ def test_a_filter_says_what_it_follows_in_words():
         counties=frozenset({County("MN", "Hennepin County")}),
         places=(parse_point("55427"),),
     )
-    assert str(flt) == "Minnesota; Hennepin County, MN; within 25 miles of ZIP 55427"
+    assert in_words(flt) == "Minnesota; Hennepin County, MN; within 25 miles of ZIP 55427"
 
 
 # --- the CLI: near, and changes/report by place --------------------------------------------
