@@ -96,8 +96,12 @@ def make_schedule(days: float, seed: int, start: float = 1_800_000_000.0) -> Sch
     listed = first
     for step in range(total):
         if step in changing:
-            later = mutate(listed, seed=rng.randrange(2**31), **{rng.choice(
-                ("add", "add", "remove", "rename")): 1})  # fmt: skip
+            # A one-off event's step adds agencies: alerts at once (an ending alerts only
+            # on the second poll that misses it), and rows to write in every table (more
+            # than the free space in a full database's pages, for the full disk).
+            kind = "add" if step in one_off else rng.choice(("add", "add", "remove", "rename"))
+            count = 3 if one_off.get(step) is Fault.FULL_DISK else 1
+            later = mutate(listed, seed=rng.randrange(2**31), **{kind: count})
             schedule.expected |= alerts_between(listed, later)
             listed = later
         schedule.lists.append(listed)
