@@ -250,8 +250,10 @@ class Soak:
                 kill = event.fault
         if kill is Fault.KILL_POLL:
             self.kill_mid_poll(listed)
+            self.restart()
         elif kill is Fault.KILL_COMMIT:
             self.kill_mid_commit(listed)
+            self.restart()
         elif kill is Fault.FULL_DISK:
             self.poll(full_disk=True)
         elif kill is Fault.LOCKED:
@@ -260,6 +262,7 @@ class Soak:
         self.poll()
         if kill is Fault.KILL_BROADCAST:
             self.kill_mid_broadcast()
+            self.restart()
             for channel in self.channels:  # what the killed process sent, it sent by now
                 self.note_sent(channel.name)
         self.deliver(until=self.clock.now() + STEP)
@@ -268,7 +271,7 @@ class Soak:
         store = self.store
         if full_disk:  # a second connection whose file may not grow: SQLITE_FULL
             store = Store.open(self.config.db_path, busy_timeout=self.config.bot.busy_timeout)
-            store.db.execute("vacuum")  # no free page left, every page full: a write must grow
+            store.db.execute("vacuum")  # no free page left: the poll's rows need new ones
             pages = store.db.execute("pragma page_count").fetchone()[0]
             store.db.execute(f"pragma max_page_count = {pages}")
         now = self.clock.now()
@@ -287,7 +290,6 @@ class Soak:
     # --- delivery: each channel on its own, on the simulated clock ---------------------------
 
     def deliver(self, until: float) -> None:
-        self.store.outbox.release_stale()  # as `run` does at each start
         asyncio.run(self._drains(until))
 
     async def _drains(self, until: float) -> None:
@@ -389,6 +391,10 @@ class Soak:
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=30)
         self.kills.append(moment)
+
+    def restart(self) -> None:
+        """As `run` starts: what the killed process had in flight is pending again."""
+        self.store.outbox.release_stale()
 
     # --- the invariants ------------------------------------------------------------------------
 
@@ -543,6 +549,7 @@ def soak(days: float, seed: int) -> dict[str, Any]:
         "kills": run.kills,
         "received": {name: got[0] for name, got in run.received.items()},
         "latency": run.latency.summary(),
+        "rss_mb_by_day": [round(mb, 1) for mb in run.rss],
         "invariants": checks,
         "ok": all(c["ok"] for c in checks),
         "elapsed_s": round(time.perf_counter() - started, 1),
