@@ -23,7 +23,6 @@ import signal
 import sqlite3
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter, defaultdict
@@ -57,6 +56,7 @@ from bot.store.schema import database_problem
 from bot.store.times import iso_time
 from tests.support import bluesky_stub, mastodon_stub, x_stub
 from tests.support.cli import run_cli, start_cli, write_config
+from tests.support.locks import write_locked
 from tests.support.source_server import Reply, SourceServer
 from tests.support.telegram_stub import Fault as TelegramFault
 from tests.support.telegram_stub import TelegramStub, flood
@@ -257,7 +257,7 @@ class Soak:
         elif kill is Fault.FULL_DISK:
             self.poll(full_disk=True)
         elif kill is Fault.LOCKED:
-            with holding_write_lock(self.config.db_path):
+            with write_locked(self.config.db_path):
                 self.poll()
         self.poll()
         if kill is Fault.KILL_BROADCAST:
@@ -365,7 +365,7 @@ class Soak:
             'busy_timeout = "0.5s"', 'busy_timeout = "60s"'))  # fmt: skip
         process = start_cli("poll", "--config", str(patient), env=self.env)
         wait_until(lambda: self.stubs.source.in_flight == 1, process)
-        with holding_write_lock(self.config.db_path):
+        with write_locked(self.config.db_path):
             wait_until(lambda: self.stubs.source.in_flight == 0, process)
             try:  # the document is parsed and diffed within this; then the commit waits
                 process.wait(timeout=1.0)
@@ -507,26 +507,6 @@ def wait_until(predicate: Callable[[], object], process: subprocess.Popen) -> No
         if time.monotonic() > deadline:
             raise RuntimeError("gave up waiting for the moment to kill")
         time.sleep(0.01)
-
-
-@contextmanager
-def holding_write_lock(path: Path) -> Iterator[None]:
-    """Another process in a write transaction on the database until the block ends."""
-    holder = subprocess.Popen(
-        [sys.executable, "-c",
-         "import sqlite3, sys; c = sqlite3.connect(sys.argv[1], isolation_level=None); "
-         "c.execute('begin immediate'); print('holding', flush=True); sys.stdin.read()",
-         str(path)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    assert holder.stdout is not None and holder.stdin is not None
-    if holder.stdout.readline() != "holding\n":
-        raise RuntimeError("could not lock the database")
-    try:
-        yield
-    finally:
-        holder.stdin.close()
-        holder.wait(timeout=30)
 
 
 def soak(days: float, seed: int) -> dict[str, Any]:
