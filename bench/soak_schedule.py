@@ -88,7 +88,10 @@ def make_schedule(days: float, seed: int, start: float = 1_800_000_000.0) -> Sch
     free = [s for s in range(1, total - 1) if s not in one_off]
     daily = max(1, round(days))
     changing = set(one_off) | set(rng.sample(free, min(len(free), CHANGES_PER_DAY * daily)))
-    rest = [s for s in free if s not in changing]
+    # Faults of the source fall on steps that change nothing, and a streak ends before a
+    # one-off event's step: its poll must see the change it exists for.
+    rest = [s for s in free if s not in changing
+            and not one_off.keys() & set(range(s, s + SOURCE_STREAK))]  # fmt: skip
     picked = rng.sample(rest, min(len(rest), 2 * daily))
     hostile_steps, source_steps = picked[:daily], picked[daily:]
     platform_steps = rng.sample(sorted(changing - set(one_off)), min(daily, len(changing) - 6))
