@@ -358,12 +358,14 @@ class Soak:
 
     def kill_mid_commit(self, listed: list) -> None:
         """`ringwatch poll` killed once it has read the document and its commit waits for a
-        write lock that another process took while the document was on its way."""
-        self.stubs.source.serve(PATH, Reply(document(listed), delay=0.5))
+        write lock that another process took while the document was on its way (slow
+        enough, within a patient config's time limits, for the lock to be taken first)."""
+        self.stubs.source.serve(PATH, Reply(document(listed), delay=1.0))
         (self.directory / "patient").mkdir(exist_ok=True)
-        patient = write_config(self.directory / "patient", self.config_path.read_text().replace(
-            'busy_timeout = "0.5s"', 'busy_timeout = "60s"'))  # fmt: skip
-        process = start_cli("poll", "--config", str(patient), env=self.env)
+        # bot.busy_timeout and source.timeout ("0.5s"), source.deadline ("1.5s")
+        patient = self.config_path.read_text().replace('"0.5s"', '"60s"').replace('"1.5s"', '"60s"')
+        patient_config = write_config(self.directory / "patient", patient)
+        process = start_cli("poll", "--config", str(patient_config), env=self.env)
         wait_until(lambda: self.stubs.source.in_flight == 1, process)
         with write_locked(self.config.db_path):
             wait_until(lambda: self.stubs.source.in_flight == 0, process)
