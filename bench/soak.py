@@ -355,8 +355,14 @@ class Soak:
         (self.directory / "patient").mkdir(exist_ok=True)
         return write_config(self.directory / "patient", text)
 
+    def source_idle(self) -> None:
+        """No request of an earlier fault (a silent server) is still being answered: the
+        one in flight is then the killed process's."""
+        wait_until(lambda: self.stubs.source.in_flight == 0)
+
     def kill_mid_poll(self, listed: list) -> None:
         """`ringwatch poll` killed while the document drips in; the restart polls again."""
+        self.source_idle()
         self.stubs.source.serve(PATH, Reply(document(listed), drip=0.05))
         process = start_cli("poll", "--config", str(self.patient_config()), env=self.env)
         wait_until(lambda: self.stubs.source.in_flight == 1, process)
@@ -367,6 +373,7 @@ class Soak:
         """`ringwatch poll` killed once it has read the document and its commit waits for a
         write lock that another process took while the document was on its way (slow
         enough, within a patient config's time limits, for the lock to be taken first)."""
+        self.source_idle()
         self.stubs.source.serve(PATH, Reply(document(listed), delay=1.0))
         process = start_cli("poll", "--config", str(self.patient_config()), env=self.env)
         wait_until(lambda: self.stubs.source.in_flight == 1, process)
@@ -506,10 +513,10 @@ def rss_mb() -> float:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def wait_until(predicate: Callable[[], object], process: subprocess.Popen) -> None:
+def wait_until(predicate: Callable[[], object], process: subprocess.Popen | None = None) -> None:
     deadline = time.monotonic() + 60
     while not predicate():
-        if process.poll() is not None:
+        if process is not None and process.poll() is not None:
             raise RuntimeError(f"the process ended (exit {process.returncode}) before its kill")
         if time.monotonic() > deadline:
             raise RuntimeError("gave up waiting for the moment to kill")

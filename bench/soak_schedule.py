@@ -57,7 +57,7 @@ class Event:
         if self.detail == "dripping body":
             return Reply(self.body, drip=0.2)
         if self.detail == "silent server":
-            return Reply(self.body, delay=30)
+            return Reply(self.body, delay=3)  # past source.deadline, and soon over
         elsewhere = source.url("/map.kml").replace("127.0.0.1", "127.0.0.2")
         return Reply(status=302, headers={"Location": elsewhere})
 
