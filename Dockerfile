@@ -12,5 +12,8 @@ USER ringwatch
 # with state_dir = "/data".
 VOLUME ["/data"]
 ENV RINGWATCH_CONFIG=/config/config.toml
+# Healthy while the last good poll is recent and no message waits too long (docs/deployment.md,
+# "Is it alive?"); `|| exit 1` because Docker reserves the exit code 2 (no database yet).
+HEALTHCHECK --interval=1m --timeout=10s --start-period=2m CMD ringwatch health || exit 1
 ENTRYPOINT ["ringwatch"]
 CMD ["run"]

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from bench.server import DocumentServer
-from bot.channels import enabled_channels
+from bot.channels import channel_settings, configure, enabled_channels
 from bot.config import parse_config
 from bot.deliver import deliver_pending
 from bot.models import OutboxStatus
@@ -42,14 +42,16 @@ def main() -> None:
     agencies = generate_agencies(50, seed=7)
     with DocumentServer() as server:
         server.publish(to_kml(agencies))
-        config = parse_config(
-            {
-                "bot": {"state_dir": str(state_dir)},
-                "source": {"url": server.url, "format": "kml", "retries": 0},
-                "console": {"enabled": False},
-                "telegram": {"enabled": True, "api_base_url": base_url},
-            },
-            state_dir / "config.toml",
+        config = configure(
+            parse_config(
+                {
+                    "bot": {"state_dir": str(state_dir)},
+                    "source": {"url": server.url, "format": "kml", "retries": 0},
+                    "console": {"enabled": False},
+                    "telegram": {"enabled": True, "api_base_url": base_url},
+                },
+                state_dir / "config.toml",
+            )
         )
         store = Store.open(config.db_path)
         channels = enabled_channels(config)
@@ -77,7 +79,7 @@ def main() -> None:
                 "sent": sent,
                 "deliver_s": deliver_s,
                 "finished": finished,
-                "configured_rate": config.channel_settings("telegram").messages_per_second,
+                "configured_rate": channel_settings(config, "telegram").messages_per_second,
             }
         )
     )

@@ -43,7 +43,7 @@ from bench.soak_schedule import (
     make_schedule,
 )
 from bench.virtual_time import VirtualClock
-from bot.channels import enabled_channels
+from bot.channels import configure, enabled_channels
 from bot.channels.base import Channel
 from bot.channels.x import CREDENTIAL_ENV_VARS
 from bot.config import Config, load_config
@@ -190,7 +190,7 @@ class Soak:
         self.config_path = write_config(directory, config_text(state, stubs))
         self.env = stubs.env()
         os.environ.update(self.env)  # the in-process channels read their secrets here
-        self.config: Config = load_config(self.config_path)
+        self.config: Config = configure(load_config(self.config_path))
         self.channels: list[Channel] = enabled_channels(self.config)
         self.store = Store.open(self.config.db_path, busy_timeout=self.config.bot.busy_timeout)
         self.clock = VirtualClock(time.time())

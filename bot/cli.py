@@ -10,13 +10,13 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from bot.models import ChangeKind, ExitCode  # light: the vocabulary only
+from bot.models import GOOD_OUTCOMES, ChangeKind, ExitCode  # light: the vocabulary only
 
 if TYPE_CHECKING:
     from bot.config import Config
@@ -53,11 +53,12 @@ def with_config(command: Callable[..., Any]) -> Callable[..., Any]:
     )
     @functools.wraps(command)
     def wrapper(config_path: Path | None, **kwargs: Any) -> Any:
+        from bot.channels import configure
         from bot.config import ConfigError, load_config
         from bot.logs import setup_logging
 
         try:
-            config = load_config(config_path)
+            config = configure(load_config(config_path))
         except ConfigError as exc:
             raise CommandFailed(str(exc)) from None
         setup_logging(config.bot.log_level)
@@ -97,6 +98,25 @@ def _channels(config: Config) -> list[Any]:
     if problems:
         raise CommandFailed("; ".join(problems))
     return channels
+
+
+def _heartbeat(config: Config) -> Any:
+    """The configured heartbeat (None: none), or exit 2 when its URL is not in the env."""
+    from bot.config import ConfigError
+    from bot.heartbeat import Heartbeat
+
+    try:
+        return Heartbeat.from_config(config)
+    except ConfigError as exc:
+        raise CommandFailed(str(exc)) from None
+
+
+def _heartbeat_problems(config: Config) -> list[str]:
+    try:
+        _heartbeat(config)
+    except CommandFailed as exc:
+        return [exc.format_message()]
+    return []
 
 
 @contextmanager
@@ -214,6 +234,7 @@ def poll(config: Config, dry_run: bool, force: bool) -> None:
             click.echo(message.text)
         click.echo(f"dry run, nothing written: {result.summary}")
         click.get_current_context().exit(result.exit_code)
+    heartbeat = _heartbeat(config)
     with _locked(config):
         store = Store.open(config.db_path, busy_timeout=config.bot.busy_timeout)
         try:
@@ -224,6 +245,8 @@ def poll(config: Config, dry_run: bool, force: bool) -> None:
             delivered = _deliver(config, store, channels)
         finally:
             store.close()
+        if heartbeat is not None:  # after the alerts, which matter more
+            heartbeat.ping(result.outcome in GOOD_OUTCOMES)
     click.echo(f"{result.summary}; delivered: {delivered}")
     click.get_current_context().exit(result.exit_code)
 
@@ -275,9 +298,15 @@ def run(config: Config) -> None:
     """
     import asyncio
 
+    from bot.config import ConfigError
+
     channels = _channels(config)
+    _heartbeat(config)
     with _locked(config):
-        code = asyncio.run(_run(config, channels))
+        try:
+            code = asyncio.run(_run(config, channels))
+        except ConfigError as exc:  # metrics.listen cannot be listened on
+            raise CommandFailed(str(exc)) from None
     click.get_current_context().exit(code)
 
 
@@ -445,27 +474,9 @@ def changes(
 
         write_csv(rows, CHANGE_COLUMNS, sys.stdout)
     else:
-        _print_table(rows)
+        from bot.reports import changes_text
 
-
-def _print_table(rows: list[dict[str, Any]]) -> None:
-    if not rows:
-        click.echo("no changes match")
-        return
-    for row in rows:
-        detail = ""
-        if row["kind"] == ChangeKind.RENAMED and row["before"]:
-            detail = f"  (was {row['before'].get('name')})"
-        elif row["kind"] == ChangeKind.CHANGED:
-            detail = "  " + ", ".join(
-                f"{f}: {row['before'].get(f)} → {row['after'].get(f)}" for f in row["fields"]
-            )
-        click.echo(
-            f"{row['detected_at'][:16]:16}  {row['kind']:8}  {row['state'] or '--':2}  "
-            f"{row['name']}{', ' + row['city'] if row['city'] else ''}"
-            f"{'  [' + row['active_date'] + ']' if row['active_date'] else ''}{detail}"
-        )
-    click.echo(f"{len(rows)} change{'' if len(rows) == 1 else 's'}")
+        click.echo(changes_text(rows))
 
 
 @cli.command()
@@ -479,48 +490,48 @@ def status(config: Config) -> None:
     from bot.channels import enabled_channels
     from bot.logs import redact
     from bot.queries import read_status
+    from bot.reports import status_lines
 
     store = _existing_store(config)
-    report = read_status(store, polls=5)
-    click.echo(f"database: {config.db_path}")
-    click.echo(f"agencies tracked: {report.agencies:,}")
-    streak = report.bad_streak
-    click.echo(f"failed or suspect polls in a row: {streak}" + ("  <-- WARNING" if streak else ""))
-    click.echo("last polls:")
-    for poll in report.polls:
-        detail = poll["error"] or (
-            f"{poll['records'] or 0} listed: {poll[ChangeKind.ADDED] or 0} new, "
-            f"{poll[ChangeKind.REMOVED] or 0} ended, {poll[ChangeKind.RENAMED] or 0} renamed, "
-            f"{poll[ChangeKind.CHANGED] or 0} changed"
-        )
-        if poll.get("warning"):
-            detail += f"; {poll['warning']}"
-        click.echo(f"  {poll['started_at']}  {poll['outcome']:9}  {detail}")
     channels = enabled_channels(config)  # loaded first: their secrets are redacted below
-    oldest = report.oldest_waiting
-    click.echo("deliveries:")
-    if not report.deliveries:
-        click.echo("  none yet")
-    for channel, by_status in sorted(report.deliveries.items()):
-        text = ", ".join(f"{n} {s}" for s, n in sorted(by_status.items()))
-        if channel in oldest:
-            text += f"; oldest waiting {_age(oldest[channel])} (queued {oldest[channel]})"
-        click.echo(f"  {channel}: {text}")
-    for row in report.failures:
-        line = f"  last failure: {row.channel}:{row.recipient}: {row.last_error}"
-        click.echo(redact(line))  # rows stored before redaction covered every error
+    # Redacted: failures stored before redaction covered every error, and channel lines.
+    for line in status_lines(read_status(store, polls=5), config.db_path):
+        click.echo(redact(line))
     for channel in channels:
         for line in channel.status_lines(store):
             click.echo(redact(f"{channel.name}: {line}"))
+    import time
+
+    from bot.health import check_health, monitoring_lines
+
+    click.echo(f"health now: {check_health(config, store, time.time()).line()}")
+    for line in monitoring_lines(config):
+        click.echo(line)
 
 
-def _age(iso: str) -> str:
-    """'2h 5m' since an ISO time in UTC."""
-    seconds = max(0, int((datetime.now(UTC) - datetime.fromisoformat(iso)).total_seconds()))
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    parts = [f"{days}d"] * bool(days) + [f"{hours}h"] * bool(hours) + [f"{rest // 60}m"]
-    return " ".join(parts)
+@cli.command()
+@with_config
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
+def health(config: Config, fmt: str) -> None:
+    """Exit 0 when the last good poll is recent and no message waits too long, else 1
+    naming each reason (for Docker's HEALTHCHECK, a systemd timer, a monitor).
+
+    \b
+    Example: ringwatch health --format json
+    """
+    import time
+
+    from bot.health import check_health
+
+    verdict = check_health(config, _existing_store(config), time.time())
+    if fmt == "json":
+        click.echo(json.dumps(verdict.as_json(), indent=2))
+    else:
+        click.echo(verdict.line())
+    if not verdict.healthy:
+        click.get_current_context().exit(ExitCode.CHECK_FAILED)
 
 
 @cli.command("check-config")
@@ -532,29 +543,16 @@ def check_config(config: Config) -> None:
     Example: ringwatch check-config --config config.toml
     """
     from bot.channels import enabled_channels
+    from bot.config import describe
 
     channels = enabled_channels(config)
-    click.echo(f"config: {config.path}{'' if config.path.exists() else ' (not found: defaults)'}")
-    click.echo(f"source: {config.source.url} ({config.source.format or 'format inferred'})")
-    click.echo(f"state: {config.db_path}")
-    click.echo(f"interval: every {config.bot.interval:g}s (jitter {config.bot.jitter:g}s)")
-    click.echo(
-        f"guard: removal after {config.guard.removal_confirmations} polls missing; a fetch "
-        f"missing more than {config.guard.max_missing_share:.0%} of agencies, or adding more "
-        f"than {config.guard.max_added_share:.0%}, is not believed"
-    )
-    click.echo(f"channels: {', '.join(ch.name for ch in channels) or 'none'}")
-    feed = config.feed_path
-    published = f", published at {config.feed.url}" if config.feed.url else ""
-    click.echo(f"feed: {feed} ({config.feed.entries} entries{published})" if feed else "feed: off")
-    summary = config.summary
-    click.echo(f"summary: {summary.cron} (UTC)" if summary.enabled else "summary: off")
-    site = f"{config.site_path}, rebuilt after every poll that changes something"
-    click.echo(f"site: {site}" if config.site.enabled else "site: built by `ringwatch site` only")
-    history = config.import_
-    click.echo(f"import: Wayback Machine at {history.wayback_url} "
-               f"(pause {history.pause:g}s, timeout {history.timeout:g}s)")  # fmt: skip
-    problems = []
+    for line in describe(config, [channel.name for channel in channels]):
+        click.echo(line)
+    from bot.health import monitoring_lines
+
+    for line in monitoring_lines(config):
+        click.echo(line)
+    problems = _heartbeat_problems(config)
     for channel in channels:
         missing = channel.problems()
         secrets = ", ".join(channel.secrets) or "none needed"
@@ -626,14 +624,15 @@ def enable_webhook(config: Config, url: str) -> None:
     \b
     Example: ringwatch enable-webhook https://example.org/ringwatch-hook
     """
+    from bot.channels import channel_settings
     from bot.channels.webhook import CHANNEL
     from bot.store import Store
 
-    if url not in config.channel_settings(CHANNEL).urls:
+    if url not in channel_settings(config, CHANNEL).urls:
         raise CommandFailed(f"{url} is not one of webhook.urls in {config.path}")
     _existing_store(config).close()
     store = _closed_with_command(Store.open(config.db_path, busy_timeout=config.bot.busy_timeout))
-    if store.subscribers.forget(CHANNEL, url):
+    if store.disabled_webhooks.enable(url):
         click.echo(f"webhook: {url} is on again")
     else:
         click.echo(f"webhook: {url} was not switched off; nothing to do")
@@ -857,18 +856,13 @@ def snapshots(config: Config, fmt: str) -> None:
     Example:
       ringwatch snapshots --format json
     """
+    from bot.reports import snapshots_text
+
     rows = _existing_store(config).polls.snapshots()
     if fmt == "json":
         click.echo(json.dumps(rows, indent=2))
         return
-    for row in rows:
-        click.echo(
-            f"{row['sha256']}  {row['first_seen']}  {row['last_seen']}  "
-            f"{row['bytes']:>11,} B  {row['compressed_bytes']:>10,} B stored  "
-            f"{row['polls']:>6} poll{'' if row['polls'] == 1 else 's'}"
-        )
-    stored = sum(row["compressed_bytes"] for row in rows)
-    click.echo(f"{len(rows)} snapshot{'' if len(rows) == 1 else 's'}, {stored:,} bytes stored")
+    click.echo(snapshots_text(rows))
 
 
 @cli.command()

@@ -167,6 +167,43 @@ class ImportConfig:
 
 
 @dataclass(frozen=True)
+class HealthConfig:
+    """`ringwatch health` and the heartbeat: what "alive" means, and whom to tell after polls."""
+
+    # The last good poll may be this old; None: three times bot.interval (Config.max_poll_age).
+    max_poll_age: Duration | None = None
+    # A message that should have gone out may wait this long (since it was queued).
+    max_backlog_age: Duration = Duration(30 * 60)
+    # The environment variable holding the push URL (a secret: anyone with it can ping);
+    # empty: no heartbeat.
+    heartbeat_url_env: str = ""
+    # Appended to the URL after a failed or suspect poll (healthchecks.io: "/fail"); empty:
+    # nothing is requested then.
+    heartbeat_fail_suffix: str = ""
+    heartbeat_timeout: Duration = Duration(10)  # one request's total deadline
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    """`ringwatch run` serves Prometheus metrics at http://listen/metrics; empty: off."""
+
+    listen: str = ""
+
+    @property
+    def address(self) -> tuple[str, int] | None:
+        """(host, port) to bind, or None when metrics are off (listen was validated)."""
+        return listen_address(self.listen) if self.listen else None
+
+    @property
+    def url(self) -> str | None:
+        """Where the metrics are served, or None when they are off."""
+        if self.address is None:
+            return None
+        host, port = self.address
+        return f"http://{f'[{host}]' if ':' in host else host}:{port}/metrics"
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     bot: BotConfig = field(default_factory=BotConfig)
@@ -177,17 +214,14 @@ class Config:
     summary: SummaryConfig = field(default_factory=SummaryConfig)
     site: SiteConfig = field(default_factory=SiteConfig)
     import_: ImportConfig = field(default_factory=ImportConfig)  # [import]: a Python keyword
-    # Each configured channel's section ([telegram], [mastodon], a plug-in's), validated by
-    # the dataclass its class declares (Channel.Settings); see bot.channels.
+    health: HealthConfig = field(default_factory=HealthConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    # Every other table of the file as written: the channels' sections ([telegram],
+    # [mastodon], a plug-in's), which the channel layer validates (bot.channels.configure).
+    channel_tables: dict[str, Any] = field(default_factory=dict)
+    # Each configured channel's section, validated by the dataclass its class declares
+    # (Channel.Settings): filled by bot.channels.configure.
     channels: dict[str, Any] = field(default_factory=dict)
-
-    def channel_settings(self, name: str) -> Any:
-        """A channel's section, or its defaults when the file has none."""
-        if name in self.channels:
-            return self.channels[name]
-        from bot.channels import channel_class
-
-        return channel_class(name).Settings()
 
     @property
     def site_path(self) -> Path:
@@ -219,6 +253,11 @@ class Config:
         return directory if directory.is_absolute() else self.path.parent / directory
 
     @property
+    def max_poll_age(self) -> float:
+        """health.max_poll_age, by default three poll intervals."""
+        return self.health.max_poll_age or 3 * self.bot.interval
+
+    @property
     def db_path(self) -> Path:
         return self.state_dir / "ringwatch.db"
 
@@ -235,7 +274,7 @@ class Config:
 SECTION_FIELDS: dict[str, str] = {
     f.name.removesuffix("_"): f.name
     for f in dataclasses.fields(Config)
-    if f.name not in ("path", "channels")
+    if f.name not in ("path", "channel_tables", "channels")
 }
 SECTIONS: dict[str, type] = {
     section: typing.get_type_hints(Config)[name] for section, name in SECTION_FIELDS.items()
@@ -247,7 +286,7 @@ SOURCE_FIELDS = tuple(dict.fromkeys(FIELD_ALIASES.values()))
 KNOWN_ALERT_FIELDS = tuple(LOGGED_BY_NAME)
 
 
-def _suggest(key: str, known: list[str]) -> str:
+def suggest(key: str, known: list[str]) -> str:
     close = difflib.get_close_matches(key, known, n=1)
     return f" (did you mean {close[0]!r}?)" if close else f" (known keys: {', '.join(known)})"
 
@@ -309,7 +348,7 @@ REMOVED_KEYS = {
 }
 
 
-def _build_section(cls: type, table: Any, where: str, file: Path) -> Any:
+def build_section(cls: type, table: Any, where: str, file: Path) -> Any:
     if not isinstance(table, dict):
         raise ConfigError(f"{file}: [{where}] must be a table")
     for key in table:
@@ -321,7 +360,7 @@ def _build_section(cls: type, table: Any, where: str, file: Path) -> Any:
     values: dict[str, Any] = {}
     for key, value in table.items():
         if key not in hints:
-            raise ConfigError(f"{file}: unknown key {where}.{key}{_suggest(key, known)}")
+            raise ConfigError(f"{file}: unknown key {where}.{key}{suggest(key, known)}")
         try:
             values[key] = _coerce(value, hints[key])
         except ValueError as exc:
@@ -357,7 +396,7 @@ def _check_values(config: Config) -> None:
         if ours not in SOURCE_FIELDS:
             fail(
                 f"source.fields.{ours}",
-                f"is not a field ringwatch knows{_suggest(ours, list(SOURCE_FIELDS))}",
+                f"is not a field ringwatch knows{suggest(ours, list(SOURCE_FIELDS))}",
             )
     for host in config.source.allow_hosts:
         if not re.fullmatch(r"[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]", host):
@@ -385,15 +424,10 @@ def _check_values(config: Config) -> None:
         if name not in KNOWN_ALERT_FIELDS:
             fail(
                 "alerts.alert_fields",
-                f"names an unknown field {name!r}{_suggest(name, list(KNOWN_ALERT_FIELDS))}",
+                f"names an unknown field {name!r}{suggest(name, list(KNOWN_ALERT_FIELDS))}",
             )
     if config.bot.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         fail("bot.log_level", "must be DEBUG, INFO, WARNING or ERROR")
-    from bot.channels import channel_class
-
-    for name, settings in config.channels.items():
-        for key, channel_problem in channel_class(name).check_settings(settings):
-            fail(f"{name}.{key}", channel_problem)
     if config.feed.entries < 1:
         fail("feed.entries", "must be at least 1")
     if config.feed.url is not None and http_url(config.feed.url) is None:
@@ -407,6 +441,9 @@ def _check_values(config: Config) -> None:
     problem = cron_problem(config.summary.cron)
     if problem:
         fail("summary.cron", problem)
+    problem = health_problem(config.health) or metrics_problem(config.metrics)
+    if problem:
+        fail(*problem)
     problem = site_problem(config.site)
     if problem:
         fail(*problem)
@@ -440,6 +477,46 @@ def site_problem(site: SiteConfig) -> tuple[str, str] | None:
     return None
 
 
+def health_problem(health: HealthConfig) -> tuple[str, str] | None:
+    """(key, what is wrong) for a [health] value that cannot work, or None."""
+    for key in ("max_poll_age", "max_backlog_age", "heartbeat_timeout"):
+        if getattr(health, key) is not None and getattr(health, key) <= 0:
+            return f"health.{key}", "must be a positive duration such as '45m'"
+    if health.heartbeat_url_env and not re.fullmatch(
+        r"[A-Za-z_][A-Za-z0-9_]*", health.heartbeat_url_env
+    ):
+        return "health.heartbeat_url_env", (
+            "names the environment variable holding the URL (e.g. "
+            f'"RINGWATCH_HEARTBEAT_URL"), not the URL itself; got {health.heartbeat_url_env!r}'
+        )
+    if health.heartbeat_fail_suffix and not health.heartbeat_url_env:
+        return "health.heartbeat_fail_suffix", "needs health.heartbeat_url_env (the URL it extends)"
+    return None
+
+
+def listen_address(listen: str) -> tuple[str, int]:
+    """ "HOST:PORT", "[::1]:PORT" or a bare "PORT" (on 127.0.0.1) → (host, port);
+    ValueError when it is none of these."""
+    host, colon, port = listen.strip().rpartition(":")
+    if not colon:
+        host = "127.0.0.1"
+    host = host.removeprefix("[").removesuffix("]")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{listen!r} is not HOST:PORT")
+    return host, int(port)
+
+
+def metrics_problem(metrics: MetricsConfig) -> tuple[str, str] | None:
+    """(key, what is wrong) for a [metrics] value that cannot be listened on, or None."""
+    if not metrics.listen:
+        return None
+    try:
+        listen_address(metrics.listen)
+    except ValueError as exc:
+        return "metrics.listen", f'{exc}: write e.g. "127.0.0.1:9464" (empty: no metrics)'
+    return None
+
+
 def cron_problem(expression: str) -> str | None:
     """Why a crontab expression cannot schedule the summary, or None when it can."""
     from apscheduler.triggers.cron import CronTrigger
@@ -466,23 +543,19 @@ def _relative_to(config_dir: Path, url: str) -> str:
 
 
 def parse_config(data: dict[str, Any], path: Path) -> Config:
-    """Validate an already-decoded TOML document."""
-    from bot.channels import channel_class, registry
-
+    """Validate an already-decoded TOML document; the tables that are not ringwatch's own
+    sections are kept as written for the channel layer (bot.channels.configure)."""
     sections: dict[str, Any] = {}
-    channels: dict[str, Any] = {}
+    channel_tables: dict[str, Any] = {}
     for name, table in data.items():
         if name in SECTIONS:
-            sections[SECTION_FIELDS[name]] = _build_section(SECTIONS[name], table, name, path)
-        elif name in registry():
-            channels[name] = _build_section(channel_class(name).Settings, table, name, path)
+            sections[SECTION_FIELDS[name]] = build_section(SECTIONS[name], table, name, path)
         else:
-            known = [*SECTIONS, *registry()]
-            raise ConfigError(f"{path}: unknown section [{name}]{_suggest(name, known)}")
+            channel_tables[name] = table
     if "source" in sections:
         source = sections["source"]
         sections["source"] = dataclasses.replace(source, url=_relative_to(path.parent, source.url))
-    config = Config(path=path, channels=channels, **sections)
+    config = Config(path=path, channel_tables=channel_tables, **sections)
     _check_values(config)
     return config
 
@@ -504,11 +577,31 @@ def load_config(path: str | os.PathLike[str] | None = None, *, required: bool = 
     return parse_config(data, file)
 
 
+def describe(config: Config, channels: list[str]) -> list[str]:
+    """What `ringwatch check-config` says the config means, `channels` being the names
+    of the enabled ones."""
+    feed, summary, history = config.feed_path, config.summary, config.import_
+    published = f", published at {config.feed.url}" if config.feed.url else ""
+    site = f"{config.site_path}, rebuilt after every poll that changes something"
+    return [
+        f"config: {config.path}{'' if config.path.exists() else ' (not found: defaults)'}",
+        f"source: {config.source.url} ({config.source.format or 'format inferred'})",
+        f"state: {config.db_path}",
+        f"interval: every {config.bot.interval:g}s (jitter {config.bot.jitter:g}s)",
+        f"guard: removal after {config.guard.removal_confirmations} polls missing; a fetch "
+        f"missing more than {config.guard.max_missing_share:.0%} of agencies, or adding more "
+        f"than {config.guard.max_added_share:.0%}, is not believed",
+        f"channels: {', '.join(channels) or 'none'}",
+        f"feed: {feed} ({config.feed.entries} entries{published})" if feed else "feed: off",
+        f"summary: {summary.cron} (UTC)" if summary.enabled else "summary: off",
+        f"site: {site}" if config.site.enabled else "site: built by `ringwatch site` only",
+        f"import: Wayback Machine at {history.wayback_url} "
+        f"(pause {history.pause:g}s, timeout {history.timeout:g}s)",
+    ]
+
+
 def with_overrides(config: Config, section: str, **values: Any) -> Config:
     """A copy of config with some keys of one section replaced (CLI flags, demo)."""
-    if section not in SECTIONS:  # a channel's
-        settings = dataclasses.replace(config.channel_settings(section), **values)
-        return dataclasses.replace(config, channels={**config.channels, section: settings})
     return dataclasses.replace(
         config, **{section: dataclasses.replace(getattr(config, section), **values)}
     )

@@ -26,11 +26,19 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from bot.channels.base import Channel, Delivery, PermanentFailure, RecipientGone, RetryLater
+from bot.channels import audiences, enabled_channels
+from bot.channels.base import (
+    Channel,
+    MaintainerWarning,
+    PermanentFailure,
+    RecipientGone,
+    RetryLater,
+)
 from bot.config import AlertsConfig
 from bot.logs import redact
+from bot.messages import Delivery
 from bot.models import MessageKind
-from bot.notify import audiences, plan_maintainer_message
+from bot.notify import plan_maintainer_message
 from bot.render import make_environment
 from bot.store import Store
 
@@ -97,6 +105,8 @@ class DeliveryReport:
     failed: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     # channel → last error of each message given up after alerts.give_up_after
     gave_up: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    # channel → seconds each send attempt took, answered or not (the metrics' latency)
+    send_seconds: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
 
     def summary(self) -> str:
         channels = sorted(set(self.sent) | set(self.retrying) | set(self.failed))
@@ -145,7 +155,7 @@ class _ChannelRound:
         queue: asyncio.Queue[list[dict[str, Any]]] = asyncio.Queue()
         for recipient_rows in by_recipient.values():
             queue.put_nowait(recipient_rows)
-        await self.channel.open()
+        await self.channel.open(self.store, maintainer_warning(self.store, self.channel))
         try:
             workers = min(self.channel.concurrency, len(by_recipient))
             await asyncio.gather(*(self._worker(queue) for _ in range(workers)))
@@ -200,12 +210,16 @@ class _ChannelRound:
                 return False
             if not self.store.outbox.claim(row["id"]):
                 return True  # another worker has it
+            started = time.perf_counter()
             try:
                 external_id = await asyncio.wait_for(
                     self.channel.send(delivery), self.alerts.send_timeout
                 )
             except Exception as exc:
                 return self._record(row, classify(exc, self.alerts.send_timeout))
+            finally:
+                elapsed = time.perf_counter() - started
+                self.report.send_seconds[self.channel.name].append(elapsed)
         self.store.outbox.mark_sent(row["id"], external_id)
         self.report.sent[self.channel.name] += 1
         return True
@@ -267,6 +281,25 @@ def _span(seconds: float) -> str:
             count = round(seconds / size)
             return f"{count} {unit}{'s' if count != 1 else ''}"
     return f"{seconds:g} seconds"
+
+
+def maintainer_warning(store: Store, channel: Channel) -> MaintainerWarning:
+    """How `channel` warns the maintainers of every other enabled channel (a public account
+    is no place for it): queued in `store`; its group makes it one warning, however often."""
+
+    def warn(message: str, group: str) -> None:
+        config = channel.config
+        others = [ch for ch in enabled_channels(config) if ch.name != channel.name]
+        messages = plan_maintainer_message(
+            make_environment(config.templates_path),
+            audiences(others, store),
+            kind=MessageKind.WARNING,
+            group=group,
+            message=message,
+        )
+        store.outbox.queue(None, messages)
+
+    return warn
 
 
 def warn_gave_up(
@@ -340,7 +373,7 @@ async def send_test(
         f"ringwatch test message ({now}): if you can read this, the {channel.name} channel works."
     )
     results = []
-    await channel.open()
+    await channel.open(store, maintainer_warning(store, channel))
     try:
         for recipient in targets:
             delivery = Delivery(

@@ -7,8 +7,6 @@ quoting the bytes the source wrote: the `<Placemark>` element, the JSON object, 
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import unicodedata
 from collections import OrderedDict
@@ -18,20 +16,11 @@ from typing import Any
 from bot.config import Config, SourceConfig
 from bot.models import ChangeKind
 from bot.normalise import city_key, disambiguate, normalise_record
-from bot.placemark_scan import placemark_spans
 from bot.queries import change_object
 from bot.snapshots import SnapshotStore
-from bot.source import (
-    Fetched,
-    infer_format,
-    json_records,
-    parse_csv,
-    parse_json,
-    parse_kml,
-)
+from bot.source import Fetched
+from bot.source.formats import FORMATS, infer_format
 from bot.store import Store
-
-_CLOSE = b"</Placemark>"
 
 
 class EvidenceError(Exception):
@@ -96,37 +85,13 @@ class Evidence:
 # --- the pure part: records of a document, by key ---------------------------------------
 
 
-def _kml_texts(body: bytes, count: int) -> list[str] | None:
-    spans = placemark_spans(body)
-    if spans is None or len(spans) != count:
-        return None
-    return [body[begin : end + len(_CLOSE)].decode("utf-8", "replace") for begin, end in spans]
-
-
-def _csv_texts(body: bytes) -> list[str]:
-    rows = [row for row in csv.reader(io.StringIO(body.decode("utf-8-sig"))) if row]
-    header, texts = rows[0], []
-    for row in rows[1:]:
-        out = io.StringIO()
-        csv.writer(out, lineterminator="\n").writerows([header, row])
-        texts.append(out.getvalue().rstrip("\n"))
-    return texts
-
-
 def source_records(body: bytes, url: str, config: SourceConfig) -> tuple[str, dict[str, str]]:
     """(format, key → the record as written) of a document, keyed as a poll keys agencies."""
     fetched = Fetched(url=url, status=200, body=body)
     fmt = infer_format(config, fetched)
-    if fmt == "kml":
-        fields = [f for _, f in parse_kml(body, scan=False)]
-        texts = _kml_texts(body, len(fields))
-    elif fmt == "json":
-        fields = [f for _, f in parse_json(body, config.records_path, config.fields)]
-        items = json_records(body, config.records_path)
-        texts = [json.dumps(item, indent=2, ensure_ascii=False) for item in items]
-    else:
-        fields = [f for _, f in parse_csv(body, config.fields)]
-        texts = _csv_texts(body)
+    reader = FORMATS[fmt]
+    fields = [f for _, f in reader.records(body, config, scan=False)]
+    texts = reader.quotes(body, config, len(fields))
     agencies = [normalise_record(f or {}) for f in fields]
     if texts is None:  # the byte scan cannot delimit the records: quote the fields read
         texts = [json.dumps(f, indent=2, ensure_ascii=False) for f in fields]

@@ -23,8 +23,8 @@ from urllib.parse import urljoin
 import jinja2
 import sqlite_utils
 
-from bot.channels.base import Style
 from bot.export import write_atomically
+from bot.messages import Style
 from bot.models import DETAIL_FIELDS, URL_FIELDS, Agency, Change, ChangeKind
 from bot.queries import ChangeFilter, install_id, query_changes
 from bot.render import make_environment, render_change

@@ -30,7 +30,8 @@ from bot.models import BAD_OUTCOMES, ChangeKind, Origin
 from bot.poll import Poller
 from bot.publish import publish_after_poll
 from bot.render import make_environment
-from bot.source import Fetched, FetchError, read_bounded
+from bot.source import Fetched, FetchError, guard
+from bot.source.fetch import read_bounded
 from bot.store import Store
 
 log = logging.getLogger(__name__)
@@ -180,8 +181,7 @@ class Wayback:
         self.deadline = float(config.import_.timeout)
         self.pause = float(config.import_.pause)
         self.max_bytes = config.source.max_bytes
-        self.session = requests.Session()
-        self.session.trust_env = False
+        self.session = guard.session()
         self.session.headers["User-Agent"] = config.source.user_agent
         self._last_request = 0.0
 

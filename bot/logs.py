@@ -2,8 +2,11 @@
 
 Every error that is stored (the outbox), printed (`ringwatch status`), logged or
 rendered into a message passes through `redact` first. Which environment variables
-are secret is not listed here: each Channel class declares its own (`secrets`), so a
-channel added later is covered without anyone remembering this file.
+are secret is not listed here: each Channel class declares its own (`secrets`) and adds
+them with `declare_secrets` when it is defined, so a channel added later is covered
+without anyone remembering this file; a secret outside the channels (the heartbeat URL)
+is declared by the code that reads it. This module imports nothing of ours: every layer
+may log and redact.
 """
 
 from __future__ import annotations
@@ -12,10 +15,18 @@ import functools
 import logging
 import os
 import re
-from urllib.parse import quote, quote_plus
+from urllib.parse import quote, quote_plus, urlsplit
 
 MIN_SECRET_LENGTH = 4  # shorter values would redact ordinary words
 _LIST_SEPARATORS = re.compile(r"[\s,]+")
+# The environment variables whose values are secret: every channel class defined in this
+# process declares its own (bot.channels.base.Channel.__init_subclass__).
+SECRET_VARIABLES: set[str] = set()
+
+
+def declare_secrets(names: tuple[str, ...]) -> None:
+    """From now on, scrub the values of these environment variables from every text."""
+    SECRET_VARIABLES.update(names)
 
 
 def _forms(value: str) -> set[str]:
@@ -34,14 +45,21 @@ def _pattern(secrets: tuple[tuple[str, str], ...]) -> tuple[re.Pattern[str], dic
 
 def _secrets() -> tuple[tuple[str, str], ...]:
     """(variable, value) of every secret; a list of several (APPRISE_URLS: one URL per
-    target, space- or comma-separated) also has each of its items, which an error quotes."""
-    from bot.channels import secret_env_vars
-
+    target, space- or comma-separated) also has each of its items, which an error quotes,
+    and an http(s) URL its path and query, which urllib3's errors quote without the host
+    ("Max retries exceeded with url: /<uuid>")."""
     pairs = set()
-    for name in secret_env_vars():
+    for name in SECRET_VARIABLES:
         value = os.environ.get(name, "").strip()
-        pairs |= {(name, item) for item in {value, *_LIST_SEPARATORS.split(value)}}
+        items = {value, *_LIST_SEPARATORS.split(value)}
+        items |= {_path_of(item) for item in items if item.lower().startswith(("http:", "https:"))}
+        pairs |= {(name, item) for item in items}
     return tuple(sorted((n, v) for n, v in pairs if len(v) >= MIN_SECRET_LENGTH))
+
+
+def _path_of(url: str) -> str:
+    parts = urlsplit(url)
+    return parts.path + (f"?{parts.query}" if parts.query else "")
 
 
 def redact(text: str) -> str:

@@ -15,7 +15,8 @@ class ExitCode(IntEnum):
     """How a ringwatch command ends, for scripts and supervisors (README: "Exit codes")."""
 
     OK = 0
-    CHECK_FAILED = 1  # `verify` found a difference, or a stored snapshot is damaged
+    CHECK_FAILED = 1  # `verify` found a difference, a stored snapshot is damaged, or
+    # `health` found ringwatch unhealthy
     USAGE = 2  # usage or configuration error, or a database that needs a person
     TRANSIENT = 3  # a fetch, parse or delivery failed, or the database was busy or full
     GUARD = 4  # a guard tripped: the fetch was not believed

@@ -8,29 +8,12 @@ threshold, and one digest (split to the channel's length limit) above it.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import jinja2
 
-from bot.channels.base import Channel, Recipient, Style
+from bot.messages import Audience, Recipient
 from bot.models import Change, ChangeKind, MessageKind, OutboxMessage
 from bot.render import render, render_change, render_digest, split_text
-
-if TYPE_CHECKING:
-    from bot.store import Store
-
-
-@dataclass(frozen=True)
-class Audience:
-    channel: str
-    style: Style
-    recipients: Sequence[Recipient]
-
-
-def audiences(channels: Sequence[Channel], store: Store) -> list[Audience]:
-    """Who each channel speaks to now (its recipients are read from the store)."""
-    return [Audience(ch.name, ch.style(), ch.recipients(store)) for ch in channels]
 
 
 def _parts(

@@ -17,6 +17,7 @@ from typing import Any
 
 import jinja2
 
+from bot.channels import audiences
 from bot.channels.base import Channel
 from bot.config import Config, SourceConfig
 from bot.diff import (
@@ -39,11 +40,18 @@ from bot.models import (
     PollOutcome,
 )
 from bot.normalise import disambiguate, normalise_record
-from bot.notify import audiences, plan_alerts, plan_maintainer_message
-from bot.placemark_scan import ScanMismatch
+from bot.notify import plan_alerts, plan_maintainer_message
 from bot.render import make_environment
 from bot.snapshots import SnapshotFile, SnapshotStore
-from bot.source import Abandoned, Fetched, SourceError, Validators, fetch, parse
+from bot.source import (
+    Abandoned,
+    Fetched,
+    ScanMismatch,
+    SourceError,
+    Validators,
+    fetch,
+    parse,
+)
 from bot.store import Store
 from bot.store.polls import PollRecord
 from bot.store.times import utc_now

@@ -16,7 +16,8 @@ from bot.models import ChangeKind
 from bot.store import Store
 from bot.store.changelog import unpack_churn
 from bot.store.outbox import FailedMessage
-from bot.store.sql import GOOD_SQL, sql_list
+from bot.store.sql import GOOD_SQL, UNSENT_SQL, sql_list
+from bot.store.times import iso_time
 
 
 @dataclass(frozen=True)
@@ -243,6 +244,46 @@ def read_status(store: Store, *, polls: int, failures: int = 3) -> StatusReport:
         oldest_waiting=store.outbox.oldest_waiting(),
         failures=tuple(store.outbox.last_failures(failures)),
     )
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """A channel's messages that should have gone out and were queued before a time."""
+
+    channel: str
+    messages: int
+    oldest: str  # created_at of the oldest
+
+
+def messages_waiting(db: sqlite_utils.Database, queued_before: str, now: str) -> list[Waiting]:
+    """Per channel, the unsent messages queued before `queued_before` that are due by `now`
+    or being retried after failures; those held back on purpose (a flood wait, a spent
+    budget: not due, no failure) do not count."""
+    sql = f"""select channel, count(*), min(created_at) from outbox
+        where status in {UNSENT_SQL} and created_at < ?
+        and (next_attempt_at <= ? or failing_since is not null)
+        group by channel order by channel"""
+    return [Waiting(*row) for row in db.execute(sql, [queued_before, now])]
+
+
+@dataclass(frozen=True)
+class HealthFacts:
+    """What `ringwatch health` judges (bot/health.py), read at one moment."""
+
+    last_good_poll: str | None  # finished_at of the last good poll; None: none yet
+    waiting: tuple[Waiting, ...]  # messages waiting longer than health.max_backlog_age
+
+
+def read_health_facts(db: sqlite_utils.Database, now: float, max_backlog_age: float) -> HealthFacts:
+    waiting = messages_waiting(db, iso_time(now - max_backlog_age), iso_time(now))
+    return HealthFacts(last_good_poll_time(db), tuple(waiting))
+
+
+def snapshots_stored_bytes(db: sqlite_utils.Database) -> int:
+    """The compressed size of every snapshot kept: what the evidence takes on disk."""
+    if "snapshots" not in db.table_names():  # a read-only look at an old database
+        return 0
+    return db.execute("select coalesce(sum(compressed_bytes), 0) from snapshots").fetchone()[0]
 
 
 # --- canned queries for Datasette (`ringwatch datasette`) ---------------------------------

@@ -16,7 +16,7 @@ from typing import Any
 
 import jinja2
 
-from bot.channels.base import Style
+from bot.messages import Style
 from bot.models import LOGGED_FIELDS, Change, ChangeKind, public_defaults
 from bot.normalise import US_STATES, display_name
 

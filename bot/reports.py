@@ -1,4 +1,5 @@
-"""Reports and statistics from the change log: `ringwatch report` and `ringwatch stats`.
+"""Reports and statistics from the change log: `ringwatch report` and `ringwatch stats`,
+and the text of `ringwatch changes`, `status` and `snapshots`.
 
 Queries (build_report, build_stats) read the database, always through
 queries.query_changes for change-log numbers, so a report never disagrees with
@@ -15,7 +16,8 @@ import shlex
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import jinja2
@@ -25,6 +27,7 @@ from bot.models import ChangeKind
 from bot.normalise import US_STATES, display_name
 from bot.queries import (
     ChangeFilter,
+    StatusReport,
     last_good_poll_time,
     listed_agencies,
     listed_now,
@@ -350,4 +353,87 @@ def stats_text(stats: Stats) -> str:
         ]
     else:
         lines += ["", "Video requests: the source gives no counts"]
+    return "\n".join(lines)
+
+
+def changes_text(rows: Sequence[dict[str, Any]]) -> str:
+    """`ringwatch changes` as a table: one line per change, then how many."""
+    if not rows:
+        return "no changes match"
+    lines = []
+    for row in rows:
+        detail = ""
+        if row["kind"] == ChangeKind.RENAMED and row["before"]:
+            detail = f"  (was {row['before'].get('name')})"
+        elif row["kind"] == ChangeKind.CHANGED:
+            detail = "  " + ", ".join(
+                f"{f}: {row['before'].get(f)} → {row['after'].get(f)}" for f in row["fields"]
+            )
+        lines.append(
+            f"{row['detected_at'][:16]:16}  {row['kind']:8}  {row['state'] or '--':2}  "
+            f"{row['name']}{', ' + row['city'] if row['city'] else ''}"
+            f"{'  [' + row['active_date'] + ']' if row['active_date'] else ''}{detail}"
+        )
+    lines.append(f"{len(rows)} change{'' if len(rows) == 1 else 's'}")
+    return "\n".join(lines)
+
+
+def age_text(seconds: float) -> str:
+    """'2d 3h 5m', '4m', '0m': a time span for people, to the minute."""
+    days, rest = divmod(max(0, int(seconds)), 86400)
+    hours, rest = divmod(rest, 3600)
+    parts = [f"{days}d"] * bool(days) + [f"{hours}h"] * bool(hours) + [f"{rest // 60}m"]
+    return " ".join(parts)
+
+
+def age(iso: str) -> str:
+    """'2h 5m' since an ISO time in UTC."""
+    return age_text((datetime.now(UTC) - datetime.fromisoformat(iso)).total_seconds())
+
+
+def status_lines(report: StatusReport, database: Path) -> list[str]:
+    """`ringwatch status` before each channel's own lines: the polls, the deliveries and
+    the last failures (not yet redacted: the caller prints them through bot.logs.redact)."""
+    streak = report.bad_streak
+    lines = [
+        f"database: {database}",
+        f"agencies tracked: {report.agencies:,}",
+        f"failed or suspect polls in a row: {streak}" + ("  <-- WARNING" if streak else ""),
+        "last polls:",
+    ]
+    for poll in report.polls:
+        detail = poll["error"] or (
+            f"{poll['records'] or 0} listed: {poll[ChangeKind.ADDED] or 0} new, "
+            f"{poll[ChangeKind.REMOVED] or 0} ended, {poll[ChangeKind.RENAMED] or 0} renamed, "
+            f"{poll[ChangeKind.CHANGED] or 0} changed"
+        )
+        if poll.get("warning"):
+            detail += f"; {poll['warning']}"
+        lines.append(f"  {poll['started_at']}  {poll['outcome']:9}  {detail}")
+    oldest = report.oldest_waiting
+    lines.append("deliveries:")
+    if not report.deliveries:
+        lines.append("  none yet")
+    for channel, by_status in sorted(report.deliveries.items()):
+        text = ", ".join(f"{n} {s}" for s, n in sorted(by_status.items()))
+        if channel in oldest:
+            text += f"; oldest waiting {age(oldest[channel])} (queued {oldest[channel]})"
+        lines.append(f"  {channel}: {text}")
+    lines += [
+        f"  last failure: {row.channel}:{row.recipient}: {row.last_error}"
+        for row in report.failures
+    ]
+    return lines
+
+
+def snapshots_text(rows: Sequence[dict[str, Any]]) -> str:
+    """`ringwatch snapshots` as a table: one line per stored document, then the total."""
+    lines = [
+        f"{row['sha256']}  {row['first_seen']}  {row['last_seen']}  "
+        f"{row['bytes']:>11,} B  {row['compressed_bytes']:>10,} B stored  "
+        f"{row['polls']:>6} poll{'' if row['polls'] == 1 else 's'}"
+        for row in rows
+    ]
+    stored = sum(row["compressed_bytes"] for row in rows)
+    lines.append(f"{len(rows)} snapshot{'' if len(rows) == 1 else 's'}, {stored:,} bytes stored")
     return "\n".join(lines)

@@ -30,17 +30,19 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, TypeVar
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 
-from bot.channels import enabled_channels
+from bot.channels import audiences, enabled_channels
 from bot.channels.base import Channel
 from bot.config import Config
 from bot.deliver import deliver_pending
-from bot.models import ExitCode, MessageKind
-from bot.notify import audiences, plan_maintainer_message
-from bot.poll import run_poll
+from bot.heartbeat import Heartbeat
+from bot.models import GOOD_OUTCOMES, ExitCode, MessageKind, PollOutcome
+from bot.notify import plan_maintainer_message
+from bot.poll import PollResult, run_poll
 from bot.publish import publish_after_poll
 from bot.render import make_environment
 from bot.source import fetch
@@ -48,7 +50,11 @@ from bot.store import Store
 from bot.store.schema import DatabaseProblem, database_problem
 from bot.store.times import prune_before
 
+if TYPE_CHECKING:
+    from bot.metrics import Metrics
+
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # After SIGTERM and bot.shutdown_grace: how long what was then cancelled may take to
 # unwind. With the default grace, together well under Docker's 10 s.
@@ -97,8 +103,10 @@ class Runner:
         self.store = Store.open(config.db_path, busy_timeout=config.bot.busy_timeout)
         # Non-zero once the database proved unusable: `ringwatch run` exits with it.
         self.exit_code = ExitCode.OK
+        self.heartbeat = Heartbeat.from_config(config)
+        self.metrics: Metrics | None = None  # while [metrics] are served
 
-    def _in_thread(self, work: Callable[[Store], str]) -> str:
+    def _in_thread(self, work: Callable[[Store], T]) -> T:
         """`work` on a connection of its own, closed afterwards (this runs in a worker
         thread, and a sqlite3 connection serves only the thread that opened it)."""
         store = Store.open(self.config.db_path, busy_timeout=self.config.bot.busy_timeout)
@@ -107,12 +115,14 @@ class Runner:
         finally:
             store.close()
 
-    def _poll(self, store: Store) -> str:
+    def _poll(self, store: Store) -> PollResult:
         fetcher = functools.partial(fetch, stop=self.abandon)
         result = run_poll(self.config, store, self.channels, fetcher=fetcher)
+        if self.metrics is not None:
+            self.metrics.observe_poll(result, store)
         if result.committed:
             publish_after_poll(self.config, store, changed=bool(result.changes))
-        return result.summary
+        return result
 
     def _track(self, *more: set[asyncio.Task[None]]) -> None:
         """Count the calling task as a step that shutdown waits for (and then cancels)."""
@@ -128,12 +138,13 @@ class Runner:
         self._track()
         async with self.poll_lock:
             try:
-                summary = await asyncio.to_thread(self._in_thread, self._poll)
-                log.info("poll: %s", summary)
+                result = await asyncio.to_thread(self._in_thread, self._poll)
+                log.info("poll: %s", result.summary)
             except asyncio.CancelledError:  # stopping; the thread stops at its next read
                 log.warning("poll abandoned: ringwatch is stopping")
                 return
             except Exception as exc:
+                self._beat(good=False)
                 problem = self._database_problem(exc)
                 if problem is None:
                     log.exception("poll crashed; the next one runs on schedule")
@@ -142,7 +153,18 @@ class Runner:
                 else:
                     await self._database_unusable(problem)
                     return
+            else:
+                if result.outcome is not PollOutcome.ABANDONED:
+                    self._beat(good=result.outcome in GOOD_OUTCOMES)
         self._deliver_soon()
+
+    def _beat(self, *, good: bool) -> None:
+        """Ping the heartbeat in the background: a slow one holds up nothing."""
+        if self.heartbeat is None:
+            return
+        task = asyncio.create_task(asyncio.to_thread(self.heartbeat.ping, good))
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
 
     def _database_problem(self, error: Exception) -> DatabaseProblem | None:
         """The database state behind a failed step (said in one line), or None for a bug."""
@@ -246,6 +268,8 @@ class Runner:
                         stop=self.stop_event,
                         drain=[channel],
                     )
+                if self.metrics is not None:
+                    self.metrics.observe_delivery(report)
                 if any(report.sent.values()) or any(report.failed.values()):
                     log.info("deliver: %s", report.summary())
                 if report.gave_up:
@@ -280,6 +304,23 @@ class Runner:
         return True
 
     async def run(self) -> None:
+        server = None
+        if self.config.metrics.address is not None:
+            from bot.metrics import serve_metrics
+
+            try:
+                self.metrics, server = serve_metrics(self.config, [c.name for c in self.channels])
+            except BaseException:
+                self.store.close()
+                raise
+        try:
+            await self._run()
+        finally:
+            if server is not None:
+                server.shutdown()
+                server.server_close()
+
+    async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         loop.set_default_executor(DaemonThreads())
         for sig in (signal.SIGINT, signal.SIGTERM):

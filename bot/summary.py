@@ -24,12 +24,12 @@ from typing import Any
 
 import jinja2
 
+from bot.channels import audiences as channel_audiences
 from bot.channels.base import Channel
 from bot.config import Config
+from bot.messages import Audience
 from bot.models import ChangeKind, MessageKind, OutboxMessage
 from bot.normalise import display_name
-from bot.notify import Audience
-from bot.notify import audiences as channel_audiences
 from bot.render import render, split_text
 from bot.reports import Report, build_report, group_by_state, long_date
 from bot.store import Store

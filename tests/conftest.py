@@ -32,8 +32,8 @@ def sample_config(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 @pytest.fixture(scope="session")
 def hostile_config(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A state dir whose change log holds the hostile agencies of tests/hostile.py."""
-    from tests.hostile import poll_hostile
+    """A state dir whose change log holds the hostile agencies of tests/support/hostile.py."""
+    from tests.support.hostile import poll_hostile
 
     with SourceServer() as server:
         yield poll_hostile(server, tmp_path_factory.mktemp("hostile"))

@@ -8,20 +8,18 @@ from pathlib import Path
 
 import pytest
 
-from tests.channel_helpers import (
+from tests.support.channels import (
     NO_DIGEST,
     SAMPLE_ADDITIONS,
+    additions,
     cli,
-    make_due,
-    outbox,
-    samples_config,
 )
-from tests.helpers import database_text, leaked
-from tests.support.cli import run_cli, write_config
+from tests.support.cli import database, run_cli, samples_config, write_config
+from tests.support.leaks import database_text, leaked
+from tests.support.outbox import make_due, outbox
 from tests.support.smtp_server import SmtpServer
 from tests.support.source_server import SourceServer
 from tests.support.webhook_receiver import Answer, WebhookReceiver
-from tests.test_mastodon import additions
 
 ENABLED = "[apprise]\nenabled = true\n"
 PASSWORD = "receiver-password-0123"
@@ -61,7 +59,7 @@ def test_every_sample_addition_reaches_a_json_target_and_an_email_once(
     assert {m["Subject"] for m in smtp.messages} == {"ringwatch"}
     counts = additions(mails)
     assert len(counts) == SAMPLE_ADDITIONS and set(counts.values()) == {1}
-    rows = outbox(config, "apprise")
+    rows = outbox(database(config), channel="apprise")
     assert {r["status"] for r in rows} == {"sent"}
     assert {r["recipient"] for r in rows} == {"1:json", "2:mailto"}
     assert not leaked(database_text(tmp_path / "state" / "ringwatch.db"), [PASSWORD])
@@ -77,10 +75,12 @@ def test_a_refusing_target_is_retried_and_then_gets_each_message_once(
     result = run_cli("poll", "--config", str(config), env=env)
     assert result.returncode == 0 and PASSWORD not in result.stderr
 
-    first = next(r for r in outbox(config, "apprise") if r["recipient"] == "1:json")
+    first = next(
+        r for r in outbox(database(config), channel="apprise") if r["recipient"] == "1:json"
+    )
     assert first["status"] == "pending" and first["attempts"] == 1
     assert len(smtp.messages) > SAMPLE_ADDITIONS  # the other target did not wait
-    make_due(config)
+    make_due(database(config))  # the CLI reads the real clock
     cli(config, "deliver", env)
 
     counts = additions([r.document["message"] for r in receiver.accepted("/apprise")])

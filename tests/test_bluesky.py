@@ -12,22 +12,21 @@ import grapheme
 import pytest
 
 from bot.store.times import epoch_time
-from tests.channel_helpers import (
+from tests.support.agencies import agencies, renamed
+from tests.support.bluesky_stub import PASSWORD, BlueskyStub, error, rate_limited
+from tests.support.channels import (
     HOSTILE_NAMES,
     NO_DIGEST,
     SAMPLE_ADDITIONS,
+    additions,
     cli,
     kill_mid_broadcast,
-    make_due,
-    outbox,
-    query,
-    samples_config,
 )
-from tests.helpers import agencies, database_text, kml, leaked, renamed
-from tests.support.bluesky_stub import PASSWORD, BlueskyStub, error, rate_limited
-from tests.support.cli import run_cli, write_config
+from tests.support.cli import database, run_cli, samples_config, write_config
+from tests.support.leaks import database_text, leaked
+from tests.support.outbox import make_due, outbox
 from tests.support.source_server import SourceServer
-from tests.test_mastodon import additions
+from tests.support.synthetic import to_kml
 
 ENV = {"BLUESKY_APP_PASSWORD": PASSWORD}
 SINGLE_POSTS = NO_DIGEST + "max_posts_per_poll = 1000\n"
@@ -67,7 +66,7 @@ def test_every_sample_addition_is_posted_once_with_one_login(
     texts = [r.text for r in stub.posts()]
     counts = additions(texts)
     assert len(counts) == SAMPLE_ADDITIONS and set(counts.values()) == {1}
-    assert {r["status"] for r in outbox(config, "bluesky")} == {"sent"}
+    assert {r["status"] for r in outbox(database(config), channel="bluesky")} == {"sent"}
     assert stub.count("com.atproto.server.createSession") == 1
     session = tmp_path / "state" / "bluesky-session.json"
     assert stat.S_IMODE(session.stat().st_mode) == 0o600
@@ -81,7 +80,7 @@ def test_twenty_processes_in_a_row_log_in_once(tmp_path: Path, source_server: So
     stub = BlueskyStub(access_lifetime=600).start()  # < 15 minutes: atproto refreshes at once
     try:
         items = agencies(40)
-        url = source_server.serve("/a.kml", *[kml(items[: 10 + n]) for n in range(21)])
+        url = source_server.serve("/a.kml", *[to_kml(items[: 10 + n]) for n in range(21)])
         config = source_config(tmp_path, url, singles(stub))
         for _ in range(21):
             cli(config, "poll", ENV)
@@ -97,7 +96,7 @@ def test_a_refused_session_logs_in_again_once(
     tmp_path: Path, source_server: SourceServer, stub: BlueskyStub
 ):
     items = agencies(20)
-    url = source_server.serve("/a.kml", kml(items[:18]), kml(items[:19]), kml(items))
+    url = source_server.serve("/a.kml", to_kml(items[:18]), to_kml(items[:19]), to_kml(items))
     config = source_config(tmp_path, url, singles(stub))
     cli(config, "poll", ENV)
     cli(config, "poll", ENV)
@@ -141,7 +140,7 @@ def test_a_kill_mid_broadcast_posts_nothing_twice(
     counts = additions(texts)
     assert len(counts) == SAMPLE_ADDITIONS and set(counts.values()) == {1}
     assert stub.count("com.atproto.repo.getRecord") >= 1  # the killed post was looked up
-    assert {r["status"] for r in outbox(config, "bluesky")} == {"sent"}
+    assert {r["status"] for r in outbox(database(config), channel="bluesky")} == {"sent"}
 
 
 @pytest.mark.parametrize(
@@ -155,16 +154,16 @@ def test_a_429_or_5xx_is_waited_out_then_everything_goes_once(
     cli(config, "poll", ENV)
     stub.answers = [answer()]  # made now: a 429's reset is a time
     cli(config, "poll", ENV)
-    first = outbox(config, "bluesky")[0]
+    first = outbox(database(config), channel="bluesky")[0]
     assert first["status"] == "pending" and first["attempts"] == attempts
     if attempts == 0:  # the reset time, for the whole channel
         assert 60 < epoch_time(first["next_attempt_at"]) - time.time() <= 125
 
-    make_due(config)
+    make_due(database(config))  # the CLI reads the real clock
     cli(config, "deliver", ENV)
 
     texts = [r.text for r in stub.posts()]
-    assert len(texts) == len(set(texts)) == len(outbox(config, "bluesky"))
+    assert len(texts) == len(set(texts)) == len(outbox(database(config), channel="bluesky"))
 
 
 def test_emoji_and_combining_marks_count_as_graphemes_and_facets_are_exact(
@@ -178,13 +177,13 @@ def test_emoji_and_combining_marks_count_as_graphemes_and_facets_are_exact(
             for n, a in enumerate(items[1:12])
         ),
     ]
-    url = source_server.serve("/a.kml", kml(items[12:]), kml(items[12:] + marked))
+    url = source_server.serve("/a.kml", to_kml(items[12:]), to_kml(items[12:] + marked))
     config = source_config(tmp_path, url, section(stub, "max_posts_per_poll = 5\n"))
     cli(config, "poll", ENV)
     cli(config, "poll", ENV)
 
     posts = stub.posts()
-    assert {r["status"] for r in outbox(config, "bluesky")} == {"sent"}
+    assert {r["status"] for r in outbox(database(config), channel="bluesky")} == {"sent"}
     assert all(grapheme.length(p.text) <= 300 for p in posts)
     assert any(len(p.text) > 300 for p in posts)  # code points would have split sooner
     counts = additions([p.text for p in posts])
@@ -197,7 +196,7 @@ def test_the_profile_link_is_a_facet_with_exact_utf8_offsets_and_nothing_else_is
     items = agencies(20)
     names = ["Cañon City Police Department", *HOSTILE_NAMES]
     hostile = [renamed(a, name=n) for a, n in zip(items, names, strict=False)]
-    url = source_server.serve("/a.kml", kml(items[5:]), kml(items[5:] + hostile))
+    url = source_server.serve("/a.kml", to_kml(items[5:]), to_kml(items[5:] + hostile))
     config = source_config(tmp_path, url, singles(stub))
     cli(config, "poll", ENV)
     cli(config, "poll", ENV)
@@ -222,17 +221,17 @@ def test_a_wrong_app_password_pauses_bluesky_with_one_warning(
     tmp_path: Path, source_server: SourceServer, stub: BlueskyStub
 ):
     items = agencies(20)
-    url = source_server.serve("/a.kml", kml(items[:18]), kml(items))
+    url = source_server.serve("/a.kml", to_kml(items[:18]), to_kml(items))
     config = source_config(tmp_path, url, "[console]\nenabled = true\n" + section(stub))
     wrong = {"BLUESKY_APP_PASSWORD": "wrong-password-123"}
     cli(config, "poll", wrong)
     cli(config, "poll", wrong)
-    make_due(config)
+    make_due(database(config))  # the CLI reads the real clock
     cli(config, "deliver", wrong)
 
     assert stub.posts() == []
-    assert {r["status"] for r in outbox(config, "bluesky")} == {"pending"}
-    warnings = query(config, "select text from outbox where kind = 'warning'")
+    assert {r["status"] for r in outbox(database(config), channel="bluesky")} == {"pending"}
+    warnings = outbox(database(config), kind="warning")
     assert len(warnings) == 1 and "Bluesky refused the login" in warnings[0]["text"]
     assert not leaked(database_text(tmp_path / "state" / "ringwatch.db"), ["wrong-password-123"])
 

@@ -25,11 +25,14 @@ from bot.cli import cli
 from bot.lock import state_lock
 from bot.store import Store
 from bot.store.changelog import pack_churn, unpack_churn
-from tests.helpers import Bot, agencies, config_text, kml, renamed, wait_for
+from tests.support.agencies import agencies, renamed
+from tests.support.bot import Bot, config_text
 from tests.support.cli import REPO, run_cli, start_cli, write_config
 from tests.support.locks import hold_write_lock, release
+from tests.support.outbox import outbox
 from tests.support.source_server import Reply
-from tests.support.synthetic import mutate
+from tests.support.synthetic import mutate, to_kml
+from tests.support.wait import wait_for
 
 PATH = "/map.kml"
 
@@ -48,7 +51,7 @@ def assert_clean_exit(result, code: int) -> None:
 @pytest.fixture
 def bot(tmp_path, source_server) -> Bot:
     """A bot with a baseline of 20 agencies recorded."""
-    made = Bot.create(tmp_path, source_server.serve(PATH, kml(agencies(20))))
+    made = Bot.create(tmp_path, source_server.serve(PATH, to_kml(agencies(20))))
     made.poll()
     return made
 
@@ -58,7 +61,7 @@ def bot(tmp_path, source_server) -> Bot:
 
 def test_poll_prints_alerts_and_a_summary_and_exits_0(bot, source_server):
     later = mutate(agencies(20), seed=2, add=1)
-    source_server.serve(PATH, kml(later))
+    source_server.serve(PATH, to_kml(later))
 
     result = ringwatch(bot, "poll")
 
@@ -100,7 +103,7 @@ def test_poll_exits_3_on_a_document_it_will_not_parse(bot, source_server, body):
 
 
 def test_poll_exits_3_when_the_body_is_cut_short(bot, source_server):
-    body = kml(mutate(agencies(20), seed=2, add=1))
+    body = to_kml(mutate(agencies(20), seed=2, add=1))
     source_server.serve(PATH, Reply(body, declared_length=len(body) + 1000))
 
     assert_clean_exit(ringwatch(bot, "poll"), 3)
@@ -117,7 +120,7 @@ SUSPECT_LISTS = {
 
 @pytest.mark.parametrize("case", SUSPECT_LISTS, ids=list(SUSPECT_LISTS))
 def test_poll_exits_4_when_a_guard_trips(bot, source_server, case):
-    source_server.serve(PATH, kml(SUSPECT_LISTS[case](agencies(20))))
+    source_server.serve(PATH, to_kml(SUSPECT_LISTS[case](agencies(20))))
 
     result = ringwatch(bot, "poll")
 
@@ -130,7 +133,7 @@ def test_poll_exits_4_when_a_guard_trips(bot, source_server, case):
 
 def test_poll_force_believes_a_fetch_a_share_guard_refused(bot, source_server):
     listed = agencies(20)
-    source_server.serve(PATH, kml(listed[:14]))
+    source_server.serve(PATH, to_kml(listed[:14]))
     assert_clean_exit(ringwatch(bot, "poll"), 4)
 
     for _ in range(2):  # an ending still needs its confirmations
@@ -142,7 +145,7 @@ def test_poll_force_believes_a_fetch_a_share_guard_refused(bot, source_server):
 
 
 def test_poll_force_believes_many_additions_once(bot, source_server):
-    source_server.serve(PATH, kml(mutate(agencies(20), seed=2, add=6)))
+    source_server.serve(PATH, to_kml(mutate(agencies(20), seed=2, add=6)))
     result = ringwatch(bot, "poll")
     assert_clean_exit(result, 4)
     assert "guard.max_added_share" in result.stdout
@@ -156,7 +159,7 @@ def test_poll_force_believes_many_additions_once(bot, source_server):
 
 def test_poll_refuses_a_first_document_without_states_with_exit_4(tmp_path, source_server):
     broken = [dataclasses.replace(a, city="", state="") for a in agencies(20)]
-    made = Bot.create(tmp_path, source_server.serve(PATH, kml(broken)))
+    made = Bot.create(tmp_path, source_server.serve(PATH, to_kml(broken)))
 
     result = ringwatch(made, "poll")
 
@@ -167,7 +170,7 @@ def test_poll_refuses_a_first_document_without_states_with_exit_4(tmp_path, sour
 
 
 def test_poll_force_never_believes_an_empty_list(bot, source_server):
-    source_server.serve(PATH, kml([]))
+    source_server.serve(PATH, to_kml([]))
 
     assert_clean_exit(ringwatch(bot, "poll", "--force"), 4)
     assert len(bot.agencies()) == 20
@@ -186,7 +189,7 @@ def test_a_second_process_on_the_same_state_dir_exits_5(bot):
 def test_a_state_dir_that_cannot_be_created_exits_2(tmp_path, source_server, command):
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("a file where the state dir should be", encoding="utf-8")
-    url = source_server.serve(PATH, kml(agencies(5)))
+    url = source_server.serve(PATH, to_kml(agencies(5)))
     config = tmp_path / "config.toml"
     config.write_text(f'[bot]\nstate_dir = "{blocker}"\n[source]\nurl = "{url}"\n')
 
@@ -200,7 +203,7 @@ def test_a_state_dir_that_cannot_be_created_exits_2(tmp_path, source_server, com
 
 
 def test_dry_run_of_a_first_poll_creates_no_database(tmp_path, source_server):
-    fresh = Bot.create(tmp_path, source_server.serve(PATH, kml(agencies(5))))
+    fresh = Bot.create(tmp_path, source_server.serve(PATH, to_kml(agencies(5))))
 
     result = ringwatch(fresh, "poll", "--dry-run")
 
@@ -217,7 +220,7 @@ def _files(directory: Path) -> dict[str, bytes]:
 
 
 def test_dry_run_prints_the_alerts_and_leaves_the_database_byte_for_byte(bot, source_server):
-    source_server.serve(PATH, kml(mutate(agencies(20), seed=2, add=2)))
+    source_server.serve(PATH, to_kml(mutate(agencies(20), seed=2, add=2)))
     state = bot.config.state_dir
     before = _files(state)
 
@@ -236,7 +239,7 @@ def test_dry_run_prints_the_alerts_and_leaves_the_database_byte_for_byte(bot, so
 
 
 def test_deliver_sends_what_a_poll_recorded_once(bot, source_server):
-    source_server.serve(PATH, kml(mutate(agencies(20), seed=2, add=2)))
+    source_server.serve(PATH, to_kml(mutate(agencies(20), seed=2, add=2)))
     bot.poll(deliver=False)  # as if the process died right after the commit
 
     first = ringwatch(bot, "deliver")
@@ -258,10 +261,10 @@ def history(bot, source_server) -> Bot:
     """Baseline of 20, then 2 added, 1 renamed, 1 changed; then 1 removed."""
     first = agencies(20)
     later = mutate(first, seed=7, add=2, rename=1, change=1)
-    source_server.serve(PATH, kml(later))
+    source_server.serve(PATH, to_kml(later))
     bot.poll()
     dropped = [a for a in later if a.name != later[0].name]
-    source_server.serve(PATH, kml(dropped))
+    source_server.serve(PATH, to_kml(dropped))
     bot.poll()
     bot.poll()
     return bot
@@ -361,7 +364,7 @@ def test_changes_rejects_a_bad_date_with_exit_2(history):
 def test_status_shows_failures_in_a_row_and_deliveries(bot, source_server):
     source_server.serve(PATH, Reply(b"", status=502))
     bot.poll()  # the notice and a warning are sent
-    source_server.serve(PATH, kml(mutate(agencies(20), seed=2, add=1)))
+    source_server.serve(PATH, to_kml(mutate(agencies(20), seed=2, add=1)))
     bot.poll(deliver=False)  # a recovery warning and an alert wait in the outbox
 
     result = ringwatch(bot, "status")
@@ -377,8 +380,7 @@ def test_status_warns_about_a_failure_streak_and_failed_deliveries(bot, source_s
     bot.poll()
     bot.poll()
     store = Store.open(bot.config.db_path)
-    row_id = store.db.execute("select max(id) from outbox").fetchone()[0]
-    store.outbox.mark_failed(row_id, "chat not found")
+    store.outbox.mark_failed(outbox(store)[-1]["id"], "chat not found")
     store.close()
 
     result = ringwatch(bot, "status")
@@ -563,6 +565,7 @@ def read_only(path: Path) -> Iterator[None]:
 # Every command that only reads the database, with the arguments it needs to get that far.
 READ_COMMANDS = {
     "status": (),
+    "health": (),
     "changes": (),
     "report": (),
     "stats": (),
@@ -613,7 +616,7 @@ CORRUPTIONS = {
 @pytest.mark.parametrize("command", ["poll", "deliver", "status", "changes"])
 @pytest.mark.parametrize("damage", CORRUPTIONS, ids=list(CORRUPTIONS))
 def test_a_corrupt_database_exits_2_with_one_line(bot, source_server, command, damage):
-    source_server.serve(PATH, kml(mutate(agencies(20), seed=2, add=1)))
+    source_server.serve(PATH, to_kml(mutate(agencies(20), seed=2, add=1)))
     path = db_path(bot)
     assert not path.with_name(path.name + "-wal").exists()  # all of it is in the file
     path.write_bytes(CORRUPTIONS[damage](path.read_bytes()))
@@ -626,7 +629,7 @@ def test_a_corrupt_database_exits_2_with_one_line(bot, source_server, command, d
 
 
 def test_a_database_from_a_newer_ringwatch_exits_2_with_one_line(bot, source_server):
-    source_server.serve(PATH, kml(mutate(agencies(20), seed=2, add=1)))
+    source_server.serve(PATH, to_kml(mutate(agencies(20), seed=2, add=1)))
     path = db_path(bot)
     with sqlite3.connect(path) as db:  # what a newer ringwatch's extra step leaves
         db.execute(
@@ -645,7 +648,7 @@ def test_a_database_from_a_newer_ringwatch_exits_2_with_one_line(bot, source_ser
 
 
 def test_a_read_only_database_file_exits_2_and_is_unchanged(bot, source_server):
-    source_server.serve(PATH, kml(mutate(agencies(20), seed=2, add=1)))
+    source_server.serve(PATH, to_kml(mutate(agencies(20), seed=2, add=1)))
     path = db_path(bot)
     before = content(path)
 
@@ -657,7 +660,7 @@ def test_a_read_only_database_file_exits_2_and_is_unchanged(bot, source_server):
 
 
 def test_a_read_only_state_directory_exits_2_and_is_unchanged(bot, source_server):
-    source_server.serve(PATH, kml(mutate(agencies(20), seed=2, add=1)))
+    source_server.serve(PATH, to_kml(mutate(agencies(20), seed=2, add=1)))
     state = bot.config.state_dir
     before = content(db_path(bot))
 
@@ -670,10 +673,10 @@ def test_a_read_only_state_directory_exits_2_and_is_unchanged(bot, source_server
 
 def test_a_database_locked_too_long_exits_3_and_is_unchanged(tmp_path, source_server):
     made = Bot.create(
-        tmp_path, source_server.serve(PATH, kml(agencies(20))), '[bot]\nbusy_timeout = "0.3s"\n'
+        tmp_path, source_server.serve(PATH, to_kml(agencies(20))), '[bot]\nbusy_timeout = "0.3s"\n'
     )
     made.poll()
-    source_server.serve(PATH, kml(mutate(agencies(20), seed=2, add=1)))
+    source_server.serve(PATH, to_kml(mutate(agencies(20), seed=2, add=1)))
     path = db_path(made)
     before = content(path)
     holder = hold_write_lock(path)
@@ -688,7 +691,7 @@ def test_a_database_locked_too_long_exits_3_and_is_unchanged(tmp_path, source_se
 
 
 def test_a_full_disk_exits_3_and_leaves_the_database_unchanged(tmp_path, source_server):
-    made = Bot.create(tmp_path, source_server.serve(PATH, kml(agencies(20))))
+    made = Bot.create(tmp_path, source_server.serve(PATH, to_kml(agencies(20))))
     made.poll()  # the baseline, on an ordinary disk: then onto a 300 KB one
     state, path = made.config.state_dir, db_path(made)
     kept = state.rename(tmp_path / "kept")
@@ -697,7 +700,7 @@ def test_a_full_disk_exits_3_and_leaves_the_database_unchanged(tmp_path, source_
         before = content(path)
         (state / "ringwatch.lock").write_text("0\n")  # the lock file has its block already
         fill(state / "filler")
-        source_server.serve(PATH, kml(mutate(agencies(20), seed=2, add=1)))
+        source_server.serve(PATH, to_kml(mutate(agencies(20), seed=2, add=1)))
 
         result = ringwatch(made, "poll")
         (state / "ringwatch.lock").unlink()
@@ -725,7 +728,7 @@ RUN = '[bot]\ninterval = "0.5s"\njitter = "0.01s"\ndeliver_every = "0.2s"\nbusy_
 def test_run_stops_with_exit_2_and_warns_once_when_the_database_turns_corrupt(
     tmp_path, source_server
 ):
-    made = Bot.create(tmp_path, source_server.serve(PATH, kml(agencies(20))), RUN)
+    made = Bot.create(tmp_path, source_server.serve(PATH, to_kml(agencies(20))), RUN)
     log = tmp_path / "run.log"
     with log.open("w") as err:
         process = start_cli("run", "--config", str(made.config_path), stdout=subprocess.PIPE,
@@ -752,14 +755,14 @@ def test_run_stops_with_exit_2_and_warns_once_when_the_database_turns_corrupt(
 
 
 def test_run_keeps_polling_through_a_locked_database(tmp_path, source_server):
-    made = Bot.create(tmp_path, source_server.serve(PATH, kml(agencies(20))), RUN)
+    made = Bot.create(tmp_path, source_server.serve(PATH, to_kml(agencies(20))), RUN)
     log = tmp_path / "run.log"
     with log.open("w") as err:
         process = start_cli("run", "--config", str(made.config_path), stderr=err)
         try:
             wait_for(lambda: len(made.polls()) >= 2)
             holder = hold_write_lock(db_path(made))
-            source_server.serve(PATH, kml(mutate(agencies(20), seed=2, add=1)))
+            source_server.serve(PATH, to_kml(mutate(agencies(20), seed=2, add=1)))
             try:
                 wait_for(lambda: log.read_text().count("stayed locked") >= 2)
             finally:
@@ -785,7 +788,7 @@ def backdate(bot: Bot, when: str = "2020-01-01T00:00:00Z") -> None:
 
 
 def test_prune_forgets_old_sent_messages_and_idle_polls_never_the_change_log(bot, source_server):
-    source_server.serve(PATH, kml(mutate(agencies(20), seed=2, add=1)))
+    source_server.serve(PATH, to_kml(mutate(agencies(20), seed=2, add=1)))
     bot.poll()  # one addition, alerted
     for _ in range(3):
         bot.poll()  # 304: nothing but a poll row each
@@ -822,7 +825,7 @@ def test_prune_keeps_what_is_recent_and_what_is_not_sent(bot, source_server):
 
 
 def test_run_prunes_with_the_configured_retention(tmp_path, source_server):
-    made = Bot.create(tmp_path, source_server.serve(PATH, kml(agencies(20))),
+    made = Bot.create(tmp_path, source_server.serve(PATH, to_kml(agencies(20))),
                       '[bot]\nretention = "1d"\n')  # fmt: skip
     made.poll()
     made.poll()
@@ -843,7 +846,7 @@ def test_run_prunes_with_the_configured_retention(tmp_path, source_server):
 
 def test_poll_and_status_name_agencies_listed_twice(bot, source_server):
     listed = agencies(20)
-    source_server.serve(PATH, kml([*listed, listed[4]]))
+    source_server.serve(PATH, to_kml([*listed, listed[4]]))
 
     result = ringwatch(bot, "poll")
 
@@ -856,17 +859,17 @@ def test_poll_and_status_name_agencies_listed_twice(bot, source_server):
 
 def test_prune_keeps_every_poll_verify_replays(tmp_path, source_server):
     listed = agencies(20)
-    made = Bot.create(tmp_path, source_server.serve(PATH, kml(listed)),
+    made = Bot.create(tmp_path, source_server.serve(PATH, to_kml(listed)),
                       "[guard]\nremoval_confirmations = 3\n")  # fmt: skip
     made.poll()
-    source_server.serve(PATH, kml(listed[1:]))
+    source_server.serve(PATH, to_kml(listed[1:]))
     made.poll()  # missing once: a new document
     made.poll()  # 304, missing twice: a confirmation the replay needs
     made.poll()  # 304, missing three times: ended
     made.poll()  # 304, nothing missing: idle
     source_server.serve(PATH, Reply(b"down", status=503))
     made.poll()  # failed: idle
-    source_server.serve(PATH, kml(listed[1:]))
+    source_server.serve(PATH, to_kml(listed[1:]))
     made.poll()  # 200, same document: idle
     backdate(made)
     made.poll()  # today's
@@ -884,7 +887,7 @@ def test_prune_keeps_every_poll_verify_replays(tmp_path, source_server):
 
 def test_verify_replays_churn_and_catches_an_edited_entry(bot, source_server):
     counted = [renamed(a, video_requests=a.video_requests + 3) for a in agencies(20)]
-    source_server.serve(PATH, kml(counted))
+    source_server.serve(PATH, to_kml(counted))
     bot.poll()
     assert_clean_exit(ringwatch(bot, "verify"), 0)
 

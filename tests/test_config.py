@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.channels import configure
 from bot.config import ConfigError, load_config, parse_duration
 from tests.support.cli import run_cli
 
@@ -13,7 +14,7 @@ from tests.support.cli import run_cli
 def load(tmp_path: Path, text: str):
     path = tmp_path / "config.toml"
     path.write_text(text, encoding="utf-8")
-    return load_config(path)
+    return configure(load_config(path))
 
 
 def error(tmp_path: Path, text: str) -> str:

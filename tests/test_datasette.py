@@ -8,9 +8,7 @@ The server is started the documented way (`ringwatch demo --state-dir DIR`, then
 from __future__ import annotations
 
 import signal
-import socket
 import sqlite3
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,14 +16,10 @@ import pytest
 import requests
 
 from tests.support.cli import run_cli, start_cli
+from tests.support.http import free_port
+from tests.support.wait import wait_for
 
 CHAT_ID = "987654321"  # a subscriber's Telegram chat id: must never be served
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -42,16 +36,18 @@ def datasette(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     server = start_cli("datasette", "--config", str(state / "config.toml"),
                        "--host", "127.0.0.1", "--port", str(port))  # fmt: skip
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120  # a generous start-up allowance on a loaded machine
+
+    def answers() -> bool:
+        assert server.poll() is None, "datasette exited"
+        try:
+            requests.get(f"{base}/-/versions.json", timeout=5).raise_for_status()
+        except requests.ConnectionError:
+            return False
+        return True
+
     try:
-        while True:
-            assert server.poll() is None, "datasette exited"
-            try:
-                requests.get(f"{base}/-/versions.json", timeout=5).raise_for_status()
-                break
-            except requests.ConnectionError:
-                assert time.monotonic() < deadline, "datasette did not start"
-                time.sleep(0.2)
+        # A generous start-up allowance on a loaded machine.
+        wait_for(answers, timeout=120, message="datasette did not start")
         yield base
     finally:
         server.send_signal(signal.SIGTERM)
@@ -73,6 +69,7 @@ def test_it_is_datasette_065(datasette):
         ("/ringwatch/subscribers.json", {}),
         ("/ringwatch/subscribers.csv", {}),
         ("/ringwatch/outbox", {}),
+        ("/ringwatch/disabled_webhooks.json", {}),
         ("/ringwatch/outbox.json", {"_shape": "array"}),
         ("/ringwatch", {"sql": "select * from subscribers"}),
         ("/ringwatch.json", {"sql": "select * from subscribers"}),

@@ -9,7 +9,6 @@ import sqlite3
 import subprocess
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import quote, quote_plus
@@ -17,25 +16,23 @@ from urllib.parse import quote, quote_plus
 import pytest
 import sqlite_utils
 
-from bot.channels import REGISTRY, load_channel, secret_env_vars
-from bot.channels.base import (
-    Channel,
-    Delivery,
-    PermanentFailure,
-    Recipient,
-    RecipientGone,
-    RetryLater,
-    Style,
-)
+from bot.channels import REGISTRY, load_channel
+from bot.channels.base import Channel, PermanentFailure, RecipientGone, RetryLater
 from bot.config import AlertsConfig, Config, Duration
 from bot.deliver import backoff_delay, deliver_pending
+from bot.logs import SECRET_VARIABLES
+from bot.messages import Delivery, Recipient, Style
 from bot.models import OutboxMessage
 from bot.store import Store
 from bot.store.schema import SCHEMA_STEPS
-from bot.store.times import DUE_AT_ONCE, epoch_time, iso_time
-from tests.helpers import Bot, agencies, kml, wait_for
+from bot.store.times import epoch_time, iso_time
+from tests.support.agencies import agencies
+from tests.support.bot import Bot
 from tests.support.cli import run_cli, start_cli
-from tests.support.synthetic import mutate
+from tests.support.clock import Clock
+from tests.support.outbox import outbox
+from tests.support.synthetic import mutate, to_kml
+from tests.support.wait import wait_for
 
 PATH = "/map.kml"
 
@@ -47,16 +44,16 @@ def test_a_poll_killed_mid_delivery_is_completed_by_deliver_exactly_once(tmp_pat
     first = agencies(10)
     bot = Bot.create(
         tmp_path,
-        source_server.serve(PATH, kml(first)),
+        source_server.serve(PATH, to_kml(first)),
         "[alerts]\ndigest_threshold = 5000\n[guard]\nmax_added_share = 200\n",
     )
     bot.poll()
     # ~1000 alerts are far more than a pipe buffer holds: printing blocks while we don't read,
     # so the process is stuck inside a send when it is killed.
-    source_server.serve(PATH, kml(mutate(first, seed=3, add=1000)))
+    source_server.serve(PATH, to_kml(mutate(first, seed=3, add=1000)))
     process = start_cli("poll", "--config", str(bot.config_path), stdout=subprocess.PIPE)
     try:
-        wait_for(lambda: bot.rows("select id from outbox where status = 'sending'"))
+        wait_for(lambda: bot.outbox(status="sending"))
     finally:
         process.send_signal(signal.SIGKILL)
         process.wait()
@@ -80,13 +77,13 @@ def test_a_poll_killed_mid_delivery_is_completed_by_deliver_exactly_once(tmp_pat
 
 def test_a_row_left_sending_by_a_kill_is_sent_again_after_restart(tmp_path, source_server):
     first = agencies(20)
-    bot = Bot.create(tmp_path, source_server.serve(PATH, kml(first)))
+    bot = Bot.create(tmp_path, source_server.serve(PATH, to_kml(first)))
     bot.poll()
-    source_server.serve(PATH, kml(mutate(first, seed=3, add=2)))
+    source_server.serve(PATH, to_kml(mutate(first, seed=3, add=2)))
     bot.poll(deliver=False)
     store = Store.open(bot.config.db_path)
-    in_flight = store.db.execute("select min(id) from outbox where status = 'pending'").fetchone()
-    assert store.outbox.claim(in_flight[0])  # claimed, then the process died
+    in_flight = outbox(store, status="pending")[0]["id"]
+    assert store.outbox.claim(in_flight)  # claimed, then the process died
     store.close()
 
     restart = run_cli("deliver", "--config", str(bot.config_path))
@@ -129,16 +126,6 @@ class ScriptedChannel(Channel):
         self.gone.append(recipient)
 
 
-@dataclass
-class Clock:
-    """A controllable clock for deliver_pending: time passes when a test says so."""
-
-    now: float = field(default_factory=time.time)
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def store(tmp_path):
     opened = Store.open(tmp_path / "ringwatch.db")
@@ -163,14 +150,7 @@ def deliver(
 
 
 def statuses(store: Store) -> list[tuple[str, str, int]]:
-    sql = "select text, status, attempts from outbox order by id"
-    return [tuple(row) for row in store.db.execute(sql)]
-
-
-def make_due(store: Store) -> None:
-    """Time passes: every retry is due now."""
-    store.db.execute("update outbox set next_attempt_at = ?", [DUE_AT_ONCE])
-    store.db.conn.commit()
+    return [(row["text"], row["status"], row["attempts"]) for row in outbox(store)]
 
 
 def test_each_message_is_sent_once_with_its_platform_id(store):
@@ -182,7 +162,7 @@ def test_each_message_is_sent_once_with_its_platform_id(store):
 
     assert channel.sent == [("a", "one"), ("a", "two")]
     assert report.sent["scripted"] == 2
-    ids = [row[0] for row in store.db.execute("select external_id from outbox order by id")]
+    ids = [row["external_id"] for row in outbox(store)]
     assert ids == ["m1", "m2"]
 
 
@@ -203,10 +183,10 @@ def test_a_secret_declared_by_any_channel_class_never_reaches_the_outbox(store, 
     store.outbox.queue(None, [message])
 
     stored: list[str] = []
+    clock = Clock()
     for _ in range(3):
-        deliver(store, channel)
-        make_due(store)
-        stored += [str(v) for row in store.db.query("select * from outbox") for v in row.values()]
+        deliver(store, channel, clock=clock.until_due(store))
+        stored += [str(v) for row in outbox(store) for v in row.values()]
 
     text = "\n".join(stored)
     assert "ConnectionError: cannot reach https://api.example.test/bot<SCRIPTED_TOKEN>" in text
@@ -227,17 +207,17 @@ def test_a_transient_error_is_retried_later_and_keeps_the_recipients_order(store
     queue(store, "a", "a1", "a2")
     queue(store, "b", "b1")
 
-    report = deliver(store, channel)
+    clock = Clock()
+    report = deliver(store, channel, clock=clock)
 
     assert channel.sent == [("b", "b1")]  # other recipients are not held up
     assert report.retrying["scripted"] == 1
-    row = store.db.execute("select next_attempt_at, last_error from outbox where text = 'a1'")
-    next_attempt, error = row.fetchone()
+    (row,) = outbox(store, text="a1")
+    next_attempt, error = row["next_attempt_at"], row["last_error"]
     assert epoch_time(next_attempt) > time.time() and "ConnectionError: reset" in error
-    deliver(store, channel)
+    deliver(store, channel, clock=clock)
     assert channel.sent == [("b", "b1")]  # not due yet
-    make_due(store)
-    deliver(store, channel)
+    deliver(store, channel, clock=clock.until_due(store))
     assert channel.sent == [("b", "b1"), ("a", "a1"), ("a", "a2")]
 
 
@@ -248,7 +228,7 @@ def test_transient_failures_never_exhaust_a_message_before_give_up_after(store):
 
     for _ in range(40):  # 40 attempts spread over about 6 hours: still pending
         deliver(store, channel, clock=clock)
-        clock.now = epoch_time(store.db.execute("select next_attempt_at from outbox").fetchone()[0])
+        clock.until_due(store)
 
     assert statuses(store) == [("one", "pending", 40)]
     assert channel.sent == []
@@ -261,7 +241,7 @@ def test_a_permanent_failure_is_recorded_and_the_rest_goes_on(store):
     deliver(store, channel)
 
     assert statuses(store) == [("one", "failed", 1), ("two", "sent", 1)]
-    error = store.db.execute("select last_error from outbox where text = 'one'").fetchone()[0]
+    error = outbox(store, text="one")[0]["last_error"]
     assert error == "message too long"
 
 
@@ -285,8 +265,8 @@ def test_retry_later_for_the_whole_channel_pauses_every_recipient(store):
     deliver(store, channel)
 
     now = iso_time(time.time())
-    due = store.db.execute("select count(*) from outbox where next_attempt_at > ?", [now])
-    assert due.fetchone()[0] == 2
+    due = [row for row in outbox(store) if row["next_attempt_at"] > now]
+    assert len(due) == 2
     assert channel.sent == []
 
 
@@ -322,12 +302,12 @@ def test_an_outbox_written_by_the_previous_release_upgrades_and_delivers(tmp_pat
 
     store = Store.open(path)
     channel = ScriptedChannel(None, {"a": [ConnectionError("still down")]})
-    deliver(store, channel)
+    clock = Clock()
+    deliver(store, channel, clock=clock)
 
     assert statuses(store) == [("one", "pending", 4)]  # kept, and not given up
-    assert store.db.execute("select failing_since from outbox").fetchone()[0] is not None
-    make_due(store)
-    deliver(store, channel)
+    assert outbox(store)[0]["failing_since"] is not None
+    deliver(store, channel, clock=clock.until_due(store))
     assert channel.sent == [("a", "one")]
     store.close()
 
@@ -340,8 +320,8 @@ def test_an_outbox_with_epoch_times_upgrades_and_sends_exactly_the_due_rows_once
     with sqlite3.connect(path) as old:
         old.executescript(EPOCH_TIMES_DUMP.read_text(encoding="utf-8"))
     store = Store.open(path)
-    times = "select text, next_attempt_at, failing_since from outbox order by id"
-    assert store.db.execute(times).fetchall() == [  # readable, to the second
+    times = [(r["text"], r["next_attempt_at"], r["failing_since"]) for r in outbox(store)]
+    assert times == [  # readable, to the second
         ("due", "1970-01-01T00:00:00Z", None),
         ("retry due", "2026-11-25T23:40:01Z", "2026-11-25T20:53:20Z"),  # a retry rounds up
         ("retry later", "2100-01-01T00:00:01Z", "2026-11-25T20:53:20Z"),
@@ -368,8 +348,7 @@ def test_an_outbox_with_epoch_times_upgrades_and_sends_exactly_the_due_rows_once
         ("sent", "sent", 1),
         ("given up", "failed", 4),
     ]
-    streak = "select failing_since from outbox where text = 'failing briefly'"
-    assert store.db.execute(streak).fetchone()[0] == "2026-11-27T00:00:00Z"
+    assert outbox(store, text="failing briefly")[0]["failing_since"] == "2026-11-27T00:00:00Z"
     store.close()
 
 
@@ -386,8 +365,8 @@ def test_retry_failed_requeues_only_the_chosen_failed_rows_in_place(store):
     assert store.outbox.requeue_failed("scripted", "2026-11-01") == 1
     assert store.outbox.requeue_failed("scripted", "2026-11-01") == 0
 
-    rows = store.db.query("select text, status, attempts, failing_since from outbox order by id")
-    assert [tuple(r.values()) for r in rows] == [
+    rows = outbox(store)
+    assert [(r["text"], r["status"], r["attempts"], r["failing_since"]) for r in rows] == [
         ("old", "failed", 5, "2026-10-02T00:00:00Z"),
         ("new", "pending", 0, None),
         ("sent", "sent", 5, "2026-10-02T00:00:00Z"),
@@ -419,11 +398,9 @@ def test_a_success_ends_the_failure_streak_and_its_give_up_clock(store):
     queue(store, "a", "one", "two")
 
     deliver(store, channel, alerts, clock)  # "one" fails: the streak of "one" and "two" begins
-    clock.now += 2 * 3600
-    make_due(store)
+    clock.now += 2 * 3600  # long past the retry's wait (a backoff is at most ~18 minutes)
     deliver(store, channel, alerts, clock)  # "one" goes; "two" fails, a new streak
     clock.now += 1800
-    make_due(store)
     deliver(store, channel, alerts, clock)  # 2.5 hours after the first failure: not given up
 
     assert statuses(store) == [("one", "sent", 2), ("two", "pending", 2)]
@@ -441,4 +418,4 @@ def test_every_registered_channel_declares_the_credentials_it_needs_as_secrets(
             monkeypatch.delenv(variable, raising=False)
         asked_for = set(re.findall(r"\b[A-Z][A-Z0-9]*_[A-Z0-9_]+\b", " ".join(channel.problems())))
         assert asked_for <= set(channel.secrets), name
-        assert set(channel.secrets) <= secret_env_vars()
+        assert set(channel.secrets) <= SECRET_VARIABLES

@@ -13,13 +13,15 @@ from bot.diff import (
 )
 from bot.models import Agency
 from bot.normalise import agency_key
+from tests.support.agencies import make_agency
 
 DEFAULT_ALERT_FIELDS = ["name", "city", "state", "coordinates", "profile_url"]
 
 
 def agency(name: str, city: str = "Crystal", state: str = "MN", **fields) -> Agency:
+    """An agency with a place and a profile, which the diff compares."""
     defaults = {"lat": 45.0327, "lon": -93.3602, "profile_url": f"https://ring.com/a/{name}"}
-    return Agency(agency_key(name, state), name, city, state, **{**defaults, **fields})
+    return make_agency(name, city=city, state=state, **{**defaults, **fields})
 
 
 def index(*agencies: Agency) -> dict[str, Agency]:

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import Bot, agencies, kml
+from tests.support.agencies import agencies
+from tests.support.bot import Bot
 from tests.support.cli import poll_samples, run_cli
-from tests.support.synthetic import mutate
+from tests.support.synthetic import mutate, to_kml
 
 # A map of one to five agencies gaining one: more than the default additions guard believes.
 TINY_MAP = "[guard]\nmax_added_share = 1\n"
@@ -163,8 +164,10 @@ def test_json_objects_and_csv_rows_are_quoted_as_written(
 
 
 def test_a_change_whose_poll_is_gone_is_one_clear_line(tmp_path, source_server):
-    later = kml(mutate(agencies(5), seed=2, add=1))
-    bot = Bot.create(tmp_path, source_server.serve("/map.kml", kml(agencies(5)), later), TINY_MAP)
+    later = to_kml(mutate(agencies(5), seed=2, add=1))
+    bot = Bot.create(
+        tmp_path, source_server.serve("/map.kml", to_kml(agencies(5)), later), TINY_MAP
+    )
     bot.poll()
     bot.poll()
     (added,) = bot.changes(kinds=("added",))

@@ -14,8 +14,8 @@ from bot.queries import ChangeFilter, install_id, query_changes
 from bot.render import make_environment
 from bot.store import Store
 from bot.store.schema import SCHEMA_VERSION
-from tests.helpers import as_stored_now
 from tests.support.cli import SAMPLES, run_cli, write_config
+from tests.support.outbox import as_stored_now
 
 A = "{http://www.w3.org/2005/Atom}"
 

@@ -45,7 +45,7 @@ from bot.poll import run_poll
 from bot.publish import publish_after_poll
 from bot.site import page_name
 from bot.store import Store
-from tests.helpers import Bot
+from tests.support.bot import Bot
 from tests.support.source_server import SourceServer
 from tests.support.webhook_receiver import WebhookReceiver
 

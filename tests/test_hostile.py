@@ -16,7 +16,8 @@ import pytest
 
 from bot.normalise import display_name
 from bot.safe import FORMULA_STARTS, http_url, plain_text
-from tests.hostile import (
+from tests.support.cli import run_cli, write_config
+from tests.support.hostile import (
     FORMULA_CITY,
     HOSTILE_NAMES,
     RTL_OVERRIDE,
@@ -24,7 +25,6 @@ from tests.hostile import (
     UNSAFE_URLS,
     poll_hostile,
 )
-from tests.support.cli import run_cli, write_config
 
 # What a reader must see: each name as text, with the invisible direction trick gone.
 SHOWN_NAMES = [plain_text(name) for name in HOSTILE_NAMES]

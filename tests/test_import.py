@@ -13,10 +13,11 @@ import pytest
 
 from bot.channels.x import CREDENTIAL_ENV_VARS
 from bot.store import Store
-from tests.helpers import agencies, kml
-from tests.support.cli import SAMPLES, run_cli, write_config
+from tests.support.agencies import agencies
+from tests.support.cli import SAMPLES, database, run_cli, write_config
+from tests.support.outbox import outbox
 from tests.support.source_server import Reply, SourceServer
-from tests.support.synthetic import mutate
+from tests.support.synthetic import mutate, to_kml
 from tests.support.telegram_stub import DEFAULT_TOKEN, TelegramStub
 from tests.support.x_stub import XStub
 
@@ -48,7 +49,7 @@ def kinds(changes: list[dict]) -> dict[str, int]:
 
 
 def rows(config: Path, sql: str) -> list[dict]:
-    store = Store.open(config.parent / "state" / "ringwatch.db", readonly=True)
+    store = Store.open(database(config), readonly=True)
     try:
         return list(store.db.query(sql))
     finally:
@@ -81,7 +82,7 @@ def test_files_named_by_their_time_import_as_polls_at_that_time(tmp_path):
         ("2020-06-06T08:30:00Z", "file"),
     ]
     assert {c["origin"] for c in rows(config, "select origin from changes")} == {"file"}
-    assert rows(config, "select * from outbox") == []
+    assert outbox(database(config)) == []
     assert ringwatch(config, "verify").returncode == 0
 
 
@@ -105,10 +106,10 @@ def test_one_file_at_a_given_time_then_an_older_one_is_refused(tmp_path):
 
 
 def test_a_live_poll_after_an_import_goes_on_from_the_imported_state(tmp_path, source_server):
-    (tmp_path / "2020-05-24.kml").write_bytes(kml(agencies(20)))
+    (tmp_path / "2020-05-24.kml").write_bytes(to_kml(agencies(20)))
     newer = mutate(agencies(20), seed=5, add=1)
     config = write_config(
-        tmp_path, f'[source]\nurl = "{source_server.serve("/map.kml", kml(newer))}"\n'
+        tmp_path, f'[source]\nurl = "{source_server.serve("/map.kml", to_kml(newer))}"\n'
     )
     assert ringwatch(config, "import", str(tmp_path / "2020-05-24.kml")).returncode == 0
 
@@ -248,7 +249,7 @@ def test_wayback_captures_import_skipping_an_error_page_and_alert_nobody(
     assert "output=json" in listing and "from=20200501" in listing and "to=20200630" in listing
     assert source_server.max_in_flight == 1  # one request at a time
     assert delivered.returncode == 0, delivered.stderr
-    assert rows(config, "select * from outbox") == []
+    assert outbox(database(config)) == []
     assert telegram.calls_to("sendMessage") == [] and x.posts == []
 
 

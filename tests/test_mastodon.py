@@ -5,29 +5,32 @@ from __future__ import annotations
 
 import json
 import time
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from bot.channels import configure
 from bot.channels.mastodon import MastodonChannel
 from bot.config import load_config
 from bot.store.times import epoch_time
-from tests.channel_helpers import (
+from tests.support.agencies import agencies, renamed
+from tests.support.bot import Bot
+from tests.support.channels import (
     HOSTILE_NAMES,
     NO_DIGEST,
     SAMPLE_ADDITIONS,
+    additions,
     cli,
     kill_mid_broadcast,
-    make_due,
-    outbox,
-    samples_config,
 )
-from tests.helpers import Bot, agencies, database_text, kml, leaked, renamed
-from tests.support.cli import run_cli, write_config
+from tests.support.cli import database, run_cli, samples_config, write_config
+from tests.support.clock import Clock
+from tests.support.leaks import database_text, leaked
 from tests.support.mastodon_stub import HASHTAG, MENTION, TOKEN, MastodonStub, error, rate_limited
+from tests.support.outbox import make_due, outbox
 from tests.support.source_server import SourceServer
+from tests.support.synthetic import to_kml
 
 ENV = {"MASTODON_ACCESS_TOKEN": TOKEN}
 
@@ -46,16 +49,6 @@ def section(stub: MastodonStub, extra: str = "") -> str:
     return f'[mastodon]\nenabled = true\napi_base_url = "{stub.base_url}"\n{extra}'
 
 
-def additions(texts: list[str]) -> Counter[str]:
-    """How often each 'New partnership' line was posted, single posts and digest lines."""
-    lines = [line for text in texts for line in text.splitlines()]
-    return Counter(
-        line.removeprefix("New partnership: ").removeprefix("+ ").split(" (")[0]
-        for line in lines
-        if line.startswith(("New partnership: ", "+ "))
-    )
-
-
 def test_every_sample_addition_is_posted_once(
     tmp_path: Path, source_server: SourceServer, stub: MastodonStub
 ):
@@ -66,7 +59,7 @@ def test_every_sample_addition_is_posted_once(
 
     counts = additions([s.text for s in stub.statuses])
     assert len(counts) == SAMPLE_ADDITIONS and set(counts.values()) == {1}
-    rows = outbox(config, "mastodon")
+    rows = outbox(database(config), channel="mastodon")
     assert {r["status"] for r in rows} == {"sent"}
     assert [r["external_id"] for r in rows] == [s.id for s in stub.statuses]
     assert {s.visibility for s in stub.statuses} == {"public"}
@@ -101,7 +94,7 @@ def test_a_digest_is_a_thread_within_the_instances_limit_of_300(
 def test_an_instance_that_states_no_limit_gets_500_characters(tmp_path: Path):
     stub = MastodonStub(max_characters=None).start()
     try:
-        config = load_config(write_config(tmp_path, section(stub)))
+        config = configure(load_config(write_config(tmp_path, section(stub))))
         style = MastodonChannel(config).style()
     finally:
         stub.stop()
@@ -139,14 +132,14 @@ def test_a_429_waits_for_the_reset_without_counting_an_attempt(
     stub.answers = [rate_limited(120)]
     cli(config, "poll", ENV)
 
-    rows = outbox(config, "mastodon")
+    rows = outbox(database(config), channel="mastodon")
     assert {r["status"] for r in rows} == {"pending"} and rows[0]["attempts"] == 0
     waits = [epoch_time(r["next_attempt_at"]) - time.time() for r in rows]
     assert all(60 < wait <= 125 for wait in waits)  # the whole channel
     assert "429" in rows[0]["last_error"]
-    make_due(config)
+    make_due(database(config))  # the CLI reads the real clock
     cli(config, "deliver", ENV)
-    assert {r["status"] for r in outbox(config, "mastodon")} == {"sent"}
+    assert {r["status"] for r in outbox(database(config), channel="mastodon")} == {"sent"}
 
 
 def test_a_5xx_is_retried_and_then_everything_goes_once(
@@ -158,14 +151,14 @@ def test_a_5xx_is_retried_and_then_everything_goes_once(
     cli(config, "poll", ENV)
     stub.answers = [error(503, "Service Unavailable")]
     cli(config, "poll", ENV)
-    first = outbox(config, "mastodon")[0]
+    first = outbox(database(config), channel="mastodon")[0]
     assert first["status"] == "pending" and first["attempts"] == 1
 
-    make_due(config)
+    make_due(database(config))  # the CLI reads the real clock
     cli(config, "deliver", ENV)
 
     texts = [s.text for s in stub.statuses]
-    assert len(texts) == len(set(texts)) == len(outbox(config, "mastodon"))
+    assert len(texts) == len(set(texts)) == len(outbox(database(config), channel="mastodon"))
 
 
 @pytest.mark.parametrize(
@@ -190,17 +183,16 @@ def test_refusals(
     refused; a 422 fails that one message and the next goes out."""
     monkeypatch.setenv("MASTODON_ACCESS_TOKEN", TOKEN)
     items = agencies(20)
-    url = source_server.serve("/a.kml", kml(items[:18]), kml(items))
+    url = source_server.serve("/a.kml", to_kml(items[:18]), to_kml(items))
     bot = Bot.create(tmp_path, url, SMALL_MAP_GUARD + "[console]\nenabled = true\n" + section(stub))
     bot.poll()
     stub.answers = [answer] * times
     bot.poll()
-    make_due(bot.config_path)
-    bot.deliver()
+    bot.deliver(Clock().until_due(bot.config.db_path))
 
-    rows = [r for r in bot.outbox() if r["channel"] == "mastodon"]
+    rows = bot.outbox(channel="mastodon")
     assert rows[0]["status"] == status
-    assert len([r for r in bot.outbox() if r["kind"] == "warning"]) == warnings
+    assert len(bot.outbox(kind="warning")) == warnings
     if status == "failed":
         assert [r["status"] for r in rows[1:]] == ["sent"]
 
@@ -210,7 +202,7 @@ def test_hostile_names_mention_and_tag_nobody(
 ):
     items = agencies(20)
     hostile = [renamed(a, name=n) for a, n in zip(items[:4], HOSTILE_NAMES, strict=True)]
-    url = source_server.serve("/a.kml", kml(items[4:]), kml(items[4:] + hostile))
+    url = source_server.serve("/a.kml", to_kml(items[4:]), to_kml(items[4:] + hostile))
     config = write_config(
         tmp_path,
         f'[source]\nurl = "{url}"\nformat = "kml"\n'

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import random
 import re
-import socket
 from pathlib import Path
 
 import pytest
 
 from bot.normalise import display_name
-from tests.helpers import Bot, agencies, kml, renamed
+from tests.support.agencies import agencies, renamed
+from tests.support.bot import Bot
+from tests.support.http import closed_port_url
 from tests.support.source_server import Reply, SourceServer
-from tests.support.synthetic import mutate
+from tests.support.synthetic import mutate, to_kml
 
 PATH = "/map.kml"
 
@@ -22,7 +23,7 @@ def start(tmp_path: Path, source_server: SourceServer):
     """A bot whose first (baseline) poll has recorded `first`; returns the bot."""
 
     def _start(first, extra: str = "", **source) -> Bot:
-        bot = Bot.create(tmp_path, source_server.serve(PATH, kml(first)), extra, **source)
+        bot = Bot.create(tmp_path, source_server.serve(PATH, to_kml(first)), extra, **source)
         assert bot.poll().outcome == "baseline"
         return bot
 
@@ -30,14 +31,14 @@ def start(tmp_path: Path, source_server: SourceServer):
 
 
 def serve(server: SourceServer, items) -> None:
-    server.serve(PATH, kml(items))
+    server.serve(PATH, to_kml(items))
 
 
 # --- baseline ---------------------------------------------------------------------------
 
 
 def test_baseline_records_every_agency_and_prints_one_notice(tmp_path, source_server, capsys):
-    bot = Bot.create(tmp_path, source_server.serve(PATH, kml(agencies(25))))
+    bot = Bot.create(tmp_path, source_server.serve(PATH, to_kml(agencies(25))))
 
     result = bot.poll()
 
@@ -278,7 +279,7 @@ def test_the_twin_left_behind_keeps_its_key(start, source_server):
 def test_coordinates_vanishing_from_the_source_are_no_change(start, source_server, capsys):
     first = agencies(20)
     bot = start(first)
-    body = kml(first).decode()
+    body = to_kml(first).decode()
     serve_text = re.sub(r"<Point>.*?</Point>", "", body, flags=re.S)
     source_server.serve(PATH, serve_text.encode())
     capsys.readouterr()
@@ -386,7 +387,7 @@ def test_a_304_still_confirms_a_missing_agency(start, source_server):
 
 def test_a_304_to_a_first_unconditional_request_is_no_baseline(tmp_path, source_server, capsys):
     first = agencies(20)
-    url = source_server.serve(PATH, Reply(b"", status=304, etag=False), Reply(kml(first)))
+    url = source_server.serve(PATH, Reply(b"", status=304, etag=False), Reply(to_kml(first)))
     bot = Bot.create(tmp_path, url)
 
     results = [bot.poll(), bot.poll()]
@@ -412,16 +413,16 @@ BOMB = (
 # What the server answers instead of the list, given the list it answered before.
 BAD_REPLIES = {
     "http 500": lambda first: Reply(b"oops", status=500),
-    "timeout": lambda first: Reply(kml(first), delay=0.6),
+    "timeout": lambda first: Reply(to_kml(first), delay=0.6),
     "html page": lambda first: Reply(b"<html><body><h1>Sign in</h1></body></html>", etag=False),
-    "truncated xml": lambda first: Reply(kml(first)[:-300]),
+    "truncated xml": lambda first: Reply(to_kml(first)[:-300]),
     "content-length lie": lambda first: Reply(
-        kml(first), declared_length=len(kml(first)) + 99, etag=False
+        to_kml(first), declared_length=len(to_kml(first)) + 99, etag=False
     ),
     "entity bomb": lambda first: Reply(BOMB),
-    "empty list": lambda first: Reply(kml([])),
-    "missing 30%": lambda first: Reply(kml(first[6:])),
-    "30% new": lambda first: Reply(kml(mutate(first, seed=6, add=6))),
+    "empty list": lambda first: Reply(to_kml([])),
+    "missing 30%": lambda first: Reply(to_kml(first[6:])),
+    "30% new": lambda first: Reply(to_kml(mutate(first, seed=6, add=6))),
 }
 SUSPECT = ("empty list", "missing 30%", "30% new")
 
@@ -449,9 +450,7 @@ def test_a_refused_connection_changes_nothing(start, capsys):
     first = agencies(20)
     bot = start(first)
     before = bot.agencies()
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        dead = f"http://127.0.0.1:{sock.getsockname()[1]}/map.kml"  # nobody listens there
+    dead = f"{closed_port_url()}/map.kml"  # nobody listens there
     bot.config_path.write_text(
         re.sub(r'url = ".*"', f'url = "{dead}"', bot.config_path.read_text()), encoding="utf-8"
     )
@@ -558,7 +557,7 @@ def test_agencies_listed_twice_are_kept_once_and_reported(start, source_server, 
 
 def test_agencies_listed_twice_in_a_first_poll_are_one_baseline_each(tmp_path, source_server):
     first = agencies(20)
-    bot = Bot.create(tmp_path, source_server.serve(PATH, kml([*first, *first[:3]])))
+    bot = Bot.create(tmp_path, source_server.serve(PATH, to_kml([*first, *first[:3]])))
 
     result = bot.poll()
 
@@ -594,7 +593,7 @@ BROKEN_BASELINES = {
 @pytest.mark.parametrize("case", BROKEN_BASELINES, ids=list(BROKEN_BASELINES))
 def test_a_broken_first_document_is_no_baseline(tmp_path, source_server, case):
     first = agencies(20)
-    bot = Bot.create(tmp_path, source_server.serve(PATH, kml(BROKEN_BASELINES[case](first))))
+    bot = Bot.create(tmp_path, source_server.serve(PATH, to_kml(BROKEN_BASELINES[case](first))))
 
     result = bot.poll()
 
@@ -608,7 +607,7 @@ def test_a_broken_first_document_is_no_baseline(tmp_path, source_server, case):
 def test_a_first_document_with_a_few_incomplete_records_is_a_baseline(tmp_path, source_server):
     first = agencies(20)
     broken = [renamed(a, city="", state="") if i < 2 else a for i, a in enumerate(first)]
-    bot = Bot.create(tmp_path, source_server.serve(PATH, kml(broken)))
+    bot = Bot.create(tmp_path, source_server.serve(PATH, to_kml(broken)))
 
     assert bot.poll().outcome == "baseline"
 

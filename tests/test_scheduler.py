@@ -10,16 +10,19 @@ from typing import Any, ClassVar
 
 import pytest
 
-from bot.channels.base import Channel, Delivery, Recipient, Style
+from bot.channels.base import Channel
 from bot.channels.x import CREDENTIAL_ENV_VARS
+from bot.messages import Delivery, Recipient, Style
 from bot.scheduler import Runner
 from bot.store import Store
-from tests.helpers import Bot, agencies, kml, wait_for
+from tests.support.agencies import agencies
+from tests.support.bot import Bot
 from tests.support.cli import run_cli, start_cli
 from tests.support.mastodon_stub import TOKEN, MastodonStub, error
 from tests.support.source_server import Reply
-from tests.support.synthetic import mutate
+from tests.support.synthetic import mutate, to_kml
 from tests.support.telegram_stub import TelegramStub
+from tests.support.wait import wait_for
 from tests.support.webhook_receiver import Answer, WebhookReceiver
 from tests.support.x_stub import XStub
 
@@ -34,7 +37,7 @@ RUN_CONFIG = (
 
 def test_run_polls_repeatedly_delivers_and_stops_cleanly(tmp_path, source_server):
     first = agencies(10)
-    url = source_server.serve(PATH, Reply(kml(first), delay=SLOW))
+    url = source_server.serve(PATH, Reply(to_kml(first), delay=SLOW))
     bot = Bot.create(tmp_path, url, RUN_CONFIG.format(state=tmp_path / "state"), timeout="10s")
     process = start_cli(
         "run", "--config", str(bot.config_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -42,7 +45,7 @@ def test_run_polls_repeatedly_delivers_and_stops_cleanly(tmp_path, source_server
     )  # fmt: skip
     try:
         wait_for(lambda: len(bot.polls()) >= 1)
-        source_server.serve(PATH, Reply(kml(mutate(first, seed=4, add=1)), delay=SLOW))
+        source_server.serve(PATH, Reply(to_kml(mutate(first, seed=4, add=1)), delay=SLOW))
         wait_for(lambda: any(row["kind"] == "alert" for row in bot.outbox() if row["sent_at"]))
         wait_for(lambda: source_server.in_flight == 1)  # stop in the middle of a poll
     finally:
@@ -63,7 +66,7 @@ def test_run_polls_repeatedly_delivers_and_stops_cleanly(tmp_path, source_server
 
 def test_run_publishes_the_feed_after_each_poll_that_logs_changes(tmp_path, source_server):
     first = agencies(10)
-    url = source_server.serve(PATH, kml(first))
+    url = source_server.serve(PATH, to_kml(first))
     feed = tmp_path / "feed.xml"
     config = RUN_CONFIG.format(state=tmp_path / "state") + f'[feed]\npath = "{feed}"\n'
     bot = Bot.create(tmp_path, url, config, timeout="10s")
@@ -71,7 +74,7 @@ def test_run_publishes_the_feed_after_each_poll_that_logs_changes(tmp_path, sour
                         stderr=subprocess.PIPE, text=True)  # fmt: skip
     try:
         wait_for(feed.exists)  # the baseline: an empty feed
-        source_server.serve(PATH, kml(mutate(first, seed=4, add=1)))
+        source_server.serve(PATH, to_kml(mutate(first, seed=4, add=1)))
         wait_for(lambda: "New partnership: " in feed.read_text())
     finally:
         process.send_signal(signal.SIGTERM)
@@ -105,14 +108,14 @@ class HeldChannel(Channel):
 
 def test_a_long_broadcast_does_not_hold_up_the_next_poll(tmp_path, source_server):
     first = agencies(10)
-    bot = Bot.create(tmp_path, source_server.serve(PATH, kml(first)))
+    bot = Bot.create(tmp_path, source_server.serve(PATH, to_kml(first)))
     channel = HeldChannel(bot.config)
     runner = Runner(bot.config, [channel])
 
     async def two_polls_then_release() -> int:
         # The baseline's notice waits in the held channel; neither poll may wait for it.
         await asyncio.wait_for(runner.poll_job(), timeout=10)
-        source_server.serve(PATH, kml(mutate(first, seed=2, add=1)))
+        source_server.serve(PATH, to_kml(mutate(first, seed=2, add=1)))
         await asyncio.wait_for(runner.poll_job(), timeout=10)
         polls = len(bot.polls())
         channel.release.set()
@@ -151,7 +154,7 @@ STUCK_FETCHES = {"dripping": {"drip": 0.2}, "silent": {"delay": 3600}, "slow": {
 
 @pytest.mark.parametrize("how", list(STUCK_FETCHES))
 def test_sigterm_abandons_a_stuck_fetch_and_records_nothing(tmp_path, source_server, how):
-    url = source_server.serve(PATH, Reply(kml(agencies(10)), **STUCK_FETCHES[how]))
+    url = source_server.serve(PATH, Reply(to_kml(agencies(10)), **STUCK_FETCHES[how]))
     config = RUN_CONFIG.format(state=tmp_path / "state") + SHORT_GRACE
     bot = Bot.create(tmp_path, url, config, timeout="10m", deadline="1h")
     process = start_cli(
@@ -185,7 +188,7 @@ def test_sigterm_leaves_a_send_in_flight_to_be_sent_once_later(tmp_path, source_
         telegram = f'[telegram]\nenabled = true\nadmins = [42]\napi_base_url = "{stub.base_url}"\n'
         bot = Bot.create(
             tmp_path,
-            source_server.serve(PATH, kml(agencies(10))),
+            source_server.serve(PATH, to_kml(agencies(10))),
             RUN_CONFIG.format(state=tmp_path / "state") + SHORT_GRACE + telegram,
         )
         env = {"TELEGRAM_BOT_TOKEN": stub.token}
@@ -223,7 +226,7 @@ def test_sigterm_leaves_a_blocking_x_post_behind_and_it_is_not_posted_twice(
     try:
         stub.hold_post = 1  # X creates the post, but its answer never arrives
         first = agencies(10)
-        url = source_server.serve(PATH, kml(first))
+        url = source_server.serve(PATH, to_kml(first))
         x = f'[x]\nenabled = true\napi_base_url = "{stub.base_url}"\n'
         config = RUN_CONFIG.format(state=tmp_path / "state") + SHORT_GRACE + x
         bot = Bot.create(tmp_path, url, config)
@@ -234,7 +237,7 @@ def test_sigterm_leaves_a_blocking_x_post_behind_and_it_is_not_posted_twice(
         )  # fmt: skip
         try:
             wait_for(lambda: len(bot.polls()) >= 1)
-            source_server.serve(PATH, kml(mutate(first, seed=4, add=1)))
+            source_server.serve(PATH, to_kml(mutate(first, seed=4, add=1)))
             assert stub.held.wait(timeout=60)
         finally:
             err = stop_run(process)
@@ -267,7 +270,7 @@ def test_a_slow_telegram_broadcast_holds_back_no_other_channel(tmp_path, source_
     try:
         telegram.send_delay = 0.2
         first = agencies(10)
-        url = source_server.serve(PATH, kml(first))
+        url = source_server.serve(PATH, to_kml(first))
         channels = (
             f"[alerts]\nmax_in_flight = 1\n[telegram]\nenabled = true\nadmins = [42]\n"
             f'api_base_url = "{telegram.base_url}"\n'
@@ -294,7 +297,7 @@ def test_a_slow_telegram_broadcast_holds_back_no_other_channel(tmp_path, source_
                 if alerts == 2:  # and each needs a retry (backoff: about 5 s)
                     mastodon.answers.append(error(503))
                     webhook.answer("/hook", Answer(503))
-                source_server.serve(PATH, kml(listed))
+                source_server.serve(PATH, to_kml(listed))
                 wait_for(lambda n=alerts: len(bot.kinds()) == n)  # polled and queued
                 wait_for(
                     lambda n=alerts: len(mastodon.statuses) == len(webhook.accepted("/hook")) == n,

@@ -16,7 +16,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import struct
 import zlib
 from collections.abc import Iterator
@@ -33,9 +32,9 @@ from bot.config import load_config
 from bot.site import SITE_MARKER, build_site, content_security_policy, page_name
 from bot.snapshots import SnapshotStore
 from bot.store import Store
-from tests.helpers import Bot
+from tests.support.bot import Bot
 from tests.support.cli import run_cli, write_config
-from tests.support.http import StubHandler, StubServer
+from tests.support.http import StubHandler, StubServer, closed_port_url
 from tests.support.source_server import SourceServer
 from tests.support.synthetic import generate_agencies, mutate, to_kml
 
@@ -397,9 +396,7 @@ def test_a_reader_follows_an_agency_page_to_what_the_map_said(
 
 
 def test_markers_show_when_tiles_fail(big_site, browser, serve, tmp_path):
-    with socket.socket() as probe:  # a port nothing listens on: every tile is refused
-        probe.bind(("127.0.0.1", 0))
-        dead = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    dead = closed_port_url()  # every tile is refused
     site = _build(big_site["config"], tmp_path / "site", dead + "/{z}/{x}/{y}.png")
     origin = serve(site)
 

@@ -11,10 +11,11 @@ import sqlite_utils
 
 from bot.store import Store
 from bot.store.schema import SCHEMA_STEPS, SCHEMA_VERSION
-from tests.helpers import Bot, agencies, kml
+from tests.support.agencies import agencies
+from tests.support.bot import Bot
 from tests.support.cli import REPO, cli_env, run_cli
 from tests.support.source_server import Reply
-from tests.support.synthetic import mutate
+from tests.support.synthetic import mutate, to_kml
 
 PATH = "/map.kml"
 
@@ -35,7 +36,7 @@ def snapshot_bytes(bot: Bot, prefix: str) -> subprocess.CompletedProcess[bytes]:
 
 
 def test_twenty_identical_polls_keep_one_snapshot(tmp_path, source_server):
-    body = kml(agencies(20))
+    body = to_kml(agencies(20))
     # 200 with the same bytes and no ETag, then with an ETag: the rest are 304 Not Modified.
     replies = [Reply(body, etag=i >= 10) for i in range(20)]
     bot = Bot.create(tmp_path, source_server.serve(PATH, *replies))
@@ -55,7 +56,7 @@ def test_twenty_identical_polls_keep_one_snapshot(tmp_path, source_server):
 def test_changes_cite_the_snapshot_they_came_from_and_the_one_before(tmp_path, source_server):
     first = agencies(20)
     second = mutate(first, seed=2, add=2)
-    bot = Bot.create(tmp_path, source_server.serve(PATH, kml(first), kml(second)))
+    bot = Bot.create(tmp_path, source_server.serve(PATH, to_kml(first), to_kml(second)))
     bot.poll()
     bot.poll()
 
@@ -63,11 +64,11 @@ def test_changes_cite_the_snapshot_they_came_from_and_the_one_before(tmp_path, s
     rows = bot.rows("select snapshot, before_snapshot, origin from changes where kind = 'added'")
 
     assert len(added) == 2
-    assert {tuple(r.values()) for r in rows} == {(sha(kml(second)), sha(kml(first)), "live")}
+    assert {tuple(r.values()) for r in rows} == {(sha(to_kml(second)), sha(to_kml(first)), "live")}
     baseline = bot.rows(
         "select distinct snapshot, before_snapshot from changes where kind = 'baseline'"
     )
-    assert baseline == [{"snapshot": sha(kml(first)), "before_snapshot": None}]
+    assert baseline == [{"snapshot": sha(to_kml(first)), "before_snapshot": None}]
 
 
 def test_a_document_that_fails_to_parse_is_kept_and_cited_by_its_failed_poll(
@@ -82,7 +83,7 @@ def test_a_document_that_fails_to_parse_is_kept_and_cited_by_its_failed_poll(
 
 
 def test_snapshot_writes_the_original_bytes_for_a_unique_prefix(tmp_path, source_server):
-    body = kml(agencies(30))
+    body = to_kml(agencies(30))
     bot = Bot.create(tmp_path, source_server.serve(PATH, body))
     bot.poll()
 
@@ -93,7 +94,7 @@ def test_snapshot_writes_the_original_bytes_for_a_unique_prefix(tmp_path, source
 
 
 def test_snapshot_refuses_short_unknown_and_damaged_with_one_line(tmp_path, source_server):
-    body = kml(agencies(10))
+    body = to_kml(agencies(10))
     bot = Bot.create(tmp_path, source_server.serve(PATH, body))
     bot.poll()
     path = bot.config.state_dir / "snapshots" / sha(body)[:2] / f"{sha(body)}.zst"
@@ -113,7 +114,7 @@ def test_snapshot_refuses_short_unknown_and_damaged_with_one_line(tmp_path, sour
 
 
 def test_snapshots_lists_each_document_with_its_polls(tmp_path, source_server):
-    first, second = kml(agencies(10)), kml(mutate(agencies(10), seed=3, add=1))
+    first, second = to_kml(agencies(10)), to_kml(mutate(agencies(10), seed=3, add=1))
     bot = Bot.create(tmp_path, source_server.serve(PATH, first, second, second))
     for _ in range(3):
         bot.poll()
@@ -159,7 +160,7 @@ def test_a_version_2_database_upgrades_keeping_its_polls_and_changes(tmp_path):
 def test_a_document_that_cannot_be_kept_fails_the_poll_and_the_next_one_recovers(
     tmp_path, source_server
 ):
-    body = kml(agencies(10))
+    body = to_kml(agencies(10))
     bot = Bot.create(tmp_path, source_server.serve(PATH, body))
     blocker = bot.config.state_dir / "snapshots"
     blocker.parent.mkdir(parents=True)

@@ -11,22 +11,19 @@ from pathlib import Path
 
 import pytest
 
+from bot.config import FORMATS as CONFIG_FORMATS
 from bot.config import Duration, SourceConfig
-from bot.placemark_scan import ScanMismatch, placemark_digests
-from bot.source import (
-    Fetched,
-    FetchError,
-    ParseError,
-    Validators,
-    check_follow,
-    fetch,
-    parse,
-    parse_kml,
-)
-from tests.helpers import Bot, agencies, kml, wait_for
+from bot.source import Fetched, FetchError, ParseError, ScanMismatch, Validators, fetch, parse
+from bot.source.formats import FORMATS, infer_format
+from bot.source.formats.kml import parse_kml, placemark_digests
+from bot.source.guard import check_follow
+from tests.support.agencies import agencies
+from tests.support.bot import Bot
 from tests.support.cli import run_cli
+from tests.support.http import closed_port_url
 from tests.support.source_server import Reply, SourceServer
-from tests.support.synthetic import networklink_kml
+from tests.support.synthetic import networklink_kml, to_kml
+from tests.support.wait import wait_for
 
 
 def source(url: str, **overrides) -> SourceConfig:
@@ -50,7 +47,7 @@ def names(bot: Bot) -> set[str]:
 @pytest.mark.parametrize("one_line", [True, False])
 def test_placemarks_are_found_in_both_folder_layouts(source_server, layout, one_line):
     items = agencies(5)
-    url = source_server.serve("/map.kml", kml(items, layout=layout, one_line=one_line))
+    url = source_server.serve("/map.kml", to_kml(items, layout=layout, one_line=one_line))
 
     parsed = records(source(url))
 
@@ -61,7 +58,7 @@ def test_placemarks_are_found_in_both_folder_layouts(source_server, layout, one_
 
 
 def test_unknown_placemark_fields_are_kept(tmp_path, source_server):
-    body = kml(agencies(1)).replace(
+    body = to_kml(agencies(1)).replace(
         b"</ExtendedData>", b'<Data name="Liaison"><value>Sgt. Pepper</value></Data></ExtendedData>'
     )
     bot = Bot.create(tmp_path, source_server.serve("/map.kml", body))
@@ -74,7 +71,7 @@ def test_unknown_placemark_fields_are_kept(tmp_path, source_server):
 
 def test_a_network_link_is_followed(tmp_path, source_server):
     items = agencies(6)
-    source_server.serve("/map.kml", kml(items))
+    source_server.serve("/map.kml", to_kml(items))
     link = source_server.serve("/kml", networklink_kml(source_server.url("/map.kml")))
     bot = Bot.create(tmp_path, link)
 
@@ -86,7 +83,7 @@ def test_a_network_link_is_followed(tmp_path, source_server):
 
 
 def test_a_relative_network_link_is_resolved_against_the_link_url(source_server):
-    source_server.serve("/maps/doc.kml", kml(agencies(2)))
+    source_server.serve("/maps/doc.kml", to_kml(agencies(2)))
     link = source_server.serve("/maps/link.kml", networklink_kml("doc.kml"))
 
     assert len(records(source(link))) == 2
@@ -162,7 +159,7 @@ def redirect(to: str) -> Reply:
 def test_a_redirect_to_another_host_is_refused_and_never_fetched(
     tmp_path, source_server, other_host
 ):
-    other_host.serve("/internal", kml(agencies(3)))
+    other_host.serve("/internal", to_kml(agencies(3)))
     url = source_server.serve("/map.kml", redirect(other_host.url("/internal")))
     bot = Bot.create(tmp_path, url)
 
@@ -179,7 +176,7 @@ def test_a_redirect_to_another_host_is_refused_and_never_fetched(
 def test_a_network_link_to_another_host_is_refused_and_never_fetched(
     tmp_path, source_server, other_host
 ):
-    other_host.serve("/internal", kml(agencies(3)))
+    other_host.serve("/internal", to_kml(agencies(3)))
     url = source_server.serve("/kml", networklink_kml(other_host.url("/internal")))
     bot = Bot.create(tmp_path, url)
 
@@ -197,9 +194,9 @@ def test_a_followed_host_is_fetched_at_the_address_it_was_checked_at(source_serv
     only succeed by connecting to the address that was checked."""
     port = source_server.httpd.server_address[1]
     internal = SourceServer(host="127.0.0.2", port=port).start()
-    internal.serve("/map.kml", kml(agencies(3)))
+    internal.serve("/map.kml", to_kml(agencies(3)))
     items = agencies(5)
-    source_server.serve("/map.kml", kml(items))
+    source_server.serve("/map.kml", to_kml(items))
     target = f"http://rebind.invalid:{port}/map.kml"
     first = redirect(target) if how == "redirect" else Reply(networklink_kml(target))
     asked: list[str] = []
@@ -283,7 +280,7 @@ def test_a_followed_host_that_did_not_resolve_when_checked_is_not_looked_up_agai
     source_server,
 ):
     port = source_server.httpd.server_address[1]
-    source_server.serve("/map.kml", kml(agencies(5)))
+    source_server.serve("/map.kml", to_kml(agencies(5)))
     url = source_server.serve("/start", redirect(f"http://rebind.invalid:{port}/map.kml"))
     asked: list[str] = []
 
@@ -312,7 +309,7 @@ def test_only_http_links_are_followed(tmp_path, source_server, how, to):
 def test_a_redirect_on_the_same_host_or_to_an_allowed_one_is_followed(tmp_path, source_server):
     items = agencies(4)
     port = source_server.httpd.server_address[1]
-    source_server.serve("/final.kml", kml(items))
+    source_server.serve("/final.kml", to_kml(items))
     source_server.serve("/moved.kml", redirect(f"http://localhost:{port}/final.kml"))
     bot = Bot.create(tmp_path, source_server.serve("/map.kml", redirect("/moved.kml")),
                      allow_hosts=["localhost"])  # fmt: skip
@@ -326,13 +323,13 @@ def test_a_redirect_on_the_same_host_or_to_an_allowed_one_is_followed(tmp_path, 
 
 def test_validators_go_back_only_to_the_host_that_issued_them(tmp_path, source_server):
     port = source_server.httpd.server_address[1]
-    url = source_server.serve("/map.kml", kml(agencies(4)))
+    url = source_server.serve("/map.kml", to_kml(agencies(4)))
     bot = Bot.create(tmp_path, url, allow_hosts=["localhost"])
     assert bot.poll().outcome == "baseline"  # 127.0.0.1 gave an ETag
 
     # The source now sends us to another (allowed) host: the ETag stays home.
     source_server.serve("/map.kml", redirect(f"http://localhost:{port}/elsewhere.kml"))
-    source_server.serve("/elsewhere.kml", kml(agencies(4)))
+    source_server.serve("/elsewhere.kml", to_kml(agencies(4)))
     assert bot.poll().outcome == "unchanged"  # same bytes, read in full
 
     first, redirected, elsewhere = source_server.requests[:3]
@@ -425,13 +422,72 @@ def test_a_csv_cut_off_mid_row_is_a_parse_error(source_server):
         records(source(url))
 
 
+# --- the format registry ------------------------------------------------------------------
+
+# One agency in each built-in format: a KML Placemark, a JSON object, a CSV row.
+DOCUMENTS = {
+    "kml": b'<?xml version="1.0"?><kml xmlns="http://www.opengis.net/kml/2.2"><Document>'
+    b"<Placemark><name>Crystal PD</name></Placemark></Document></kml>",
+    "json": b'[{"name": "Crystal PD", "address": "Crystal, MN"}]',
+    "csv": b'name,address\nCrystal PD,"Crystal, MN"\n',
+}
+
+
+def test_each_format_is_one_module_that_declares_its_name():
+    # The order documents that source.format does not name are tried in.
+    assert list(FORMATS) == ["kml", "json", "csv"]
+    for name, reader in FORMATS.items():
+        assert (reader.name, type(reader).__module__) == (name, f"bot.source.formats.{name}")
+    # source.format accepts exactly the formats registered, and each reads its documents.
+    assert list(FORMATS) == list(CONFIG_FORMATS)
+    assert set(DOCUMENTS) == set(FORMATS)
+
+
+@pytest.mark.parametrize("name", list(DOCUMENTS))
+def test_source_format_names_the_registered_format_that_reads_the_document(tmp_path, name):
+    # Under a name that says another format: source.format decides.
+    path = tmp_path / ("agencies.csv" if name == "kml" else "agencies.kml")
+    path.write_bytes(DOCUMENTS[name])
+    config = source(str(path), format=name)
+
+    fetched = fetch(config)
+
+    assert infer_format(config, fetched) == name
+    assert [fields["name"] for _, fields in parse(fetched, config)] == ["Crystal PD"]
+
+
+@pytest.mark.parametrize(
+    ("path", "content_type", "body", "expected"),
+    [
+        ("/map.kml", "", b"", "kml"),
+        ("/agencies.JSON", "", b"", "json"),
+        ("/agencies.csv", "", b"", "csv"),
+        ("/d/kml", "application/vnd.google-earth.kml+xml", b"", "kml"),
+        ("/agencies", "application/geo+json", b"", "json"),
+        ("/agencies", "text/csv; charset=utf-8", b"", "csv"),
+        # An earlier format's Content-Type outranks a later one's extension.
+        ("/agencies.csv", "application/vnd.google-earth.kml+xml", b"", "kml"),
+        ("/agencies", "text/plain", DOCUMENTS["kml"], "kml"),
+        ("/agencies", "text/plain", b"  " + DOCUMENTS["json"], "json"),
+        ("/agencies", "text/plain", DOCUMENTS["csv"], "csv"),
+        ("/agencies", "text/plain", b"nothing that says", "kml"),  # the first format
+    ],
+)
+def test_a_document_that_source_format_does_not_name_is_recognised(
+    path, content_type, body, expected
+):
+    fetched = Fetched(f"https://example.org{path}", 200, body, content_type=content_type)
+
+    assert infer_format(source(fetched.url), fetched) == expected
+
+
 # --- local files ----------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("spelling", ["file url", "plain path"])
 def test_a_local_file_is_read(tmp_path, spelling):
     path = tmp_path / "map export.kml"
-    path.write_bytes(kml(agencies(3)))
+    path.write_bytes(to_kml(agencies(3)))
     url = path.as_uri() if spelling == "file url" else str(path)
     bot = Bot.create(tmp_path, url)
 
@@ -448,7 +504,7 @@ def test_a_missing_local_file_is_a_fetch_error(tmp_path):
 
 
 def test_an_honest_user_agent_is_sent(source_server):
-    url = source_server.serve("/map.kml", kml(agencies(1)))
+    url = source_server.serve("/map.kml", to_kml(agencies(1)))
 
     fetch(source(url, user_agent="ringwatch-test/1.0 (+mailto:ops@example.org)"))
 
@@ -466,7 +522,7 @@ def test_server_errors_are_retried_then_reported(source_server):
 
 
 def test_a_server_error_followed_by_success_is_a_good_fetch(source_server):
-    body = kml(agencies(2))
+    body = to_kml(agencies(2))
     url = source_server.serve("/map.kml", Reply(b"busy", status=503), Reply(body))
 
     assert fetch(source(url)).body == body
@@ -482,7 +538,7 @@ def test_a_client_error_is_not_retried(source_server):
 
 
 def test_a_slow_server_times_out(source_server):
-    url = source_server.serve("/map.kml", Reply(kml(agencies(1)), delay=1.0))
+    url = source_server.serve("/map.kml", Reply(to_kml(agencies(1)), delay=1.0))
 
     with pytest.raises(FetchError, match=r"within source\.timeout \(0\.2s\)"):
         fetch(source(url, timeout=Duration(0.2), retries=0))
@@ -502,7 +558,7 @@ DRIPPING = {
 
 @pytest.mark.parametrize("part", list(DRIPPING))
 def test_a_dripping_source_ends_the_poll_as_a_failed_fetch(tmp_path, source_server, part):
-    url = source_server.serve("/map.kml", Reply(kml(agencies(3)), **DRIPPING[part]))
+    url = source_server.serve("/map.kml", Reply(to_kml(agencies(3)), **DRIPPING[part]))
     bot = Bot.create(tmp_path, url, timeout="1s", retries=1)
 
     result = run_cli("poll", "--config", str(bot.config_path), timeout=60)
@@ -515,7 +571,7 @@ def test_a_dripping_source_ends_the_poll_as_a_failed_fetch(tmp_path, source_serv
 
 
 def test_the_deadline_bounds_every_attempt_and_backoff_together(source_server):
-    url = source_server.serve("/map.kml", Reply(kml(agencies(3)), drip=DRIP))
+    url = source_server.serve("/map.kml", Reply(to_kml(agencies(3)), drip=DRIP))
 
     with pytest.raises(FetchError, match=r"source\.deadline \(2s"):
         fetch(source(url, timeout=Duration(1), retries=50, deadline=Duration(2)))
@@ -525,7 +581,7 @@ def test_the_deadline_bounds_every_attempt_and_backoff_together(source_server):
 
 @pytest.mark.parametrize("answer", [{"drip": DRIP}, {"delay": 3600}], ids=["dripping", "silent"])
 def test_a_stop_abandons_the_fetch_in_progress(source_server, answer):
-    url = source_server.serve("/map.kml", Reply(kml(agencies(3)), **answer))
+    url = source_server.serve("/map.kml", Reply(to_kml(agencies(3)), **answer))
     stop = threading.Event()
     errors: list[Exception] = []
 
@@ -551,16 +607,12 @@ def source_server_wait(server: SourceServer) -> None:
 
 
 def test_a_refused_connection_is_a_fetch_error():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]  # closed again before the fetch: nobody listens
-
     with pytest.raises(FetchError, match="ConnectionError"):
-        fetch(source(f"http://127.0.0.1:{port}/map.kml"))
+        fetch(source(f"{closed_port_url()}/map.kml"))
 
 
 def test_a_body_shorter_than_its_content_length_is_a_fetch_error(source_server):
-    body = kml(agencies(3))
+    body = to_kml(agencies(3))
     url = source_server.serve("/map.kml", Reply(body, declared_length=len(body) + 500))
 
     with pytest.raises(FetchError):
@@ -568,14 +620,14 @@ def test_a_body_shorter_than_its_content_length_is_a_fetch_error(source_server):
 
 
 def test_a_declared_size_over_the_cap_is_refused(source_server):
-    url = source_server.serve("/map.kml", kml(agencies(40)))
+    url = source_server.serve("/map.kml", to_kml(agencies(40)))
 
     with pytest.raises(FetchError, match="cap"):
         fetch(source(url, max_bytes=2048))
 
 
 def test_an_undeclared_size_over_the_cap_is_refused(source_server):
-    body = kml(agencies(40))
+    body = to_kml(agencies(40))
     url = source_server.serve("/map.kml", Reply(body, chunked=True))
 
     with pytest.raises(FetchError, match="cap"):
@@ -583,7 +635,7 @@ def test_an_undeclared_size_over_the_cap_is_refused(source_server):
 
 
 def test_a_chunked_answer_under_the_cap_is_read_whole(source_server):
-    body = kml(agencies(40))
+    body = to_kml(agencies(40))
     url = source_server.serve("/map.kml", Reply(body, chunked=True))
 
     assert fetch(source(url)).body == body
@@ -591,14 +643,14 @@ def test_a_chunked_answer_under_the_cap_is_read_whole(source_server):
 
 def test_a_local_file_over_the_cap_is_refused(tmp_path):
     path = tmp_path / "big.kml"
-    path.write_bytes(kml(agencies(40)))
+    path.write_bytes(to_kml(agencies(40)))
 
     with pytest.raises(FetchError, match="cap"):
         fetch(source(str(path), max_bytes=2048))
 
 
 def test_conditional_get_sends_the_validators_and_understands_304(source_server):
-    url = source_server.serve("/map.kml", kml(agencies(2)))
+    url = source_server.serve("/map.kml", to_kml(agencies(2)))
     first = fetch(source(url))
 
     again = fetch(source(url), Validators(etag=first.etag))
@@ -610,7 +662,7 @@ def test_conditional_get_sends_the_validators_and_understands_304(source_server)
 def test_last_modified_is_sent_back_as_if_modified_since(source_server):
     stamp = "Wed, 03 Jun 2020 12:00:00 GMT"
     url = source_server.serve(
-        "/map.kml", Reply(kml(agencies(2)), etag=False, headers={"Last-Modified": stamp})
+        "/map.kml", Reply(to_kml(agencies(2)), etag=False, headers={"Last-Modified": stamp})
     )
     first = fetch(source(url))
 
@@ -704,7 +756,7 @@ def test_a_missing_document_is_a_fetch_error(source_server: SourceServer):
 
 def test_a_kml_file_path_has_its_format_inferred(tmp_path: Path):
     path = tmp_path / "export"
-    path.write_bytes(kml(agencies(2)))
+    path.write_bytes(to_kml(agencies(2)))
 
     assert len(records(source(str(path)))) == 2
 
@@ -713,7 +765,7 @@ def test_a_kml_file_path_has_its_format_inferred(tmp_path: Path):
 
 
 def test_the_byte_scan_and_the_parser_agree_on_a_google_export():
-    body = kml(agencies(30), one_line=False)
+    body = to_kml(agencies(30), one_line=False)
 
     digests = [digest for digest, _ in parse_kml(body)]
 
@@ -722,7 +774,7 @@ def test_the_byte_scan_and_the_parser_agree_on_a_google_export():
 
 
 def test_known_placemarks_are_yielded_without_fields():
-    body = kml(agencies(5))
+    body = to_kml(agencies(5))
     known = set(placemark_digests(body)[:4])
 
     fields = [fields for _, fields in parse_kml(body, known)]
@@ -736,10 +788,10 @@ PREFIXED = (
     "<kml:address>Crystal, MN</kml:address></kml:Placemark>"
     "</kml:Document></kml:kml>"
 )
-COMMENTED = kml(agencies(3)).replace(
+COMMENTED = to_kml(agencies(3)).replace(
     b"</Document>", b"<!-- <Placemark><name>Old PD</name></Placemark> --></Document>"
 )
-CDATA = kml(agencies(3)).replace(
+CDATA = to_kml(agencies(3)).replace(
     b"</Document>",
     b"<Placemark><name>Ames PD</name><description><![CDATA[pasted </Placemark> markup]]>"
     b"</description><address>Ames, IA</address></Placemark></Document>",

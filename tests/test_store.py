@@ -11,7 +11,6 @@ import sqlite_utils
 
 from bot.diff import Diff
 from bot.models import (
-    Agency,
     Change,
     MessageKind,
     Origin,
@@ -24,9 +23,10 @@ from bot.store import Store
 from bot.store.polls import PollRecord
 from bot.store.schema import MIGRATIONS, SCHEMA_STEPS, SCHEMA_VERSION, database_problem, migrate
 from bot.store.times import prune_before
-from tests.helpers import as_stored_now
+from tests.support.agencies import make_agency
+from tests.support.outbox import as_stored_now, outbox
 
-CRYSTAL = Agency("mn/crystal-police-department", "Crystal Police Department", "Crystal", "MN")
+CRYSTAL = make_agency()
 
 
 @pytest.fixture
@@ -253,7 +253,7 @@ def test_a_committed_poll_links_changes_and_messages(store):
     )
 
     ((change_id, _),) = numbered
-    row = next(store.db.query("select * from outbox"))
+    row = outbox(store)[0]
     assert (row["poll_id"], row["change_ids"], row["status"]) == (
         poll_id,
         f"[{change_id}]",

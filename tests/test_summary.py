@@ -9,16 +9,16 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot.channels import load_channel
-from bot.channels.base import Recipient, Style
+from bot.channels import configure, load_channel
 from bot.config import load_config
-from bot.notify import Audience
+from bot.messages import Audience, Recipient, Style
 from bot.render import make_environment
 from bot.reports import build_report
 from bot.scheduler import Runner
 from bot.store import Store
 from bot.summary import plan_summary, queue_summary, summary_period
-from tests.support.cli import run_cli, write_config
+from tests.support.cli import database, run_cli, write_config
+from tests.support.outbox import outbox
 
 TODAY = datetime.now(UTC).date()
 
@@ -31,19 +31,12 @@ def polled(sample_config, tmp_path):
     return write_config(tmp_path, "[source]" + source)
 
 
-def outbox(config) -> list[dict]:
-    store = Store.open(config.parent / "state" / "ringwatch.db", readonly=True)
-    rows = list(store.db.query("select * from outbox where kind = 'summary' order by id"))
-    store.close()
-    return rows
-
-
 def test_period_is_whole_days_ending_yesterday():
     assert summary_period(datetime(2020, 6, 15).date(), 7) == ("2020-06-08", "2020-06-14")
 
 
 def test_summary_of_the_week_with_the_changes(polled):
-    config = load_config(polled)
+    config = configure(load_config(polled))
     store = Store.open(config.db_path)
     channels = [load_channel("console", config)]
     # Tomorrow, the week just ended holds today's 29 additions, the ending and the rename.
@@ -62,14 +55,14 @@ def test_summary_of_the_week_with_the_changes(polled):
     assert "Renamed: Mesa PD → City of Mesa PD, AZ" in lines
     report = build_report(store.db, since=result.first_day, until=result.last_day)
     assert len(report.additions) == 29  # the same numbers as `ringwatch report`
-    [row] = outbox(polled)
+    [row] = outbox(database(polled), kind="summary")
     assert row["attachment"] == result.attachment
     assert row["attachment"].endswith(f"charts/growth-{TODAY.isoformat()}.png")
     with open(row["attachment"], "rb") as png:
         assert png.read(8) == b"\x89PNG\r\n\x1a\n"
     # Queued once per period, however often it runs.
     again = queue_summary(config, store, channels, today=TODAY + timedelta(days=1))
-    assert again.queued == 0 and len(outbox(polled)) == 1
+    assert again.queued == 0 and len(outbox(database(polled), kind="summary")) == 1
     store.close()
 
 
@@ -107,18 +100,18 @@ def test_summary_command_dry_run_then_queue_and_deliver(polled):
     assert dry.returncode == 0, dry.stderr
     assert "--- would send to console:stdout" in dry.stdout
     assert "listed now." in dry.stdout
-    assert outbox(polled) == []
+    assert outbox(database(polled), kind="summary") == []
     assert not (polled.parent / "state" / "charts").exists()
 
     result = run_cli("summary", "--config", str(polled))
     assert result.returncode == 0, result.stderr
     assert "1 message queued" in result.stdout
     assert "console: 1 sent" in result.stdout
-    [row] = outbox(polled)
+    [row] = outbox(database(polled), kind="summary")
     assert row["status"] == "sent"
     assert json.loads(row["change_ids"]) == []
     again = run_cli("summary", "--config", str(polled))
-    assert "already queued" in again.stdout and len(outbox(polled)) == 1
+    assert "already queued" in again.stdout and len(outbox(database(polled), kind="summary")) == 1
 
 
 @pytest.mark.parametrize(
@@ -140,7 +133,7 @@ def test_summary_cron_is_validated(tmp_path, cron, problem):
 
 
 def test_scheduler_summary_job_queues_and_delivers(polled, capsys):
-    config = load_config(polled)
+    config = configure(load_config(polled))
     runner = Runner(config)
 
     async def summary_then_deliveries() -> None:
@@ -149,7 +142,7 @@ def test_scheduler_summary_job_queues_and_delivers(polled, capsys):
 
     asyncio.run(summary_then_deliveries())
     runner.store.close()
-    [row] = outbox(polled)
+    [row] = outbox(database(polled), kind="summary")
     assert row["status"] == "sent"
     assert "listed now." in capsys.readouterr().out
 

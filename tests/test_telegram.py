@@ -12,7 +12,6 @@ import json
 import math
 import re
 import signal
-import sqlite3
 import subprocess
 import threading
 import time
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.channels import configure
 from bot.channels.telegram import TelegramChannel, visible_length
 from bot.channels.telegram_commands import Verdict, command_verdict, parse_states, summarise
 from bot.config import load_config
@@ -29,12 +29,17 @@ from bot.deliver import deliver_pending
 from bot.models import OutboxMessage
 from bot.store import Store
 from bot.store.subscribers import Subscriber
-from bot.store.times import DUE_AT_ONCE, epoch_time
-from tests.helpers import Bot, closed_port_url, config_text, database_text, kml, leaked, wait_for
+from bot.store.times import epoch_time
+from tests.support.bot import Bot, config_text
 from tests.support.cli import run_cli, start_cli, write_config
+from tests.support.clock import Clock
+from tests.support.http import closed_port_url
+from tests.support.leaks import database_text, leaked
+from tests.support.outbox import make_due
 from tests.support.source_server import Reply, SourceServer
-from tests.support.synthetic import SyntheticAgency
+from tests.support.synthetic import SyntheticAgency, to_kml
 from tests.support.telegram_stub import CHAT_NOT_FOUND, DEFAULT_TOKEN, Fault, TelegramStub, flood
+from tests.support.wait import wait_for
 
 PATH = "/map.kml"
 CHANNEL = "@ring_alerts"
@@ -95,7 +100,9 @@ SMALL_MAP_GUARD = "[guard]\nmax_added_share = 100\n"
 
 def start_bot(directory: Path, source_server: SourceServer, section: str) -> Bot:
     """ringwatch with Telegram on, its baseline recorded (10 agencies in IA)."""
-    created = Bot.create(directory, source_server.serve(PATH, kml(BASE)), section + SMALL_MAP_GUARD)
+    created = Bot.create(
+        directory, source_server.serve(PATH, to_kml(BASE)), section + SMALL_MAP_GUARD
+    )
     assert created.poll().outcome == "baseline"
     return created
 
@@ -128,16 +135,15 @@ Say = Callable[[int, str], Awaitable[str]]
 
 def drive_commands(config_path: Path, stub: TelegramStub, script: Callable[..., Awaitable]):
     """Run the command listener on a loop, as `ringwatch run` does, while `script` talks."""
-    config = load_config(config_path)
+    config = configure(load_config(config_path))
 
     async def say(chat: int, text: str, **kwargs) -> str:
         before = len(stub.texts(chat))
         stub.user_says(chat, text, **kwargs)
-        for _ in range(500):
-            if len(stub.texts(chat)) > before:
-                return plain(stub.texts(chat)[-1])
-            await asyncio.sleep(0.02)
-        raise AssertionError(f"no answer to {text!r} in chat {chat}")
+        # In a thread: the listener answers on this loop, which must not be blocked.
+        unanswered = f"no answer to {text!r} in chat {chat}"
+        await asyncio.to_thread(wait_for, lambda: len(stub.texts(chat)) > before, 60, unanswered)
+        return plain(stub.texts(chat)[-1])
 
     async def main() -> None:
         store = Store.open(config.db_path)
@@ -226,15 +232,13 @@ FLOODER, OTHER = 7001, 7002
 
 async def answered(stub: TelegramStub, chat: int, count: int = 1, timeout: float = 60) -> None:
     """Wait (without blocking the listener's loop) until `chat` has `count` answers."""
-    deadline = time.monotonic() + timeout
-    while len(stub.texts(chat)) < count:
-        assert time.monotonic() < deadline, f"chat {chat} got no answer"
-        await asyncio.sleep(0.02)
+    unanswered = f"chat {chat} got no answer"
+    await asyncio.to_thread(wait_for, lambda: len(stub.texts(chat)) >= count, timeout, unanswered)
 
 
 def listen_during(config_path: Path, script: Callable[[], Awaitable[None]]) -> None:
     """Run the command listener while `script` runs; stopping it must not take long."""
-    config = load_config(config_path)
+    config = configure(load_config(config_path))
 
     async def main() -> None:
         store = Store.open(config.db_path)
@@ -300,7 +304,7 @@ def test_a_status_too_long_for_telegram_arrives_cut_as_plain_text(
     tmp_path: Path, source_server: SourceServer, stub: TelegramStub
 ):
     long_url = source_server.url(PATH) + "?mid=" + "x" * 1500  # each error quotes it
-    source_server.serve(PATH, kml(BASE))
+    source_server.serve(PATH, to_kml(BASE))
     bot = Bot.create(tmp_path, long_url, telegram_section(stub, channel=None))
     assert bot.poll().outcome == "baseline"
     source_server.serve(PATH, Reply(b"gone", status=404))
@@ -379,7 +383,7 @@ def test_channel_and_subscribers_get_what_matches_their_filter(
     subscribe(bot, 204, ["WI"])
     added = [agency(f"North{i} Police Department", "MN", 20 + i) for i in range(2)]
     added.append(agency("Madison Police Department", "WI", 30))
-    source_server.serve(PATH, kml(BASE + added))
+    source_server.serve(PATH, to_kml(BASE + added))
 
     bot.poll()
 
@@ -409,7 +413,7 @@ def test_source_values_arrive_escaped_and_linked(
 ):
     subscribe(bot, 201, None)
     odd = agency("Crystal <b>PD</b> & Co", "MN", 40, profile="https://ring.com/a?x=1&y=<2>")
-    source_server.serve(PATH, kml([*BASE, odd]))
+    source_server.serve(PATH, to_kml([*BASE, odd]))
 
     bot.poll()
 
@@ -428,7 +432,7 @@ def test_a_digest_over_4096_characters_is_split_at_lines_and_loses_nobody(
         agency(f"Longname{i:03d} County Sheriff's Office Division", "MN", 100 + i)
         for i in range(90)
     ]
-    source_server.serve(PATH, kml(BASE + many))
+    source_server.serve(PATH, to_kml(BASE + many))
 
     bot.poll()
 
@@ -452,13 +456,13 @@ def test_a_flood_wait_is_honoured_and_nothing_is_dropped(
     bot = start_bot(tmp_path, source_server, section)
     for chat in (201, 202, 203):
         subscribe(bot, chat, None)
-    source_server.serve(PATH, kml([*BASE, agency("Crystal Police Department", "MN", 50)]))
+    source_server.serve(PATH, to_kml([*BASE, agency("Crystal Police Department", "MN", 50)]))
     stub.fail_next("*", flood(1))
 
     bot.poll()
 
     (flooded,) = [c for c in stub.calls_to("sendMessage") if c.status == 429]
-    (retry,) = bot.rows("select * from outbox where last_error like 'flood wait%'")
+    (retry,) = [r for r in bot.outbox() if (r["last_error"] or "").lower().startswith("flood wait")]
     assert retry["status"] == "pending" and retry["attempts"] == 0  # a wait is no failure
     wait_for(lambda: time.time() >= epoch_time(retry["next_attempt_at"]), timeout=5)
     bot.deliver()
@@ -477,7 +481,7 @@ def test_a_long_flood_wait_ends_the_round_instead_of_holding_it(
     private_bot = start_bot(tmp_path, source_server, section)
     for chat in range(201, 206):
         subscribe(private_bot, chat, None)
-    source_server.serve(PATH, kml([*BASE, agency("Crystal Police Department", "MN", 50)]))
+    source_server.serve(PATH, to_kml([*BASE, agency("Crystal Police Department", "MN", 50)]))
     stub.fail_next("*", flood(3600))
 
     round_ = threading.Thread(target=private_bot.poll, daemon=True)
@@ -485,7 +489,7 @@ def test_a_long_flood_wait_ends_the_round_instead_of_holding_it(
     round_.join(timeout=60)
 
     assert not round_.is_alive()  # senders waiting for their turn did not wait out the hour
-    rows = private_bot.rows("select * from outbox where recipient != ?", [str(ADMIN)])
+    rows = [r for r in private_bot.outbox() if r["recipient"] != str(ADMIN)]
     assert {r["status"] for r in rows} == {"pending"}
     assert all(epoch_time(r["next_attempt_at"]) >= time.time() + 3000 for r in rows)
     # The admin's baseline notice, then the one send that was told to wait.
@@ -501,7 +505,7 @@ def test_blocked_and_vanished_chats_are_deactivated_not_retried(
     stub.blocked.add("301")
     stub.fail_next(302, CHAT_NOT_FOUND)
     two = [agency("Crystal Police Department", "MN", 50), agency("Eagan Police", "MN", 51)]
-    source_server.serve(PATH, kml(BASE + two))
+    source_server.serve(PATH, to_kml(BASE + two))
 
     bot.poll()
     bot.deliver()
@@ -513,9 +517,7 @@ def test_blocked_and_vanished_chats_are_deactivated_not_retried(
     assert rows["301"]["active"] == 0 and "blocked" in rows["301"]["reason"]
     assert rows["302"]["active"] == 0 and "not found" in rows["302"]["reason"]
     assert rows["303"]["active"] == 1
-    statuses = Counter(
-        r["status"] for r in bot.rows("select * from outbox where recipient in ('301', '302')")
-    )
+    statuses = Counter(r["status"] for r in bot.outbox() if r["recipient"] in ("301", "302"))
     assert statuses == {"failed": 2, "skipped": 2}
 
 
@@ -524,11 +526,11 @@ def test_an_unreachable_configured_channel_fails_one_message_not_the_queue(
 ):
     stub.fail_next(CHANNEL, CHAT_NOT_FOUND)  # e.g. the bot is not yet an admin there
     two = [agency("Crystal Police Department", "MN", 50), agency("Eagan Police", "MN", 51)]
-    source_server.serve(PATH, kml(BASE + two))
+    source_server.serve(PATH, to_kml(BASE + two))
 
     bot.poll()
 
-    rows = bot.rows("select status from outbox where recipient = ? order by id", [CHANNEL])
+    rows = bot.outbox(recipient=CHANNEL)
     assert [r["status"] for r in rows] == ["failed", "sent"]  # the next alert still went out
     assert len(texts(stub, CHANNEL)) == 1
 
@@ -539,21 +541,17 @@ def test_network_errors_are_retried_with_backoff(
     bot = private_bot
     subscribe(bot, 401, None)
     stub.fail_next(401, Fault(502, "Bad Gateway"))
-    source_server.serve(PATH, kml([*BASE, agency("Crystal Police Department", "MN", 50)]))
+    source_server.serve(PATH, to_kml([*BASE, agency("Crystal Police Department", "MN", 50)]))
 
     bot.poll()
 
-    (row,) = bot.rows("select * from outbox where recipient = '401'")
+    (row,) = bot.outbox(recipient="401")
     assert row["status"] == "pending" and row["attempts"] == 1
     assert "NetworkError" in row["last_error"]
     assert epoch_time(row["next_attempt_at"]) > time.time()
     bot.deliver()  # the backoff has not passed: nothing goes to 401 yet
     assert texts(stub, 401) == []
-    store = Store.open(bot.config.db_path)
-    store.db.execute(f"update outbox set next_attempt_at = '{DUE_AT_ONCE}' where recipient = '401'")
-    store.db.conn.commit()
-    store.close()
-    bot.deliver()
+    bot.deliver(Clock().until_due(bot.config.db_path))  # the backoff has passed
     assert len(texts(stub, 401)) == 1
 
 
@@ -570,7 +568,7 @@ def test_a_group_that_became_a_supergroup_is_followed(
             migrate_to_chat_id=-100600,
         ),
     )
-    source_server.serve(PATH, kml([*BASE, agency("Crystal Police Department", "MN", 50)]))
+    source_server.serve(PATH, to_kml([*BASE, agency("Crystal Police Department", "MN", 50)]))
 
     bot.poll()
 
@@ -611,24 +609,20 @@ def test_a_rejected_token_or_an_unreachable_api_keeps_messages_queued(
     private_bot: Bot, stub: TelegramStub, source_server: SourceServer, monkeypatch
 ):
     subscribe(private_bot, 201, None)
-    source_server.serve(PATH, kml([*BASE, agency("Crystal Police Department", "MN", 50)]))
+    source_server.serve(PATH, to_kml([*BASE, agency("Crystal Police Department", "MN", 50)]))
     monkeypatch.setenv("TELEGRAM_BOT_TOKEN", "654321:WRONG-token")
 
     private_bot.poll()
 
-    (row,) = private_bot.rows("select * from outbox where recipient = '201'")
+    (row,) = private_bot.outbox(recipient="201")
     assert row["status"] == "pending" and "rejected TELEGRAM_BOT_TOKEN" in row["last_error"]
     assert "WRONG" not in row["last_error"]
     assert texts(stub, 201) == []
 
     stub.stop()  # now nobody answers at all
     monkeypatch.setenv("TELEGRAM_BOT_TOKEN", DEFAULT_TOKEN)
-    store = Store.open(private_bot.config.db_path)
-    store.db.execute(f"update outbox set next_attempt_at = '{DUE_AT_ONCE}'")
-    store.db.conn.commit()
-    store.close()
-    report = private_bot.deliver()
-    (row,) = private_bot.rows("select * from outbox where recipient = '201'")
+    report = private_bot.deliver(Clock().until_due(private_bot.config.db_path))
+    (row,) = private_bot.outbox(recipient="201")
     assert report.failed["telegram"] == 0
     assert row["status"] == "pending" and "Bot API unreachable" in row["last_error"]
 
@@ -648,7 +642,7 @@ def test_a_dripping_bot_api_answer_is_a_failed_attempt_and_holds_up_nothing(
     chats = [301, 302, 303]
     for chat in chats:
         subscribe(bot, chat, None)
-    source_server.serve(PATH, kml([*BASE, agency("Crystal Police Department", "MN", 50)]))
+    source_server.serve(PATH, to_kml([*BASE, agency("Crystal Police Department", "MN", 50)]))
     bot.poll(deliver=False)
     stub.drip_to.add("301")  # headers, then a byte a second: minutes for the whole answer
 
@@ -661,8 +655,7 @@ def test_a_dripping_bot_api_answer_is_a_failed_attempt_and_holds_up_nothing(
     status = run_cli("status", env={"RINGWATCH_CONFIG": str(bot.config_path)})
     assert re.search(r"telegram: 1 pending, 3 sent; oldest waiting \d+m \(queued 2", status.stdout)
     stub.drip_to.clear()
-    make_all_due(bot)
-    bot.deliver()
+    bot.deliver(Clock().until_due(bot.config.db_path))
     assert {r["status"] for r in bot.outbox()} == {"sent"}
     assert texts(stub, 301)  # (twice, if the dripped answer's message was kept: at least once)
 
@@ -670,20 +663,13 @@ def test_a_dripping_bot_api_answer_is_a_failed_attempt_and_holds_up_nothing(
 # --- an outage, compressed with a controllable clock ---------------------------------------
 
 
-class Clock:
-    """deliver_pending's time, moved by the test: minutes pass in no time."""
-
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
-
-
-# When the next round has work: the earliest retry time of a recipient's first pending row.
-NEXT_DUE = """select min(next_attempt_at) from outbox as o where status = 'pending' and id = (
-    select min(id) from outbox where channel = o.channel and recipient = o.recipient
-    and status = 'pending')"""
+def next_due(bot: Bot) -> float | None:
+    """When the next round has work: the earliest retry time of a recipient's first pending
+    row (the rows behind it wait for it), or None when nothing is pending."""
+    first: dict[tuple[str, str], str] = {}
+    for row in bot.outbox(status="pending"):  # in id order: the first row of each recipient
+        first.setdefault((row["channel"], row["recipient"]), row["next_attempt_at"])
+    return min(map(epoch_time, first.values()), default=None)
 
 
 def deliver_until(bot: Bot, clock: Clock, until: float, step: float = 10.0) -> None:
@@ -697,7 +683,6 @@ def deliver_until(bot: Bot, clock: Clock, until: float, step: float = 10.0) -> N
     """
     config = bot.config
     store = Store.open(config.db_path)
-    next_due = sqlite3.connect(config.db_path)
     start, rounds = clock.now, 0
     try:
         while clock.now < until:
@@ -710,13 +695,12 @@ def deliver_until(bot: Bot, clock: Clock, until: float, step: float = 10.0) -> N
                     templates=config.templates_path,
                 )
             )
-            (due,) = next_due.execute(NEXT_DUE).fetchone()
+            due = next_due(bot)
             rounds += 1
             if due is not None:  # the first round at or after it (1e-9: float noise)
-                rounds = max(rounds, math.ceil((epoch_time(due) - start) / step - 1e-9))
+                rounds = max(rounds, math.ceil((due - start) / step - 1e-9))
             clock.now = start + rounds * step
     finally:
-        next_due.close()
         store.close()
 
 
@@ -726,7 +710,7 @@ def outage_bot(directory: Path, source_server: SourceServer, stub: TelegramStub,
     for chat in (301, 302, 303):
         subscribe(bot, chat, None)
     two = [agency("Crystal Police Department", "MN", 50), agency("Eagan Police", "MN", 51)]
-    source_server.serve(PATH, kml(BASE + two))
+    source_server.serve(PATH, to_kml(BASE + two))
     bot.poll(deliver=False)
     return bot
 
@@ -808,7 +792,7 @@ def test_no_failure_puts_the_token_in_the_database_output_logs_or_messages(
     limits = 'give_up_after = "1ms"\nsend_timeout = "2s"\n'
     bot = start_bot(tmp_path, source_server, telegram_section(stub, channel=None) + limits)
     subscribe(bot, 301, None)
-    source_server.serve(PATH, kml([*BASE, agency("Crystal Police Department", "MN", 50)]))
+    source_server.serve(PATH, to_kml([*BASE, agency("Crystal Police Department", "MN", 50)]))
     bot.poll(deliver=False)
     stub.echo_requests = True
     if fault is not None:
@@ -824,11 +808,11 @@ def test_no_failure_puts_the_token_in_the_database_output_logs_or_messages(
     for _ in range(3):  # fail, fail again (give up, warn the admin), send the warning
         result = run_cli("deliver", env=env)
         output += result.stdout + result.stderr
-        make_all_due(bot)
+        make_due(bot.config.db_path)  # the CLI reads the real clock
     status = run_cli("status", env=env)
     output += status.stdout + status.stderr
 
-    (row,) = bot.rows("select * from outbox where recipient = '301'")
+    (row,) = bot.outbox(recipient="301")
     assert row["status"] == "failed", row["last_error"]
     if fault is not None and fault.status != 401:  # PTB's 401 message is never stored
         assert "<TELEGRAM_BOT_TOKEN>" in row["last_error"]  # the echo was there, redacted
@@ -837,13 +821,6 @@ def test_no_failure_puts_the_token_in_the_database_output_logs_or_messages(
     assert leaked(database_text(bot.config.db_path), [DEFAULT_TOKEN]) == []
     assert leaked(output, [DEFAULT_TOKEN]) == []
     assert leaked(sent, [DEFAULT_TOKEN]) == []
-
-
-def make_all_due(bot: Bot) -> None:
-    store = Store.open(bot.config.db_path)
-    store.db.execute(f"update outbox set next_attempt_at = '{DUE_AT_ONCE}'")
-    store.db.conn.commit()
-    store.close()
 
 
 # --- crash and restart --------------------------------------------------------------------
@@ -857,7 +834,7 @@ def test_kill_during_a_broadcast_then_restart_loses_and_repeats_nothing(
     for chat in chats:
         subscribe(bot, chat, None)
     two = [agency("Crystal Police Department", "MN", 50), agency("Eagan Police", "MN", 51)]
-    source_server.serve(PATH, kml(BASE + two))
+    source_server.serve(PATH, to_kml(BASE + two))
     bot.poll(deliver=False)
     expected = {(r["recipient"], r["text"]) for r in bot.outbox() if r["status"] == "pending"}
     assert len(expected) == 2 * len(chats)
@@ -869,7 +846,7 @@ def test_kill_during_a_broadcast_then_restart_loses_and_repeats_nothing(
     finally:
         process.send_signal(signal.SIGKILL)
         process.wait()
-    in_flight = len(bot.rows("select id from outbox where status = 'sending'"))
+    in_flight = len(bot.outbox(status="sending"))
     assert 0 < len(stub.sent) < len(expected)
 
     stub.send_delay = 0
@@ -890,7 +867,7 @@ def test_kill_during_a_broadcast_then_restart_loses_and_repeats_nothing(
 def test_run_subscribes_users_and_delivers_the_right_alerts(
     tmp_path: Path, stub: TelegramStub, source_server: SourceServer
 ):
-    url = source_server.serve(PATH, kml(BASE))
+    url = source_server.serve(PATH, to_kml(BASE))
     bot_section = (
         f'[bot]\nstate_dir = "{tmp_path / "state"}"\ninterval = "1s"\njitter = "0.05s"\n'
         'deliver_every = "0.2s"\n'
@@ -913,7 +890,7 @@ def test_run_subscribes_users_and_delivers_the_right_alerts(
         wait_for(lambda: texts(stub, ADMIN), 20)  # the baseline is in
 
         added = [agency("Crystal Police Department", "MN", 50), agency("Madison PD", "WI", 51)]
-        source_server.serve(PATH, kml(BASE + added))
+        source_server.serve(PATH, to_kml(BASE + added))
         wait_for(lambda: len(texts(stub, CHANNEL)) == 1, 20)
         wait_for(lambda: len(texts(stub, 502)) == 2, 20)
         wait_for(lambda: len(texts(stub, 501)) == 2, 20)
@@ -946,7 +923,7 @@ def test_kill_during_a_broadcast_to_80_repeats_at_most_the_sends_on_the_wire(
     chats = list(range(2001, 2081))
     for chat in chats:
         subscribe(bot, chat, None)
-    source_server.serve(PATH, kml([*BASE, agency("Crystal Police Department", "MN", 50)]))
+    source_server.serve(PATH, to_kml([*BASE, agency("Crystal Police Department", "MN", 50)]))
     bot.poll(deliver=False)
     expected = {(r["recipient"], r["text"]) for r in bot.outbox() if r["status"] == "pending"}
     assert len(expected) == len(chats)

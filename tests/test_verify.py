@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import Bot, agencies, kml
+from tests.support.agencies import agencies
+from tests.support.bot import Bot
 from tests.support.cli import run_cli
 from tests.support.source_server import Reply, SourceServer
-from tests.support.synthetic import mutate
+from tests.support.synthetic import mutate, to_kml
 
 PATH = "/map.kml"
 
@@ -37,12 +38,12 @@ def record_history(directory: Path, source_server: SourceServer) -> Bot:
     later = mutate(first, seed=2, add=2, remove=1, rename=1, change=1)
     page = b"<!doctype html><html><body>Service Unavailable</body></html>"
     replies = [
-        Reply(kml(first)),
+        Reply(to_kml(first)),
         Reply(b"gone", status=404),
-        Reply(kml(later)),
+        Reply(to_kml(later)),
         Reply(page),
-        Reply(kml(later)),
-        Reply(kml(later[:15])),
+        Reply(to_kml(later)),
+        Reply(to_kml(later[:15])),
     ]
     # The changed agency's field alerts, so it is a change-log row (the test edits it by id).
     alerting = '[alerts]\nalert_fields = ["coordinates", "video_requests"]\n'

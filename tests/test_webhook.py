@@ -1,6 +1,7 @@
 """The webhook channel against a receiver on 127.0.0.1 that verifies the signature itself,
-through requests, the real CLI and real SQLite files. Time is simulated by editing the
-outbox's next_attempt_at, never by sleeping."""
+through requests, the real CLI and real SQLite files. Time is never slept: a delivery
+in-process moves the clock deliver_pending takes; the CLI, which reads the real clock, is
+given its retries due (tests/support/outbox.py's make_due)."""
 
 from __future__ import annotations
 
@@ -13,10 +14,15 @@ from pathlib import Path
 
 import pytest
 
-from bot.store.times import DUE_AT_ONCE, epoch_time
-from tests.helpers import Bot, agencies, database_text, kml, leaked
-from tests.support.cli import poll_samples, run_cli, write_config
+from bot.store.times import epoch_time
+from tests.support.agencies import agencies
+from tests.support.bot import Bot
+from tests.support.cli import database, poll_samples, run_cli, write_config
+from tests.support.clock import Clock
+from tests.support.leaks import database_text, leaked
+from tests.support.outbox import make_due, outbox
 from tests.support.source_server import SourceServer
+from tests.support.synthetic import to_kml
 from tests.support.webhook_receiver import Answer, WebhookReceiver
 
 SECRET = "whsec-0123456789abcdef"
@@ -34,18 +40,6 @@ def webhook_section(*urls: str, extra: str = "") -> str:
     return f"[webhook]\nenabled = true\nurls = {json.dumps(list(urls))}\n{extra}"
 
 
-def outbox(config: Path) -> list[dict]:
-    with sqlite3.connect(config.parent / "state" / "ringwatch.db") as db:
-        db.row_factory = sqlite3.Row
-        rows = db.execute("select * from outbox where channel = 'webhook' order by id")
-        return [dict(row) for row in rows]
-
-
-def make_due(config: Path) -> None:
-    with sqlite3.connect(config.parent / "state" / "ringwatch.db") as db:
-        db.execute(f"update outbox set next_attempt_at = '{DUE_AT_ONCE}' where status = 'pending'")
-
-
 def test_every_sample_addition_arrives_once_signed_in_the_documented_schema(
     tmp_path: Path, source_server: SourceServer, receiver: WebhookReceiver
 ):
@@ -55,7 +49,11 @@ def test_every_sample_addition_arrives_once_signed_in_the_documented_schema(
     added = [r.document for r in got if r.document.get("kind") == "added"]
     assert len(added) == SAMPLE_ADDITIONS
     assert len({d["agency"]["key"] for d in added}) == SAMPLE_ADDITIONS
-    assert len({r.delivery for r in got}) == len(got) == len(outbox(config))
+    assert (
+        len({r.delivery for r in got})
+        == len(got)
+        == len(outbox(database(config), channel="webhook"))
+    )
     assert all(r.signature_ok for r in got)
     assert all(r.headers["content-type"] == "application/json" for r in got)
     assert {r.headers["x-ringwatch-event"] for r in got} == {"change"}
@@ -69,7 +67,7 @@ def test_every_sample_addition_arrives_once_signed_in_the_documented_schema(
         *("key", "name", "city", "state", "active_date", "video_requests"),
         *("profile_url", "lat", "lon"),
     }
-    assert {r["status"] for r in outbox(config)} == {"sent"}
+    assert {r["status"] for r in outbox(database(config), channel="webhook")} == {"sent"}
     assert not leaked(database_text(config.parent / "state" / "ringwatch.db"), [SECRET])
 
 
@@ -87,28 +85,28 @@ def test_retries_keep_the_delivery_id_and_honour_retry_after(
 ):
     receiver.answer("/hook", Answer(503), Answer(429, {"Retry-After": "120"}))
     config = poll_samples(source_server, tmp_path, webhook_section(receiver.url("/hook")), ENV)
-    assert "HTTP 503" in outbox(config)[0]["last_error"]
-    make_due(config)
+    assert "HTTP 503" in outbox(database(config), channel="webhook")[0]["last_error"]
+    make_due(database(config))  # the CLI reads the real clock
     assert run_cli("deliver", "--config", str(config), env=ENV).returncode == 0
-    first = outbox(config)[0]
+    first = outbox(database(config), channel="webhook")[0]
     assert first["status"] == "pending" and "HTTP 429" in first["last_error"]
     assert 60 < epoch_time(first["next_attempt_at"]) - time.time() <= 121  # the receiver's wait
     assert first["attempts"] == 1  # the 503 counted; a 429 is a wait, not a failure
 
-    make_due(config)
+    make_due(database(config))  # the CLI reads the real clock
     assert run_cli("deliver", "--config", str(config), env=ENV).returncode == 0
 
     tries = [r for r in receiver.received if r.document["id"] == str(first["change_ids"][1:-1])]
     assert [r.status for r in tries] == [503, 429, 204]
     assert len({r.delivery for r in tries}) == 1
-    assert len(receiver.accepted("/hook")) == len(outbox(config))
+    assert len(receiver.accepted("/hook")) == len(outbox(database(config), channel="webhook"))
 
 
 def test_a_receiver_that_does_not_answer_in_time_is_retried(
     tmp_path: Path, source_server: SourceServer, receiver: WebhookReceiver
 ):
     items = agencies(20)
-    url = source_server.serve("/a.kml", kml(items[:19]), kml(items))
+    url = source_server.serve("/a.kml", to_kml(items[:19]), to_kml(items))
     bot = Bot.create(
         tmp_path, url, webhook_section(receiver.url("/hook"), extra='timeout = "1s"\n')
     )
@@ -116,14 +114,13 @@ def test_a_receiver_that_does_not_answer_in_time_is_retried(
     receiver.answer("/hook", Answer(204, delay=5))
     bot.poll()
 
-    (row,) = [r for r in bot.outbox() if r["channel"] == "webhook"]
+    (row,) = bot.outbox(channel="webhook")
     assert (row["status"], row["attempts"]) == ("pending", 1)
     assert "timed out" in row["last_error"].lower()
-    make_due(bot.config_path)
-    bot.deliver()
+    bot.deliver(Clock().until_due(bot.config.db_path))
     first, again = receiver.received
     assert first.delivery == again.delivery and again.status == 204
-    (row,) = [r for r in bot.outbox() if r["channel"] == "webhook"]
+    (row,) = bot.outbox(channel="webhook")
     assert row["status"] == "sent"
 
 
@@ -154,15 +151,15 @@ def test_each_answer_means_what_the_docs_say(
     disabled: bool,
 ):
     items = agencies(20)
-    url = source_server.serve("/a.kml", kml(items[:19]), kml(items))
+    url = source_server.serve("/a.kml", to_kml(items[:19]), to_kml(items))
     bot = Bot.create(tmp_path, url, webhook_section(receiver.url("/hook")))
     bot.poll()  # the baseline: no alerts
     receiver.answer("/hook", answer)
     bot.poll()
 
-    (row,) = [r for r in bot.outbox() if r["channel"] == "webhook"]
+    (row,) = bot.outbox(channel="webhook")
     assert (row["status"], row["attempts"]) == (status, attempts)
-    gone = bot.rows("select * from subscribers where channel = 'webhook' and active = 0")
+    gone = bot.rows("select * from disabled_webhooks")
     assert bool(gone) == disabled
 
 
@@ -172,17 +169,14 @@ def test_a_410_disables_that_url_only_with_one_maintainer_warning(
     receiver.answer("/gone", *[Answer(410)] * 5)
     section = webhook_section(receiver.url("/gone"), receiver.url("/ok"))
     config = poll_samples(source_server, tmp_path, "[console]\nenabled = true\n" + section, ENV)
-    make_due(config)
+    make_due(database(config))  # the CLI reads the real clock
     run_cli("deliver", "--config", str(config), env=ENV)
 
     assert [r.status for r in receiver.received if r.path == "/gone"] == [410]
     ok = [r.document for r in receiver.accepted("/ok")]
     assert Counter(d["kind"] for d in ok)["added"] == SAMPLE_ADDITIONS
-    with sqlite3.connect(config.parent / "state" / "ringwatch.db") as db:
-        warnings = db.execute(
-            "select text from outbox where channel = 'console' and kind = 'warning'"
-        ).fetchall()
-    assert len(warnings) == 1 and "410 Gone" in warnings[0][0]
+    warnings = outbox(database(config), channel="console", kind="warning")
+    assert len(warnings) == 1 and "410 Gone" in warnings[0]["text"]
     status = run_cli("status", "--config", str(config), env=ENV)
     assert f"webhook: disabled (410 Gone): {receiver.url('/gone')}" in status.stdout
 
@@ -222,7 +216,7 @@ def test_a_switched_off_url_is_switched_on_by_enable_webhook_and_warns_again_if_
     tmp_path: Path, source_server: SourceServer, receiver: WebhookReceiver
 ):
     items = agencies(22)
-    url = source_server.serve("/a.kml", kml(items[:20]), kml(items[:21]), kml(items))
+    url = source_server.serve("/a.kml", to_kml(items[:20]), to_kml(items[:21]), to_kml(items))
     hook = receiver.url("/hook")
     bot = Bot.create(tmp_path, url, "[console]\nenabled = true\n" + webhook_section(hook))
     config = str(bot.config_path)
@@ -251,7 +245,7 @@ def test_a_switched_off_url_is_switched_on_by_enable_webhook_and_warns_again_if_
 def test_enable_webhook_names_only_a_configured_url(
     tmp_path: Path, source_server: SourceServer, receiver: WebhookReceiver
 ):
-    url = source_server.serve("/a.kml", kml(agencies(5)))
+    url = source_server.serve("/a.kml", to_kml(agencies(5)))
     bot = Bot.create(tmp_path, url, webhook_section(receiver.url("/hook")))
     config = str(bot.config_path)
     missing = run_cli("enable-webhook", "--config", config, receiver.url("/hook"), env=ENV)
@@ -262,3 +256,36 @@ def test_enable_webhook_names_only_a_configured_url(
     assert other.stderr.strip().endswith(
         f"https://example.org/x is not one of webhook.urls in {config}"
     )
+
+
+# Made with the code before the disabled_webhooks table (schema step 7): a URL a 410 switched
+# off, stored as an inactive subscribers row, beside a Telegram subscriber and one that left.
+SUBSCRIBERS_DUMP = Path(__file__).parent / "data" / "webhook-disabled-in-subscribers.sql"
+GONE = "https://hooks.example.org/ringwatch?token=abc"
+KEPT = "https://hooks.example.org/other"
+
+
+def test_a_url_switched_off_before_the_upgrade_stays_off_in_its_own_table(tmp_path: Path):
+    (tmp_path / "state").mkdir()
+    database = tmp_path / "state" / "ringwatch.db"
+    with sqlite3.connect(database) as old:
+        old.executescript(SUBSCRIBERS_DUMP.read_text(encoding="utf-8"))
+    config = str(write_config(tmp_path, webhook_section(GONE, KEPT)))
+
+    status = run_cli("status", "--config", config, env=ENV)  # upgrades the database once
+
+    assert status.returncode == 0, status.stderr
+    assert "webhook: 1 URLs active" in status.stdout
+    assert f"webhook: disabled (410 Gone): {GONE}" in status.stdout
+    with sqlite3.connect(database) as db:
+        assert db.execute("select * from disabled_webhooks").fetchall() == [
+            (GONE, f"HTTP 410 from {GONE} (Gone): this URL is disabled", "2026-12-06T20:50:07Z")
+        ]
+        subscribers = "select channel, chat_id, states, active, reason from subscribers"
+        assert db.execute(subscribers).fetchall() == [  # the people who asked, as they were
+            ("telegram", "1001", '["MN", "WI"]', 1, None),
+            ("telegram", "-100200", None, 0, "Forbidden: bot was kicked from the channel chat"),
+        ]
+    enabled = run_cli("enable-webhook", "--config", config, GONE, env=ENV)
+    assert enabled.stdout == f"webhook: {GONE} is on again\n"
+    assert "webhook: 2 URLs active" in run_cli("status", "--config", config, env=ENV).stdout

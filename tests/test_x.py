@@ -1,16 +1,17 @@
 """The X channel against a fake X API on 127.0.0.1, through tweepy and real SQLite files.
 
-Time is simulated by editing the outbox (sent_at, next_attempt_at), never by sleeping.
+Time is never slept: a retry's wait passes by moving the clock deliver_pending takes
+(tests/support/clock.py), and the 24-hour budget, which X's channel counts by the real
+time, by editing the sent posts' sent_at.
 """
 
 from __future__ import annotations
 
-import asyncio
 import re
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,18 +19,23 @@ from typing import Any
 import pytest
 from twitter_text import parse_tweet
 
-from bot.channels import enabled_channels
+from bot.channels import audiences, configure, enabled_channels
 from bot.channels.x import CREDENTIAL_ENV_VARS, XChannel, weighted_length
 from bot.config import Config, load_config
-from bot.deliver import DeliveryReport, deliver_pending
+from bot.deliver import DeliveryReport
 from bot.models import Agency, Change
 from bot.normalise import display_name
-from bot.notify import audiences, plan_alerts
+from bot.notify import plan_alerts
 from bot.render import WORD_JOINER, make_environment
 from bot.store import Store
-from bot.store.times import DUE_AT_ONCE, epoch_time
-from tests.helpers import closed_port_url, database_text, leaked
+from bot.store.times import epoch_time
+from tests.support.agencies import make_agency
+from tests.support.bot import Bot
 from tests.support.cli import run_cli, start_cli, write_config
+from tests.support.clock import Clock
+from tests.support.http import closed_port_url
+from tests.support.leaks import database_text, leaked
+from tests.support.outbox import make_due, outbox
 from tests.support.synthetic import generate_agencies, mutate, to_kml
 from tests.support.telegram_stub import DEFAULT_TOKEN, TelegramStub
 from tests.support.x_stub import XStub, duplicate, problem, rate_limited, refused, server_error
@@ -59,13 +65,13 @@ def x_config_path(directory: Path, stub: XStub, x: str = "", extra: str = "") ->
 
 
 def x_config(directory: Path, stub: XStub, x: str = "", extra: str = "") -> Config:
-    return load_config(x_config_path(directory, stub, x, extra))
+    return configure(load_config(x_config_path(directory, stub, x, extra)))
 
 
 def agency(name: str, state: str = "MN", **fields: Any) -> Agency:
-    fields.setdefault("city", "Crystal")
+    """An agency with the active date its alert names."""
     fields.setdefault("active_date", "2020-06-03")
-    return Agency(key=f"{state.lower()}/{name.lower()}", name=name, state=state, **fields)
+    return make_agency(name, state=state, **fields)
 
 
 def added(name: str, state: str = "MN", **fields: Any) -> Change:
@@ -90,23 +96,9 @@ def queue(config: Config, changes: list[Change], *, poll_id: int = 1, since: str
         store.close()
 
 
-def deliver(config: Config) -> DeliveryReport:
+def deliver(config: Config, clock: Callable[[], float] = time.time) -> DeliveryReport:
     """One delivery round with fresh channels, as `ringwatch deliver` does."""
-    store = Store.open(config.db_path)
-    try:
-        store.outbox.release_stale()
-        channels = enabled_channels(config)
-        return asyncio.run(deliver_pending(store, channels, alerts=config.alerts))
-    finally:
-        store.close()
-
-
-def outbox(config: Config, channel: str = "x") -> list[dict[str, Any]]:
-    store = Store.open(config.db_path)
-    try:
-        return list(store.db.query("select * from outbox where channel = ? order by id", [channel]))
-    finally:
-        store.close()
+    return Bot(config.path).deliver(clock)
 
 
 def sql(config: Config, statement: str, params: list[Any] | None = None) -> None:
@@ -116,11 +108,6 @@ def sql(config: Config, statement: str, params: list[Any] | None = None) -> None
         store.db.conn.commit()
     finally:
         store.close()
-
-
-def make_due(config: Config) -> None:
-    """Pretend the wait is over."""
-    sql(config, f"update outbox set next_attempt_at = '{DUE_AT_ONCE}' where status = 'pending'")
 
 
 def age_sent_posts(config: Config, hours: float) -> None:
@@ -174,7 +161,9 @@ def test_each_change_is_one_post_and_is_posted_once(tmp_path, x_stub, x_env):
     ]
     assert [p.reply_to for p in x_stub.posts] == [None, None, None]
     assert report.sent["x"] == 3
-    assert [r["external_id"] for r in outbox(config)] == [p.id for p in x_stub.posts]
+    assert [r["external_id"] for r in outbox(config.db_path, channel="x")] == [
+        p.id for p in x_stub.posts
+    ]
 
     deliver(config)  # nothing is due: nothing is posted again
     assert len(x_stub.requests) == 3
@@ -216,7 +205,7 @@ def test_a_digest_is_a_thread_listing_every_agency(tmp_path, x_stub, x_env):
     for change in changes:
         assert replies.count(digest_line(change)) == 1, change.agency.name
     assert all(weighted_length(p.text) <= 280 for p in posts)
-    rows = outbox(config)
+    rows = outbox(config.db_path, channel="x")
     assert [r["part"] for r in rows] == list(range(len(posts)))
     assert [r["external_id"] for r in rows] == [p.id for p in posts]
 
@@ -224,12 +213,12 @@ def test_a_digest_is_a_thread_listing_every_agency(tmp_path, x_stub, x_env):
 def test_a_thread_steps_over_a_part_that_failed_for_good(tmp_path, x_stub, x_env):
     config = x_config(tmp_path, x_stub)
     queue(config, spread_over_states(29, 20))
-    assert len(outbox(config)) >= 3
+    assert len(outbox(config.db_path, channel="x")) >= 3
     # X refuses part 1 as invalid (400): a permanent failure of that post alone.
     x_stub.answers = [None, problem(400, "Invalid Request: one or more parameters")]
     deliver(config)
 
-    rows = outbox(config)
+    rows = outbox(config.db_path, channel="x")
     assert [r["status"] for r in rows] == ["sent", "failed", *["sent"] * (len(rows) - 2)]
     first, *rest = x_stub.posts
     assert first.reply_to is None
@@ -301,7 +290,7 @@ def test_over_budget_posts_wait_for_the_next_window_in_order(tmp_path, x_stub, x
     deliver(config)
 
     assert len(x_stub.posts) == 3
-    waiting = [r for r in outbox(config) if r["status"] == "pending"]
+    waiting = [r for r in outbox(config.db_path, channel="x") if r["status"] == "pending"]
     assert len(waiting) == 2
     assert all(r["attempts"] == 0 for r in waiting)  # waiting for budget is not a failure
     assert all(epoch_time(r["next_attempt_at"]) > time.time() + 23 * 3600 for r in waiting)
@@ -315,8 +304,7 @@ def test_over_budget_posts_wait_for_the_next_window_in_order(tmp_path, x_stub, x
     assert any(line.startswith("waiting: 2 posts") for line in lines)
 
     age_sent_posts(config, hours=25)
-    make_due(config)
-    deliver(config)
+    deliver(config, Clock().until_due(config.db_path))
     assert x_stub.texts() == [
         f"New partnership: Town {n} PD, MN (active since 2020-06-03)" for n in range(5)
     ]
@@ -326,16 +314,16 @@ def test_a_thread_spreads_over_budget_windows_without_breaking(tmp_path, x_stub,
     config = x_config(tmp_path, x_stub, "max_posts_per_day = 2")
     changes = spread_over_states(24, 9, seed=11)
     queue(config, changes)
-    parts = len(outbox(config))
+    parts = len(outbox(config.db_path, channel="x"))
     assert parts > 4
 
-    windows = []
+    windows, clock = [], Clock()
     while len(x_stub.posts) < parts:
         before = len(x_stub.posts)
-        deliver(config)
+        deliver(config, clock)
         windows.append(len(x_stub.posts) - before)
         age_sent_posts(config, hours=25)  # every reply is billed: 2 posts per window
-        make_due(config)
+        clock.until_due(config.db_path)
         assert len(windows) <= parts
     assert set(windows) <= {1, 2} and sum(windows) == parts
     assert x_stub.chained(x_stub.posts)
@@ -365,14 +353,13 @@ def test_429_pauses_x_until_the_reset_while_other_channels_deliver(
 
     printed = capsys.readouterr().out
     assert "New partnership: Crystal PD, MN" in printed and "Hopkins PD, MN" in printed
-    rows = outbox(config)
+    rows = outbox(config.db_path, channel="x")
     assert [r["status"] for r in rows] == ["pending", "pending"]
     assert all(epoch_time(r["next_attempt_at"]) >= reset for r in rows)
     assert rows[0]["attempts"] == 0 and "429" in rows[0]["last_error"]
     assert len(x_stub.requests) == 1  # the channel paused; it did not hammer X
 
-    make_due(config)  # the reset time has come
-    deliver(config)
+    deliver(config, Clock().until_due(config.db_path))  # the reset time has come
     assert [t.split(",")[0] for t in x_stub.texts()] == [
         "New partnership: Crystal PD",
         "New partnership: Hopkins PD",
@@ -385,12 +372,11 @@ def test_server_errors_are_retried_with_backoff(tmp_path, x_stub, x_env):
     queue(config, [added("Crystal Police Department")])
     deliver(config)
 
-    (row,) = outbox(config)
+    (row,) = outbox(config.db_path, channel="x")
     assert row["status"] == "pending" and row["attempts"] == 1
     assert "500" in row["last_error"] and epoch_time(row["next_attempt_at"]) > time.time()
-    make_due(config)
-    deliver(config)
-    assert outbox(config)[0]["status"] == "sent" and len(x_stub.posts) == 1
+    deliver(config, Clock().until_due(config.db_path))
+    assert outbox(config.db_path, channel="x")[0]["status"] == "sent" and len(x_stub.posts) == 1
 
 
 def test_a_duplicate_post_is_recorded_as_sent(tmp_path, x_stub, x_env):
@@ -399,7 +385,7 @@ def test_a_duplicate_post_is_recorded_as_sent(tmp_path, x_stub, x_env):
     queue(config, [added("Crystal Police Department")])
     deliver(config)
 
-    (row,) = outbox(config)
+    (row,) = outbox(config.db_path, channel="x")
     assert row["status"] == "sent"
     assert x_stub.posts == []
     deliver(config)
@@ -411,23 +397,28 @@ def test_refused_credentials_fail_the_post_and_warn_maintainers_once(
     tmp_path, x_stub, x_env, capsys, status
 ):
     path = x_config_path(tmp_path, x_stub, extra="[console]\nenabled = true\n")
-    config = load_config(path)
+    config = configure(load_config(path))
     x_stub.always = refused(status)
     queue(config, [added(f"Town {n} Police Department", city=f"Town {n}") for n in range(3)])
     deliver(config)
 
-    assert [r["status"] for r in outbox(config)] == ["failed", "pending", "pending"]
+    assert [r["status"] for r in outbox(config.db_path, channel="x")] == [
+        "failed",
+        "pending",
+        "pending",
+    ]
     assert len(x_stub.requests) == 1  # the rest of the run waits instead of failing everything
     deliver(config)  # a later run: the warning goes out, and is not queued again
     deliver(config)
-    warnings = [r for r in outbox(config, "console") if r["kind"] == "warning"]
+    warnings = [r for r in outbox(config.db_path, channel="console") if r["kind"] == "warning"]
     assert len(warnings) == 1 and f"X refused a post ({status} " in warnings[0]["text"]
     assert capsys.readouterr().out.count("ringwatch warning: X refused a post") == 1
-    assert [r for r in outbox(config) if r["kind"] == "warning"] == []  # never on public X
+    assert [
+        r for r in outbox(config.db_path, channel="x") if r["kind"] == "warning"
+    ] == []  # never on public X
 
     x_stub.always = None  # the maintainer fixed it and restarted
-    make_due(config)
-    deliver(config)
+    deliver(config, Clock().until_due(config.db_path))
     assert len(x_stub.posts) == 2  # the post that failed stays failed, in status
 
     if status == 403:
@@ -462,7 +453,7 @@ def test_transient_answers_are_retried_and_refusals_fail_at_once(tmp_path, x_stu
 
     deliver(config)
 
-    (row,) = outbox(config)
+    (row,) = outbox(config.db_path, channel="x")
     assert (row["status"], row["attempts"]) == (expected, attempts), row["last_error"]
     assert status in row["last_error"]
 
@@ -471,7 +462,7 @@ def test_a_dripping_answer_is_a_failed_attempt_and_holds_up_nothing(tmp_path, x_
     path = x_config_path(
         tmp_path, x_stub, extra='[console]\nenabled = true\n[alerts]\nsend_timeout = "2s"\n'
     )
-    config = load_config(path)
+    config = configure(load_config(path))
     queue(config, [added("Crystal Police Department"), added("Hopkins PD", city="Hopkins")])
     x_stub.drip = True  # headers, then a byte a second: minutes for the whole answer
 
@@ -479,15 +470,14 @@ def test_a_dripping_answer_is_a_failed_attempt_and_holds_up_nothing(tmp_path, x_
 
     assert result.returncode == 0, result.stderr  # the process did not wait for the drip
     assert "Crystal PD, MN" in result.stdout and "Hopkins PD, MN" in result.stdout  # console
-    first, second = outbox(config)
+    first, second = outbox(config.db_path, channel="x")
     assert first["status"] == "pending" and first["attempts"] == 1
     assert "no answer within 2s" in first["last_error"]
     assert second["status"] == "pending" and second["attempts"] == 0  # waits, in order
     x_stub.drip = False
-    make_due(config)
-    deliver(config)
+    deliver(config, Clock().until_due(config.db_path))
     # X had created the dripped post: the retry is refused as a duplicate, recorded as sent.
-    assert [r["status"] for r in outbox(config)] == ["sent", "sent"]
+    assert [r["status"] for r in outbox(config.db_path, channel="x")] == ["sent", "sent"]
     assert len(x_stub.posts) == 2
 
 
@@ -521,7 +511,7 @@ def test_no_failure_puts_x_credentials_in_the_database_output_logs_or_messages(
         f'[telegram]\nenabled = true\nadmins = [42]\napi_base_url = "{telegram.base_url}"\n'
         '[alerts]\ngive_up_after = "1ms"\nsend_timeout = "2s"\n',
     )
-    config = load_config(path)
+    config = configure(load_config(path))
     queue(config, [added("Crystal Police Department")])
     x_stub.echo_requests = True
     x_stub.answers = [answer, answer] if answer else []
@@ -533,14 +523,14 @@ def test_no_failure_puts_x_credentials_in_the_database_output_logs_or_messages(
         for _ in range(3):  # fail, fail again or give up (warn), send the warning
             result = run_cli("deliver", env=env)
             output += result.stdout + result.stderr
-            make_due(config)
+            make_due(config.db_path)  # the CLI reads the real clock
         status = run_cli("status", env=env)
         output += status.stdout + status.stderr
         sent = "\n".join(s.text for s in telegram.sent)
     finally:
         telegram.stop()
 
-    (row,) = outbox(config)
+    (row,) = outbox(config.db_path, channel="x")
     assert row["status"] == "failed", row["last_error"]
     if answer is not None:
         assert "<X_CONSUMER_KEY>" in row["last_error"]  # the echo was there, redacted
@@ -556,9 +546,9 @@ def test_no_failure_puts_x_credentials_in_the_database_output_logs_or_messages(
 
 def test_a_thread_killed_midway_continues_where_it_stopped(tmp_path, x_stub, x_env):
     path = x_config_path(tmp_path, x_stub)
-    config = load_config(path)
+    config = configure(load_config(path))
     queue(config, spread_over_states(30, 10, seed=3))
-    parts = len(outbox(config))
+    parts = len(outbox(config.db_path, channel="x"))
     assert parts >= 4
     x_stub.hold_post = 3  # X creates the third post, but its answer never arrives
 
@@ -569,12 +559,16 @@ def test_a_thread_killed_midway_continues_where_it_stopped(tmp_path, x_stub, x_e
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=30)
     x_stub.release.set()
-    assert [r["status"] for r in outbox(config)][:3] == ["sent", "sent", "sending"]
+    assert [r["status"] for r in outbox(config.db_path, channel="x")][:3] == [
+        "sent",
+        "sent",
+        "sending",
+    ]
 
     result = run_cli("deliver", "--config", str(path), env=x_env)
     assert result.returncode == 0, result.stderr
 
-    rows = outbox(config)
+    rows = outbox(config.db_path, channel="x")
     assert [r["status"] for r in rows] == ["sent"] * parts
     assert x_stub.texts() == [r["text"] for r in rows]  # each part on X once, in order
     assert len(x_stub.requests) == parts + 1  # the one in flight was tried again: duplicate

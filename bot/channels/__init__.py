@@ -3,19 +3,25 @@
 The built-in channels are listed here; any installed distribution can add one through
 the entry-point group `ringwatch.channels` (`name = "package.module:Class"`), and it
 then gets its own `[name]` config section, check-config line and secret redaction
-like the built-in ones (docs/channels.md, "Writing a channel").
+like the built-in ones (docs/channels.md, "Writing a channel"). The channels' sections
+of config.toml are validated here (`configure`), by the classes that declare them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib
+from collections.abc import Sequence
 from importlib.metadata import entry_points
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from bot.config import SECTIONS, Config, ConfigError, build_section, suggest
+from bot.messages import Audience
 
 if TYPE_CHECKING:
     from bot.channels.base import Channel
-    from bot.config import Config
+    from bot.store import Store
 
 ENTRY_POINT_GROUP = "ringwatch.channels"
 REGISTRY = {
@@ -45,17 +51,26 @@ def channel_class(name: str) -> type[Channel]:
     return getattr(importlib.import_module(module_name), class_name)
 
 
-def secret_env_vars() -> set[str]:
-    """The environment variables every channel class declares secret (`Channel.secrets`).
+def configure(config: Config) -> Config:
+    """`config` with each channel's `[name]` section validated by the dataclass its class
+    declares (`Channel.Settings`, unknown keys are errors) and checked by its
+    `check_settings`; a table that names no known section is a ConfigError too."""
+    channels: dict[str, Any] = {}
+    for name, table in config.channel_tables.items():
+        if name not in registry():
+            known = [*SECTIONS, *registry()]
+            raise ConfigError(f"{config.path}: unknown section [{name}]{suggest(name, known)}")
+        cls = channel_class(name)
+        settings = build_section(cls.Settings, table, name, config.path)
+        for key, problem in cls.check_settings(settings):
+            raise ConfigError(f"{config.path}: {name}.{key} {problem}")
+        channels[name] = settings
+    return dataclasses.replace(config, channels=channels)
 
-    Taken from the classes defined in this process, the registered ones as they load
-    and any other (a plugin, a test double): a channel cannot send, and so cannot echo
-    a credential, before its class exists. Importing every registered module up front
-    instead would add a second to each CLI call (python-telegram-bot and tweepy).
-    """
-    from bot.channels.base import Channel
 
-    return {name for cls in Channel.defined for name in cls.secrets}
+def channel_settings(config: Config, name: str) -> Any:
+    """A channel's validated section, or its defaults when the file has none."""
+    return channel_class(name).settings_in(config)
 
 
 def enabled_names(config: Config) -> list[str]:
@@ -74,3 +89,8 @@ def load_channel(name: str, config: Config) -> Channel:
 
 def enabled_channels(config: Config) -> list[Channel]:
     return [load_channel(name, config) for name in enabled_names(config)]
+
+
+def audiences(channels: Sequence[Channel], store: Store) -> list[Audience]:
+    """Who each channel speaks to now (its recipients are read from the store)."""
+    return [Audience(ch.name, ch.style(), ch.recipients(store)) for ch in channels]

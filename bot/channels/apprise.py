@@ -14,7 +14,8 @@ import logging
 import os
 import re
 
-from bot.channels.base import Channel, Delivery, Recipient, Style, in_own_thread
+from bot.channels.base import Channel, in_own_thread
+from bot.messages import Delivery, Recipient, Style
 from bot.store import Store
 
 CHANNEL = "apprise"

@@ -6,9 +6,9 @@ the errors below so deliver.py can retry, defer or give up uniformly.
 
 A channel is one module: its class declares its name, its `[name]` config section (a
 frozen dataclass, validated like every other section), the environment variables
-holding its secrets and its message rules. Config sections, the enabled list,
-check-config and secret redaction all derive from the registry (bot/channels), which
-also loads third-party channels from the entry-point group `ringwatch.channels`.
+holding its secrets and its message rules. Config sections, the enabled list and
+check-config derive from the registry (bot/channels), which also loads third-party
+channels from the entry-point group `ringwatch.channels`.
 The environment variables a class declares in `secrets` are scrubbed from every
 stored, printed, logged or sent error text from the moment it exists (bot/logs.py).
 See docs/channels.md, "Writing a channel".
@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import json
 import os
 import threading
 from abc import ABC, abstractmethod
@@ -27,35 +25,12 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from bot.models import MessageKind
+from bot.logs import declare_secrets
+from bot.messages import Delivery, Recipient, Style
 from bot.store import Store
 
 if TYPE_CHECKING:
     from bot.config import Config
-
-
-@dataclass(frozen=True)
-class Recipient:
-    id: str
-    states: frozenset[str] | None = None  # None: every state
-    alerts: bool = True  # receives partnership alerts
-    maintainer: bool = False  # receives maintainer warnings
-
-    def wants(self, state: str) -> bool:
-        return self.states is None or state in self.states
-
-
-@dataclass(frozen=True)
-class Style:
-    """How a channel's messages are rendered."""
-
-    templates: tuple[str, ...]  # template folders, searched in order
-    extension: str  # "txt", or "html" (autoescaped)
-    max_length: int
-    measure: Callable[[str], int] = len
-    threaded: bool = False  # digest parts reply to each other (X threads)
-    digest_threshold: int | None = None  # None: alerts.digest_threshold
-    include_links: bool = True
 
 
 @dataclass(frozen=True)
@@ -65,48 +40,8 @@ class ChannelSettings:
     enabled: bool = False
 
 
-@dataclass(frozen=True)
-class Delivery:
-    """One message on its way to one recipient: what `Channel.send` gets."""
-
-    id: int  # the outbox row
-    channel: str
-    recipient: str
-    kind: MessageKind
-    group_key: str  # parts of one group form a thread
-    part: int
-    text: str
-    created_at: str  # when it was queued (ISO 8601, UTC)
-    change_ids: tuple[int, ...] = ()
-    attachment: str | None = None
-    reply_to: str | None = None  # the platform id of the previous part (threaded styles)
-    earlier_attempts: int = 0  # > 0: an earlier attempt may have reached the platform
-
-    @classmethod
-    def from_row(cls, row: dict[str, Any], reply_to: str | None = None) -> Delivery:
-        return cls(
-            id=row["id"],
-            channel=row["channel"],
-            recipient=row["recipient"],
-            kind=MessageKind(row["kind"]),
-            group_key=row["group_key"],
-            part=row["part"],
-            text=row["text"],
-            created_at=row["created_at"],
-            change_ids=tuple(json.loads(row["change_ids"] or "[]")),
-            attachment=row.get("attachment"),
-            reply_to=reply_to,
-            earlier_attempts=row["attempts"],
-        )
-
-    @property
-    def key(self) -> str:
-        """A stable id of this delivery, the same on every retry and after a restart, and
-        different across databases (the queueing time is part of it): an idempotency key."""
-        identity = "|".join(
-            [self.created_at, self.channel, self.recipient, self.group_key, str(self.part)]
-        )
-        return hashlib.sha256(identity.encode()).hexdigest()[:32]
+# Queues one maintainer warning: (message, group); a group is queued once however often.
+MaintainerWarning = Callable[[str, str], None]
 
 
 def missing_secrets(names: tuple[str, ...]) -> list[str]:
@@ -181,13 +116,12 @@ class Channel(ABC):
     concurrency: ClassVar[int] = 1
     # Environment variables holding this channel's credentials: never shown anywhere.
     secrets: ClassVar[tuple[str, ...]] = ()
-    # Every channel class defined in this process, so that redaction knows its secrets
-    # before it can send anything (see bot.channels.secret_env_vars).
-    defined: ClassVar[list[type[Channel]]] = []
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
+        # Redaction knows a channel's secrets from the moment its class exists: it cannot
+        # send, and so cannot echo a credential, before that.
         super().__init_subclass__(**kwargs)
-        Channel.defined.append(cls)
+        declare_secrets(cls.secrets)
 
     def __init__(self, config: Config) -> None:
         self.config = config
@@ -195,7 +129,13 @@ class Channel(ABC):
     @property
     def settings(self) -> Any:
         """This channel's validated `[name]` section."""
-        return self.config.channel_settings(self.name)
+        return self.settings_in(self.config)
+
+    @classmethod
+    def settings_in(cls, config: Config) -> Any:
+        """This channel's section of `config`, or its defaults when the file has none."""
+        section = config.channels.get(cls.name)
+        return section if section is not None else cls.Settings()
 
     @classmethod
     def check_settings(cls, settings: Any) -> list[tuple[str, str]]:
@@ -232,22 +172,19 @@ class Channel(ABC):
             "(see docs/channels.md)"
         ]
 
-    # Deliveries run beside polls: a channel that reads or writes the database while it
-    # sends (budgets, warnings, change rows) declares so and gets its own connection,
-    # open for one round of deliveries.
-    uses_store: ClassVar[bool] = False
-    _store: Store | None = None
+    # What deliver.py lends the channel for one round of deliveries (see `open`).
+    store: Store | None = None
+    warn: MaintainerWarning | None = None
 
-    async def open(self) -> None:
-        """Connect before a round of deliveries."""
-        if self.uses_store:
-            self._store = Store.open(self.config.db_path)
+    async def open(self, store: Store, warn: MaintainerWarning) -> None:
+        """Connect before a round of deliveries. A channel that reads or writes the
+        database while it sends (budgets, change rows) uses `store`, deliver.py's, and
+        warns the maintainers of the other channels through `warn`."""
+        self.store, self.warn = store, warn
 
     async def close(self) -> None:
         """Release connections after a round of deliveries."""
-        if self._store is not None:
-            self._store.close()
-            self._store = None
+        self.store, self.warn = None, None
 
     def warn_refused(self, message: str) -> None:
         """Warn the maintainers once per failure streak that the platform refused us.
@@ -255,29 +192,12 @@ class Channel(ABC):
         The warning's group names the last message sent, so a streak warns once and
         the next streak (after something went through) warns again.
         """
-        assert self._store is not None, "open() first: uses_store is not set"
-        last_sent = self._store.outbox.last_sent_id(self.name)
-        self.warn_maintainers(self._store, message, f"warning:{self.name}-refused:{last_sent}")
+        assert self.store is not None and self.warn is not None, "open() first"
+        last_sent = self.store.outbox.last_sent_id(self.name)
+        self.warn(message, f"warning:{self.name}-refused:{last_sent}")
 
     def recipient_gone(self, store: Store, recipient: str, reason: str) -> None:  # noqa: B027
         """Forget a recipient that can no longer be reached."""
-
-    def warn_maintainers(self, store: Store, message: str, group: str) -> None:
-        """Queue a warning for the maintainers of every other enabled channel (a public
-        account is no place for it). `group` makes it one warning: queued twice, stored once."""
-        from bot.channels import enabled_channels
-        from bot.notify import audiences, plan_maintainer_message  # notify imports this module
-        from bot.render import make_environment
-
-        others = [ch for ch in enabled_channels(self.config) if ch.name != self.name]
-        messages = plan_maintainer_message(
-            make_environment(self.config.templates_path),
-            audiences(others, store),
-            kind=MessageKind.WARNING,
-            group=group,
-            message=message,
-        )
-        store.outbox.queue(None, messages)
 
     def background_tasks(
         self, store: Store, stop: asyncio.Event

@@ -33,15 +33,13 @@ import grapheme
 
 from bot.channels.base import (
     Channel,
-    Delivery,
     PermanentFailure,
-    Recipient,
     RetryLater,
-    Style,
     in_own_thread,
     timeline_recipients,
     timeline_style,
 )
+from bot.messages import Delivery, Recipient, Style
 from bot.safe import http_url
 from bot.store import Store
 
@@ -142,7 +140,6 @@ class BlueskyChannel(Channel):
     name = CHANNEL
     Settings = BlueskySettings
     secrets = (PASSWORD_ENV,)
-    uses_store = True
 
     def __init__(self, config: Any) -> None:
         super().__init__(config)

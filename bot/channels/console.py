@@ -5,7 +5,8 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 
-from bot.channels.base import Channel, Delivery, Recipient, Style
+from bot.channels.base import Channel
+from bot.messages import Delivery, Recipient, Style
 from bot.store import Store
 
 

@@ -30,15 +30,14 @@ import requests
 
 from bot.channels.base import (
     Channel,
-    Delivery,
+    MaintainerWarning,
     PermanentFailure,
-    Recipient,
     RetryLater,
-    Style,
     in_own_thread,
     timeline_recipients,
     timeline_style,
 )
+from bot.messages import Delivery, Recipient, Style
 from bot.store import Store
 
 if TYPE_CHECKING:  # imported where used: a config naming [mastodon] loads this module
@@ -130,7 +129,6 @@ class MastodonChannel(Channel):
     name = CHANNEL
     Settings = MastodonSettings
     secrets = (TOKEN_ENV,)
-    uses_store = True
 
     def __init__(self, config: Any) -> None:
         super().__init__(config)
@@ -209,10 +207,10 @@ class MastodonChannel(Channel):
     def recipients(self, store: Store) -> list[Recipient]:
         return timeline_recipients()
 
-    async def open(self) -> None:
+    async def open(self, store: Store, warn: MaintainerWarning) -> None:
         if self._client is None and self.token:
             self._client = make_client(self.settings.api_base_url, self.token)
-        await super().open()
+        await super().open(store, warn)
 
     async def send(self, delivery: Delivery) -> str | None:
         from mastodon import (

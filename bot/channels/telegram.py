@@ -13,12 +13,10 @@ network trouble is raised as is, so deliver.py retries it with backoff.
 from __future__ import annotations
 
 import asyncio
-import html
 import logging
 import os
 import re
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -29,16 +27,22 @@ from telegram.error import BadRequest, ChatMigrated, Forbidden, InvalidToken, Re
 from telegram.ext import BaseRateLimiter, ExtBot
 from telegram.request import HTTPXRequest
 
+from bot.channels import channel_settings
 from bot.channels.base import (
     Channel,
-    Delivery,
+    MaintainerWarning,
     PermanentFailure,
-    Recipient,
     RecipientGone,
     RetryLater,
-    Style,
 )
-from bot.config import Duration
+from bot.channels.telegram_chat import (
+    CHANNEL,
+    TOKEN_ENV,
+    TelegramSettings,
+    message_style,
+    visible_length,
+)
+from bot.messages import Delivery, Recipient, Style
 from bot.store import Store
 
 if TYPE_CHECKING:
@@ -50,25 +54,12 @@ log = logging.getLogger(__name__)
 # warning PTB 22 gives for the old float form; `seconds()` below accepts both.
 os.environ.setdefault("PTB_TIMEDELTA", "1")
 
-TOKEN_ENV = "TELEGRAM_BOT_TOKEN"
-CHANNEL = "telegram"
 PRIVATE_CHAT_INTERVAL = 1.0  # seconds between messages to one private chat
 GROUP_CHAT_INTERVAL = 3.0  # 20 a minute to one group or channel
 INVALID_TOKEN_PAUSE = 600.0
 UNREACHABLE_PAUSE = 60.0
 # A chat that can never receive from us again, whatever the description's capitalisation.
 _GONE = re.compile(r"chat not found|user is deactivated|bot was kicked|not a member", re.I)
-_TAG = re.compile(r"<[^>]+>")
-
-
-def visible_text(text: str) -> str:
-    """What a reader sees of an HTML message: tags gone, entities decoded."""
-    return html.unescape(_TAG.sub("", text))
-
-
-def visible_length(text: str) -> int:
-    """What Telegram counts against 4096: the text after HTML parsing (tags do not count)."""
-    return len(visible_text(text))
 
 
 def chat_id_param(recipient: str) -> int | str:
@@ -83,19 +74,6 @@ def is_private_chat(chat_id: int | str) -> bool:
 
 def seconds(value: timedelta | float) -> float:
     return value.total_seconds() if isinstance(value, timedelta) else float(value)
-
-
-@dataclass(frozen=True)
-class TelegramSettings:
-    enabled: bool = False
-    channel: str | None = None
-    admins: list[int] = field(default_factory=list)
-    api_base_url: str = "https://api.telegram.org/bot"
-    link_previews: bool = False
-    messages_per_second: float = 30.0
-    # Commands one user may send per command_window; the rest are dropped (one "slow down").
-    commands_per_user: int = 5
-    command_window: Duration = Duration(10)
 
 
 class TelegramPacer(BaseRateLimiter[None]):
@@ -168,7 +146,7 @@ def make_bot(config: Config, token: str, pacer: TelegramPacer | None) -> ExtBot[
     pool = TelegramChannel.concurrency + 8
     return ExtBot(
         token,
-        base_url=config.channel_settings(CHANNEL).api_base_url,
+        base_url=channel_settings(config, CHANNEL).api_base_url,
         request=HTTPXRequest(connection_pool_size=pool, pool_timeout=30.0),
         rate_limiter=pacer,
     )
@@ -205,12 +183,7 @@ class TelegramChannel(Channel):
         return problems
 
     def style(self) -> Style:
-        return Style(
-            templates=("telegram", "text"),
-            extension="html",
-            max_length=MessageLimit.MAX_TEXT_LENGTH,
-            measure=visible_length,
-        )
+        return message_style()
 
     def recipients(self, store: Store) -> list[Recipient]:
         """The channel, every active subscriber (with their states), and the admins.
@@ -234,7 +207,8 @@ class TelegramChannel(Channel):
             )
         return list(found.values())
 
-    async def open(self) -> None:
+    async def open(self, store: Store, warn: MaintainerWarning) -> None:
+        await super().open(store, warn)
         self._bot = make_bot(self.config, self.token, None)
         try:
             await self._bot.initialize()
@@ -246,6 +220,7 @@ class TelegramChannel(Channel):
         if self._bot is not None:
             await self._bot.shutdown()
             self._bot = None
+        await super().close()
 
     async def admit(self, delivery: Delivery) -> None:
         recipient = self._migrated.get(delivery.recipient, delivery.recipient)
@@ -327,11 +302,8 @@ class TelegramChannel(Channel):
     def _follow_migration(self, old_chat: str, new_chat: str) -> None:
         log.info("telegram: chat %s moved to %s; following it", old_chat, new_chat)
         self._migrated[old_chat] = new_chat
-        store = Store.open(self.config.db_path)
-        try:
-            store.migrate_subscriber(CHANNEL, old_chat, new_chat)
-        finally:
-            store.close()
+        assert self.store is not None, "open() first"
+        self.store.migrate_subscriber(CHANNEL, old_chat, new_chat)
 
     def recipient_gone(self, store: Store, recipient: str, reason: str) -> None:
         if store.subscribers.deactivate(CHANNEL, recipient, reason):

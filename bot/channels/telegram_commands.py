@@ -43,10 +43,11 @@ from telegram.ext import (
     filters,
 )
 
-from bot.channels.telegram import (
+from bot.channels import channel_settings
+from bot.channels.telegram_chat import (
     CHANNEL,
     TOKEN_ENV,
-    TelegramChannel,
+    message_style,
     visible_length,
     visible_text,
 )
@@ -273,8 +274,8 @@ class Commands:
         self.config = config
         self.store = store
         self.env = make_environment(config.templates_path)
-        self.style = TelegramChannel(config).style()
-        self.admins = set(config.channel_settings("telegram").admins)
+        self.style = message_style()
+        self.admins = set(channel_settings(config, CHANNEL).admins)
 
     def register(self, application: Application) -> None:
         for name in ("start", "subscribe", "unsubscribe", "states", "latest", "stats", "help"):
@@ -460,7 +461,7 @@ class Commands:
 
 
 def build_application(config: Config, store: Store, bot: ExtBot[None]) -> Application:
-    settings = config.channel_settings(CHANNEL)
+    settings = channel_settings(config, CHANNEL)
     limiter = CommandLimiter(settings.commands_per_user, settings.command_window)
     application = ApplicationBuilder().bot(bot).concurrent_updates(FairUpdates(limiter)).build()
     Commands(config, store).register(application)

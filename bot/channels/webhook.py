@@ -6,8 +6,8 @@ convention: `X-Ringwatch-Delivery` is the same on every retry of one delivery (r
 de-duplicate by it), and with `RINGWATCH_WEBHOOK_SECRET` set,
 `X-Ringwatch-Signature-256: sha256=<hex HMAC-SHA256 of the raw body>`.
 
-Each URL is a recipient: a 410 Gone disables that URL (remembered in the subscribers
-table) with one maintainer warning; 408, 429, 5xx and network errors are retried
+Each URL is a recipient: a 410 Gone disables that URL (remembered in the
+disabled_webhooks table) with one maintainer warning; 408, 429, 5xx and network errors are retried
 (a Retry-After is honoured); any other answer that is not 2xx fails the message.
 """
 
@@ -27,17 +27,17 @@ import requests
 
 from bot.channels.base import (
     Channel,
-    Delivery,
+    MaintainerWarning,
     PermanentFailure,
-    Recipient,
     RecipientGone,
     RetryLater,
-    Style,
     in_own_thread,
 )
 from bot.config import Duration
+from bot.messages import Delivery, Recipient, Style
 from bot.models import PUBLIC_FIELDS, REQUIRED_FIELDS, URL_FIELDS, MessageKind
 from bot.safe import http_url
+from bot.source import guard
 from bot.store import Store
 
 log = logging.getLogger(__name__)
@@ -112,7 +112,6 @@ class WebhookChannel(Channel):
     name = CHANNEL
     Settings = WebhookSettings
     secrets = (SECRET_ENV,)
-    uses_store = True
     concurrency = 4  # URLs served at once
 
     def __init__(self, config: Any) -> None:
@@ -146,13 +145,12 @@ class WebhookChannel(Channel):
         )
 
     def recipients(self, store: Store) -> list[Recipient]:
-        disabled = {url for url in self.settings.urls if store.subscribers.get(CHANNEL, url)}
+        disabled = store.disabled_webhooks.among(self.settings.urls)
         return [Recipient(url) for url in self.settings.urls if url not in disabled]
 
-    async def open(self) -> None:
-        self._session = requests.Session()
-        self._session.trust_env = False  # no proxy or netrc from the environment
-        await super().open()
+    async def open(self, store: Store, warn: MaintainerWarning) -> None:
+        self._session = guard.session()
+        await super().open(store, warn)
 
     async def close(self) -> None:
         if self._session is not None:
@@ -162,10 +160,10 @@ class WebhookChannel(Channel):
 
     def body(self, delivery: Delivery) -> tuple[str, bytes]:
         """(event, raw body) of one delivery."""
-        assert self._store is not None
+        assert self.store is not None
         change = None
         if delivery.kind == MessageKind.ALERT and len(delivery.change_ids) == 1:
-            change = self._store.changes.row(delivery.change_ids[0])
+            change = self.store.changes.row(delivery.change_ids[0])
         if change is None:
             document, event = message_body(delivery), delivery.kind
         else:
@@ -213,21 +211,20 @@ class WebhookChannel(Channel):
 
     def recipient_gone(self, store: Store, recipient: str, reason: str) -> None:
         """Remember the URL as disabled and tell the maintainers once."""
-        store.subscribers.subscribe(CHANNEL, recipient, states=None, title="webhook URL")
-        store.subscribers.deactivate(CHANNEL, recipient, reason)
+        since = store.disabled_webhooks.disable(recipient, reason)
         log.error("webhook: %s", reason)
         # One warning per time the URL is switched off: since names the row that records
         # it, which `ringwatch enable-webhook` deletes, so a later 410 warns again.
-        since = store.subscribers.get(CHANNEL, recipient).subscribed_at
-        self.warn_maintainers(
-            store,
+        assert self.warn is not None, "open() first"
+        self.warn(
             f"The webhook {recipient} answered 410 Gone: ringwatch sends nothing more to it. "
             f"Once it works again: ringwatch enable-webhook {recipient}",
             f"warning:webhook-gone:{recipient}:{since}",
         )
 
     def status_lines(self, store: Store) -> list[str]:
-        disabled = [url for url in self.settings.urls if store.subscribers.get(CHANNEL, url)]
+        off = store.disabled_webhooks.among(self.settings.urls)
+        disabled = [url for url in self.settings.urls if url in off]  # in the config's order
         lines = [f"{len(self.settings.urls) - len(disabled)} URLs active"]
         lines += [f"disabled (410 Gone): {url}" for url in disabled]
         return lines

@@ -30,15 +30,14 @@ from twitter_text import extract_urls, parse_tweet
 
 from bot.channels.base import (
     Channel,
-    Delivery,
+    MaintainerWarning,
     PermanentFailure,
-    Recipient,
     RetryLater,
-    Style,
     in_own_thread,
     timeline_recipients,
     timeline_style,
 )
+from bot.messages import Delivery, Recipient, Style
 from bot.store import Store
 
 log = logging.getLogger(__name__)
@@ -150,7 +149,6 @@ class XChannel(Channel):
     name = "x"
     Settings = XSettings
     secrets = CREDENTIAL_ENV_VARS
-    uses_store = True
 
     def __init__(self, config: Any) -> None:
         super().__init__(config)
@@ -170,10 +168,10 @@ class XChannel(Channel):
             return [("max_posts_per_day/max_posts_per_poll", "must be at least 1")]
         return []
 
-    async def open(self) -> None:
+    async def open(self, store: Store, warn: MaintainerWarning) -> None:
         if self._client is None and not self.problems():
             self._client = make_client(self.settings.api_base_url)
-        await super().open()
+        await super().open(store, warn)
 
     # --- sending ------------------------------------------------------------------------
 
@@ -214,12 +212,12 @@ class XChannel(Channel):
 
     def _check_budget(self) -> None:
         """Raise RetryLater until the rolling 24-hour window has room for one more post."""
-        assert self._store is not None
+        assert self.store is not None
         cap = self.settings.max_posts_per_day
         now = datetime.now(UTC)
         sent = sorted(
             row["sent_at"]
-            for row in self._store.outbox.sent_since(self.name, _iso(now - BUDGET_WINDOW))
+            for row in self.store.outbox.sent_since(self.name, _iso(now - BUDGET_WINDOW))
         )
         if len(sent) < cap:
             return

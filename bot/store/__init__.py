@@ -6,6 +6,7 @@
     changelog.py    `changes` and `churn`: the change log
     outbox.py       `outbox`: messages from queued to sent
     subscribers.py  `subscribers`: who asked a channel for alerts
+    webhooks.py     `disabled_webhooks`: webhook URLs a 410 Gone switched off
     retention.py    prune, size, giving pages back
     sql.py, times.py  what they share: vocabulary in SQL, JSON columns, ISO times
 
@@ -34,6 +35,7 @@ from bot.store.polls import PollRecord, Polls
 from bot.store.retention import Retention
 from bot.store.subscribers import Subscribers
 from bot.store.times import utc_now
+from bot.store.webhooks import DisabledWebhooks
 
 
 class Store:
@@ -46,6 +48,7 @@ class Store:
         self.changes = ChangeLog(db)
         self.outbox = Outbox(db)
         self.subscribers = Subscribers(db)
+        self.disabled_webhooks = DisabledWebhooks(db)
         self.retention = Retention(db)
 
     @classmethod

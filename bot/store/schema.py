@@ -305,6 +305,20 @@ def outbox_times_as_iso_text(db: sqlite_utils.Database) -> None:
     )
 
 
+def disabled_webhooks_apart_from_subscribers(db: sqlite_utils.Database) -> None:
+    """The webhook URLs a 410 Gone switched off get a table of their own: they were rows of
+    `subscribers` (channel 'webhook', any row meaning off), which holds people who asked
+    for alerts. Each keeps its reason, and the time its row was made as the time it was
+    switched off (the key of its maintainer warning)."""
+    db["disabled_webhooks"].create({"url": str, "reason": str, "disabled_at": str}, pk="url")
+    # 'webhook' written out: a released step means what it meant, whatever channels come.
+    db.execute(
+        "insert into disabled_webhooks (url, reason, disabled_at) "
+        "select chat_id, reason, subscribed_at from subscribers where channel = 'webhook'"
+    )
+    db.execute("delete from subscribers where channel = 'webhook'")
+
+
 # The schema, step by step, in the order they run. Append-only: a step never changes once
 # released (databases in the field have run it); a schema change is a new step at the end.
 SCHEMA_STEPS: tuple[Callable[[sqlite_utils.Database], None], ...] = (
@@ -315,6 +329,7 @@ SCHEMA_STEPS: tuple[Callable[[sqlite_utils.Database], None], ...] = (
     add_poll_warning_missing_and_churn,
     add_change_uuids_and_install_id,
     outbox_times_as_iso_text,
+    disabled_webhooks_apart_from_subscribers,
 )
 SCHEMA_VERSION = len(SCHEMA_STEPS)
 # sqlite-utils records each applied step by name in _sqlite_migrations.

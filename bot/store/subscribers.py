@@ -1,5 +1,5 @@
-"""The `subscribers` table: who asked a channel for alerts (Telegram chats, webhook URLs
-switched off), keyed by (channel, chat_id); `active` = 0 keeps a row that stopped."""
+"""The `subscribers` table: who asked a channel for alerts (Telegram chats), keyed by
+(channel, chat_id); `active` = 0 keeps a row that stopped."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from bot.store.times import utc_now
 
 @dataclass(frozen=True)
 class Subscriber:
-    """One chat (or URL) of a channel that asked for alerts; its fields are the columns."""
+    """One chat of a channel that asked for alerts; its fields are the columns."""
 
     channel: str
     chat_id: str
@@ -84,14 +84,6 @@ class Subscribers:
                 "update subscribers set active = 0, reason = ?, updated_at = ? "
                 "where channel = ? and chat_id = ? and active = 1",
                 [reason, utc_now(), channel, chat_id],
-            )
-        return cursor.rowcount == 1
-
-    def forget(self, channel: str, chat_id: str) -> bool:
-        """Drop a chat's row altogether (a webhook URL a maintainer switched back on)."""
-        with self.db.atomic():
-            cursor = self.db.execute(
-                "delete from subscribers where channel = ? and chat_id = ?", [channel, chat_id]
             )
         return cursor.rowcount == 1
 

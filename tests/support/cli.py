@@ -25,6 +25,11 @@ def write_config(directory: Path, text: str) -> Path:
     return path
 
 
+def database(config: Path) -> Path:
+    """The database of a config that `write_config` wrote."""
+    return config.parent / "state" / "ringwatch.db"
+
+
 def cli_env(env: dict[str, str] | None) -> dict[str, str]:
     """This process's environment without RINGWATCH_* settings, plus `env`."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("RINGWATCH_")}
@@ -54,6 +59,20 @@ def start_cli(*args: str, env: dict[str, str] | None = None, **popen: Any) -> su
     )
 
 
+def samples_config(server: SourceServer, directory: Path, extra_config: str = "") -> Path:
+    """A config polling the bundled snapshots: baseline, later, later again."""
+    url = server.serve(
+        "/samples.kml",
+        (SAMPLES / "baseline.kml").read_bytes(),
+        (SAMPLES / "later.kml").read_bytes(),
+    )
+    # The samples add 29 agencies to 123 (24%) in one poll, as the demo does.
+    guard = "" if "[guard]" in extra_config else "[guard]\nmax_added_share = 0.25\n"
+    return write_config(
+        directory, f'[source]\nurl = "{url}"\nformat = "kml"\n{guard}{extra_config}'
+    )
+
+
 def poll_samples(
     server: SourceServer,
     directory: Path,
@@ -62,16 +81,7 @@ def poll_samples(
 ) -> Path:
     """Poll the bundled snapshots through the real CLI: baseline, later, later again (the
     repeat confirms the one removal). Returns the config path."""
-    url = server.serve(
-        "/samples.kml",
-        (SAMPLES / "baseline.kml").read_bytes(),
-        (SAMPLES / "later.kml").read_bytes(),
-    )
-    # The samples add 29 agencies to 123 (24%) in one poll, as the demo does.
-    guard = "" if "[guard]" in extra_config else "[guard]\nmax_added_share = 0.25\n"
-    config = write_config(
-        directory, f'[source]\nurl = "{url}"\nformat = "kml"\n{guard}{extra_config}'
-    )
+    config = samples_config(server, directory, extra_config)
     for _ in range(3):
         result = run_cli("poll", "--config", str(config), env=env)
         assert result.returncode == 0, result.stderr

@@ -1,7 +1,7 @@
 """What every stub server in tests/support/ shares: a ThreadingHTTPServer on 127.0.0.1
 (a free port unless told) in a daemon thread that knows its URL, stops and closes, and is
 a context manager; and a request handler that reads a request body and writes an answer,
-quietly.
+quietly; and an address where nothing listens (`closed_port_url`).
 
 Each stub subclasses `StubServer` with its own handler (the platform's wire format):
 
@@ -19,6 +19,7 @@ Each stub subclasses `StubServer` with its own handler (the platform's wire form
 from __future__ import annotations
 
 import json
+import socket
 import sys
 import threading
 import time
@@ -131,3 +132,16 @@ class StubHandler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 that was free a moment ago, for a server that cannot take port 0
+    and report the port it got; until one binds it, nothing listens there."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def closed_port_url() -> str:
+    """An address on 127.0.0.1 where nothing listens: connections are refused."""
+    return f"http://127.0.0.1:{free_port()}"

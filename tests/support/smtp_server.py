@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import email
 import email.policy
-import socket
 from email.message import EmailMessage
 from typing import Any
 
 from aiosmtpd.controller import Controller
 
+from tests.support.http import free_port
+
 
 class SmtpServer:
     def __init__(self) -> None:
         self.messages: list[EmailMessage] = []
-        with socket.socket() as sock:  # aiosmtpd cannot report the port it got for port 0
-            sock.bind(("127.0.0.1", 0))
-            self.port = sock.getsockname()[1]
+        self.port = free_port()  # aiosmtpd cannot report the port it got for port 0
         self.controller = Controller(self, hostname="127.0.0.1", port=self.port)
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
