@@ -334,8 +334,11 @@ async def deliver_pending(
     templates: Path | None = None,
     stop: asyncio.Event | None = None,
     clock: Callable[[], float] = time.time,
+    drain: Sequence[Channel] | None = None,
 ) -> DeliveryReport:
-    """One round: every due row of every channel, channels side by side.
+    """One round: every due row of the channels in `drain` (all of `channels` by
+    default), channels side by side. A warning that messages were given up goes to the
+    maintainers on all of `channels`.
 
     Once `stop` is set no further row is started; what is in flight finishes (within
     alerts.send_timeout). `clock` is the time in epoch seconds (tests pass their own).
@@ -343,7 +346,8 @@ async def deliver_pending(
     alerts = alerts or AlertsConfig()
     report = DeliveryReport()
     stop = stop or asyncio.Event()
-    rounds = [_ChannelRound(store, ch, report, alerts, stop, clock) for ch in channels]
+    drained = channels if drain is None else drain
+    rounds = [_ChannelRound(store, ch, report, alerts, stop, clock) for ch in drained]
     await asyncio.gather(*(r.run() for r in rounds))
     if report.gave_up:
         warn_gave_up(store, channels, report, alerts, templates)

@@ -1,9 +1,13 @@
 """`ringwatch run`: APScheduler drives polls and deliveries inside one asyncio loop.
 
 Polls run in a worker thread (HTTP and parsing block) with their own SQLite
-connection, one at a time, coalescing missed runs, with jitter. Deliveries run on
-the loop every few seconds and right after a poll. Channels may add their own loop
-tasks (Telegram listens for commands) through `background_tasks`.
+connection, one at a time, coalescing missed runs, with jitter. Deliveries run on the
+loop, each channel in a drain of its own (its own rounds, pacing, in-flight bound and
+backoff), started right after a poll and every bot.deliver_every: one channel's
+long broadcast or flood wait holds back neither the polls nor any other channel. A drain
+goes on while its channel has a retry due within bot.deliver_every, waking for it, and
+ends when nothing is; a poll that queues more wakes it at once. Channels may add their
+own loop tasks (Telegram listens for commands) through `background_tasks`.
 
 SIGINT/SIGTERM end the process within 10 seconds whatever is in flight, so Docker's
 and systemd's grace periods are enough: the step in progress gets bot.shutdown_grace
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import functools
 import logging
 import signal
@@ -86,8 +91,13 @@ class Runner:
         self.stop_event = asyncio.Event()
         self.abandon = threading.Event()  # tells a fetch in a worker thread to give up
         self.steps: set[asyncio.Task[None]] = set()  # polls, summaries, deliveries under way
-        self.deliveries: set[asyncio.Task[None]] = set()  # the delivery rounds among them
-        self.deliver_lock = asyncio.Lock()
+        self.deliveries: set[asyncio.Task[None]] = set()  # the channels' drains among them
+        # channel name → its drain (at most one at a time keeps the channel's order), the
+        # event that tells it more was queued, and the lock a round holds (the warning of
+        # an unusable database uses the same channel objects).
+        self.drains: dict[str, asyncio.Task[None]] = {}
+        self.wakes = {channel.name: asyncio.Event() for channel in self.channels}
+        self.channel_locks = {channel.name: asyncio.Lock() for channel in self.channels}
         self.poll_lock = asyncio.Lock()
         self.background: set[asyncio.Task[None]] = set()
         self.store = Store.open(config.db_path, busy_timeout=config.bot.busy_timeout)
@@ -178,7 +188,9 @@ class Runner:
                 message=f"ringwatch stopped: {problem}",
             )
             memory.outbox.queue(None, messages)
-            async with self.deliver_lock:
+            async with contextlib.AsyncExitStack() as held:
+                for lock in self.channel_locks.values():
+                    await held.enter_async_context(lock)
                 await deliver_pending(memory, self.channels, alerts=self.config.alerts,
                                       templates=self.config.templates_path)  # fmt: skip
         except Exception:
@@ -222,37 +234,74 @@ class Runner:
                     log.warning("prune failed, it runs again tomorrow: %s", problem)
 
     def _deliver_soon(self) -> None:
-        """Deliver in the background: a long broadcast must not hold up the next poll."""
-        task = asyncio.create_task(self.deliver_job())
-        self.background.add(task)
-        task.add_done_callback(self.background.discard)
+        """Wake every channel's drain, starting those not running: a long broadcast must
+        hold up neither the next poll nor another channel."""
+        for channel in self.channels:
+            self.wakes[channel.name].set()
+            drain = self.drains.get(channel.name)
+            if drain is None or drain.done():
+                task = asyncio.create_task(self._drain(channel))
+                self.drains[channel.name] = task
+                self.background.add(task)
+                task.add_done_callback(self.background.discard)
 
     async def deliver_job(self) -> None:
-        if self.deliver_lock.locked():
-            return  # a round is already under way; it will pick the new rows up
+        """Every bot.deliver_every: rows queued by another process (`ringwatch deliver`,
+        a subscription) and retries due later than a drain waits for."""
+        if not self.stop_event.is_set():
+            self._deliver_soon()
+
+    async def _drain(self, channel: Channel) -> None:
+        """Round after round of one channel while it has work due within
+        bot.deliver_every; the other channels' drains run beside it."""
         self._track(self.deliveries)
-        async with self.deliver_lock:
-            try:
-                report = await deliver_pending(
-                    self.store,
-                    self.channels,
-                    alerts=self.config.alerts,
-                    templates=self.config.templates_path,
-                    stop=self.stop_event,
-                )
+        wake = self.wakes[channel.name]
+        try:
+            while not self.stop_event.is_set():
+                wake.clear()
+                async with self.channel_locks[channel.name]:
+                    report = await deliver_pending(
+                        self.store,
+                        self.channels,
+                        alerts=self.config.alerts,
+                        templates=self.config.templates_path,
+                        stop=self.stop_event,
+                        drain=[channel],
+                    )
                 if self.metrics is not None:
                     self.metrics.observe_delivery(report)
                 if any(report.sent.values()) or any(report.failed.values()):
                     log.info("deliver: %s", report.summary())
-            except asyncio.CancelledError:  # stopping: rows left SENDING go out after restart
-                log.warning("delivery round cancelled: ringwatch is stopping")
-            except Exception as exc:
-                # The next poll meets the same database and stops `run` if it is unusable.
-                problem = self._database_problem(exc)
-                if problem is None:
-                    log.exception("delivery round crashed; pending messages stay queued")
-                else:
-                    log.warning("delivery round stopped, pending messages stay queued: %s", problem)
+                if report.gave_up:
+                    self._deliver_soon()  # the maintainers' warning waits in other channels
+                if not wake.is_set() and not await self._retry_soon(channel, wake):
+                    return
+        except asyncio.CancelledError:  # stopping: rows left SENDING go out after restart
+            log.warning("%s: delivery cancelled: ringwatch is stopping", channel.name)
+        except Exception as exc:
+            # The next poll meets the same database and stops `run` if it is unusable.
+            problem = self._database_problem(exc)
+            if problem is None:
+                log.exception("%s: delivery crashed; pending messages stay queued", channel.name)
+            else:
+                log.warning("%s: delivery stopped, pending messages stay queued: %s",
+                            channel.name, problem)  # fmt: skip
+
+    async def _retry_soon(self, channel: Channel, wake: asyncio.Event) -> bool:
+        """Wait for the channel's next retry when it is due within bot.deliver_every
+        (or for more rows, or the stop); False when none is (the interval job's tick
+        starts a new drain for a later one)."""
+        now = time.time()
+        due = self.store.outbox.next_retry(channel.name, now)
+        if due is None or due - now > self.config.bot.deliver_every:
+            return False
+        waits = [asyncio.ensure_future(event.wait()) for event in (wake, self.stop_event)]
+        try:
+            await asyncio.wait(waits, timeout=due - now, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiting in waits:
+                waiting.cancel()
+        return True
 
     async def run(self) -> None:
         server = None

@@ -14,7 +14,6 @@ import shutil
 import signal
 import sqlite3
 import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,6 +29,7 @@ from bot.store.polls import poll_seal
 from tests.support.agencies import agencies, renamed
 from tests.support.bot import Bot, config_text
 from tests.support.cli import REPO, run_cli, start_cli, write_config
+from tests.support.locks import hold_write_lock, release
 from tests.support.outbox import outbox
 from tests.support.source_server import Reply
 from tests.support.synthetic import mutate, to_kml
@@ -671,24 +671,6 @@ def test_a_read_only_state_directory_exits_2_and_is_unchanged(bot, source_server
 
     assert_one_line_error(result, 2, f"cannot use the state directory {state}")
     assert content(db_path(bot)) == before
-
-
-def hold_write_lock(path: Path) -> subprocess.Popen:
-    """Another process in a write transaction on `path` until the test ends it."""
-    holder = subprocess.Popen(
-        [sys.executable, "-c",
-         "import sqlite3, sys; c = sqlite3.connect(sys.argv[1], isolation_level=None); "
-         "c.execute('begin exclusive'); print('holding', flush=True); sys.stdin.read()",
-         str(path)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    assert holder.stdout.readline() == "holding\n"
-    return holder
-
-
-def release(holder: subprocess.Popen) -> None:
-    holder.stdin.close()
-    holder.wait(timeout=30)
 
 
 def test_a_database_locked_too_long_exits_3_and_is_unchanged(tmp_path, source_server):

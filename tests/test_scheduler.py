@@ -18,10 +18,12 @@ from bot.store import Store
 from tests.support.agencies import agencies
 from tests.support.bot import Bot
 from tests.support.cli import run_cli, start_cli
+from tests.support.mastodon_stub import TOKEN, MastodonStub, error
 from tests.support.source_server import Reply
 from tests.support.synthetic import mutate, to_kml
 from tests.support.telegram_stub import TelegramStub
 from tests.support.wait import wait_for
+from tests.support.webhook_receiver import Answer, WebhookReceiver
 from tests.support.x_stub import XStub
 
 PATH = "/map.kml"
@@ -252,3 +254,68 @@ def test_sigterm_leaves_a_blocking_x_post_behind_and_it_is_not_posted_twice(
         assert [row["status"] for row in bot.outbox()] == ["sent"]
     finally:
         stub.stop()
+
+
+# --- channels deliver independently --------------------------------------------------------
+
+SUBSCRIBERS = 150
+# Where the alerts must have reached the other channels, counted from the poll that queued
+# them, while Telegram's broadcast (150 sends at 0.2 s, one at a time: 30 s) goes on.
+INDEPENDENT_WITHIN = 10
+
+
+def test_a_slow_telegram_broadcast_holds_back_no_other_channel(tmp_path, source_server):
+    telegram, mastodon = TelegramStub().start(), MastodonStub().start()
+    webhook = WebhookReceiver().start()
+    try:
+        telegram.send_delay = 0.2
+        first = agencies(10)
+        url = source_server.serve(PATH, to_kml(first))
+        channels = (
+            f"[alerts]\nmax_in_flight = 1\n[telegram]\nenabled = true\nadmins = [42]\n"
+            f'api_base_url = "{telegram.base_url}"\n'
+            f'[mastodon]\nenabled = true\napi_base_url = "{mastodon.base_url}"\n'
+            f'[webhook]\nenabled = true\nurls = ["{webhook.url("/hook")}"]\n'
+        )
+        # The default: a retry due within it is waited for by its channel's own drain.
+        run = RUN_CONFIG.replace('deliver_every = "0.2s"', 'deliver_every = "10s"')
+        bot = Bot.create(tmp_path, url, run.format(state=tmp_path / "state") + channels)
+        env = {"TELEGRAM_BOT_TOKEN": telegram.token, "MASTODON_ACCESS_TOKEN": TOKEN}
+        log = (tmp_path / "run.log").open("w")  # a pipe nobody reads while waiting fills up
+        process = start_cli("run", "--config", str(bot.config_path), env=env, stderr=log)
+        try:
+            wait_for(lambda: len(bot.polls()) >= 1)  # the baseline
+            store = Store.open(bot.config.db_path)
+            with store.db.atomic():
+                for chat in range(1000, 1000 + SUBSCRIBERS):
+                    store.subscribers.subscribe("telegram", str(chat), states=None,
+                                                chat_type="private")  # fmt: skip
+            store.close()
+            arrived_everywhere, listed = [], first
+            for alerts in (1, 2):  # the second arrives in the middle of the first's broadcast
+                listed = mutate(listed, seed=alerts, add=1)
+                if alerts == 2:  # and each needs a retry (backoff: about 5 s)
+                    mastodon.answers.append(error(503))
+                    webhook.answer("/hook", Answer(503))
+                source_server.serve(PATH, to_kml(listed))
+                wait_for(lambda n=alerts: len(bot.kinds()) == n)  # polled and queued
+                wait_for(
+                    lambda n=alerts: len(mastodon.statuses) == len(webhook.accepted("/hook")) == n,
+                    timeout=INDEPENDENT_WITHIN,
+                )
+                arrived_everywhere.append(len(telegram.sent))
+        finally:
+            stop_run(process)
+            log.close()
+    finally:
+        for stub in (telegram, mastodon, webhook):
+            stub.stop()
+
+    err = (tmp_path / "run.log").read_text()
+    assert process.returncode == 0, err
+    assert "Traceback" not in err, err
+    # The second alert, retried once, reached Mastodon and the webhook in the middle of
+    # the broadcast.
+    assert mastodon.posts_tried == len(webhook.received) == 3
+    assert arrived_everywhere[-1] < SUBSCRIBERS, arrived_everywhere
+    assert len(mastodon.statuses) == len({s.idempotency_key for s in mastodon.statuses})

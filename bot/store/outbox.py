@@ -124,6 +124,15 @@ class Outbox:
             and next_attempt_at > ? group by recipient"""
         return dict(self.db.execute(sql, [channel, iso_time(now)]).fetchall())
 
+    def next_retry(self, channel: str, now: float) -> float | None:
+        """When the channel's first pending row that is not due yet becomes due (epoch
+        seconds); None when nothing waits. What is due now was left by the round that
+        just ran (it waits behind such a row), so only a later time wakes a drain."""
+        sql = f"""select min(next_attempt_at) from outbox where channel = ?
+            and status = '{PENDING}' and next_attempt_at > ?"""
+        (found,) = self.db.execute(sql, [channel, iso_time(now)]).fetchone()
+        return None if found is None else epoch_time(found)
+
     def claim(self, row_id: int) -> bool:
         """Mark one row in flight, right before its request; False if another worker
         already has it."""
