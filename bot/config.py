@@ -129,6 +129,9 @@ class AlertsConfig:
     give_up_after: Duration = Duration(3 * 86400)
     # Sends on the wire at once per channel: what a crash can repeat at most.
     max_in_flight: int = 8
+    # Alerts and digests carry a map card (bot/cards.py); a channel's `images = false`
+    # sends text only there.
+    images: bool = True
 
 
 @dataclass(frozen=True)

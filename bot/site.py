@@ -49,7 +49,7 @@ from bot.queries import (
     query_changes,
 )
 from bot.render import make_environment
-from bot.reports import Report, build_report, long_date, period_phrase
+from bot.reports import Report, headline_report, long_date, period_phrase
 from bot.safe import http_url
 
 log = logging.getLogger(__name__)
@@ -285,17 +285,11 @@ class SiteData:
 
 def site_data(config: Config, db: sqlite_utils.Database) -> SiteData:
     first_poll = first_good_poll_time(db)
-    # A configured date asks about the past: count by the source's Active Date. By default
-    # the headline counts what ringwatch saw begin since it started watching.
-    if config.site.since:
-        since, by = config.site.since, "active-date"
-    else:
-        since, by = (first_poll or "")[:10] or None, "detected"
     return SiteData(
         agencies=agency_rows(db),
         history=query_changes(db, ChangeFilter(kinds=tuple(ChangeKind))),
         changes=query_changes(db, ChangeFilter(churn=True)),  # as `export --what changes`
-        report=build_report(db, since=since, by=by),
+        report=headline_report(db, config.site.since),
         first_poll=first_poll,
         last_checked=last_good_poll_time(db),
         last_changed=last_change_time(db),
