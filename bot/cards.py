@@ -60,12 +60,21 @@ KIND_COLOURS = {
     ChangeKind.REMOVED: "#3a3f47",
     ChangeKind.RENAMED: "#1f5fa8",
     ChangeKind.CHANGED: "#c27c0e",
+    ChangeKind.BASELINE: PARTNER,
 }
 KICKERS = {
     ChangeKind.ADDED: "New partnership",
     ChangeKind.REMOVED: "Partnership ended",
     ChangeKind.RENAMED: "Renamed",
     ChangeKind.CHANGED: "Changed",
+    ChangeKind.BASELINE: "Listed at ringwatch's first look",
+}
+ALT_KINDS = {
+    ChangeKind.ADDED: "a new partnership",
+    ChangeKind.REMOVED: "a partnership that ended",
+    ChangeKind.RENAMED: "renamed",
+    ChangeKind.CHANGED: "its listing changed",
+    ChangeKind.BASELINE: "listed when ringwatch began watching",
 }
 # The states drawn on the country card; territories have no partners and no room.
 LOWER_48 = frozenset(US_STATES) - {"AK", "HI", "PR", "VI", "GU", "AS", "MP"}
@@ -243,7 +252,7 @@ def alt_text(data: CardData) -> str:
     marked = data.marked[0]
     state = _state_name(data.state)
     region = states()[data.state]
-    where = [f"a {data.kicker.lower()}" if marked.kind != ChangeKind.RENAMED else "renamed"]
+    where = [ALT_KINDS[marked.kind]]
     if data.county:
         where.append(f"in {data.county}")
     if marked.point is not None and region.contains(marked.point.lon, marked.point.lat):
@@ -651,6 +660,21 @@ def make_card(
     write_atomically(alt, alt_text(data).encode("utf-8"))
     write_atomically(png, draw_card(data))
     return stored_card(state_dir, name)
+
+
+def change_card(
+    db: sqlite_utils.Database, state_dir: Path, change_id: int, since: str = ""
+) -> tuple[bytes, str] | None:
+    """(PNG, alt text) of one change's card: the stored one if its alert was sent with it,
+    otherwise drawn now and not stored (`ringwatch card` only reads). None: no such change."""
+    rows = changes_by_id(db, [change_id])
+    if not rows:
+        return None
+    stored = stored_card(state_dir, card_name(MessageKind.ALERT, rows))
+    if stored is not None:
+        return Path(stored.path).read_bytes(), stored.alt
+    data = alert_card_data(db, rows[0], since)
+    return draw_card(data), alt_text(data)
 
 
 def remove_cards(state_dir: Path, keep: set[str]) -> int:

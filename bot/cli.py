@@ -746,6 +746,44 @@ def chart(config: Config, kind: str, out: Path) -> None:
 
 @cli.command()
 @with_config
+@click.argument("change_id", type=int)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="PNG file to write (default: the PNG to stdout).",
+)
+@click.option("--alt", is_flag=True, help="Print the card's alt text instead of the picture.")
+def card(config: Config, change_id: int, out: Path | None, alt: bool) -> None:
+    """The map card an alert of a change carries (1200 x 675 PNG), or its alt text.
+
+    \b
+    Example:
+      ringwatch card 136 --out crystal.png
+      ringwatch card 136 --alt
+    """
+    from bot.cards import change_card
+    from bot.export import write_atomically
+
+    db = _existing_store(config).db
+    made = change_card(db, config.state_dir, change_id, config.site.since)
+    if made is None:
+        raise CommandFailed(f"no change #{change_id} (ringwatch changes --format json lists ids)")
+    png, alt_text = made
+    if alt:
+        click.echo(alt_text)
+    elif out is None:
+        sys.stdout.buffer.write(png)
+        sys.stdout.buffer.flush()
+    else:
+        try:
+            write_atomically(out, png)
+        except OSError as exc:
+            raise CommandFailed(f"cannot write {out}: {exc.strerror or exc}") from None
+        click.echo(f"wrote {out} ({len(png):,} bytes)")
+
+
+@cli.command()
+@with_config
 @click.option(
     "--format", "fmt", type=click.Choice(["csv", "json", "geojson"]), default="csv",
     show_default=True,

@@ -27,7 +27,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from bot.models import MessageKind
+from bot.models import CardFile, MessageKind
 from bot.store import Store
 
 if TYPE_CHECKING:
@@ -81,6 +81,7 @@ class Delivery:
     attachment: str | None = None
     reply_to: str | None = None  # the platform id of the previous part (threaded styles)
     earlier_attempts: int = 0  # > 0: an earlier attempt may have reached the platform
+    card: CardFile | None = None  # the map card of an alert or digest (bot/cards.py)
 
     @classmethod
     def from_row(cls, row: dict[str, Any], reply_to: str | None = None) -> Delivery:
@@ -179,6 +180,8 @@ class Channel(ABC):
     Settings: ClassVar[type] = ChannelSettings
     # Recipients served at once; the channel's own limiter paces the actual sends.
     concurrency: ClassVar[int] = 1
+    # Whether the channel can send an alert's map card (its section then has `images`).
+    takes_images: ClassVar[bool] = False
     # Environment variables holding this channel's credentials: never shown anywhere.
     secrets: ClassVar[tuple[str, ...]] = ()
     # Every channel class defined in this process, so that redaction knows its secrets
@@ -196,6 +199,12 @@ class Channel(ABC):
     def settings(self) -> Any:
         """This channel's validated `[name]` section."""
         return self.config.channel_settings(self.name)
+
+    def sends_images(self) -> bool:
+        """Alerts and digests go with their map card: `[alerts] images` and the channel's
+        own `images` (both true by default)."""
+        own = getattr(self.settings, "images", True)
+        return self.takes_images and self.config.alerts.images and own
 
     @classmethod
     def check_settings(cls, settings: Any) -> list[tuple[str, str]]:
