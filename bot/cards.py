@@ -37,6 +37,7 @@ from bot.normalise import US_STATES, clean_text
 from bot.queries import agency_locations, changes_by_id, listed_agencies
 from bot.reports import Report, count_phrase, headline_report, long_date, period_phrase
 from bot.safe import plain_text
+from bot.store import Store
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -675,6 +676,19 @@ def change_card(
         return Path(stored.path).read_bytes(), stored.alt
     data = alert_card_data(db, rows[0], since)
     return draw_card(data), alt_text(data)
+
+
+def prune_cards(store: Store, state_dir: Path) -> int:
+    """Remove the cards no message in the outbox needs any more (after `prune`); how many."""
+    messages = store.outbox.card_messages()
+    ids = sorted({change_id for _, change_ids in messages for change_id in change_ids})
+    rows = {row["id"]: row for row in changes_by_id(store.db, ids)} if ids else {}
+    keep = {
+        card_name(kind, [rows[i] for i in change_ids if i in rows])
+        for kind, change_ids in messages
+        if any(i in rows for i in change_ids)
+    }
+    return remove_cards(state_dir, keep)
 
 
 def remove_cards(state_dir: Path, keep: set[str]) -> int:

@@ -243,6 +243,7 @@ def prune(config: Config, keep: int | None) -> None:
     \b
     Example: ringwatch prune --keep 30
     """
+    from bot.cards import prune_cards
     from bot.store import Store
     from bot.store.times import prune_before
 
@@ -255,12 +256,14 @@ def prune(config: Config, keep: int | None) -> None:
         try:
             before = prune_before(seconds)
             pruned = store.retention.prune(before)
+            cards = prune_cards(store, config.state_dir)
         finally:
             store.close()
     messages = f"{pruned.messages:,} sent message{'' if pruned.messages == 1 else 's'}"
     polls = f"{pruned.polls:,} poll{'' if pruned.polls == 1 else 's'}"
+    removed_cards = f" (and {cards:,} map card{'' if cards == 1 else 's'})" if cards else ""
     click.echo(
-        f"pruned {messages} and {polls} from before {before}; "
+        f"pruned {messages} and {polls} from before {before}{removed_cards}; "
         f"database {pruned.size_before / 1e6:.1f} MB -> {pruned.size_after / 1e6:.1f} MB"
     )
 

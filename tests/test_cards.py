@@ -5,6 +5,7 @@ samples' real change log and from hostile names."""
 from __future__ import annotations
 
 import io
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -23,11 +24,13 @@ from bot.cards import (
     digest_card_data,
     draw_card,
     make_card,
+    prune_cards,
     remove_cards,
     where_in_state,
 )
-from bot.models import MessageKind
+from bot.models import MessageKind, OutboxMessage
 from bot.queries import changes_by_id
+from bot.store import Store
 from tests.channel_helpers import database
 from tests.support.cli import REPO, cli_env
 
@@ -130,3 +133,21 @@ def test_importing_cards_does_not_load_matplotlib():
     # (numpy is loaded by sqlite-utils anyway; the cards import it only to draw.)
     code = "import sys, bot.cards; assert 'matplotlib' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO, env=cli_env(None))
+
+
+def test_prune_removes_the_cards_no_message_in_the_outbox_needs(sample_config, tmp_path):
+    shutil.copy(database(sample_config), tmp_path / "ringwatch.db")
+    store = Store.open(tmp_path / "ringwatch.db")
+    try:
+        crystal = change_id(store.db, "Crystal Police Department")
+        kept = make_card(store.db, tmp_path, MessageKind.ALERT, [crystal])
+        digest = make_card(store.db, tmp_path, MessageKind.DIGEST, [crystal, crystal + 1])
+        assert kept is not None and digest is not None
+        store.db.execute("delete from outbox")
+        alert = OutboxMessage("x", "account", MessageKind.ALERT, f"change:{crystal}", "New",
+                              change_ids=(crystal,))  # fmt: skip
+        store.outbox.queue(None, [alert])
+        assert prune_cards(store, tmp_path) == 1  # the digest's: no message of it is left
+    finally:
+        store.close()
+    assert Path(kept.path).is_file() and not Path(digest.path).exists()
