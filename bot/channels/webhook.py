@@ -25,6 +25,7 @@ from typing import Any
 
 import requests
 
+from bot.cards import CARD_DIR
 from bot.channels.base import (
     Channel,
     Delivery,
@@ -55,6 +56,7 @@ class WebhookSettings:
     enabled: bool = False
     urls: list[str] = field(default_factory=list)
     timeout: Duration = Duration(10)  # connect and read, each; alerts.send_timeout bounds all
+    images: bool = True  # with [site] url: image_url and image_alt of the change's map card
 
 
 class WebhookUnavailable(Exception):
@@ -113,6 +115,7 @@ class WebhookChannel(Channel):
     Settings = WebhookSettings
     secrets = (SECRET_ENV,)
     uses_store = True
+    takes_images = True
     concurrency = 4  # URLs served at once
 
     def __init__(self, config: Any) -> None:
@@ -134,6 +137,11 @@ class WebhookChannel(Channel):
 
     def problems(self) -> list[str]:
         return []  # the secret is optional: unsigned webhooks are allowed
+
+    def sends_images(self) -> bool:
+        # Nothing is uploaded: the body links the card where the site publishes it, so
+        # without a site URL there is nothing to link (and no card worth drawing).
+        return bool(self.config.site.url) and super().sends_images()
 
     def style(self) -> Style:
         # One POST per change, however many there are: receivers want data, not digests.
@@ -170,6 +178,10 @@ class WebhookChannel(Channel):
             document, event = message_body(delivery), delivery.kind
         else:
             document, event = change_body(change, delivery.text), "change"
+            if delivery.card is not None:
+                base = self.config.site.url.rstrip("/")
+                document["image_url"] = f"{base}/{CARD_DIR}/{delivery.card.name}.png"
+                document["image_alt"] = delivery.card.alt
         return event, json.dumps(document, ensure_ascii=False).encode()
 
     async def send(self, delivery: Delivery) -> str | None:
