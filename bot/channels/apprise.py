@@ -5,7 +5,9 @@ Targets come from `APPRISE_URLS` (space- or comma-separated Apprise URLs). They 
 credentials, so they never appear in the config file, the database or a log: each
 target is a recipient named by its position and scheme ("2:mailto"), and Apprise's own
 log messages, which quote target URLs, are silenced. Apprise only says success or
-failure: a failure is a transient one, retried with backoff like any other.
+failure: a failure is a transient one, retried with backoff like any other. An alert's
+map card goes as an attachment; a target that cannot take one gets the text (Apprise
+leaves the attachment out for it).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+from dataclasses import dataclass
 
 from bot.channels.base import Channel, Delivery, Recipient, Style, in_own_thread
 from bot.store import Store
@@ -25,6 +28,12 @@ _SEPARATORS = re.compile(r"[\s,]+")
 
 # Apprise logs target URLs, passwords and tokens included.
 logging.getLogger("apprise").setLevel(logging.CRITICAL)
+
+
+@dataclass(frozen=True)
+class AppriseSettings:
+    enabled: bool = False
+    images: bool = True  # each alert with its map card as an attachment
 
 
 class AppriseFailed(Exception):
@@ -42,7 +51,9 @@ def recipient_id(position: int, url: str) -> str:
 
 class AppriseChannel(Channel):
     name = CHANNEL
+    Settings = AppriseSettings
     secrets = (URLS_ENV,)
+    takes_images = True
     concurrency = 4  # targets served at once
 
     def _targets(self) -> dict[str, str]:
@@ -78,11 +89,13 @@ class AppriseChannel(Channel):
 
         notifier = apprise.Apprise()
         notifier.add(url)
+        card = apprise.AppriseAttachment(delivery.card.path) if delivery.card else None
         delivered = await in_own_thread(
             notifier.notify,
             body=delivery.text,
             title=TITLE,
             body_format=apprise.NotifyFormat.TEXT,
+            attach=card,
         )
         if not delivered:
             raise AppriseFailed(f"target {delivery.recipient} did not accept the message")
