@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from bot.boundaries import states_geojson
 from bot.cards import make_card
 from bot.config import load_config
 from bot.models import MessageKind
@@ -763,3 +764,15 @@ def test_every_agency_key_has_its_own_page_name():
     assert page_name("mn/edina-pd~edina") == "mn-edina-pd--edina"
     assert page_name("mn/edina-pd~2") == "mn-edina-pd--2"
     assert page_name("mn/edina-pd-edina") != page_name("mn/edina-pd~edina")
+
+
+def test_the_base_map_is_every_state_small_and_alaska_in_one_piece():
+    outlines = states_geojson()
+    codes = {feature["id"] for feature in outlines["features"]}
+    assert len(codes) >= 51 and {"AK", "HI", "DC", "MN"} <= codes
+    assert len(json.dumps(outlines, separators=(",", ":"))) < 200_000
+    alaska = next(f for f in outlines["features"] if f["id"] == "AK")
+    points = [p for polygon in alaska["geometry"]["coordinates"] for ring in polygon for p in ring]
+    # The Aleutians past the antimeridian continue westwards, never across the world.
+    assert all(-190 < lon < -129 for lon, _ in points)
+    assert all(round(value, 2) == value for point in points for value in point)
