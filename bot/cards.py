@@ -33,7 +33,7 @@ from bot.boundaries import Region, county_at, states
 from bot.export import write_atomically
 from bot.feed import change_from_row
 from bot.models import CardFile, ChangeKind, MessageKind
-from bot.normalise import US_STATES, clean_text
+from bot.normalise import US_STATES, clean_text, display_name
 from bot.queries import agency_locations, changes_by_id, listed_agencies
 from bot.reports import Report, count_phrase, headline_report, long_date, period_phrase
 from bot.safe import plain_text
@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 WIDTH, HEIGHT = 1200, 675  # 16:9, what timelines show uncropped
+MARGIN = 0.025  # of the width, kept clear at the right edge
 DPI = 100
 CARD_DIR = "cards"
 CREDIT = "Source: Ring's Active Agency Map · ringwatch"
@@ -395,8 +396,16 @@ def _wrapped(text: str, width: int, lines: int) -> list[str]:
 
 
 def _text(fig: Figure, x: float, y: float, text: str, **style: Any) -> None:
+    """Text that ends before the card's right margin: a line of wide letters (a name
+    from the source: "WWWW", CJK) is set smaller rather than cut off at the edge."""
     # parse_math=False: an agency's name is outside text, never mathtext ("$5$").
-    fig.text(x, y, text, parse_math=False, color=style.pop("color", INK), **style)
+    artist = fig.text(x, y, text, parse_math=False, color=style.pop("color", INK), **style)
+    if style.get("ha", "left") != "left":
+        return
+    room = (1 - MARGIN - x) * WIDTH
+    width = artist.get_window_extent(fig.canvas.get_renderer()).width
+    if width > room:
+        artist.set_fontsize(artist.get_fontsize() * room / width)
 
 
 def _state_map(fig: Figure, data: CardData) -> None:
@@ -431,9 +440,9 @@ def _state_map(fig: Figure, data: CardData) -> None:
     ax.scatter([x], [y], s=420, color=colour, alpha=0.25, linewidths=0, zorder=4)
     ax.scatter([x], [y], s=130, color=colour, edgecolors="white", linewidths=2, zorder=5)
     x_min, x_max = ax.get_xlim()
-    right = x < x_min + (x_max - x_min) * 0.62
+    right = x < x_min + (x_max - x_min) * 0.6
     ax.annotate(
-        _wrapped(marked.name, 28, 2)[0],
+        "\n".join(_wrapped(display_name(marked.name), 20, 2)),  # the short name alerts use
         (x, y),
         xytext=(14 if right else -14, 8),
         textcoords="offset points",
@@ -586,7 +595,7 @@ def _text_panel(fig: Figure, data: CardData) -> None:
     fig.add_artist(_rule(fig, left, colour))
     _text(fig, left, y, data.kicker.upper(), fontsize=16, fontweight="bold", color=colour, va="top")
     y -= 0.08
-    for line in _wrapped(data.title, 24, 3):
+    for line in _wrapped(data.title, 20, 3):
         _text(fig, left, y, line, fontsize=29, fontweight="bold", va="top")
         y -= 0.075
     y -= 0.02
