@@ -203,8 +203,9 @@ class Channel(ABC):
     def sends_images(self) -> bool:
         """Alerts and digests go with their map card: `[alerts] images` and the channel's
         own `images` (both true by default)."""
-        own = getattr(self.settings, "images", True)
-        return self.takes_images and self.config.alerts.images and own
+        if not self.takes_images:  # before the config: a text-only channel needs none
+            return False
+        return self.config.alerts.images and getattr(self.settings, "images", True)
 
     @classmethod
     def check_settings(cls, settings: Any) -> list[tuple[str, str]]:
