@@ -17,6 +17,7 @@ from typing import Any
 
 import lxml.etree
 
+from bench.cards import measure_cards
 from bench.polls import Plan, measure_size
 from bench.process import help_time
 from bench.server import DocumentServer
@@ -189,6 +190,8 @@ def main(argv: list[str] | None = None) -> int:
     days = args.snapshot_days or (2 if args.quick else 30)
     progress(f"storing {days} days of 15-minute polls as snapshots")
     report["snapshots"] = measure_snapshots(days)
+    progress("drawing map cards")
+    report["cards"] = measure_cards(args.quick)
     progress("timing ringwatch --help")
     report["help"] = help_time(2 if args.quick else 5)
     report["targets"] = check_targets(report)
@@ -268,6 +271,15 @@ def print_report(report: dict[str, Any]) -> None:
     for name, c in s["compressors"].items():
         print(f"  {name:<18} {c['mean_bytes'] / KB:,.0f} KB/map, {c['year_mb']:.1f} MB/year, "
               f"{c['compress_s_per_document']:.2f} s/map")  # fmt: skip
+    c = report["cards"]
+    card = f"{c['median_card_s']:.2f} s per card (median of {c['cards']})"
+    first = f"the first {c['first_card_s']:.2f} s with matplotlib's import"
+    png = f"PNG {c['median_png_bytes'] / KB:,.0f} KB median, {c['max_png_bytes'] / KB:,.0f} KB max"
+    digest = f"a digest's card {c['digest_card_s']:.2f} s, {c['digest_png_bytes'] / KB:,.0f} KB"
+    commit = c["commit_s"]
+    print(f"map cards: {card}; {first}; {png}; {digest}")
+    print(f"  commit of the 29-addition poll: {commit['text'] * 1000:.0f} ms without images, "
+          f"{commit['images'] * 1000:.0f} ms with (cards are drawn at delivery)")  # fmt: skip
     h = report["help"]
     print(f"ringwatch --help: {h['best_s']:.3f} s (best of {h['runs']}; "
           f"CPU {h['cpu_median_s']:.3f} s)")  # fmt: skip

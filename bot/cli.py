@@ -266,6 +266,7 @@ def prune(config: Config, keep: int | None) -> None:
     \b
     Example: ringwatch prune --keep 30
     """
+    from bot.cards import prune_cards
     from bot.store import Store
     from bot.store.times import prune_before
 
@@ -278,12 +279,14 @@ def prune(config: Config, keep: int | None) -> None:
         try:
             before = prune_before(seconds)
             pruned = store.retention.prune(before)
+            cards = prune_cards(store, config.state_dir)
         finally:
             store.close()
     messages = f"{pruned.messages:,} sent message{'' if pruned.messages == 1 else 's'}"
     polls = f"{pruned.polls:,} poll{'' if pruned.polls == 1 else 's'}"
+    removed_cards = f" (and {cards:,} map card{'' if cards == 1 else 's'})" if cards else ""
     click.echo(
-        f"pruned {messages} and {polls} from before {before}; "
+        f"pruned {messages} and {polls} from before {before}{removed_cards}; "
         f"database {pruned.size_before / 1e6:.1f} MB -> {pruned.size_after / 1e6:.1f} MB"
     )
 
@@ -844,6 +847,44 @@ def chart(config: Config, kind: str, out: Path) -> None:
     except OSError as exc:
         raise CommandFailed(f"cannot write {out}: {exc.strerror or exc}") from None
     click.echo(f"wrote {path}")
+
+
+@cli.command()
+@with_config
+@click.argument("change_id", type=int)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="PNG file to write (default: the PNG to stdout).",
+)
+@click.option("--alt", is_flag=True, help="Print the card's alt text instead of the picture.")
+def card(config: Config, change_id: int, out: Path | None, alt: bool) -> None:
+    """The map card an alert of a change carries (1200 x 675 PNG), or its alt text.
+
+    \b
+    Example:
+      ringwatch card 136 --out crystal.png
+      ringwatch card 136 --alt
+    """
+    from bot.cards import change_card
+    from bot.export import write_atomically
+
+    db = _existing_store(config).db
+    made = change_card(db, config.state_dir, change_id, config.site.since)
+    if made is None:
+        raise CommandFailed(f"no change #{change_id} (ringwatch changes --format json lists ids)")
+    png, alt_text = made
+    if alt:
+        click.echo(alt_text)
+    elif out is None:
+        sys.stdout.buffer.write(png)
+        sys.stdout.buffer.flush()
+    else:
+        try:
+            write_atomically(out, png)
+        except OSError as exc:
+            raise CommandFailed(f"cannot write {out}: {exc.strerror or exc}") from None
+        click.echo(f"wrote {out} ({len(png):,} bytes)")
 
 
 @cli.command()

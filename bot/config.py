@@ -130,6 +130,9 @@ class AlertsConfig:
     give_up_after: Duration = Duration(3 * 86400)
     # Sends on the wire at once per channel: what a crash can repeat at most.
     max_in_flight: int = 8
+    # Alerts and digests carry a map card (bot/cards.py); a channel's `images = false`
+    # sends text only there.
+    images: bool = True
 
 
 @dataclass(frozen=True)
@@ -153,8 +156,10 @@ class SiteConfig:
     out: str = "site"  # relative to the config file's folder
     url: str = ""  # public base URL, for canonical links; empty: none
     title: str = "Ring police partnerships"
-    tiles: str = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
-    attribution: str = "© OpenStreetMap contributors"
+    # Third-party map tiles under the outlines, opt-in: every reader's address goes to the
+    # tile server. Empty: the bundled state outlines alone, no request off the site.
+    tiles: str = ""
+    attribution: str = ""  # the tiles' credit, e.g. "© OpenStreetMap contributors"
     since: str = ""  # YYYY-MM-DD for the headline; empty: the day of the first poll
 
 
@@ -482,7 +487,7 @@ def site_problem(site: SiteConfig) -> tuple[str, str] | None:
         )
     tiles_host = urlparse(site.tiles.replace("{s}", "a")).netloc
     # The host goes into the Content-Security-Policy: nothing but a host name and a port.
-    if (
+    if site.tiles and (
         not http_url(site.tiles)
         or not all(p in site.tiles for p in ("{z}", "{x}", "{y}"))
         or not re.fullmatch(r"[A-Za-z0-9.-]+(:\d+)?", tiles_host)

@@ -21,11 +21,12 @@ import random
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from bot.cards import make_card
 from bot.channels import audiences, enabled_channels
 from bot.channels.base import (
     Channel,
@@ -37,7 +38,7 @@ from bot.channels.base import (
 from bot.config import AlertsConfig
 from bot.logs import redact
 from bot.messages import Delivery
-from bot.models import MessageKind
+from bot.models import CardFile, MessageKind
 from bot.notify import plan_maintainer_message
 from bot.render import make_environment
 from bot.store import Store
@@ -203,6 +204,8 @@ class _ChannelRound:
             )
             return False
         delivery = Delivery.from_row(row, reply_to)
+        if row["part"] == 0 and self.channel.sends_images():
+            delivery = replace(delivery, card=self._card(delivery))
         async with self.wire:
             # Claimed only once the channel's pacing lets it go: a row waiting for its
             # turn is not in flight, and a crash does not repeat it.
@@ -223,6 +226,23 @@ class _ChannelRound:
         self.store.outbox.mark_sent(row["id"], external_id)
         self.report.sent[self.channel.name] += 1
         return True
+
+    def _card(self, delivery: Delivery) -> CardFile | None:
+        """The message's map card, drawn before its first send and stored for every other
+        recipient and retry. Drawn here, not in the poll: the poll's transaction stays as
+        fast as text. A card that cannot be drawn leaves the message as text."""
+        config = self.channel.config
+        try:
+            return make_card(
+                self.store.db,
+                config.state_dir,
+                delivery.kind,
+                delivery.change_ids,
+                config.site.since,
+            )
+        except Exception:
+            log.exception("%s: no map card for message %d", self.channel.name, delivery.id)
+            return None
 
     def _record(self, row: dict[str, Any], outcome: Outcome) -> bool:
         """Store what a failed attempt means; False when the recipient's rows must wait."""

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bot.areas import Filter, matches
-from bot.models import Change, MessageKind
+from bot.models import CardFile, Change, MessageKind
 
 
 @dataclass(frozen=True)
@@ -68,6 +68,7 @@ class Delivery:
     attachment: str | None = None
     reply_to: str | None = None  # the platform id of the previous part (threaded styles)
     earlier_attempts: int = 0  # > 0: an earlier attempt may have reached the platform
+    card: CardFile | None = None  # the map card of an alert or digest (bot/cards.py)
 
     @classmethod
     def from_row(cls, row: dict[str, Any], reply_to: str | None = None) -> Delivery:

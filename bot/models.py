@@ -327,6 +327,21 @@ class Change:
         return self.agency.key
 
 
+CARD_DIR = "cards"  # where cards are kept, in the state directory and on the site
+
+
+@dataclass(frozen=True)
+class CardFile:
+    """A message's map card as stored in the state directory (bot/cards.py): the PNG,
+    its alt text, and its name, which is also its file name on the site (`cards/<name>.png`)."""
+
+    name: str  # a change's uuid, or "digest-" and a hash of the digest's change uuids
+    path: str
+    alt: str
+    width: int
+    height: int
+
+
 class Origin(StrEnum):
     """Where a poll's document came from: fetched live, or imported from the past."""
 

@@ -120,6 +120,12 @@ def query_changes(db: sqlite_utils.Database, flt: ChangeFilter) -> list[dict[str
     return rows[-flt.limit :] if flt.limit else rows
 
 
+def changes_by_id(db: sqlite_utils.Database, ids: Sequence[int]) -> list[dict[str, Any]]:
+    """The change-log objects with these ids, in id order (ids not logged are left out)."""
+    sql = f"select * from changes where id in ({','.join('?' * len(ids))}) order by id"
+    return [change_object(row) for row in db.query(sql, list(ids))]
+
+
 def _with_churn(
     logged: list[dict[str, Any]], db: sqlite_utils.Database, flt: ChangeFilter
 ) -> list[dict[str, Any]]:

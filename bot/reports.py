@@ -29,6 +29,7 @@ from bot.places import in_words
 from bot.queries import (
     ChangeFilter,
     StatusReport,
+    first_good_poll_time,
     last_good_poll_time,
     listed_agencies,
     listed_now,
@@ -145,6 +146,18 @@ def build_report(
     )
 
 
+def headline_report(
+    db: sqlite_utils.Database, since: str = "", states: Sequence[str] = ()
+) -> Report:
+    """The report behind a public headline (the site's, a card's): with a configured date
+    (`[site] since`) it asks about the past and counts by the source's Active Date; by
+    default it counts what ringwatch saw begin since it started watching."""
+    if since:
+        return build_report(db, since=since, by="active-date", states=states)
+    first_poll = (first_good_poll_time(db) or "")[:10] or None
+    return build_report(db, since=first_poll, by="detected", states=states)
+
+
 @dataclass(frozen=True)
 class Stats:
     listed: int
@@ -215,14 +228,14 @@ def period_phrase(since: str | None, until: str | None) -> str:
     return "in ringwatch's whole record"
 
 
-def _count(n: int, word: str, many: str | None = None) -> str:
+def count_phrase(n: int, word: str, many: str | None = None) -> str:
     return f"{n:,} {word if n == 1 else many or word + 's'}"
 
 
 def headline(report: Report) -> str:
     """'29 new partnerships in 20 states since May 25, 2020; 1,333 in all'."""
     states = report.addition_states
-    where = f" in {_count(len(states), 'state')}" if report.additions else ""
+    where = f" in {count_phrase(len(states), 'state')}" if report.additions else ""
     total = (
         f"{report.listed_now:,} in all"
         if not report.until
@@ -232,7 +245,7 @@ def headline(report: Report) -> str:
         total += f" in {', '.join(report.states)}"
     if report.area:
         total += f" ({in_words(report.area)})"
-    new = _count(len(report.additions), "new partnership")
+    new = count_phrase(len(report.additions), "new partnership")
     return f"{new}{where} {period_phrase(report.since, report.until)}; {total}"
 
 
@@ -337,8 +350,8 @@ def _columns(pairs: Sequence[tuple[str, int]], per_line: int = 6) -> list[str]:
 
 def stats_text(stats: Stats) -> str:
     lines = [
-        f"{_count(stats.listed, 'partnership')} listed now in "
-        f"{_count(len(stats.by_state), 'state')}"
+        f"{count_phrase(stats.listed, 'partnership')} listed now in "
+        f"{count_phrase(len(stats.by_state), 'state')}"
         + (f" (as of the poll at {stats.as_of})" if stats.as_of else ""),
         "",
         "By agency type (from the name):",
@@ -357,7 +370,8 @@ def stats_text(stats: Stats) -> str:
         lines += [
             "",
             f"Video requests: {stats.video_requests_total:,} in all, from "
-            f"{_count(stats.video_requests_agencies, 'agency', 'agencies')} that list a count",
+            f"{count_phrase(stats.video_requests_agencies, 'agency', 'agencies')} "
+            "that list a count",
             *(
                 f"  {row['video_requests']:>6,}  {row['name']}, {row['state']}"
                 for row in stats.top_video_requests

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, TypeVar
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 
+from bot.cards import prune_cards
 from bot.channels import audiences, enabled_channels
 from bot.channels.base import Channel
 from bot.config import Config
@@ -218,7 +219,8 @@ class Runner:
 
     def _prune(self, store: Store) -> str:
         pruned = store.retention.prune(prune_before(self.config.bot.retention))
-        return f"{pruned.messages} sent messages, {pruned.polls} polls removed"
+        cards = prune_cards(store, self.config.state_dir)
+        return f"{pruned.messages} sent messages ({cards} map cards), {pruned.polls} polls removed"
 
     async def prune_job(self) -> None:
         if self.stop_event.is_set():

@@ -11,8 +11,11 @@ then swapped in, so a web server serves the old site or the new one, never half.
 
 Safety: every value is escaped by the templates or set as text by the scripts (which
 build the DOM with textContent, from JSON files); links must be http(s) (safe.http_url);
-no inline scripts or styles; a Content-Security-Policy allows only the site itself and
-the tile host.
+no inline scripts or styles; a Content-Security-Policy allows only the site itself (and
+the tile host, when `[site] tiles` opts in to third-party tiles: by default the map's base
+layer is the bundled state outlines, data/states.json, and no request leaves the site).
+Each agency page's social card (`og:image`) is its latest change's map card, copied from
+the state directory to cards/<change uuid>.png with every other stored card.
 """
 
 from __future__ import annotations
@@ -35,9 +38,19 @@ from urllib.parse import urlsplit
 
 import jinja2
 
+from bot.boundaries import states_geojson
+from bot.cards import stored_card
 from bot.config import Config
 from bot.export import agency_rows, write_export
-from bot.models import AGENCY_FIELDS, PUBLIC_FIELDS, AgencyField, ChangeKind, FieldKind
+from bot.models import (
+    AGENCY_FIELDS,
+    CARD_DIR,
+    PUBLIC_FIELDS,
+    AgencyField,
+    CardFile,
+    ChangeKind,
+    FieldKind,
+)
 from bot.normalise import US_STATES, display_name
 from bot.queries import (
     ChangeFilter,
@@ -48,7 +61,7 @@ from bot.queries import (
     query_changes,
 )
 from bot.render import make_environment
-from bot.reports import Report, build_report, long_date, period_phrase
+from bot.reports import Report, headline_report, long_date, period_phrase
 from bot.safe import http_url
 
 if TYPE_CHECKING:
@@ -112,12 +125,13 @@ def tile_source(tiles: str) -> str:
 
 
 def content_security_policy(tiles: str) -> str:
+    tile_host = f" {tile_source(tiles)}" if tiles else ""
     return "; ".join(
         (
             "default-src 'self'",
             # data: because Leaflet blanks the tiles it drops with a data: GIF (emptyImageUrl,
             # not configurable); an image cannot run script.
-            f"img-src 'self' data: {tile_source(tiles)}",
+            f"img-src 'self' data:{tile_host}",
             "script-src 'self'",
             "style-src 'self'",
             "connect-src 'self'",
@@ -290,17 +304,11 @@ class SiteData:
 
 def site_data(config: Config, db: sqlite_utils.Database) -> SiteData:
     first_poll = first_good_poll_time(db)
-    # A configured date asks about the past: count by the source's Active Date. By default
-    # the headline counts what ringwatch saw begin since it started watching.
-    if config.site.since:
-        since, by = config.site.since, "active-date"
-    else:
-        since, by = (first_poll or "")[:10] or None, "detected"
     return SiteData(
         agencies=agency_rows(db),
         history=query_changes(db, ChangeFilter(kinds=tuple(ChangeKind))),
         changes=query_changes(db, ChangeFilter(churn=True)),  # as `export --what changes`
-        report=build_report(db, since=since, by=by),
+        report=headline_report(db, config.site.since),
         first_poll=first_poll,
         last_checked=last_good_poll_time(db),
         last_changed=last_change_time(db),
@@ -398,6 +406,8 @@ def render_site(
 
     writer.write("data/map.json", json.dumps(map_points(data.agencies), ensure_ascii=False,
                                               separators=(",", ":")))  # fmt: skip
+    writer.write("data/states.json", json.dumps(states_geojson(), separators=(",", ":")))
+    cards = _publish_cards(config, root)
     writer.write("data/agencies.geojson", _export(data.agencies, "agencies", "geojson"))
     writer.write("data/agencies.csv", _export(data.agencies, "agencies", "csv"))
     writer.write("data/changes.json", _export(data.changes, "changes", "json"))
@@ -438,15 +448,31 @@ def render_site(
             {**(last["after"] or last["before"] or {}), "key": key, "name": last["name"],
              "city": last["city"], "state": last["state"]}
         )  # fmt: skip
+        card = next((cards[row["uuid"]] for row in reversed(rows) if row["uuid"] in cards), None)
         writer.page(
             "agency.html", f"agencies/{page_name(key)}.html",
             agency=known, listed=key in current, history=rows, state_pages=states,
-            evidence=[proof[row["id"]] for row in rows if row["id"] in proof],
+            evidence=[proof[row["id"]] for row in rows if row["id"] in proof], card=card,
         )  # fmt: skip
     writer.page("about.html", "about.html", source_url=config.source.url,
                 source_link=http_url(config.source.url), guard=config.guard, **times)  # fmt: skip
     (root / SITE_MARKER).write_text("built by ringwatch site; safe to replace wholesale\n")
     return SiteBuild(root, writer.pages, len(agencies), len(data.changes))
+
+
+def _publish_cards(config: Config, root: Path) -> dict[str, CardFile]:
+    """Every map card stored in the state directory, copied to cards/<name>.png (where
+    webhook bodies' image_url points); by name."""
+    folder = config.state_dir / CARD_DIR
+    names = sorted(png.stem for png in folder.glob("*.png")) if folder.is_dir() else []
+    published = {}
+    for name in names:
+        card = stored_card(config.state_dir, name)
+        if card is not None:
+            (root / CARD_DIR).mkdir(exist_ok=True)
+            shutil.copyfile(card.path, root / CARD_DIR / f"{name}.png")
+            published[name] = card
+    return published
 
 
 @dataclass(frozen=True)

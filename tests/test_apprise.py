@@ -3,11 +3,16 @@ server (aiosmtpd), through Apprise, the real CLI and real SQLite files."""
 
 from __future__ import annotations
 
+import base64
+import io
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
+from tests.support.agencies import agencies
 from tests.support.channels import (
     NO_DIGEST,
     SAMPLE_ADDITIONS,
@@ -19,9 +24,10 @@ from tests.support.leaks import database_text, leaked
 from tests.support.outbox import make_due, outbox
 from tests.support.smtp_server import SmtpServer
 from tests.support.source_server import SourceServer
+from tests.support.synthetic import to_kml
 from tests.support.webhook_receiver import Answer, WebhookReceiver
 
-ENABLED = "[apprise]\nenabled = true\n"
+ENABLED = "[apprise]\nenabled = true\nimages = false\n"  # text, unless a test is about cards
 PASSWORD = "receiver-password-0123"
 
 
@@ -127,3 +133,27 @@ def test_send_test_emails_the_targets(tmp_path: Path, smtp: SmtpServer):
     assert result.stdout.strip() == "apprise:1:mailto: sent"
     (mail,) = smtp.messages
     assert mail.get_content().startswith("ringwatch test message")
+
+
+def test_an_alert_carries_its_card_to_targets_that_take_attachments(
+    tmp_path: Path, source_server: SourceServer, receiver: WebhookReceiver, smtp: SmtpServer
+):
+    items = agencies(6)
+    url = source_server.serve("/a.kml", to_kml(items[:5]), to_kml(items))
+    extra = "[apprise]\nenabled = true\n[guard]\nmax_added_share = 100\n"
+    config = write_config(tmp_path, f'[source]\nurl = "{url}"\nformat = "kml"\n{extra}')
+    env = {"APPRISE_URLS": f"{json_url(receiver)} {smtp.url()}"}
+    cli(config, "poll", env)
+    cli(config, "poll", env)
+
+    with sqlite3.connect(database(config)) as db:
+        ((uuid,),) = db.execute("select uuid from changes where kind = 'added'").fetchall()
+    card = (tmp_path / "state" / "cards" / f"{uuid}.png").read_bytes()
+    (document,) = [r.document for r in receiver.accepted("/apprise")]
+    assert document["message"].startswith("New partnership: ")
+    (attached,) = document["attachments"]
+    assert base64.b64decode(attached["base64"]) == card
+    assert Image.open(io.BytesIO(card)).size == (1200, 675)
+    (mail,) = smtp.messages
+    (part,) = [p for p in mail.iter_attachments() if p.get_content_type() == "image/png"]
+    assert part.get_content() == card

@@ -118,3 +118,12 @@ def test_a_year_of_snapshots_is_measured_against_its_budget(report: dict) -> Non
     chosen = next(name for name in snapshots["compressors"] if name.endswith("(chosen)"))
     assert 0 < snapshots["year_mb"] == snapshots["compressors"][chosen]["year_mb"]
     assert any(t["target"].startswith("snapshots: a year") for t in report["targets"])
+
+
+def test_map_cards_are_measured(report: dict) -> None:
+    cards = report["cards"]
+    assert cards["cards"] == 5  # --quick
+    assert cards["median_card_s"] > 0 and cards["first_card_s"] > 0
+    assert 0 < cards["median_png_bytes"] <= cards["max_png_bytes"] < 300_000
+    assert 0 < cards["digest_png_bytes"] < 300_000
+    assert set(cards["commit_s"]) == {"text", "images"}

@@ -3,6 +3,8 @@ and real SQLite files."""
 
 from __future__ import annotations
 
+import io
+import sqlite3
 import stat
 import time
 from collections.abc import Iterator
@@ -10,6 +12,7 @@ from pathlib import Path
 
 import grapheme
 import pytest
+from PIL import Image
 
 from bot.store.times import epoch_time
 from tests.support.agencies import agencies, renamed
@@ -38,16 +41,17 @@ def stub() -> Iterator[BlueskyStub]:
         yield server
 
 
-def section(stub: BlueskyStub, extra: str = "") -> str:
+def section(stub: BlueskyStub, extra: str = "", images: bool = False) -> str:
+    """Posts go as text unless a test is about their map cards."""
     return (
         f'[bluesky]\nenabled = true\nhandle = "ringwatch.test"\nservice = "{stub.base_url}"\n'
-        f"{extra}"
+        f"images = {str(images).lower()}\n{extra}"
     )
 
 
-def singles(stub: BlueskyStub) -> str:
+def singles(stub: BlueskyStub, images: bool = False) -> str:
     """One post per change (the alerts section must come before [bluesky])."""
-    return NO_DIGEST + section(stub, "max_posts_per_poll = 1000\n")
+    return NO_DIGEST + section(stub, "max_posts_per_poll = 1000\n", images)
 
 
 def source_config(directory: Path, url: str, extra: str) -> Path:
@@ -128,7 +132,7 @@ def test_a_digest_is_a_thread_of_posts_within_300_graphemes(
 def test_a_kill_mid_broadcast_posts_nothing_twice(
     tmp_path: Path, source_server: SourceServer, stub: BlueskyStub
 ):
-    config = samples_config(source_server, tmp_path, singles(stub))
+    config = samples_config(source_server, tmp_path, singles(stub, images=True))
     stub.delay = 0.5  # the record is stored, the answer is late: the kill lands in between
     kill_mid_broadcast(config, ENV, lambda: len(stub.records))
     stub.delay = 0
@@ -243,3 +247,26 @@ def test_send_test_prints_the_post(tmp_path: Path, stub: BlueskyStub):
     assert result.returncode == 0, result.stderr
     (post,) = stub.posts()
     assert post.text.startswith("ringwatch test message") and post.uri in result.stdout
+
+
+def test_an_alert_posts_one_blob_and_one_post_embedding_it_with_alt_and_aspect_ratio(
+    tmp_path: Path, source_server: SourceServer, stub: BlueskyStub
+):
+    items = agencies(6)
+    url = source_server.serve("/a.kml", to_kml(items[:5]), to_kml(items))
+    config = source_config(tmp_path, url, singles(stub, images=True))
+    cli(config, "poll", ENV)
+    cli(config, "poll", ENV)
+
+    (blob,) = stub.blobs.values()
+    (post,) = stub.posts()
+    assert Image.open(io.BytesIO(blob)).size == (1200, 675)
+    embed = post.value["embed"]
+    assert embed["$type"] == "app.bsky.embed.images"
+    (image,) = embed["images"]
+    assert (image["aspectRatio"]["width"], image["aspectRatio"]["height"]) == (1200, 675)
+    with sqlite3.connect(database(config)) as db:
+        ((uuid,),) = db.execute("select uuid from changes where id > 5").fetchall()
+    alt = (tmp_path / "state" / "cards" / f"{uuid}.txt").read_text(encoding="utf-8")
+    assert image["alt"] == alt and alt.startswith("Map of ")
+    assert stub.count("com.atproto.repo.uploadBlob") == 1

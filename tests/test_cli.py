@@ -577,6 +577,7 @@ READ_COMMANDS = {
     "snapshots": (),
     "snapshot": ("3f2a9c01",),
     "evidence": ("1",),
+    "card": ("1",),
     "verify": (),
     "site": (),
 }

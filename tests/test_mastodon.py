@@ -3,12 +3,14 @@ real CLI and real SQLite files."""
 
 from __future__ import annotations
 
+import io
 import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from bot.channels import configure
 from bot.channels.mastodon import MastodonChannel
@@ -45,8 +47,12 @@ def stub() -> Iterator[MastodonStub]:
 SMALL_MAP_GUARD = "[guard]\nmax_added_share = 100\n"
 
 
-def section(stub: MastodonStub, extra: str = "") -> str:
-    return f'[mastodon]\nenabled = true\napi_base_url = "{stub.base_url}"\n{extra}'
+def section(stub: MastodonStub, extra: str = "", images: bool = False) -> str:
+    """Posts go as text unless a test is about their map cards."""
+    return (
+        f'[mastodon]\nenabled = true\napi_base_url = "{stub.base_url}"\n'
+        f"images = {str(images).lower()}\n{extra}"
+    )
 
 
 def test_every_sample_addition_is_posted_once(
@@ -106,9 +112,8 @@ def test_an_instance_that_states_no_limit_gets_500_characters(tmp_path: Path):
 def test_a_kill_mid_broadcast_posts_nothing_twice(
     tmp_path: Path, source_server: SourceServer, stub: MastodonStub
 ):
-    config = samples_config(
-        source_server, tmp_path, NO_DIGEST + section(stub, "max_posts_per_poll = 1000\n")
-    )
+    extra = section(stub, "max_posts_per_poll = 1000\n", images=True)
+    config = samples_config(source_server, tmp_path, NO_DIGEST + extra)
     stub.delay = 0.5  # the post is stored, the answer is late: the kill lands in between
     kill_mid_broadcast(config, ENV, lambda: len(stub.statuses))
     stub.delay = 0
@@ -120,6 +125,7 @@ def test_a_kill_mid_broadcast_posts_nothing_twice(
     counts = additions(texts)
     assert len(counts) == SAMPLE_ADDITIONS and set(counts.values()) == {1}
     assert stub.posts_tried > len(stub.statuses)  # the killed post was sent again: same key
+    assert all(len(s.media_ids) == 1 for s in stub.statuses)  # each with its card
 
 
 def test_a_429_waits_for_the_reset_without_counting_an_attempt(
@@ -241,3 +247,23 @@ def test_send_test_prints_the_status_id(tmp_path: Path, stub: MastodonStub):
     (status,) = stub.statuses
     assert result.stdout.strip() == f"mastodon:account: sent (id {status.id})"
     assert json.dumps(status.text).startswith('"ringwatch test message')
+
+
+def test_an_alert_posts_its_card_with_alt_text_then_one_status_with_media_ids(
+    tmp_path: Path, source_server: SourceServer, stub: MastodonStub, monkeypatch
+):
+    monkeypatch.setenv("MASTODON_ACCESS_TOKEN", TOKEN)
+    stub.processing_polls = 2  # 202 Accepted, then 206 twice: processing
+    listed = agencies(6)
+    url = source_server.serve("/map.kml", to_kml(listed[:5]), to_kml(listed))
+    bot = Bot.create(tmp_path, url, section(stub, images=True) + SMALL_MAP_GUARD)
+    bot.poll()
+    bot.poll()
+
+    (media,) = stub.media.values()
+    (status,) = stub.statuses
+    assert status.media_ids == (media.id,) and status.text.startswith("New partnership: ")
+    assert Image.open(io.BytesIO(media.data)).size == (1200, 675)
+    (uuid,) = [row["uuid"] for row in bot.rows("select uuid from changes where kind = 'added'")]
+    alt = (bot.config.state_dir / "cards" / f"{uuid}.txt").read_text(encoding="utf-8")
+    assert media.description == alt and alt.startswith("Map of ")

@@ -28,7 +28,10 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from bot.boundaries import states_geojson
+from bot.cards import make_card
 from bot.config import load_config
+from bot.models import MessageKind
 from bot.site import SITE_MARKER, build_site, content_security_policy, page_name
 from bot.snapshots import SnapshotStore
 from bot.store import Store
@@ -300,8 +303,21 @@ def test_sample_site_in_a_browser(sample_config, browser, serve, tiles, tmp_path
                  "samples-agency", tmp_path)  # fmt: skip
 
 
-def test_big_site_in_a_browser(big_site, browser, serve, tiles, tmp_path):
-    site = _build(big_site["config"], big_site["out"], tiles.base_url + "/{z}/{x}/{y}.png")
+def _state_outlines(driver: Any) -> int:
+    """The state shapes drawn in the map's base layer, once they have loaded."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(driver, WAIT).until(
+        lambda d: d.execute_script("return document.getElementById('map').dataset.states")
+    )
+    return driver.execute_script(
+        "return document.querySelectorAll('.leaflet-outlines-pane svg path.state-outline').length"
+    )
+
+
+def test_big_site_in_a_browser(big_site, browser, serve, tmp_path):
+    # By default: no tiles, the bundled state outlines, nothing from another host.
+    site = _build(big_site["config"], big_site["out"], tiles="")
     origin = serve(site)
     listed = len(big_site["bot"].agencies())
     assert listed > 2000
@@ -309,8 +325,9 @@ def test_big_site_in_a_browser(big_site, browser, serve, tiles, tmp_path):
     _visit(browser, origin + "/index.html")
 
     assert _markers(browser) == listed
+    assert _state_outlines(browser) >= 50
     requests = _requests(browser)
-    served = (origin + "/", tiles.base_url + "/", "data:")
+    served = (origin + "/", "data:")
     foreign = [r["url"] for r in requests if not r["url"].startswith(served)]
     assert foreign == []
     weight = sum(r["bytes"] for r in requests if r["url"].startswith(origin + "/"))
@@ -475,6 +492,36 @@ def test_site_command_builds_pages_and_the_clis_exports(sample_config, tmp_path)
     index = (out / "index.html").read_text(encoding="utf-8")
     assert 'alt="Line chart of Ring partnerships listed over time' in index
     assert "151 listed now. 1 ended" in index  # the growth chart's numbers, in its alt text
+
+
+def test_an_agency_page_shares_its_latest_map_card(sample_config, tmp_path):
+    bot = Bot(sample_config).copy(tmp_path / "copy")  # the card goes into its own state dir
+    store = Store.open(bot.config.db_path)
+    try:
+        crystal = store.db.execute(
+            "select id, uuid from changes where name = 'Crystal Police Department' "
+            "and kind = 'added'"
+        ).fetchone()
+        card = make_card(store.db, bot.config.state_dir, MessageKind.ALERT, [crystal[0]])
+    finally:
+        store.close()
+    assert card is not None
+    text = bot.config_path.read_text(encoding="utf-8")
+    bot.config_path.write_text(text + '\n[site]\nurl = "https://ring.example/watch/"\n')
+    out = tmp_path / "public"
+
+    assert run_cli("site", "--config", str(bot.config_path), "--out", str(out)).returncode == 0
+
+    published = out / "cards" / f"{crystal[1]}.png"
+    assert published.read_bytes() == Path(card.path).read_bytes()
+    page = (out / "agencies/mn-crystal-police-department.html").read_text(encoding="utf-8")
+    tags = re.findall(r'<meta (?:property|name)="([^"]+)" content="([^"]*)">', page)
+    found = {name: unescape(content) for name, content in tags}
+    assert found["og:image"] == f"https://ring.example/watch/cards/{crystal[1]}.png"
+    assert found["og:image:alt"] == card.alt
+    assert found["twitter:card"] == "summary_large_image"
+    other = (out / "agencies/ms-ridgeland-police-department.html").read_text(encoding="utf-8")
+    assert "og:image" not in other  # no card stored for it
 
 
 def test_each_change_on_an_agency_page_links_its_evidence_as_the_cli_shows_it(
@@ -718,3 +765,15 @@ def test_every_agency_key_has_its_own_page_name():
     assert page_name("mn/edina-pd~edina") == "mn-edina-pd--edina"
     assert page_name("mn/edina-pd~2") == "mn-edina-pd--2"
     assert page_name("mn/edina-pd-edina") != page_name("mn/edina-pd~edina")
+
+
+def test_the_base_map_is_every_state_small_and_alaska_in_one_piece():
+    outlines = states_geojson()
+    codes = {feature["id"] for feature in outlines["features"]}
+    assert len(codes) >= 51 and {"AK", "HI", "DC", "MN"} <= codes
+    assert len(json.dumps(outlines, separators=(",", ":"))) < 200_000
+    alaska = next(f for f in outlines["features"] if f["id"] == "AK")
+    points = [p for polygon in alaska["geometry"]["coordinates"] for ring in polygon for p in ring]
+    # The Aleutians past the antimeridian continue westwards, never across the world.
+    assert all(-190 < lon < -129 for lon, _ in points)
+    assert all(round(value, 2) == value for point in points for value in point)

@@ -7,6 +7,7 @@ and every assertion is about what arrived at which chat, or what the database ho
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import math
 import re
@@ -19,6 +20,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from bot.channels import configure
 from bot.channels.telegram import TelegramChannel, visible_length
@@ -73,6 +75,12 @@ def bot(tmp_path: Path, source_server: SourceServer, stub: TelegramStub) -> Bot:
 def private_bot(tmp_path: Path, source_server: SourceServer, stub: TelegramStub) -> Bot:
     """No channel: only subscribers' private chats, paced 1 a second each."""
     return start_bot(tmp_path, source_server, telegram_section(stub, channel=None))
+
+
+@pytest.fixture
+def card_bot(tmp_path: Path, source_server: SourceServer, stub: TelegramStub) -> Bot:
+    """private_bot with map cards (the default outside these tests)."""
+    return start_bot(tmp_path, source_server, telegram_section(stub, channel=None, images=True))
 
 
 def test_commands_subscribe_unsubscribe_and_filter_by_state(bot: Bot, stub: TelegramStub):
@@ -857,3 +865,66 @@ def test_kill_during_a_broadcast_to_80_repeats_at_most_the_sends_on_the_wire(
     repeats = sum(n - 1 for n in delivered.values())
     print(f"repeated after SIGKILL: {repeats}")
     assert repeats <= bot.config.alerts.max_in_flight
+
+
+# --- map cards ----------------------------------------------------------------------------
+
+
+def png_size(png: bytes) -> tuple[int, int]:
+    image = Image.open(io.BytesIO(png))
+    assert image.format == "PNG"
+    return image.size
+
+
+def test_an_alert_arrives_as_its_map_card_with_the_alert_as_caption_uploaded_once(
+    card_bot: Bot, stub: TelegramStub, source_server: SourceServer
+):
+    subscribers = range(1001, 1051)
+    for chat in subscribers:
+        subscribe(card_bot, chat, None)
+    source_server.serve(PATH, to_kml([*BASE, agency("Crystal Police Department", "MN", 40)]))
+
+    card_bot.poll()
+
+    photos = [s for s in stub.sent if s.photo is not None]
+    assert sorted(int(s.chat_id) for s in photos) == list(subscribers)
+    texts_sent = [c.params["chat_id"] for c in stub.calls_to("sendMessage")]
+    assert texts_sent == [str(ADMIN)]  # the baseline's notice; the alert is the caption
+    assert sum(s.uploaded for s in photos) == 1  # 50 subscribers, one upload
+    for sent in photos:
+        assert png_size(sent.photo) == (1200, 675)
+        assert plain(sent.text) == "New partnership: Crystal PD, MN (active since 2020-06-01)"
+        assert sent.params["parse_mode"] == "HTML"
+    (uuid,) = [row["uuid"] for row in card_bot.rows("select uuid from changes where id > 10")]
+    stored = card_bot.config.state_dir / "cards" / f"{uuid}.png"
+    assert photos[0].photo == stored.read_bytes()
+
+
+def test_a_text_too_long_for_a_caption_follows_its_card_as_a_reply(
+    card_bot: Bot, stub: TelegramStub, source_server: SourceServer
+):
+    subscribe(card_bot, 201, None)
+    many = [agency(f"Longname{i:03d} County Sheriff's Office", "MN", 100 + i) for i in range(30)]
+    source_server.serve(PATH, to_kml(BASE + many))
+
+    card_bot.poll()
+
+    card, digest, *_ = [s for s in stub.sent if s.chat_id == "201"]
+    assert png_size(card.photo) == (1200, 675) and card.text == ""
+    assert digest.photo is None and visible_length(digest.text) > 1024
+    assert json.loads(digest.params["reply_parameters"])["message_id"] == card.message_id
+
+
+def test_images_false_sends_text_only(
+    tmp_path: Path, stub: TelegramStub, source_server: SourceServer
+):
+    section = telegram_section(stub, channel=None, images=False)
+    bot = start_bot(tmp_path, source_server, section)
+    subscribe(bot, 201, None)
+    source_server.serve(PATH, to_kml([*BASE, agency("Crystal Police Department", "MN", 40)]))
+
+    bot.poll()
+
+    (sent,) = [s for s in stub.sent if s.chat_id == "201"]
+    assert sent.photo is None and plain(sent.text).startswith("New partnership: Crystal PD")
+    assert not (bot.config.state_dir / "cards").exists()  # nothing drawn

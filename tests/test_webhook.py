@@ -292,3 +292,26 @@ def test_a_url_switched_off_before_the_upgrade_stays_off_in_its_own_table(tmp_pa
     enabled = run_cli("enable-webhook", "--config", config, GONE, env=ENV)
     assert enabled.stdout == f"webhook: {GONE} is on again\n"
     assert "webhook: 2 URLs active" in run_cli("status", "--config", config, env=ENV).stdout
+
+
+@pytest.mark.parametrize("site_url", ["https://ring.example/watch/", ""])
+def test_a_body_links_its_map_card_only_when_the_site_has_a_url(
+    tmp_path: Path, source_server: SourceServer, receiver: WebhookReceiver, site_url: str
+):
+    items = agencies(6)
+    url = source_server.serve("/a.kml", to_kml(items[:5]), to_kml(items))
+    site = f'[site]\nurl = "{site_url}"\n[guard]\nmax_added_share = 100\n'
+    bot = Bot.create(tmp_path, url, webhook_section(receiver.url("/hook")) + site)
+    bot.poll()
+    bot.poll()
+
+    (added,) = [r.document for r in receiver.accepted("/hook") if r.document.get("kind")]
+    cards = bot.config.state_dir / "cards"
+    if not site_url:
+        assert "image_url" not in added and "image_alt" not in added
+        assert not cards.exists()  # nothing to link: nothing drawn
+        return
+    (uuid,) = [row["uuid"] for row in bot.rows("select uuid from changes where kind = 'added'")]
+    assert added["image_url"] == f"https://ring.example/watch/cards/{uuid}.png"
+    assert added["image_alt"] == (cards / f"{uuid}.txt").read_text(encoding="utf-8")
+    assert added["image_alt"].startswith("Map of ") and (cards / f"{uuid}.png").is_file()

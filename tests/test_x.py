@@ -7,6 +7,7 @@ time, by editing the sent posts' sent_at.
 
 from __future__ import annotations
 
+import io
 import re
 import signal
 import subprocess
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from PIL import Image
 from twitter_text import parse_tweet
 
 from bot.channels import audiences, configure, enabled_channels
@@ -36,6 +38,7 @@ from tests.support.clock import Clock
 from tests.support.http import closed_port_url
 from tests.support.leaks import database_text, leaked
 from tests.support.outbox import make_due, outbox
+from tests.support.source_server import SourceServer
 from tests.support.synthetic import generate_agencies, mutate, to_kml
 from tests.support.telegram_stub import DEFAULT_TOKEN, TelegramStub
 from tests.support.x_stub import XStub, duplicate, problem, rate_limited, refused, server_error
@@ -614,3 +617,46 @@ def test_poll_posts_every_change_once_end_to_end(tmp_path, x_stub, x_env, source
     for a in [*later[40:], *burst[43:]]:
         assert posted.count(f"{display_name(a.name)}, {a.state}") == 1, a.name
     assert len(x_stub.requests) == len(x_stub.posts)  # no post was tried twice
+
+
+# --- map cards ----------------------------------------------------------------------------
+
+SMALL_MAP_GUARD = "[guard]\nmax_added_share = 100\n"
+
+
+def polled_bot(tmp_path: Path, x_stub: XStub, source_server: SourceServer, *maps: bytes) -> Bot:
+    """A bot with X (and the console for the maintainers) polling `maps` one by one."""
+    url = source_server.serve("/a.kml", *maps)
+    section = f'[x]\nenabled = true\napi_base_url = "{x_stub.base_url}"\n'
+    bot = Bot.create(tmp_path, url, section + "[console]\nenabled = true\n" + SMALL_MAP_GUARD)
+    for _ in maps:
+        bot.poll()
+    return bot
+
+
+def test_an_alert_goes_with_its_card_and_alt_text_where_x_allows_media(
+    tmp_path, x_stub, x_env, source_server
+):
+    items = generate_agencies(6, seed=3)
+    bot = polled_bot(tmp_path, x_stub, source_server, to_kml(items[:5]), to_kml(items))
+
+    (post,) = x_stub.posts
+    (media_id,) = post.media_ids
+    assert Image.open(io.BytesIO(x_stub.media[media_id])).size == (1200, 675)
+    (uuid,) = [row["uuid"] for row in bot.rows("select uuid from changes where kind = 'added'")]
+    alt = (bot.config.state_dir / "cards" / f"{uuid}.txt").read_text(encoding="utf-8")
+    assert x_stub.alt_texts[media_id] == alt and alt.startswith("Map of ")
+
+
+def test_a_403_on_the_upload_posts_text_and_warns_the_maintainers_once(
+    tmp_path, x_stub, x_env, source_server
+):
+    x_stub.media_refused = True  # an access tier without media uploads
+    items = generate_agencies(8, seed=3)
+    maps = [to_kml(items[:5]), to_kml(items[:7]), to_kml(items)]
+    bot = polled_bot(tmp_path, x_stub, source_server, *maps)  # two runs that refuse
+
+    assert len(x_stub.posts) == 3 and all(p.media_ids == () for p in x_stub.posts)
+    assert x_stub.media == {}
+    warnings = [r["text"] for r in bot.outbox() if r["kind"] == "warning"]
+    assert len(warnings) == 1 and "X refused to take the map card (403 " in warnings[0]

@@ -7,7 +7,9 @@ filter matches, their URLs usually in a variable of their own (`url_env`). They 
 credentials, so they never appear in the database or a log: each target is a recipient
 named by its position and scheme ("2:mailto", "route1.1:slack"), and Apprise's own log
 messages, which quote target URLs, are silenced. Apprise only says success or
-failure: a failure is a transient one, retried with backoff like any other.
+failure: a failure is a transient one, retried with backoff like any other. An alert's
+map card goes as an attachment; a target that cannot take one gets the text (Apprise
+leaves the attachment out for it).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ logging.getLogger("apprise").setLevel(logging.CRITICAL)
 class AppriseSettings:
     enabled: bool = False
     targets: list[RouteSettings] = field(default_factory=list)  # URLs with a filter (routes)
+    images: bool = True  # each alert with its map card as an attachment
 
 
 class AppriseFailed(Exception):
@@ -58,6 +61,7 @@ class AppriseChannel(Channel):
     name = CHANNEL
     Settings = AppriseSettings
     secrets = (URLS_ENV,)
+    takes_images = True
     concurrency = 4  # targets served at once
 
     @classmethod
@@ -113,11 +117,13 @@ class AppriseChannel(Channel):
 
         notifier = apprise.Apprise()
         notifier.add(url)
+        card = apprise.AppriseAttachment(delivery.card.path) if delivery.card else None
         delivered = await in_own_thread(
             notifier.notify,
             body=delivery.text,
             title=TITLE,
             body_format=apprise.NotifyFormat.TEXT,
+            attach=card,
         )
         if not delivered:
             raise AppriseFailed(f"target {delivery.recipient} did not accept the message")

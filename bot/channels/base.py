@@ -114,6 +114,8 @@ class Channel(ABC):
     Settings: ClassVar[type] = ChannelSettings
     # Recipients served at once; the channel's own limiter paces the actual sends.
     concurrency: ClassVar[int] = 1
+    # Whether the channel can send an alert's map card (its section then has `images`).
+    takes_images: ClassVar[bool] = False
     # Environment variables holding this channel's credentials: never shown anywhere.
     secrets: ClassVar[tuple[str, ...]] = ()
 
@@ -136,6 +138,13 @@ class Channel(ABC):
         """This channel's section of `config`, or its defaults when the file has none."""
         section = config.channels.get(cls.name)
         return section if section is not None else cls.Settings()
+
+    def sends_images(self) -> bool:
+        """Alerts and digests go with their map card: `[alerts] images` and the channel's
+        own `images` (both true by default)."""
+        if not self.takes_images:  # before the config: a text-only channel needs none
+            return False
+        return self.config.alerts.images and getattr(self.settings, "images", True)
 
     @classmethod
     def check_settings(cls, settings: Any) -> list[tuple[str, str]]:

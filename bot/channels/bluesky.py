@@ -15,6 +15,10 @@ Text: 300 graphemes and 3,000 UTF-8 bytes. Only a line that is nothing but an ht
 URL (a template's profile link) becomes a link facet, with exact UTF-8 byte offsets;
 text from the source never becomes a mention, tag or link facet. Digests are threads
 (reply.root and reply.parent as uri + cid).
+
+An alert's map card goes up first (`uploadBlob`, under 1,000,000 bytes) and into the post
+as an `app.bsky.embed.images` embed with its alt text and aspect ratio; the record key and
+the look-up before a retry are the same as for text.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from bot.channels.base import (
     timeline_style,
 )
 from bot.messages import Delivery, Recipient, Style
+from bot.models import CardFile
 from bot.safe import http_url
 from bot.store import Store
 
@@ -56,6 +61,7 @@ PASSWORD_ENV = "BLUESKY_APP_PASSWORD"
 POST = "app.bsky.feed.post"
 MAX_GRAPHEMES = 300
 MAX_BYTES = 3000
+MAX_BLOB_BYTES = 1_000_000  # app.bsky.embed.images: an image's maxSize
 SESSION_FILE = "bluesky-session.json"  # in the state dir, mode 0600
 RATE_LIMIT_FALLBACK = 5 * 60.0
 REQUEST_TIMEOUT = 30.0
@@ -71,6 +77,7 @@ class BlueskySettings:
     service: str = "https://bsky.social"  # the account's PDS
     max_posts_per_poll: int = 10
     include_links: bool = True
+    images: bool = True  # each alert with its map card
 
 
 def post_length(text: str) -> int:
@@ -140,6 +147,7 @@ class BlueskyChannel(Channel):
     name = CHANNEL
     Settings = BlueskySettings
     secrets = (PASSWORD_ENV,)
+    takes_images = True
 
     def __init__(self, config: Any) -> None:
         super().__init__(config)
@@ -284,6 +292,7 @@ class BlueskyChannel(Channel):
             created_at=self._client.get_current_time_iso(),
             facets=link_facets(delivery.text) or None,
             reply=parent.reply() if parent else None,
+            embed=self._card_embed(delivery.card) if delivery.card else None,
             langs=["en"],
         )
         created = self._client.com.atproto.repo.create_record(
@@ -292,6 +301,24 @@ class BlueskyChannel(Channel):
             )
         )
         return self._ref(created.uri, created.cid, parent).encode()
+
+    def _card_embed(self, card: CardFile) -> models.AppBskyEmbedImages.Main:
+        """The card uploaded as a blob, as an images embed with its alt text and shape. A
+        retry uploads again: a blob no record refers to is collected by the PDS."""
+        from atproto_client import models
+
+        assert self._client is not None
+        data = Path(card.path).read_bytes()
+        if len(data) > MAX_BLOB_BYTES:
+            raise PermanentFailure(f"card {card.name} is {len(data):,} bytes, over the limit")
+        uploaded = self._client.com.atproto.repo.upload_blob(
+            data, headers={"Content-Type": "image/png"}
+        )
+        shape = models.AppBskyEmbedDefs.AspectRatio(width=card.width, height=card.height)
+        image = models.AppBskyEmbedImages.Image(
+            alt=card.alt, image=uploaded.blob, aspect_ratio=shape
+        )
+        return models.AppBskyEmbedImages.Main(images=[image])
 
     @staticmethod
     def _ref(uri: str, cid: str, parent: PostRef | None) -> PostRef:

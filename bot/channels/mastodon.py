@@ -11,6 +11,12 @@ Length is the instance's own: `configuration.statuses.max_characters`, URLs coun
 counting as an attempt; 401/403 pause the channel (one maintainer warning per streak);
 422 fails that message; 5xx and network errors go back to deliver.py's backoff.
 
+An alert's map card is uploaded first (`POST /api/v2/media`, the alt text as its
+`description`); when the server answers 202 (still processing) it is asked again
+(`GET /api/v1/media/:id`) until it has a URL, within the send's deadline, then the status
+goes with `media_ids[]` and the same Idempotency-Key: a retry may upload the card again
+(an unattached upload is removed by the server), never post twice.
+
 Mastodon.py is synchronous: its calls run in a thread of their own
 (`in_own_thread`), with `ratelimit_method="throw"` (its default "wait" would sleep in
 that call past our deadline) and `version_check_mode="none"` (no extra request).
@@ -38,6 +44,7 @@ from bot.channels.base import (
     timeline_style,
 )
 from bot.messages import Delivery, Recipient, Style
+from bot.models import CardFile
 from bot.store import Store
 
 if TYPE_CHECKING:  # imported where used: a config naming [mastodon] loads this module
@@ -56,6 +63,7 @@ INSTANCE_TIMEOUT = 10.0  # asked while a poll plans its messages: keep it short
 RATE_LIMIT_FALLBACK = 5 * 60.0  # a 429 without a usable reset: Mastodon's window is 5 minutes
 REFUSED_PAUSE = 3600.0
 VISIBILITIES = ("public", "unlisted", "private")
+MEDIA_POLL = (0.2, 2.0)  # seconds between asking whether an upload is processed: first, most
 
 
 @dataclass(frozen=True)
@@ -65,6 +73,7 @@ class MastodonSettings:
     visibility: str = "public"
     max_posts_per_poll: int = 10  # more changes → one digest thread
     include_links: bool = True  # posting links costs nothing here
+    images: bool = True  # alerts and digests with their map card
 
 
 @dataclass(frozen=True)
@@ -129,6 +138,7 @@ class MastodonChannel(Channel):
     name = CHANNEL
     Settings = MastodonSettings
     secrets = (TOKEN_ENV,)
+    takes_images = True
 
     def __init__(self, config: Any) -> None:
         super().__init__(config)
@@ -225,11 +235,17 @@ class MastodonChannel(Channel):
                 REFUSED_PAUSE, "; ".join(self.problems()), whole_channel=True, counts=False
             )
         try:
+            media_ids = None
+            if delivery.card is not None:
+                deadline = time.monotonic() + self.config.alerts.send_timeout
+                media = await in_own_thread(self._upload, card=delivery.card, deadline=deadline)
+                media_ids = [media["id"]]
             status = await in_own_thread(
                 self._client.status_post,
                 status=delivery.text,
                 in_reply_to_id=delivery.reply_to or None,
                 visibility=self.settings.visibility,
+                media_ids=media_ids,
                 idempotency_key=delivery.key,
             )
         except MastodonRatelimitError:
@@ -251,6 +267,20 @@ class MastodonChannel(Channel):
                 raise  # not an HTTP answer (a body that is not JSON): transient
             raise PermanentFailure(_describe(exc)) from None  # 422 and other refusals
         return str(status["id"])
+
+    def _upload(self, card: CardFile, deadline: float) -> dict[str, Any]:
+        """The card uploaded and processed (in the channel's thread): 202 means the server
+        is still processing it, so it is asked again until it has a URL."""
+        assert self._client is not None
+        media = self._client.media_post(card.path, mime_type="image/png", description=card.alt)
+        pause = MEDIA_POLL[0]
+        while media.get("url") is None:
+            if time.monotonic() + pause > deadline:
+                raise TimeoutError(f"media {media['id']} still processing at the deadline")
+            time.sleep(pause)
+            pause = min(pause * 2, MEDIA_POLL[1])
+            media = self._client.media(media["id"])
+        return media
 
     def _refuse(self, exc: MastodonAPIError) -> NoReturn:
         """401/403: pause Mastodon, warn the maintainers once per failure streak."""

@@ -162,6 +162,7 @@ class TelegramChannel(Channel):
     name = CHANNEL
     Settings = TelegramSettings
     secrets = (TOKEN_ENV,)
+    takes_images = True
     # Recipients served at once, so the pacer's 30/s stays busy while some wait for their
     # chat's turn; alerts.max_in_flight bounds the requests actually on the wire.
     concurrency: ClassVar[int] = 64
@@ -172,6 +173,9 @@ class TelegramChannel(Channel):
         self._bot: ExtBot[None] | None = None
         self._open_error: Exception | None = None
         self._migrated: dict[str, str] = {}
+        # Card name → Telegram's file_id of its first upload: a broadcast uploads once.
+        self._file_ids: dict[str, str] = {}
+        self._uploads: dict[str, asyncio.Lock] = {}
 
     @property
     def token(self) -> str:
@@ -268,6 +272,8 @@ class TelegramChannel(Channel):
         assert self._bot is not None
         chat_id = chat_id_param(recipient)
         text = delivery.text
+        if delivery.card is not None:
+            return await self._send_card(chat_id, delivery)
         attachment = delivery.attachment
         if attachment:
             caption_fits = visible_length(text) <= MessageLimit.CAPTION_LENGTH
@@ -285,6 +291,43 @@ class TelegramChannel(Channel):
             chat_id,
             text,
             parse_mode=ParseMode.HTML,
+            link_preview_options=LinkPreviewOptions(is_disabled=not self.settings.link_previews),
+        )
+
+    async def _send_card(self, chat_id: int | str, delivery: Delivery) -> Message:
+        """The card with the alert as its caption when the caption fits 1,024 characters;
+        otherwise the card, then the text as a reply to it."""
+        from telegram import LinkPreviewOptions, ReplyParameters
+        from telegram.constants import MessageLimit, ParseMode
+
+        assert self._bot is not None and delivery.card is not None
+        card = delivery.card
+        caption_fits = visible_length(delivery.text) <= MessageLimit.CAPTION_LENGTH
+        caption = delivery.text if caption_fits else None
+        # The first send of a card uploads it; every other chat gets Telegram's file_id
+        # (the lock holds the others back until the first upload has answered).
+        async with self._uploads.setdefault(card.name, asyncio.Lock()):
+            file_id = self._file_ids.get(card.name)
+            if file_id is None:
+                photo = await self._bot.send_photo(
+                    chat_id,
+                    Path(card.path).read_bytes(),
+                    caption=caption,
+                    parse_mode=ParseMode.HTML,
+                )
+                self._file_ids[card.name] = photo.photo[-1].file_id
+        if file_id is not None:
+            photo = await self._bot.send_photo(
+                chat_id, file_id, caption=caption, parse_mode=ParseMode.HTML
+            )
+        if caption_fits:
+            return photo
+        await self.pacer.wait_turn(chat_id)  # the text is a second message to pace
+        return await self._bot.send_message(
+            chat_id,
+            delivery.text,
+            parse_mode=ParseMode.HTML,
+            reply_parameters=ReplyParameters(photo.message_id),
             link_preview_options=LinkPreviewOptions(is_disabled=not self.settings.link_previews),
         )
 

@@ -29,6 +29,7 @@ class TelegramSettings:
     # Commands one user may send per command_window; the rest are dropped (one "slow down").
     commands_per_user: int = 5
     command_window: Duration = Duration(10)
+    images: bool = True  # alerts and digests as their map card, the text as its caption
 
 
 def visible_text(text: str) -> str:

@@ -36,7 +36,14 @@ from bot.channels.base import (
 )
 from bot.config import Duration
 from bot.messages import Delivery, Recipient, Style
-from bot.models import DERIVED_FIELDS, PUBLIC_FIELDS, REQUIRED_FIELDS, URL_FIELDS, MessageKind
+from bot.models import (
+    CARD_DIR,
+    DERIVED_FIELDS,
+    PUBLIC_FIELDS,
+    REQUIRED_FIELDS,
+    URL_FIELDS,
+    MessageKind,
+)
 from bot.routes import RouteSettings, route_filter, route_problems
 from bot.safe import http_url
 from bot.source import guard
@@ -58,6 +65,7 @@ class WebhookSettings:
     urls: list[str] = field(default_factory=list)
     timeout: Duration = Duration(10)  # connect and read, each; alerts.send_timeout bounds all
     targets: list[RouteSettings] = field(default_factory=list)  # URLs with a filter (routes)
+    images: bool = True  # with [site] url: image_url and image_alt of the change's map card
 
 
 class WebhookUnavailable(Exception):
@@ -116,6 +124,7 @@ class WebhookChannel(Channel):
     name = CHANNEL
     Settings = WebhookSettings
     secrets = (SECRET_ENV,)
+    takes_images = True
     concurrency = 4  # URLs served at once
 
     def __init__(self, config: Any) -> None:
@@ -143,6 +152,11 @@ class WebhookChannel(Channel):
 
     def problems(self) -> list[str]:
         return []  # the secret is optional: unsigned webhooks are allowed
+
+    def sends_images(self) -> bool:
+        # Nothing is uploaded: the body links the card where the site publishes it, so
+        # without a site URL there is nothing to link (and no card worth drawing).
+        return bool(self.config.site.url) and super().sends_images()
 
     def style(self) -> Style:
         # One POST per change, however many there are: receivers want data, not digests.
@@ -185,6 +199,10 @@ class WebhookChannel(Channel):
             document, event = message_body(delivery), delivery.kind
         else:
             document, event = change_body(change, delivery.text), "change"
+            if delivery.card is not None:
+                base = self.config.site.url.rstrip("/")
+                document["image_url"] = f"{base}/{CARD_DIR}/{delivery.card.name}.png"
+                document["image_alt"] = delivery.card.alt
         return event, json.dumps(document, ensure_ascii=False).encode()
 
     async def send(self, delivery: Delivery) -> str | None:

@@ -8,8 +8,16 @@ errors go back to deliver.py's backoff; a 403 "duplicate content" means the post
 already there (a re-send after a kill); other refusals (401/403) fail the message,
 pause X for the rest of the run and warn the maintainers on the other channels once.
 
+An alert's map card goes up first through the v1.1 media upload (`media/upload.json`,
+then `media/metadata/create.json` for its alt text) and the post carries its
+`media.media_ids`. Access tiers that may not upload media answer that upload with 403:
+the post then goes as text only, uploads are not tried again in this run, and the
+maintainers are warned once per streak of refusals (a marker file in the state directory
+remembers the streak across runs until an upload is accepted again).
+
 tweepy's Client has no host option: a transport adapter on its requests session sends
-what tweepy addresses to api.twitter.com to `x.api_base_url` instead (a stub, a proxy).
+what tweepy addresses to api.twitter.com (and its v1.1 API to upload.twitter.com) to
+`x.api_base_url` instead (a stub, a proxy).
 """
 
 from __future__ import annotations
@@ -36,7 +44,9 @@ from bot.channels.base import (
     timeline_style,
 )
 from bot.messages import Delivery, Recipient, Style
+from bot.models import CardFile
 from bot.store import Store
+from bot.store.times import utc_now
 
 # tweepy and twitter-text are imported where they are used: a config naming [x] loads this
 # module (for its settings) even when the channel is off, and they cost every command
@@ -47,6 +57,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 X_HOST = "https://api.twitter.com"
+UPLOAD_HOST = "https://upload.twitter.com"
+MEDIA_REFUSED_MARKER = "x-media-refused"  # in the state dir: the maintainers were warned
 CREDENTIAL_ENV_VARS = (
     "X_CONSUMER_KEY",
     "X_CONSUMER_SECRET",
@@ -69,6 +81,7 @@ class XSettings:
     max_posts_per_day: int = 50
     max_posts_per_poll: int = 10
     include_links: bool = False
+    images: bool = True  # each alert with its map card, where the access tier allows media
     cost_per_post: float = 0.015
     cost_per_post_with_link: float = 0.20
 
@@ -102,13 +115,14 @@ class _RedirectAdapter(HTTPAdapter):
     forwarding proxy; a different real host would need the signature made for it.
     """
 
-    def __init__(self, base: str) -> None:
+    def __init__(self, base: str, host: str = X_HOST) -> None:
         super().__init__()
         self.base = base.rstrip("/")
+        self.host = host
 
     def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
-        if request.url and request.url.startswith(X_HOST):
-            request.url = self.base + request.url[len(X_HOST) :]
+        if request.url and request.url.startswith(self.host):
+            request.url = self.base + request.url[len(self.host) :]
         if kwargs.get("timeout") is None:
             kwargs["timeout"] = REQUEST_TIMEOUT
         return super().send(request, **kwargs)
@@ -128,6 +142,20 @@ def make_client(api_base_url: str) -> tweepy.Client:
     client.session.trust_env = False  # no proxy or netrc from the environment
     client.session.mount(X_HOST + "/", _RedirectAdapter(api_base_url))
     return client
+
+
+def make_media_api(api_base_url: str) -> tweepy.API:
+    """tweepy's v1.1 API, for media uploads only (v2 has no simple image upload)."""
+    auth = tweepy.OAuth1UserHandler(
+        os.environ["X_CONSUMER_KEY"],
+        os.environ["X_CONSUMER_SECRET"],
+        os.environ["X_ACCESS_TOKEN"],
+        os.environ["X_ACCESS_TOKEN_SECRET"],
+    )
+    api = tweepy.API(auth, wait_on_rate_limit=False)
+    api.session.trust_env = False
+    api.session.mount(UPLOAD_HOST + "/", _RedirectAdapter(api_base_url, UPLOAD_HOST))
+    return api
 
 
 def _header_int(headers: Any, name: str) -> int | None:
@@ -159,10 +187,13 @@ class XChannel(Channel):
     name = "x"
     Settings = XSettings
     secrets = CREDENTIAL_ENV_VARS
+    takes_images = True
 
     def __init__(self, config: Any) -> None:
         super().__init__(config)
         self._client: tweepy.Client | None = None
+        self._media: tweepy.API | None = None
+        self._media_refused = False  # a 403 on an upload: text only for the rest of the run
         self._user_id: int | None = None
         self._refused: str | None = None  # why X refused us during this run
 
@@ -201,10 +232,14 @@ class XChannel(Channel):
             )
         self._check_budget()
         try:
+            media_ids = None
+            if delivery.card is not None and not self._media_refused:
+                media_ids = await self._upload(delivery.card)
             response = await in_own_thread(
                 self._client.create_tweet,
                 text=delivery.text,
                 in_reply_to_tweet_id=delivery.reply_to or None,
+                media_ids=media_ids,
                 user_auth=True,
             )
         except tweepy.TooManyRequests as exc:
@@ -221,6 +256,40 @@ class XChannel(Channel):
         except (tweepy.BadRequest, tweepy.NotFound) as exc:
             raise PermanentFailure(_describe(exc)) from None
         return str(response.data["id"])
+
+    async def _upload(self, card: CardFile) -> list[str] | None:
+        """The card's media id, with its alt text; None when X refuses media uploads to
+        this account (a 403: its access tier), so the post goes as text."""
+        if self._media is None:
+            self._media = make_media_api(self.settings.api_base_url)
+        try:
+            media = await in_own_thread(
+                self._media.simple_upload, filename=card.path, media_category="tweet_image"
+            )
+        except tweepy.Forbidden as exc:
+            self._media_refused = True
+            self._warn_media_refused(_describe(exc))
+            return None
+        await in_own_thread(
+            self._media.create_media_metadata, media_id=media.media_id, alt_text=card.alt
+        )
+        (self.config.state_dir / MEDIA_REFUSED_MARKER).unlink(missing_ok=True)  # streak over
+        return [media.media_id_string]
+
+    def _warn_media_refused(self, reason: str) -> None:
+        """Tell the maintainers once per streak of refused uploads."""
+        message = (
+            f"X refused to take the map card ({reason}): this account's API access does not "
+            "allow media uploads. Posts go as text only; `images = false` in [x] stops trying."
+        )
+        log.warning("x: %s", message)
+        marker = self.config.state_dir / MEDIA_REFUSED_MARKER
+        if marker.exists():
+            return
+        assert self.warn is not None, "open() first"
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(utc_now() + "\n", encoding="utf-8")
+        self.warn(message, f"warning:x-media-refused:{utc_now()}")
 
     def _check_budget(self) -> None:
         """Raise RetryLater until the rolling 24-hour window has room for one more post."""

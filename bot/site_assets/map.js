@@ -66,10 +66,39 @@
 
   var map = L.map(element, { scrollWheelZoom: false, worldCopyJump: true, zoomSnap: 0.25 });
   map.setView([39.5, -98.35], 4);
-  L.tileLayer(element.dataset.tiles, {
-    maxZoom: 18,
-    attribution: escapeHtml(element.dataset.attribution),
-  }).addTo(map);
+  // Third-party tiles only when the site opts in ([site] tiles): each one is a request
+  // that tells the tile server the reader's address.
+  if (element.dataset.tiles) {
+    L.tileLayer(element.dataset.tiles, {
+      maxZoom: 18,
+      attribution: escapeHtml(element.dataset.attribution),
+    }).addTo(map);
+  }
+  // The base layer: the bundled Census state outlines, in a pane below the markers.
+  map.createPane("outlines").style.zIndex = 350;
+  map.attributionControl.addAttribution("State outlines: US Census Bureau");
+  fetch(element.dataset.outlines)
+    .then(function (response) {
+      if (!response.ok) {
+        throw new Error("state outlines: HTTP " + response.status);
+      }
+      return response.json();
+    })
+    .then(function (outlines) {
+      var layer = L.geoJSON(outlines, {
+        pane: "outlines",
+        renderer: L.svg({ pane: "outlines" }),
+        interactive: false,
+        style: {
+          color: "#8d8574", weight: 1, fillColor: "#f3efe6", fillOpacity: 1,
+          className: "state-outline",
+        },
+      }).addTo(map);
+      element.dataset.states = String(layer.getLayers().length);
+    })
+    .catch(function (error) {
+      console.warn(error);
+    });
   element.classList.add("map-ready");
 
   fetch(element.dataset.points)

@@ -8,6 +8,7 @@ early."""
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, fields
 from typing import Any
@@ -215,6 +216,16 @@ class Outbox:
         return self.db.execute(
             "select count(*) from outbox where poll_id = ?", [poll_id]
         ).fetchone()[0]
+
+    def card_messages(self) -> list[tuple[MessageKind, tuple[int, ...]]]:
+        """(kind, change ids) of every alert and digest still in the outbox: the messages
+        whose map cards are kept."""
+        sql = f"""select distinct kind, change_ids from outbox
+            where kind in ('{MessageKind.ALERT}', '{MessageKind.DIGEST}')"""
+        return [
+            (MessageKind(kind), tuple(json.loads(ids or "[]")))
+            for kind, ids in self.db.execute(sql)
+        ]
 
     def last_sent_id(self, channel: str) -> int:
         """The newest sent row of a channel (0: none), warnings aside: where a failure

@@ -6,6 +6,9 @@ Sessions: `createSession` (counted) issues an access JWT and a refresh JWT;
 `app.bsky.actor.getProfile`. Records: `createRecord` with the client's `rkey` (a TID),
 refusing a text over 300 graphemes or 3,000 bytes (400) and answering a key that exists
 with a 500, as current PDS versions do; `getRecord` (400 RecordNotFound when absent).
+Blobs: `uploadBlob` takes raw bytes of an image Content-Type (at most 1,000,000 bytes)
+and answers a blob reference; a post's `app.bsky.embed.images` must refer to uploaded
+blobs, each image with its `alt` (400 otherwise).
 Programmed answers (a 429 with `ratelimit-reset`, a 5xx) replace the next createRecord
 answers; `delay` holds a created record's answer back.
 """
@@ -68,6 +71,7 @@ class BlueskyStub(StubServer):
     def __init__(self, access_lifetime: int = 7200) -> None:
         self.access_lifetime = access_lifetime  # seconds; under 15 min: refreshed at once
         self.records: dict[str, Record] = {}  # rkey → record, in creation order
+        self.blobs: dict[str, bytes] = {}  # cid → bytes uploaded
         self.answers: list[Answer] = []
         self.calls: list[str] = []  # every XRPC method called, in order
         self.delay = 0.0
@@ -78,14 +82,18 @@ class BlueskyStub(StubServer):
         stub = self
 
         class Handler(StubHandler):
-            def handle_xrpc(self, body: dict[str, Any] | None) -> None:
+            def handle_xrpc(self, body: dict[str, Any] | None, raw: bytes = b"") -> None:
                 url = urlsplit(self.path)
                 method = url.path.removeprefix("/xrpc/")
                 params = {k: v[0] for k, v in parse_qs(url.query).items()}
                 bearer = (self.headers.get("Authorization") or "").removeprefix("Bearer ")
                 with stub._lock:
                     stub.calls.append(method)
-                    answer, created = stub.handle(method, params, body, bearer)
+                    if method == "com.atproto.repo.uploadBlob" and bearer in stub._access:
+                        answer = stub.upload(self.headers.get("Content-Type") or "", raw)
+                        created = False
+                    else:
+                        answer, created = stub.handle(method, params, body, bearer)
                 if created and stub.delay and stub.stopping.wait(stub.delay):
                     return  # stopping: the client was killed while we held its answer
                 self.send_answer(answer, JSON_UTF8)
@@ -95,6 +103,8 @@ class BlueskyStub(StubServer):
 
             def do_POST(self) -> None:
                 raw = self.read_body()
+                if self.path.startswith("/xrpc/com.atproto.repo.uploadBlob"):
+                    return self.handle_xrpc(None, raw)
                 self.handle_xrpc(json.loads(raw) if raw else {})
 
         super().__init__(Handler)
@@ -149,6 +159,29 @@ class BlueskyStub(StubServer):
             return self.create(body)
         return error(501, "MethodNotImplemented", method), False
 
+    def upload(self, content_type: str, data: bytes) -> Answer:
+        if not content_type.startswith("image/"):
+            return error(400, "InvalidRequest", f"not an image: {content_type}")
+        if len(data) > 1_000_000:
+            return error(400, "BlobTooLarge", "This file is too large")
+        digest = base64.b32encode(hashlib.sha256(data).digest()).decode().lower()
+        cid = "bafkrei" + digest.rstrip("=")[:52]
+        self.blobs[cid] = data
+        blob = {"$type": "blob", "ref": {"$link": cid}, "mimeType": content_type,
+                "size": len(data)}  # fmt: skip
+        return Answer(200, {"blob": blob})
+
+    def _bad_embed(self, embed: dict[str, Any] | None) -> str | None:
+        """What is wrong with a post's images embed, if anything."""
+        if not embed or embed.get("$type") != "app.bsky.embed.images":
+            return None
+        for image in embed.get("images", []):
+            if image.get("image", {}).get("ref", {}).get("$link") not in self.blobs:
+                return "an image refers to no uploaded blob"
+            if "alt" not in image:
+                return "an image has no alt"
+        return None
+
     def create(self, body: dict[str, Any]) -> tuple[Answer, bool]:
         if self.answers:
             return self.answers.pop(0), False
@@ -161,6 +194,11 @@ class BlueskyStub(StubServer):
         if grapheme.length(text) > 300 or len(text.encode()) > 3000:
             return error(400, "InvalidRequest", "Invalid app.bsky.feed.post record: "
                          "Record/text must not be longer than 300 graphemes"), False  # fmt: skip
+        bad_embed = self._bad_embed(value.get("embed"))
+        if bad_embed:
+            return error(
+                400, "InvalidRequest", f"Invalid app.bsky.feed.post record: {bad_embed}"
+            ), False
         reply = value.get("reply")
         if reply:
             known = {r.uri: r.cid for r in self.records.values()}

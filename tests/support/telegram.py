@@ -25,12 +25,19 @@ ADMIN = 42
 
 
 def telegram_section(
-    stub: TelegramStub, *, threshold: int = 2, channel: str | None = CHANNEL, extra: str = ""
+    stub: TelegramStub,
+    *,
+    threshold: int = 2,
+    channel: str | None = CHANNEL,
+    extra: str = "",
+    images: bool = False,
 ) -> str:
-    """A channel gets 20 messages a minute (3 s apart): tests that need no channel skip it."""
+    """A channel gets 20 messages a minute (3 s apart): tests that need no channel skip it.
+    Alerts go as text (sendMessage) unless a test is about their map cards."""
     channel_line = f'channel = "{channel}"\n' if channel else ""
     return (
         f"[telegram]\nenabled = true\n{channel_line}admins = [{ADMIN}]\n"
+        f"images = {str(images).lower()}\n"
         f'api_base_url = "{stub.base_url}"\n{extra}\n'
         f"[alerts]\ndigest_threshold = {threshold}\n"
     )

@@ -108,6 +108,7 @@ class Sent:
     at: float
     params: dict[str, str]
     photo: bytes | None = None
+    uploaded: bool = False  # the photo came as a file, not as the file_id of an earlier one
 
 
 class TelegramStub(StubServer):
@@ -126,6 +127,7 @@ class TelegramStub(StubServer):
         self.drip_to: set[str] = set()  # chats whose sends are answered a byte a second
         self.calls: list[Call] = []
         self.sent: list[Sent] = []
+        self.photos: dict[str, bytes] = {}  # file_id → the uploaded file
         self.commands: list[dict[str, str]] = []
         self.rate_limited = 0  # 429s given because a limit was exceeded
         self.chat_types: dict[str, str] = {}
@@ -279,7 +281,15 @@ class TelegramStub(StubServer):
             message_id = next(self._message_ids)
             text = call.params.get("text", call.params.get("caption", ""))
             photo = call.files.get("photo")
-            self.sent.append(Sent(chat_id, text, message_id, now, call.params, photo))
+            uploaded = photo is not None
+            if photo is None and "photo" in call.params:  # an earlier upload's file_id
+                photo = self.photos.get(call.params["photo"])
+                if photo is None:
+                    fault = Fault(400, "Bad Request: wrong file identifier/HTTP URL specified")
+                    return fault.status, fault.body()
+            if uploaded:
+                self.photos[f"photo{message_id}"] = photo
+            self.sent.append(Sent(chat_id, text, message_id, now, call.params, photo, uploaded))
         message: dict[str, Any] = {
             "message_id": message_id,
             "date": int(time.time()),
@@ -290,8 +300,9 @@ class TelegramStub(StubServer):
                 {
                     "file_id": f"photo{message_id}",
                     "file_unique_id": f"u{message_id}",
-                    "width": 800,
-                    "height": 600,
+                    # A PNG's header holds its size (IHDR: width, height at bytes 16-24).
+                    "width": int.from_bytes(photo[16:20]),
+                    "height": int.from_bytes(photo[20:24]),
                 }
             ]
             if text:

@@ -6,6 +6,11 @@ a text over 280 weighted characters and a reply to a post that does not exist (4
 `GET /2/users/me` and `GET /2/users/<id>/tweets` let the channel find its own posts.
 It can quote each request (URL, OAuth header, body) in its error answers, as a careless
 proxy does (`echo_requests`), and drip its answers a byte a second (`drip`).
+
+Media, as the v1.1 upload host answers: `POST /1.1/media/upload.json` (multipart `media`)
+gives a media id, or 403 when `media_refused` (an access tier without media);
+`POST /1.1/media/metadata/create.json` sets its alt text; a post's `media.media_ids` must
+name uploaded media (400 otherwise).
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from urllib.parse import parse_qs, urlsplit
 from twitter_text import parse_tweet
 
 from tests.support.http import Answer, StubHandler, StubServer
-from tests.support.telegram_stub import echo_request
+from tests.support.telegram_stub import echo_request, parse_body
 
 USER_ID = "1021786311011201024"
 FIRST_POST_ID = 1445880548472328192
@@ -65,6 +70,7 @@ class Post:
     id: str
     text: str
     reply_to: str | None
+    media_ids: tuple[str, ...] = ()
 
 
 class XStub(StubServer):
@@ -79,13 +85,20 @@ class XStub(StubServer):
         self.lock = threading.Lock()
         self.echo_requests = False  # error answers quote the request, credentials and all
         self.drip = False  # answers POSTs a byte a second
+        self.media: dict[str, bytes] = {}  # media id → the uploaded file
+        self.alt_texts: dict[str, str] = {}  # media id → its alt text
+        self.media_refused = False  # 403 on uploads, as for an access tier without media
         stub = self
 
         class Handler(StubHandler):
             def do_POST(self) -> None:
                 raw = self.read_body()
+                path = urlsplit(self.path).path
+                if path.startswith("/1.1/media/"):
+                    self.send_answer(stub.media_call(path, self.headers, raw))
+                    return
                 body = json.loads(raw or b"{}")
-                if urlsplit(self.path).path != "/2/tweets":
+                if path != "/2/tweets":
                     self.send_answer(problem(404, "no such endpoint"))
                     return
                 with stub.lock:
@@ -145,11 +158,38 @@ class XStub(StubServer):
             return problem(400, "The Tweet you are replying to does not exist."), False
         if any(p.text == text for p in self.posts):
             return duplicate(), False
-        post = Post(str(FIRST_POST_ID + len(self.posts)), text, reply_to)
+        media_ids = tuple((body.get("media") or {}).get("media_ids") or ())
+        if any(m not in self.media for m in media_ids):
+            return problem(400, "Your media IDs are invalid."), False
+        post = Post(str(FIRST_POST_ID + len(self.posts)), text, reply_to, media_ids)
         self.posts.append(post)
         answer = Answer(201, {"data": {"id": post.id, "text": text,
                                        "edit_history_tweet_ids": [post.id]}})  # fmt: skip
         return answer, self.hold_post == len(self.posts)
+
+    def media_call(self, path: str, headers: Any, raw: bytes) -> Answer:
+        """The v1.1 upload host: an upload, or an upload's alt text."""
+        with self.lock:
+            if path == "/1.1/media/metadata/create.json":
+                body = json.loads(raw or b"{}")
+                if str(body.get("media_id")) not in self.media:
+                    return problem(400, "media id not found")
+                self.alt_texts[str(body["media_id"])] = body["alt_text"]["text"]
+                return Answer(200, "")
+            if path != "/1.1/media/upload.json":
+                return problem(404, "no such endpoint")
+            if self.media_refused:
+                message = ("You currently have access to a subset of X API V2 endpoints and "
+                           "limited v1.1 endpoints (e.g. media post, oauth) only.")  # fmt: skip
+                return Answer(403, {"errors": [{"message": message, "code": 453}]})
+            _, files = parse_body(headers.get("Content-Type") or "", raw)
+            if "media" not in files:
+                return problem(400, "media parameter is missing")
+            media_id = str(1_880_000_000_000_000_000 + len(self.media))
+            self.media[media_id] = files["media"]
+            return Answer(200, {"media_id": int(media_id), "media_id_string": media_id,
+                                "size": len(files["media"]), "expires_after_secs": 86400,
+                                "image": {"image_type": "image/png"}})  # fmt: skip
 
     def texts(self) -> list[str]:
         return [p.text for p in self.posts]
