@@ -146,6 +146,8 @@ def make_client(api_base_url: str) -> tweepy.Client:
 
 def make_media_api(api_base_url: str) -> tweepy.API:
     """tweepy's v1.1 API, for media uploads only (v2 has no simple image upload)."""
+    import tweepy
+
     auth = tweepy.OAuth1UserHandler(
         os.environ["X_CONSUMER_KEY"],
         os.environ["X_CONSUMER_SECRET"],
@@ -260,6 +262,8 @@ class XChannel(Channel):
     async def _upload(self, card: CardFile) -> list[str] | None:
         """The card's media id, with its alt text; None when X refuses media uploads to
         this account (a 403: its access tier), so the post goes as text."""
+        import tweepy
+
         if self._media is None:
             self._media = make_media_api(self.settings.api_base_url)
         try:
