@@ -75,6 +75,9 @@ def run_demo(state_dir: Path | None = None) -> None:
             return
         click.echo(f"\nchange log: {config.db_path}")
         if not config.path.exists():  # a config of the user's is never overwritten
-            config.path.write_text('[bot]\nstate_dir = "."\n', encoding="utf-8")
+            # The story's date heads the site and the map cards, as in the README's card.
+            config.path.write_text(
+                '[bot]\nstate_dir = "."\n\n[site]\nsince = "2020-05-25"\n', encoding="utf-8"
+            )
             click.echo(f"explore it: ringwatch report --config {config.path}  (or stats, "
                        f"changes, export, chart, datasette)")  # fmt: skip
