@@ -26,7 +26,6 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from bot.cards import make_card
 from bot.channels import audiences, enabled_channels
 from bot.channels.base import (
     Channel,
@@ -231,6 +230,10 @@ class _ChannelRound:
         """The message's map card, drawn before its first send and stored for every other
         recipient and retry. Drawn here, not in the poll: the poll's transaction stays as
         fast as text. A card that cannot be drawn leaves the message as text."""
+        # Imported here: the readers it draws from (reports, export, feed) cost every
+        # command that delivers ~60 ms, and only a channel that sends images needs them.
+        from bot.cards import make_card
+
         config = self.channel.config
         try:
             return make_card(
