@@ -808,17 +808,17 @@ def test_run_subscribes_users_and_delivers_the_right_alerts(
         stub.user_says(501, "/subscribe MN")
         stub.user_says(502, "/start")
         stub.user_says(503, "/subscribe TX")
-        wait_for(lambda: all(texts(stub, c) for c in (501, 502, 503)), 20)
-        wait_for(lambda: texts(stub, ADMIN), 20)  # the baseline is in
+        wait_for(lambda: all(texts(stub, c) for c in (501, 502, 503)))
+        wait_for(lambda: texts(stub, ADMIN))  # the baseline is in
 
         added = [agency("Crystal Police Department", "MN", 50), agency("Madison PD", "WI", 51)]
         source_server.serve(PATH, to_kml(BASE + added))
-        wait_for(lambda: len(texts(stub, CHANNEL)) == 1, 20)
-        wait_for(lambda: len(texts(stub, 502)) == 2, 20)
-        wait_for(lambda: len(texts(stub, 501)) == 2, 20)
+        wait_for(lambda: len(texts(stub, CHANNEL)) == 1)
+        wait_for(lambda: len(texts(stub, 502)) == 2)
+        wait_for(lambda: len(texts(stub, 501)) == 2)
         stub.user_says(501, "/states")
         stub.user_says(504, "/latest")
-        wait_for(lambda: len(texts(stub, 501)) == 3 and texts(stub, 504), 20)
+        wait_for(lambda: len(texts(stub, 501)) == 3 and texts(stub, 504))
     finally:
         process.send_signal(signal.SIGTERM)
         out, err = process.communicate(timeout=30)
