@@ -681,29 +681,34 @@ def send_test(config: Config, channel_name: str) -> None:
 
 @cli.command("enable-webhook")
 @with_config
-@click.argument("url")
-def enable_webhook(config: Config, url: str) -> None:
+@click.argument("target")
+def enable_webhook(config: Config, target: str) -> None:
     """Send to a webhook URL again after it answered 410 Gone and was switched off.
 
-    Messages skipped while it was off are not sent; the next change is. Should it answer
-    410 again, it is switched off again, with a new warning.
+    TARGET is the URL, or for a target whose URL is in a variable (url_env) its name,
+    as status and the warning show it: route2:NEWSROOM_HOOK. Messages skipped while it
+    was off are not sent; the next change is. Should it answer 410 again, it is switched
+    off again, with a new warning.
 
     \b
     Example: ringwatch enable-webhook https://example.org/ringwatch-hook
     """
     from bot.channels import channel_settings
-    from bot.channels.webhook import CHANNEL
+    from bot.channels.webhook import CHANNEL, target_names
+    from bot.logs import redact
     from bot.store import Store
 
-    settings = channel_settings(config, CHANNEL)
-    if url not in [*settings.urls, *(route.destination() for route in settings.targets)]:
-        raise CommandFailed(f"{url} is not one of webhook.urls or webhook.targets in {config.path}")
+    if target not in [name for name, _ in target_names(channel_settings(config, CHANNEL))]:
+        # redacted: the secret URL of a url_env target is not its name
+        raise CommandFailed(
+            f"{redact(target)} is not one of webhook.urls or webhook.targets in {config.path}"
+        )
     _existing_store(config).close()
     store = _closed_with_command(Store.open(config.db_path, busy_timeout=config.bot.busy_timeout))
-    if store.disabled_webhooks.enable(url):
-        click.echo(f"webhook: {url} is on again")
+    if store.disabled_webhooks.enable(target):
+        click.echo(f"webhook: {target} is on again")
     else:
-        click.echo(f"webhook: {url} was not switched off; nothing to do")
+        click.echo(f"webhook: {target} was not switched off; nothing to do")
 
 
 @cli.command()

@@ -33,6 +33,11 @@ class RouteSettings:
         return self.url or os.environ.get(self.url_env, "").strip()
 
 
+def route_secrets(routes: list[RouteSettings]) -> tuple[str, ...]:
+    """The variables these routes read their URLs from: their values are secrets."""
+    return tuple(route.url_env for route in routes if route.url_env)
+
+
 def route_filter(route: RouteSettings) -> Filter:
     """The route's filter; PlaceError names what is wrong (route_problems reports it)."""
     states = []

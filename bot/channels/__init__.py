@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from bot.config import SECTIONS, Config, ConfigError, build_section, suggest, table_line
+from bot.logs import declare_secrets
 from bot.messages import Audience
 
 if TYPE_CHECKING:
@@ -63,7 +64,8 @@ def channel_class(name: str) -> type[Channel]:
 def configure(config: Config) -> Config:
     """`config` with each channel's `[name]` section validated by the dataclass its class
     declares (`Channel.Settings`, unknown keys are errors) and checked by its
-    `check_settings`; a table that names no known section is a ConfigError too."""
+    `check_settings`; a table that names no known section is a ConfigError too. The
+    variables a section names as secret (`secrets_in`) are scrubbed from then on."""
     channels: dict[str, Any] = {}
     for name, table in config.channel_tables.items():
         if not is_channel(name):
@@ -71,6 +73,7 @@ def configure(config: Config) -> Config:
             raise ConfigError(f"{config.path}: unknown section [{name}]{suggest(name, known)}")
         cls = channel_class(name)
         settings = build_section(cls.Settings, table, name, config.path)
+        declare_secrets(cls.secrets_in(settings))  # before a check's error could quote one
         for key, problem in cls.check_settings(settings):
             where = f"{name}.{key}{table_line(config.path, name, key)}"
             raise ConfigError(f"{config.path}: {where} {problem}")

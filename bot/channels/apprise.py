@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from bot.areas import Filter
 from bot.channels.base import Channel, in_own_thread
 from bot.messages import Delivery, Recipient, Style
-from bot.routes import RouteSettings, route_filter, route_problems
+from bot.routes import RouteSettings, route_filter, route_problems, route_secrets
 from bot.store import Store
 
 CHANNEL = "apprise"
@@ -63,6 +63,10 @@ class AppriseChannel(Channel):
     secrets = (URLS_ENV,)
     takes_images = True
     concurrency = 4  # targets served at once
+
+    @classmethod
+    def secrets_in(cls, settings: AppriseSettings) -> tuple[str, ...]:
+        return route_secrets(settings.targets)
 
     @classmethod
     def check_settings(cls, settings: AppriseSettings) -> list[tuple[str, str]]:

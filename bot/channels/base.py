@@ -147,6 +147,12 @@ class Channel(ABC):
         return self.config.alerts.images and getattr(self.settings, "images", True)
 
     @classmethod
+    def secrets_in(cls, settings: Any) -> tuple[str, ...]:
+        """Environment variables holding secrets that the channel's section names (a
+        route's `url_env`), beside the fixed `secrets`: configure() declares them."""
+        return ()
+
+    @classmethod
     def check_settings(cls, settings: Any) -> list[tuple[str, str]]:
         """(key, what is wrong) for values a type alone cannot rule out (a zero limit)."""
         return []

@@ -6,9 +6,12 @@ convention: `X-Ringwatch-Delivery` is the same on every retry of one delivery (r
 de-duplicate by it), and with `RINGWATCH_WEBHOOK_SECRET` set,
 `X-Ringwatch-Signature-256: sha256=<hex HMAC-SHA256 of the raw body>`.
 
-Each URL is a recipient: a 410 Gone disables that URL (remembered in the
-disabled_webhooks table) with one maintainer warning; 408, 429, 5xx and network errors are retried
-(a Retry-After is honoured); any other answer that is not 2xx fails the message.
+Each target is a recipient: a URL written in the config is its own name; a route's URL
+held in a variable (`url_env`) is a secret (it carries a token), so the database and
+every text name it by its route ("route2:NEWSROOM_HOOK") and it is read only to send. A
+410 Gone disables that target (remembered in the disabled_webhooks table) with one
+maintainer warning; 408, 429, 5xx and network errors are retried (a Retry-After is
+honoured); any other answer that is not 2xx fails the message.
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ from bot.models import (
     URL_FIELDS,
     MessageKind,
 )
-from bot.routes import RouteSettings, route_filter, route_problems
+from bot.routes import RouteSettings, route_filter, route_problems, route_secrets
 from bot.safe import http_url
 from bot.source import guard
 from bot.store import Store
@@ -70,6 +73,17 @@ class WebhookSettings:
 
 class WebhookUnavailable(Exception):
     """A transient failure (5xx, 408): deliver.py retries it with backoff."""
+
+
+def target_names(settings: WebhookSettings) -> list[tuple[str, str]]:
+    """(name, URL) of each target in the config's order: a URL written in the file is its
+    own name, a url_env route is "route<n>:<variable>" (its URL, "" when unset, is a
+    secret that no name, row or text may carry)."""
+    named = [(url, url) for url in settings.urls]
+    for n, route in enumerate(settings.targets, 1):
+        named.append((f"route{n}:{route.url_env}" if route.url_env else route.url,
+                      route.destination()))  # fmt: skip
+    return named
 
 
 def sign(secret: str, body: bytes) -> str:
@@ -132,6 +146,10 @@ class WebhookChannel(Channel):
         self._session: requests.Session | None = None
 
     @classmethod
+    def secrets_in(cls, settings: WebhookSettings) -> tuple[str, ...]:
+        return route_secrets(settings.targets)
+
+    @classmethod
     def check_settings(cls, settings: WebhookSettings) -> list[tuple[str, str]]:
         problems = [
             ("urls", f"must hold http(s) URLs only, got {url!r}")
@@ -169,15 +187,25 @@ class WebhookChannel(Channel):
         )
 
     def recipients(self, store: Store) -> list[Recipient]:
-        """Each URL once: a plain one gets everything, a route what its filter matches."""
-        routes = [(Filter(), url) for url in self.settings.urls]
-        routes += [(route_filter(r), r.destination()) for r in self.settings.targets]
-        disabled = store.disabled_webhooks.among([url for _, url in routes if url])
-        found: dict[str, Recipient] = {}
-        for follows, url in routes:
-            if url and http_url(url) and url not in found and url not in disabled:
-                found[url] = Recipient(url, follows=follows)
+        """Each URL once, by its target's name: a plain one gets everything, a route what
+        its filter matches."""
+        settings = self.settings
+        follows = [Filter()] * len(settings.urls) + [route_filter(r) for r in settings.targets]
+        named = target_names(settings)
+        disabled = store.disabled_webhooks.among([name for name, _ in named])
+        found: dict[str, Recipient] = {}  # by URL: the first listing decides
+        for (name, url), chosen in zip(named, follows, strict=True):
+            if http_url(url) and url not in found and name not in disabled:
+                found[url] = Recipient(name, follows=chosen)
         return list(found.values())
+
+    def _url_of(self, recipient: str) -> str:
+        """The URL a recipient names, read now: a route's variable may have changed since
+        its message was queued, and a URL no longer configured is sent to as queued."""
+        url = dict(target_names(self.settings)).get(recipient, recipient)
+        if http_url(url) is None:  # a route removed, or its variable unset, since then
+            raise PermanentFailure(f"webhook target {recipient} has no http(s) URL any more")
+        return url
 
     async def open(self, store: Store, warn: MaintainerWarning) -> None:
         self._session = guard.session()
@@ -220,7 +248,7 @@ class WebhookChannel(Channel):
         timeout = self.settings.timeout
         response = await in_own_thread(
             self._session.post,
-            url=delivery.recipient,
+            url=self._url_of(delivery.recipient),
             data=body,
             headers=headers,
             timeout=(timeout, timeout),
@@ -245,7 +273,7 @@ class WebhookChannel(Channel):
         raise PermanentFailure(answer)
 
     def recipient_gone(self, store: Store, recipient: str, reason: str) -> None:
-        """Remember the URL as disabled and tell the maintainers once."""
+        """Remember the target as disabled and tell the maintainers once."""
         since = store.disabled_webhooks.disable(recipient, reason)
         log.error("webhook: %s", reason)
         # One warning per time the URL is switched off: since names the row that records
@@ -258,10 +286,10 @@ class WebhookChannel(Channel):
         )
 
     def status_lines(self, store: Store) -> list[str]:
-        urls = [*self.settings.urls, *(r.destination() for r in self.settings.targets)]
-        off = store.disabled_webhooks.among(urls)
-        disabled = [url for url in urls if url in off]  # in the config's order
+        names = [name for name, _ in target_names(self.settings)]
+        off = store.disabled_webhooks.among(names)
+        disabled = [name for name in names if name in off]  # in the config's order
         routes = len(self.settings.targets)
-        lines = [f"{len(urls) - len(disabled)} URLs active ({routes} with a filter)"]
-        lines += [f"disabled (410 Gone): {url}" for url in disabled]
+        lines = [f"{len(names) - len(disabled)} URLs active ({routes} with a filter)"]
+        lines += [f"disabled (410 Gone): {name}" for name in disabled]
         return lines

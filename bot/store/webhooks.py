@@ -1,5 +1,7 @@
-"""`disabled_webhooks`: the webhook URLs a 410 Gone switched off, until `ringwatch
-enable-webhook` switches them on again. (Not subscribers: nobody asked for these.)"""
+"""`disabled_webhooks`: the webhook targets a 410 Gone switched off, until `ringwatch
+enable-webhook` switches them on again. (Not subscribers: nobody asked for these.) The
+`url` column holds the target's name: its URL, or for a url_env target (whose URL is a
+secret) "route2:NEWSROOM_HOOK"."""
 
 from __future__ import annotations
 
