@@ -19,6 +19,7 @@ every recipient; `ringwatch prune` removes the cards no remaining message refers
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import io
 import textwrap
@@ -584,6 +585,11 @@ def draw_card(data: CardData) -> bytes:
         _text_panel(fig, data)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=DPI, facecolor=PAPER)
+    # A figure is a web of cycles (artists and canvas point back at it) holding its
+    # renderer's pixel buffer: left to the collector's rare full passes, a month of cards
+    # piles up in `run`'s memory (the soak's finding). Freed now, with the figure's last use.
+    del fig
+    gc.collect()
     return buffer.getvalue()
 
 

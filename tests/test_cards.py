@@ -4,6 +4,7 @@ samples' real change log and from hostile names."""
 
 from __future__ import annotations
 
+import gc
 import io
 import shutil
 import subprocess
@@ -62,6 +63,25 @@ def test_an_alert_card_is_the_agencys_state_in_1200_by_675_under_300_kb(db):
     assert data.listed == listed
     assert data.context.startswith(f"Minnesota now lists {listed} partnerships;")
     assert len(data.partners) == listed  # every partner of the state is a dot
+
+
+def test_a_drawn_card_frees_its_figure_without_waiting_for_the_garbage_collector(db):
+    # `run` draws cards for months: a figure (its renderer holds a 3 MB pixel buffer)
+    # left for a full collection piled up in the month-long soak's memory.
+    from matplotlib.backends.backend_agg import RendererAgg
+    from matplotlib.figure import Figure
+
+    data = alert_card_data(db, changes_by_id(db, [change_id(db, "Crystal Police Department")])[0])
+    draw_card(data)  # matplotlib's own first-use caches
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(3):
+            draw_card(data)
+        alive = [o for o in gc.get_objects() if isinstance(o, Figure | RendererAgg)]
+    finally:
+        gc.enable()
+    assert alive == []
 
 
 def test_the_alt_text_names_the_agency_its_state_county_place_and_the_count(db):
