@@ -9,6 +9,7 @@ these same shapes.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
@@ -133,44 +134,20 @@ def counties() -> tuple[Region, ...]:
     return tuple(_regions("counties"))
 
 
+@cache
+def _grid() -> dict[tuple[int, int], tuple[Region, ...]]:
+    """1° cells → the counties whose bounding box touches them: a point is tested against
+    a handful of outlines instead of 3,231."""
+    cells: dict[tuple[int, int], list[Region]] = {}
+    for region in counties():
+        west, south, east, north = region.bbox
+        for x in range(math.floor(west), math.floor(east) + 1):
+            for y in range(math.floor(south), math.floor(north) + 1):
+                cells.setdefault((x, y), []).append(region)
+    return {cell: tuple(regions) for cell, regions in cells.items()}
+
+
 def county_at(lon: float, lat: float) -> Region | None:
     """The county whose outline holds the point, or None (at sea, abroad)."""
-    return next((county for county in counties() if county.contains(lon, lat)), None)
-
-
-def _simplified(ring: Ring, tolerance: float, digits: int) -> list[list[float]]:
-    """A ring with points nearer than `tolerance` degrees to the last kept one dropped,
-    rounded to `digits` decimals; Alaska's Aleutians past the antimeridian continue it
-    westwards (lon -187, not 173), so a map never draws them across the world."""
-    kept: list[list[float]] = []
-    for index, (lon, lat) in enumerate(ring):
-        last = index == len(ring) - 1
-        if lon > 0:
-            lon -= 360
-        if kept and not last:
-            previous = kept[-1]
-            if abs(lon - previous[0]) < tolerance and abs(lat - previous[1]) < tolerance:
-                continue
-        kept.append([round(lon, digits), round(lat, digits)])
-    return kept
-
-
-def states_geojson(tolerance: float = 0.08, digits: int = 2) -> dict[str, Any]:
-    """Every state's outline as a small GeoJSON FeatureCollection (the site's base map):
-    points closer than `tolerance` degrees merged, coordinates rounded to `digits`
-    decimals (0.01° is about a kilometre), rings left with fewer than 4 points dropped."""
-    features = []
-    for code, region in sorted(states().items()):
-        polygons = []
-        for polygon in region.polygons:
-            rings = [_simplified(ring, tolerance, digits) for ring in polygon]
-            rings = [ring for ring in rings if len(ring) >= 4]
-            if rings:
-                polygons.append(rings)
-        features.append({
-            "type": "Feature",
-            "id": code,
-            "properties": {"name": region.name},
-            "geometry": {"type": "MultiPolygon", "coordinates": polygons},
-        })  # fmt: skip
-    return {"type": "FeatureCollection", "features": features}
+    candidates = _grid().get((math.floor(lon), math.floor(lat)), ())
+    return next((county for county in candidates if county.contains(lon, lat)), None)

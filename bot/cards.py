@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bot.boundaries import Region, county_at, states
+from bot.boundaries import Region, states
 from bot.export import write_atomically
 from bot.feed import change_from_row
 from bot.models import CARD_DIR, CardFile, ChangeKind, MessageKind
@@ -151,7 +151,6 @@ def alert_card_data(db: sqlite_utils.Database, row: dict[str, Any], since: str =
     kind = ChangeKind(row["kind"])
     state = row["state"] or ""
     point = _point(agency_locations(db, [row["key"]]).get(row["key"]))
-    county = county_at(point.lon, point.lat) if point else None
     change = change_from_row(row)
     if kind == ChangeKind.RENAMED and row["before"]:
         detail = f"formerly {plain_text(row['before'].get('name') or '')}"
@@ -172,16 +171,8 @@ def alert_card_data(db: sqlite_utils.Database, row: dict[str, Any], since: str =
         marked=(Marked(_name(row), state, kind, point),),
         partners=_partners(db, (state,)) if state else (),
         listed=report.listed_now,
-        county=county_name(county) if county and county.state == state else None,
+        county=row.get("county"),  # as the change log has it (bot.places.locate)
     )
-
-
-def county_name(county: Region) -> str:
-    """'Hennepin County', 'Orleans Parish', 'the Anchorage area' (Alaska's boroughs and
-    census areas are named alike in the atlas, without their kind)."""
-    if county.state == "AK":
-        return f"the {county.name} area"
-    return f"{county.name} {'Parish' if county.state == 'LA' else 'County'}"
 
 
 def _digest_title(rows: Sequence[dict[str, Any]]) -> str:

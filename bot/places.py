@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import difflib
 import logging
-import math
 import re
 from dataclasses import dataclass, field, replace
 from functools import cache
@@ -202,26 +201,9 @@ def counties_of(state: str) -> tuple[str, ...]:
     return tuple(sorted({county_name(r) for r in boundaries.counties() if r.state == state}))
 
 
-GRID_DEGREES = 1.0
-
-
-@cache
-def _grid() -> dict[tuple[int, int], tuple[boundaries.Region, ...]]:
-    """1° cells → the counties whose bounding box touches them: a point is tested against
-    a handful of outlines instead of 3,231."""
-    cells: dict[tuple[int, int], list[boundaries.Region]] = {}
-    for region in boundaries.counties():
-        west, south, east, north = region.bbox
-        for x in range(math.floor(west), math.floor(east) + 1):
-            for y in range(math.floor(south), math.floor(north) + 1):
-                cells.setdefault((x, y), []).append(region)
-    return {cell: tuple(regions) for cell, regions in cells.items()}
-
-
 def county_at(lat: float, lon: float) -> County | None:
     """The county holding the point, or None (at sea, abroad)."""
-    candidates = _grid().get((math.floor(lon), math.floor(lat)), ())
-    region = next((r for r in candidates if r.contains(lon, lat)), None)
+    region = boundaries.county_at(lon, lat)
     return County(region.state, county_name(region)) if region else None
 
 
