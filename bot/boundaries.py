@@ -151,3 +151,41 @@ def county_at(lon: float, lat: float) -> Region | None:
     """The county whose outline holds the point, or None (at sea, abroad)."""
     candidates = _grid().get((math.floor(lon), math.floor(lat)), ())
     return next((county for county in candidates if county.contains(lon, lat)), None)
+
+
+def _simplified(ring: Ring, tolerance: float, digits: int) -> list[list[float]]:
+    """A ring with points nearer than `tolerance` degrees to the last kept one dropped,
+    rounded to `digits` decimals; Alaska's Aleutians past the antimeridian continue it
+    westwards (lon -187, not 173), so a map never draws them across the world."""
+    kept: list[list[float]] = []
+    for index, (lon, lat) in enumerate(ring):
+        last = index == len(ring) - 1
+        if lon > 0:
+            lon -= 360
+        if kept and not last:
+            previous = kept[-1]
+            if abs(lon - previous[0]) < tolerance and abs(lat - previous[1]) < tolerance:
+                continue
+        kept.append([round(lon, digits), round(lat, digits)])
+    return kept
+
+
+def states_geojson(tolerance: float = 0.08, digits: int = 2) -> dict[str, Any]:
+    """Every state's outline as a small GeoJSON FeatureCollection (the site's base map):
+    points closer than `tolerance` degrees merged, coordinates rounded to `digits`
+    decimals (0.01° is about a kilometre), rings left with fewer than 4 points dropped."""
+    features = []
+    for code, region in sorted(states().items()):
+        polygons = []
+        for polygon in region.polygons:
+            rings = [_simplified(ring, tolerance, digits) for ring in polygon]
+            rings = [ring for ring in rings if len(ring) >= 4]
+            if rings:
+                polygons.append(rings)
+        features.append({
+            "type": "Feature",
+            "id": code,
+            "properties": {"name": region.name},
+            "geometry": {"type": "MultiPolygon", "coordinates": polygons},
+        })  # fmt: skip
+    return {"type": "FeatureCollection", "features": features}
